@@ -1,0 +1,19 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from flows import api as capture_api
+from flows import views as flow_views
+from health import views as health_views
+
+urlpatterns = [
+    path(settings.ADMIN_URL, admin.site.urls),
+    path("accounts/", include("accounts.urls")),
+    path("f/<str:public_id>/", flow_views.public_form, name="public-form"),
+    path("f/<str:public_id>/thanks/", flow_views.public_form_thanks, name="public-form-thanks"),
+    path("api/v1/contacts", capture_api.contacts_endpoint, name="api-contacts"),
+    path("healthz", health_views.healthz, name="healthz"),
+    path("w/<slug:workspace_slug>/", include("flows.urls")),
+    path("w/<slug:workspace_slug>/integrations/", include("integrations.urls")),
+    path("", include("workspaces.urls")),
+]

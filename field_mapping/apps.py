@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class FieldMappingConfig(AppConfig):
+    name = "field_mapping"

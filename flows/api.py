@@ -1,0 +1,134 @@
+"""The capture API: ``POST /api/v1/contacts`` with a workspace's bearer token.
+
+Body, one contact::
+
+    {"flow": "<flow public id>", "fields": {"email": "ada@example.com", "shoe_size": 42}}
+
+or a batch of up to ``CAPTURE_MAX_BATCH``::
+
+    {"contacts": [{"flow": "...", "fields": {...}}, ...]}
+
+Every problem is a 4xx JSON answer ``{"error": {"code", "message", "fields"?}}``;
+a batch answers per item. See README "Capture API".
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from flows.services import ItemResult, capture_token_authenticate, contacts_capture_batch
+from lib import ratelimit
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
+    response = JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="flowsync"'
+    return response
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _item_json(result: ItemResult) -> dict[str, Any]:
+    if result.contact is not None:
+        return {"index": result.index, "status": "created", "id": result.contact.pk}
+    return {"index": result.index, "status": "rejected", "code": result.code, "errors": result.errors}
+
+
+@csrf_exempt
+def contacts_endpoint(request: HttpRequest) -> JsonResponse:
+    if request.method != "POST":
+        response = _error(405, "method_not_allowed", "Use POST to submit contacts.")
+        response["Allow"] = "POST"
+        return response
+
+    ip_verdict = ratelimit.hit("api-ip", ratelimit.client_ip(request), limit=settings.RATELIMIT_API_PER_IP)
+    if not ip_verdict.allowed:
+        return _rate_limited(ip_verdict.retry_after)
+
+    auth = request.headers.get("Authorization", "")
+    scheme, _, raw_token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not raw_token.strip():
+        return _error(401, "unauthorized", "Send your workspace's capture token as 'Authorization: Bearer <token>'.")
+    token = capture_token_authenticate(raw_token.strip())
+    if token is None:
+        return _error(
+            401,
+            "unauthorized",
+            "This capture token is not valid or was rotated. Get the current one in Settings > API.",
+        )
+
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        length = 0
+    if length > settings.CAPTURE_MAX_BODY_BYTES:
+        return _error(
+            413, "body_too_large", f"The body is {length} bytes; the limit is {settings.CAPTURE_MAX_BODY_BYTES}."
+        )
+    content_type = request.content_type or ""
+    if content_type != "application/json":
+        return _error(415, "unsupported_media_type", "Send the body as JSON with 'Content-Type: application/json'.")
+    try:
+        body = json.loads(request.body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        return _error(400, "invalid_json", f"The body is not valid JSON: {str(exc)[:200]}")
+
+    if isinstance(body, dict) and "contacts" in body:
+        unknown = sorted(set(body) - {"contacts"})
+        items = body["contacts"]
+        if unknown:
+            return _error(400, "invalid", f"Unknown top-level key(s): {', '.join(map(str, unknown))[:200]}.")
+        if not isinstance(items, list) or not items:
+            return _error(400, "invalid", "'contacts' must be a non-empty list.", fields={"contacts": "must be a list"})
+        if len(items) > settings.CAPTURE_MAX_BATCH:
+            return _error(
+                413,
+                "batch_too_large",
+                f"{len(items)} contacts in one request; send at most {settings.CAPTURE_MAX_BATCH}.",
+            )
+        single = False
+    elif isinstance(body, dict):
+        items, single = [body], True
+    else:
+        return _error(400, "invalid", 'The body must be a JSON object: one contact, or {"contacts": [...]}.')
+
+    per_flow = Counter(
+        item.get("flow") for item in items if isinstance(item, dict) and isinstance(item.get("flow"), str)
+    )
+    for public_id, count in per_flow.items():
+        verdict = ratelimit.hit("api-flow", public_id[:40], limit=settings.RATELIMIT_API_PER_FLOW, cost=count)
+        if not verdict.allowed:
+            return _rate_limited(verdict.retry_after)
+
+    results = contacts_capture_batch(workspace=token.workspace, items=items)
+    if single:
+        result = results[0]
+        if result.contact is not None:
+            return JsonResponse(_item_json(result), status=201)
+        status = {"flow_not_found": 404, "flow_disabled": 409}.get(result.code, 422)
+        return _error(
+            status,
+            result.code,
+            "The contact was not stored: " + "; ".join(result.errors.values())[:500],
+            fields=result.errors,
+        )
+    created = sum(1 for r in results if r.contact is not None)
+    return JsonResponse(
+        {"created": created, "rejected": len(results) - created, "results": [_item_json(r) for r in results]},
+        status=200,
+    )
+
+
+def _rate_limited(retry_after: int) -> JsonResponse:
+    response = _error(429, "rate_limited", f"Too many requests. Try again in {retry_after} seconds.")
+    response["Retry-After"] = str(retry_after)
+    return response

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from django import forms
+
+from flows.models import CUSTOM_FIELD_TYPES, STANDARD_FIELDS, ConversionFlow, FieldType, FlowField
+
+
+class FlowCreateForm(forms.Form):
+    name = forms.CharField(max_length=120, label="Flow name", widget=forms.TextInput(attrs={"autofocus": True}))
+
+
+class FlowSettingsForm(forms.ModelForm):
+    class Meta:
+        model = ConversionFlow
+        fields = ["name", "headline", "thank_you_message", "is_enabled"]
+        labels = {"is_enabled": "Accepting submissions", "headline": "Headline shown above the form"}
+
+
+class StandardFieldForm(forms.Form):
+    key = forms.ChoiceField(label="Standard field")
+    required = forms.BooleanField(required=False)
+
+    def __init__(self, *args: object, flow: ConversionFlow, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        used = set(flow.fields.values_list("key", flat=True))
+        self.fields["key"].choices = [(k, label) for k, (label, _) in STANDARD_FIELDS.items() if k not in used]
+
+
+class CustomFieldForm(forms.Form):
+    label = forms.CharField(max_length=120)
+    key = forms.CharField(max_length=60, help_text="Lower-case letters, digits and _ (e.g. shoe_size).")
+    field_type = forms.ChoiceField(choices=[(t.value, t.label) for t in CUSTOM_FIELD_TYPES], label="Type")
+    choices = forms.CharField(required=False, help_text="For a choice field: the options, comma-separated.")
+    required = forms.BooleanField(required=False)
+
+
+class FieldEditForm(forms.Form):
+    label = forms.CharField(max_length=120)
+    required = forms.BooleanField(required=False)
+    choices = forms.CharField(required=False, help_text="Options, comma-separated.")
+
+    @classmethod
+    def for_field(cls, field: FlowField, data: object = None) -> FieldEditForm:
+        form = cls(
+            data, initial={"label": field.label, "required": field.required, "choices": ", ".join(field.choices)}
+        )
+        if field.field_type != FieldType.CHOICE:
+            del form.fields["choices"]
+        return form
+
+
+class ContactSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=254)
+    flow = forms.CharField(required=False, max_length=32)
+    cursor = forms.CharField(required=False, max_length=200)

@@ -1,0 +1,294 @@
+"""Writes for conversion flows, their fields, captured contacts and capture tokens."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from accounts.models import User
+from flows.models import (
+    CUSTOM_FIELD_TYPES,
+    STANDARD_FIELDS,
+    CaptureToken,
+    Contact,
+    ConversionFlow,
+    FieldType,
+    FlowField,
+)
+from flows.validation import FieldSpec, clean_submission, normalize_email
+from lib.tokens import hash_token, new_token
+from workspaces.models import Workspace
+from workspaces.services import audit_record
+
+_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+
+
+# --- Flows and fields ---------------------------------------------------------------
+
+
+@transaction.atomic
+def flow_create(*, workspace: Workspace, name: str, actor: User) -> ConversionFlow:
+    flow = ConversionFlow.objects.create(workspace=workspace, name=name.strip())
+    # Every flow starts with the field that identifies a contact almost everywhere.
+    flow_field_add(flow=flow, kind=FlowField.Kind.STANDARD, key="email", required=True, actor=None)
+    audit_record(workspace=workspace, actor=actor, verb="flow.created", target=flow.name)
+    return flow
+
+
+def flow_update(*, flow: ConversionFlow, actor: User, **changes: Any) -> ConversionFlow:
+    allowed = {"name", "is_enabled", "headline", "thank_you_message"}
+    changed = {k: v for k, v in changes.items() if k in allowed and getattr(flow, k) != v}
+    for key, value in changed.items():
+        setattr(flow, key, value)
+    if changed:
+        flow.save()
+        audit_record(
+            workspace=flow.workspace,
+            actor=actor,
+            verb="flow.updated",
+            target=flow.name,
+            data={"changed": sorted(changed)},
+        )
+    return flow
+
+
+def _clean_choices(choices: Sequence[str] | str | None) -> list[str]:
+    if isinstance(choices, str):
+        choices = choices.replace("\n", ",").split(",")
+    cleaned: list[str] = []
+    for choice in choices or []:
+        choice = choice.strip()
+        if choice and choice not in cleaned:
+            cleaned.append(choice[:120])
+    return cleaned
+
+
+@transaction.atomic
+def flow_field_add(
+    *,
+    flow: ConversionFlow,
+    kind: str,
+    key: str,
+    label: str = "",
+    field_type: str = "",
+    choices: Sequence[str] | str | None = None,
+    required: bool = False,
+    actor: User | None,
+) -> FlowField:
+    """Add a field. Standard fields take their label and type from the catalogue."""
+    key = (key or "").strip().lower()
+    if kind == FlowField.Kind.STANDARD:
+        if key not in STANDARD_FIELDS:
+            raise ValidationError({"key": f"'{key}' is not a standard field."})
+        default_label, field_type = STANDARD_FIELDS[key]
+        label = label.strip() or default_label
+        choices_list: list[str] = []
+    else:
+        if not _KEY_RE.match(key):
+            raise ValidationError(
+                {"key": "Use lower-case letters, digits and underscores, starting with a letter (e.g. shoe_size)."}
+            )
+        if key in STANDARD_FIELDS:
+            raise ValidationError({"key": f"'{key}' is a standard field: add it from the standard list."})
+        if field_type not in CUSTOM_FIELD_TYPES:
+            raise ValidationError({"field_type": "Pick a type: text, number, date, yes/no or choice."})
+        label = label.strip() or key.replace("_", " ").capitalize()
+        choices_list = _clean_choices(choices)
+        if field_type == FieldType.CHOICE and len(choices_list) < 2:
+            raise ValidationError({"choices": "A choice field needs at least two options, separated by commas."})
+    if flow.fields.filter(key=key).exists():
+        raise ValidationError({"key": f"This flow already has a field '{key}'."})
+    position = (flow.fields.aggregate(m=Max("position"))["m"] or 0) + 1
+    created = FlowField.objects.create(
+        flow=flow,
+        kind=kind,
+        key=key,
+        label=label[:120],
+        field_type=field_type,
+        choices=choices_list,
+        required=required,
+        position=position,
+    )
+    if actor is not None:
+        audit_record(workspace=flow.workspace, actor=actor, verb="flow.field_added", target=f"{flow.name}: {key}")
+    return created
+
+
+def flow_field_update(
+    *, field: FlowField, label: str, required: bool, choices: Sequence[str] | str | None, actor: User
+) -> FlowField:
+    field.label = label.strip()[:120] or field.label
+    field.required = required
+    if field.field_type == FieldType.CHOICE:
+        cleaned = _clean_choices(choices)
+        if len(cleaned) < 2:
+            raise ValidationError({"choices": "A choice field needs at least two options, separated by commas."})
+        field.choices = cleaned
+    field.save()
+    audit_record(
+        workspace=field.flow.workspace, actor=actor, verb="flow.field_updated", target=f"{field.flow.name}: {field.key}"
+    )
+    return field
+
+
+def flow_field_delete(*, field: FlowField, actor: User) -> None:
+    # Captured contacts keep their values for this key: only the form changes.
+    audit_record(
+        workspace=field.flow.workspace, actor=actor, verb="flow.field_removed", target=f"{field.flow.name}: {field.key}"
+    )
+    field.delete()
+
+
+@transaction.atomic
+def flow_field_move(*, field: FlowField, up: bool) -> None:
+    siblings = list(FlowField.objects.select_for_update().filter(flow_id=field.flow_id).order_by("position", "id"))
+    index = next(i for i, f in enumerate(siblings) if f.pk == field.pk)
+    other = index - 1 if up else index + 1
+    if 0 <= other < len(siblings):
+        siblings[index], siblings[other] = siblings[other], siblings[index]
+    for position, sibling in enumerate(siblings, start=1):
+        if sibling.position != position:
+            sibling.position = position
+            sibling.save(update_fields=["position"])
+
+
+# --- Capture ------------------------------------------------------------------------------
+
+
+def field_specs(flow: ConversionFlow) -> list[FieldSpec]:
+    return [
+        FieldSpec(key=f.key, label=f.label, field_type=f.field_type, required=f.required, choices=tuple(f.choices))
+        for f in flow.fields.all()
+    ]
+
+
+class CaptureRejected(Exception):
+    def __init__(self, errors: dict[str, str], code: str = "invalid") -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+        self.code = code
+
+
+def _build_contact(flow: ConversionFlow, specs: list[FieldSpec], raw: Any, source: str, from_form: bool) -> Contact:
+    if not flow.is_enabled:
+        raise CaptureRejected(
+            {"flow": f"the flow '{flow.name}' is disabled and accepts no submissions"}, "flow_disabled"
+        )
+    if not isinstance(raw, Mapping):
+        raise CaptureRejected({"fields": "must be an object of field key to value"}, "invalid")
+    data, errors = clean_submission(specs, raw, from_form=from_form)
+    if errors:
+        raise CaptureRejected(errors)
+    email = next((data[s.key] for s in specs if s.field_type == FieldType.EMAIL and s.key in data), "")
+    return Contact(workspace_id=flow.workspace_id, flow=flow, data=data, email=normalize_email(email), source=source)
+
+
+def _store(contacts: list[Contact]) -> list[Contact]:
+    # Contacts and (later) their outbox rows are written in one transaction, so a
+    # contact is never stored without being queued for the workspace's destinations.
+    with transaction.atomic():
+        return Contact.objects.bulk_create(contacts)
+
+
+def contact_capture(
+    *, flow: ConversionFlow, raw: Any, source: str = Contact.Source.FORM, from_form: bool = False
+) -> Contact:
+    """Validate and store one submission; raises :class:`CaptureRejected` and stores nothing."""
+    contact = _build_contact(flow, field_specs(flow), raw, source, from_form)
+    return _store([contact])[0]
+
+
+@dataclass
+class ItemResult:
+    index: int
+    contact: Contact | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    code: str = ""
+
+
+def contacts_capture_batch(*, workspace: Workspace, items: Sequence[Any]) -> list[ItemResult]:
+    """Capture many API items, each ``{"flow": <public id>, "fields": {...}}``.
+
+    Each item stands alone: a bad one is reported and skipped, the good ones are
+    stored together in one INSERT.
+    """
+    flow_ids = {item.get("flow") for item in items if isinstance(item, Mapping) and isinstance(item.get("flow"), str)}
+    flows = {
+        f.public_id: f
+        for f in ConversionFlow.objects.filter(workspace=workspace, public_id__in=flow_ids).prefetch_related("fields")
+    }
+    specs = {public_id: field_specs(flow) for public_id, flow in flows.items()}
+    results: list[ItemResult] = []
+    pending: list[tuple[ItemResult, Contact]] = []
+    for index, item in enumerate(items):
+        result = ItemResult(index=index)
+        results.append(result)
+        if not isinstance(item, Mapping):
+            result.errors, result.code = {"item": "must be an object with 'flow' and 'fields'"}, "invalid"
+            continue
+        unknown = sorted(set(item) - {"flow", "fields"})
+        if unknown:
+            result.errors = {str(k)[:60]: "unknown key; an item has only 'flow' and 'fields'" for k in unknown}
+            result.code = "invalid"
+            continue
+        public_id = item.get("flow")
+        flow = flows.get(public_id) if isinstance(public_id, str) else None
+        if flow is None:
+            result.errors = {"flow": "required: the public id of a flow in this workspace (see Flows > Share)"}
+            result.code = "flow_not_found" if public_id else "invalid"
+            continue
+        try:
+            pending.append(
+                (result, _build_contact(flow, specs[public_id], item.get("fields"), Contact.Source.API, False))
+            )
+        except CaptureRejected as exc:
+            result.errors, result.code = exc.errors, exc.code
+    if pending:
+        stored = _store([contact for _, contact in pending])
+        for (result, _), contact in zip(pending, stored, strict=True):
+            result.contact = contact
+    return results
+
+
+# --- Capture API tokens ----------------------------------------------------------------------
+
+TOKEN_PREFIX = "fs_"
+_TOKEN_TOUCH_EVERY = timedelta(minutes=1)
+
+
+@transaction.atomic
+def capture_token_rotate(*, workspace: Workspace, actor: User) -> str:
+    """Revoke the workspace's current token and create a new one. Returns the raw token once."""
+    now = timezone.now()
+    revoked = CaptureToken.objects.filter(workspace=workspace, revoked_at=None).update(revoked_at=now)
+    raw = new_token(TOKEN_PREFIX, 30)
+    CaptureToken.objects.create(workspace=workspace, token_hash=hash_token(raw), prefix=raw[:10], created_by=actor)
+    audit_record(
+        workspace=workspace, actor=actor, verb="api_token.rotated" if revoked else "api_token.created", target=raw[:10]
+    )
+    return raw
+
+
+def capture_token_revoke(*, workspace: Workspace, actor: User) -> None:
+    if CaptureToken.objects.filter(workspace=workspace, revoked_at=None).update(revoked_at=timezone.now()):
+        audit_record(workspace=workspace, actor=actor, verb="api_token.revoked")
+
+
+def capture_token_authenticate(raw: str) -> CaptureToken | None:
+    if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
+        return None
+    token = CaptureToken.objects.select_related("workspace").filter(token_hash=hash_token(raw), revoked_at=None).first()
+    if token is not None:
+        now = timezone.now()
+        # Write "last used" at most once a minute: not one UPDATE per API call.
+        if token.last_used_at is None or now - token.last_used_at > _TOKEN_TOUCH_EVERY:
+            CaptureToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token

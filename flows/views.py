@@ -1,0 +1,257 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from flows import selectors
+from flows.forms import (
+    ContactSearchForm,
+    CustomFieldForm,
+    FieldEditForm,
+    FlowCreateForm,
+    FlowSettingsForm,
+    StandardFieldForm,
+)
+from flows.models import Contact, ConversionFlow, FieldType, FlowField
+from flows.services import (
+    CaptureRejected,
+    capture_token_revoke,
+    capture_token_rotate,
+    contact_capture,
+    flow_create,
+    flow_field_add,
+    flow_field_delete,
+    flow_field_move,
+    flow_field_update,
+    flow_update,
+)
+from lib import ratelimit
+from workspaces.models import Role
+from workspaces.scoping import get_object_in_workspace, workspace_view
+
+
+def _form_errors(form: object, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for key, errors in exc.message_dict.items():
+            form.add_error(key if key in form.fields else None, errors)  # type: ignore[attr-defined]
+    else:
+        form.add_error(None, exc.messages)  # type: ignore[attr-defined]
+
+
+# --- Flow builder (workspace admins) ------------------------------------------------------
+
+
+@workspace_view()
+def flow_list(request: HttpRequest) -> HttpResponse:
+    flows = selectors.flows_for(workspace=request.workspace)
+    return render(request, "flows/flow_list.html", {"flows": flows, "create_form": FlowCreateForm()})
+
+
+@workspace_view(min_role=Role.ADMIN)
+def flow_create_view(request: HttpRequest) -> HttpResponse:
+    form = FlowCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        flow = flow_create(workspace=request.workspace, name=form.cleaned_data["name"], actor=request.user)
+        messages.success(request, f"Flow “{flow.name}” created. Add the fields your form needs.")
+        return redirect("flows:detail", request.workspace.slug, flow.pk)
+    return render(request, "flows/flow_create.html", {"form": form})
+
+
+def _flow_context(request: HttpRequest, flow: ConversionFlow, **extra: object) -> dict[str, object]:
+    return {
+        "flow": flow,
+        "fields": list(flow.fields.all()),
+        "standard_form": StandardFieldForm(flow=flow),
+        "custom_form": CustomFieldForm(),
+        "public_url": request.build_absolute_uri(reverse("public-form", args=[flow.public_id])),
+        **extra,
+    }
+
+
+@workspace_view()
+def flow_detail(request: HttpRequest, flow_id: int) -> HttpResponse:
+    flow = get_object_in_workspace(ConversionFlow, request.workspace, pk=flow_id)
+    form = FlowSettingsForm(request.POST or None, instance=flow)
+    if request.method == "POST" and form.is_valid():
+        flow_update(flow=flow, actor=request.user, **form.cleaned_data)
+        messages.success(request, "Flow saved.")
+        return redirect("flows:detail", request.workspace.slug, flow.pk)
+    return render(request, "flows/flow_detail.html", _flow_context(request, flow, settings_form=form))
+
+
+def _fields_response(request: HttpRequest, flow: ConversionFlow, **extra: object) -> HttpResponse:
+    """After a field change: the fields panel for htmx, the whole page otherwise."""
+    if request.htmx:
+        return render(request, "flows/flow_detail.html#fields-panel", _flow_context(request, flow, **extra))
+    if extra.get("field_error"):
+        messages.error(request, str(extra["field_error"]))
+    return redirect("flows:detail", request.workspace.slug, flow.pk)
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def field_add(request: HttpRequest, flow_id: int) -> HttpResponse:
+    flow = get_object_in_workspace(ConversionFlow, request.workspace, pk=flow_id)
+    kind = request.POST.get("kind")
+    form = (
+        StandardFieldForm(request.POST, flow=flow) if kind == FlowField.Kind.STANDARD else CustomFieldForm(request.POST)
+    )
+    error = None
+    if form.is_valid():
+        try:
+            flow_field_add(flow=flow, kind=kind or FlowField.Kind.CUSTOM, actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+    else:
+        error = " ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+    return _fields_response(request, flow, field_error=error)
+
+
+@workspace_view(min_role=Role.ADMIN)
+def field_edit(request: HttpRequest, flow_id: int, field_id: int) -> HttpResponse:
+    field = get_object_in_workspace(
+        FlowField.objects.select_related("flow"), request.workspace, pk=field_id, flow_id=flow_id
+    )
+    form = FieldEditForm.for_field(field, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            flow_field_update(
+                field=field,
+                label=form.cleaned_data["label"],
+                required=form.cleaned_data["required"],
+                choices=form.cleaned_data.get("choices"),
+                actor=request.user,
+            )
+            messages.success(request, f"Field “{field.label}” saved.")
+            return redirect("flows:detail", request.workspace.slug, flow_id)
+        except ValidationError as exc:
+            _form_errors(form, exc)
+    return render(request, "flows/field_edit.html", {"field": field, "form": form, "flow": field.flow})
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def field_delete(request: HttpRequest, flow_id: int, field_id: int) -> HttpResponse:
+    field = get_object_in_workspace(
+        FlowField.objects.select_related("flow"), request.workspace, pk=field_id, flow_id=flow_id
+    )
+    flow_field_delete(field=field, actor=request.user)
+    return _fields_response(request, field.flow)
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def field_move(request: HttpRequest, flow_id: int, field_id: int) -> HttpResponse:
+    field = get_object_in_workspace(
+        FlowField.objects.select_related("flow"), request.workspace, pk=field_id, flow_id=flow_id
+    )
+    flow_field_move(field=field, up=request.POST.get("direction") == "up")
+    return _fields_response(request, field.flow)
+
+
+# --- Contacts --------------------------------------------------------------------------------
+
+
+@workspace_view()
+def contact_list(request: HttpRequest) -> HttpResponse:
+    form = ContactSearchForm(request.GET)
+    form.is_valid()
+    params = form.cleaned_data
+    page = selectors.contacts_page(
+        workspace=request.workspace,
+        q=params.get("q", ""),
+        flow_public_id=params.get("flow", ""),
+        cursor=params.get("cursor", ""),
+        size=settings.CONTACTS_PAGE_SIZE,
+    )
+    context = {
+        "page": page,
+        "q": params.get("q", ""),
+        "flow_filter": params.get("flow", ""),
+        "flows": selectors.flows_for(workspace=request.workspace),
+        "is_first_page": not params.get("cursor"),
+    }
+    template = (
+        "flows/contact_list.html#contact-rows"
+        if request.htmx and not request.htmx.boosted
+        else "flows/contact_list.html"
+    )
+    return render(request, template, context)
+
+
+@workspace_view()
+def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
+    contact = get_object_in_workspace(Contact.objects.select_related("flow"), request.workspace, pk=contact_id)
+    labels = {f.key: f.label for f in contact.flow.fields.all()}
+    values = [(labels.get(key, key), key, value) for key, value in contact.data.items()]
+    return render(request, "flows/contact_detail.html", {"contact": contact, "values": values})
+
+
+# --- Capture API token (Settings > API) ---------------------------------------------------------
+
+
+@workspace_view(min_role=Role.ADMIN)
+def api_settings(request: HttpRequest) -> HttpResponse:
+    raw_token = None
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            capture_token_revoke(workspace=request.workspace, actor=request.user)
+            messages.success(request, "The capture token was revoked. API calls with it now get 401.")
+            return redirect("flows:api-settings", request.workspace.slug)
+        raw_token = capture_token_rotate(workspace=request.workspace, actor=request.user)
+    context = {
+        "token": selectors.active_capture_token(workspace=request.workspace),
+        "raw_token": raw_token,
+        "flows": selectors.flows_for(workspace=request.workspace),
+        "api_url": request.build_absolute_uri(reverse("api-contacts")),
+    }
+    return render(request, "flows/api_settings.html", context)
+
+
+# --- Public form page (no login) ------------------------------------------------------------------
+
+
+def public_form(request: HttpRequest, public_id: str) -> HttpResponse:
+    flow = get_object_or_404(ConversionFlow.objects.prefetch_related("fields"), public_id=public_id)
+    if not flow.is_enabled:
+        return render(request, "flows/public_closed.html", {"flow": flow}, status=410)
+    fields = list(flow.fields.all())
+    values: dict[str, object] = {}
+    errors: dict[str, str] = {}
+    status = 200
+    if request.method == "POST":
+        verdicts = [
+            ratelimit.hit("form-ip", ratelimit.client_ip(request), limit=settings.RATELIMIT_FORM_PER_IP),
+            ratelimit.hit("form-flow", flow.public_id, limit=settings.RATELIMIT_FORM_PER_FLOW),
+        ]
+        blocked = next((v for v in verdicts if not v.allowed), None)
+        if blocked:
+            response = render(
+                request, "flows/public_rate_limited.html", {"flow": flow, "retry": blocked.retry_after}, status=429
+            )
+            response["Retry-After"] = str(blocked.retry_after)
+            return response
+        values = {key: request.POST.get(key) for key in request.POST if key != "csrfmiddlewaretoken"}
+        try:
+            contact_capture(flow=flow, raw=values, source=Contact.Source.FORM, from_form=True)
+            return redirect("public-form-thanks", flow.public_id)
+        except CaptureRejected as exc:
+            errors, status = exc.errors, 400
+    rows = [{"field": f, "value": values.get(f.key, ""), "error": errors.get(f.key)} for f in fields]
+    stray = {k: v for k, v in errors.items() if k not in {f.key for f in fields}}
+    return render(
+        request,
+        "flows/public_form.html",
+        {"flow": flow, "rows": rows, "stray_errors": stray, "FieldType": FieldType},
+        status=status,
+    )
+
+
+def public_form_thanks(request: HttpRequest, public_id: str) -> HttpResponse:
+    flow = get_object_or_404(ConversionFlow, public_id=public_id)
+    return render(request, "flows/public_thanks.html", {"flow": flow})

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class SyncLogsConfig(AppConfig):
+    name = "sync_logs"

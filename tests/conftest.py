@@ -1,0 +1,118 @@
+"""Shared fixtures: three personas in two workspaces, present in every test module.
+
+- alice: owner of workspace A
+- bob: viewer of workspace A
+- charlie: admin of workspace B only (the "other tenant")
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from workspaces.models import Role
+
+# Playwright's sync API keeps an event loop in the test thread; the ORM must not mind.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    db = settings.DATABASES["default"]
+    engine = "PostgreSQL" if "postgresql" in db["ENGINE"] else "SQLite"
+    broker = "Redis" if settings.CELERY_BROKER_URL.startswith("redis") else settings.CELERY_BROKER_URL
+    return [f"flowsync: database {engine} ({db.get('HOST') or db['NAME']}), broker {broker}"]
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings) -> None:
+    # A fast hasher: the tests create many users and never need a strong hash.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Rate-limit counters live in the cache: each test gets an empty one of its own
+    # (tests/flows/test_ratelimit.py checks the same counters on the real Redis).
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(uuid.uuid4())}
+    }
+
+
+@pytest.fixture
+def workspace_a(db):
+    return WorkspaceFactory(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def workspace_b(db):
+    return WorkspaceFactory(name="Bravo", slug="bravo")
+
+
+@pytest.fixture
+def alice(workspace_a):
+    user = UserFactory(email="alice@example.com", name="Alice")
+    MembershipFactory(workspace=workspace_a, user=user, role=Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def bob(workspace_a):
+    user = UserFactory(email="bob@example.com", name="Bob")
+    MembershipFactory(workspace=workspace_a, user=user, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def charlie(workspace_b):
+    user = UserFactory(email="charlie@example.com", name="Charlie")
+    MembershipFactory(workspace=workspace_b, user=user, role=Role.ADMIN)
+    return user
+
+
+def _client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice) -> Client:
+    return _client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob) -> Client:
+    return _client_for(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie) -> Client:
+    return _client_for(charlie)
+
+
+# --- Browser tests: Debian's Chromium, launched by pytest-playwright ---------------------
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium not found at {CHROMIUM}: CI must install it (apt-get install chromium)")
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "headless": True,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }

@@ -1,0 +1,98 @@
+"""Walk every URL under /w/<workspace_slug>/ as each persona.
+
+A new workspace view is covered automatically; a new URL parameter must be
+added to ``url_kwargs`` below, or this test fails and says which.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests.factories import ContactFactory, make_flow
+from workspaces.models import Invitation, Membership, Role
+
+pytestmark = pytest.mark.django_db
+PREFIX = "w/<slug:workspace_slug>/"
+
+
+def _walk(patterns, prefix=""):
+    for entry in patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            yield from _walk(entry.url_patterns, route)
+        elif isinstance(entry, URLPattern):
+            yield route, entry.callback
+
+
+WORKSPACE_ROUTES = [(route, view) for route, view in _walk(get_resolver().url_patterns) if route.startswith(PREFIX)]
+
+
+@pytest.fixture
+def url_kwargs(workspace_a, alice, bob):
+    from django.utils import timezone
+
+    flow = make_flow(workspace_a)
+    contact = ContactFactory(flow=flow)
+    invitation = Invitation.objects.create(
+        workspace=workspace_a, email="new@example.com", token_hash="x" * 64, expires_at=timezone.now()
+    )
+    return {
+        "workspace_slug": workspace_a.slug,
+        "flow_id": flow.pk,
+        "field_id": flow.fields.first().pk,
+        "contact_id": contact.pk,
+        "membership_id": Membership.objects.get(user=bob).pk,
+        "invitation_id": invitation.pk,
+    }
+
+
+def _path(route: str, kwargs: dict) -> str:
+    def fill(match: re.Match) -> str:
+        name = match.group(2)
+        assert name in kwargs, f"tests/test_tenant_isolation.py: add a value for URL parameter <{name}>"
+        return str(kwargs[name])
+
+    return "/" + re.sub(r"<(?:(\w+):)?(\w+)>", fill, route)
+
+
+def test_there_are_workspace_routes():
+    assert len(WORKSPACE_ROUTES) >= 15
+
+
+@pytest.mark.parametrize(("route", "view"), WORKSPACE_ROUTES, ids=[r for r, _ in WORKSPACE_ROUTES])
+def test_every_workspace_view_goes_through_the_scoping_helper(route, view):
+    assert hasattr(view, "workspace_min_role"), f"{route} is not wrapped in @workspace_view"
+
+
+@pytest.mark.parametrize(("route", "view"), WORKSPACE_ROUTES, ids=[r for r, _ in WORKSPACE_ROUTES])
+def test_member_of_another_workspace_gets_404(route, view, url_kwargs, charlie_client):
+    path = _path(route, url_kwargs)
+    assert charlie_client.get(path).status_code == 404, path
+    assert charlie_client.post(path, {"name": "x", "role": "viewer"}).status_code == 404, path
+
+
+@pytest.mark.parametrize(("route", "view"), WORKSPACE_ROUTES, ids=[r for r, _ in WORKSPACE_ROUTES])
+def test_viewer_gets_403_on_every_write(route, view, url_kwargs, bob_client):
+    path = _path(route, url_kwargs)
+    assert bob_client.post(path, {"name": "x", "role": "owner", "email": "z@example.com"}).status_code == 403, path
+    expected_get = 403 if view.workspace_min_role == Role.ADMIN else 200
+    assert bob_client.get(path).status_code in {expected_get, 405}, path
+
+
+@pytest.mark.parametrize(("route", "view"), WORKSPACE_ROUTES, ids=[r for r, _ in WORKSPACE_ROUTES])
+def test_owner_can_open_every_page(route, view, url_kwargs, alice_client):
+    path = _path(route, url_kwargs)
+    assert alice_client.get(path).status_code in {200, 405}, path
+
+
+@pytest.mark.parametrize(("route", "view"), WORKSPACE_ROUTES, ids=[r for r, _ in WORKSPACE_ROUTES])
+def test_anonymous_is_sent_to_login(route, view, url_kwargs, client):
+    response = client.get(_path(route, url_kwargs))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_unknown_workspace_is_404_like_a_foreign_one(alice_client):
+    assert alice_client.get("/w/does-not-exist/flows/").status_code == 404
