@@ -1,8 +1,6 @@
-"""The Celery app and the beat schedule.
-
-Every periodic task is named here, in one place, with an ``expires`` so that a
-beat tick that nobody picks up in time is dropped rather than piling up.
-"""
+"""The Celery app. Its configuration, beat schedule included, is the CELERY_*
+settings in config/settings.py, so that it is read from the environment like
+everything else."""
 
 import os
 
@@ -13,11 +11,3 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("flowsync")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-app.conf.beat_schedule = {
-    "health-heartbeat": {
-        "task": "health.tasks.heartbeat_task",
-        "schedule": 60.0,
-        "options": {"expires": 55},
-    },
-}

@@ -115,6 +115,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = env_str("CELERY_BEAT_SCHEDULE_FILENAME", str(VAR_DIR / "celerybeat-schedule"))
 CELERY_TIMEZONE = "UTC"
+# Every periodic task, in one place. Each has an ``expires`` so that a tick nobody
+# picks up in time is dropped rather than piling up behind a stopped worker.
+HEARTBEAT_SECONDS = env_int("HEARTBEAT_SECONDS", 60)
+CELERY_BEAT_SCHEDULE = {
+    "health-heartbeat": {
+        "task": "health.tasks.heartbeat_task",
+        "schedule": float(HEARTBEAT_SECONDS),
+        "options": {"expires": max(HEARTBEAT_SECONDS - 5, 1)},
+    },
+}
 
 # --- Auth -----------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

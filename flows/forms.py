@@ -9,11 +9,18 @@ class FlowCreateForm(forms.Form):
     name = forms.CharField(max_length=120, label="Flow name", widget=forms.TextInput(attrs={"autofocus": True}))
 
 
-class FlowSettingsForm(forms.ModelForm):
-    class Meta:
-        model = ConversionFlow
-        fields = ["name", "headline", "thank_you_message", "is_enabled"]
-        labels = {"is_enabled": "Accepting submissions", "headline": "Headline shown above the form"}
+class FlowSettingsForm(forms.Form):
+    # A plain Form, not a ModelForm: validating must not change the flow in memory,
+    # so that flow_update() sees (and audits) what really changed.
+    name = forms.CharField(max_length=120)
+    headline = forms.CharField(max_length=200, required=False, label="Headline shown above the form")
+    thank_you_message = forms.CharField(max_length=500)
+    is_enabled = forms.BooleanField(required=False, label="Accepting submissions")
+
+    @classmethod
+    def for_flow(cls, flow: ConversionFlow, data: object = None) -> FlowSettingsForm:
+        fields = ("name", "headline", "thank_you_message", "is_enabled")
+        return cls(data, initial={name: getattr(flow, name) for name in fields})
 
 
 class StandardFieldForm(forms.Form):
@@ -29,7 +36,11 @@ class StandardFieldForm(forms.Form):
 class CustomFieldForm(forms.Form):
     label = forms.CharField(max_length=120)
     key = forms.CharField(max_length=60, help_text="Lower-case letters, digits and _ (e.g. shoe_size).")
-    field_type = forms.ChoiceField(choices=[(t.value, t.label) for t in CUSTOM_FIELD_TYPES], label="Type")
+    field_type = forms.ChoiceField(
+        choices=[(t.value, t.label) for t in CUSTOM_FIELD_TYPES],
+        label="Type",
+        widget=forms.Select(attrs={"id": "cf-type"}),
+    )
     choices = forms.CharField(required=False, help_text="For a choice field: the options, comma-separated.")
     required = forms.BooleanField(required=False)
 

@@ -76,7 +76,7 @@ def _flow_context(request: HttpRequest, flow: ConversionFlow, **extra: object) -
 @workspace_view()
 def flow_detail(request: HttpRequest, flow_id: int) -> HttpResponse:
     flow = get_object_in_workspace(ConversionFlow, request.workspace, pk=flow_id)
-    form = FlowSettingsForm(request.POST or None, instance=flow)
+    form = FlowSettingsForm.for_flow(flow, request.POST or None)
     if request.method == "POST" and form.is_valid():
         flow_update(flow=flow, actor=request.user, **form.cleaned_data)
         messages.success(request, "Flow saved.")

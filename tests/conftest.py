@@ -116,3 +116,105 @@ def browser_type_launch_args(browser_type_launch_args):
             "--no-first-run",
         ],
     }
+
+
+# --- A real Celery worker process -----------------------------------------------------------
+
+
+def _database_url_for_subprocess() -> str:
+    """The URL of the database this test run uses (the test database, not the dev one)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if "sqlite" in db["ENGINE"]:
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """``celery worker`` in a subprocess on a queue of its own, so no other worker on
+    the machine (a developer's ./run, a helper's test run) can take its tasks."""
+
+    def __init__(self, tmp_path, *, beat: bool = False, concurrency: int = 1, extra_env: dict | None = None):
+        import subprocess
+        import sys
+
+        from django.conf import settings as dj_settings
+
+        self.queue = f"test-{uuid.uuid4().hex[:12]}"
+        self.log_path = tmp_path / f"{self.queue}.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url_for_subprocess(),
+            "CELERY_QUEUE": self.queue,
+            "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / f"{self.queue}-beat"),
+            "DB_CONN_MAX_AGE": "0",
+            **(extra_env or {}),
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            self.queue,
+            "-n",
+            f"{self.queue}@%h",
+            f"--concurrency={concurrency}",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        if beat:
+            command.append("-B")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, cwd=dj_settings.BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 30) -> None:
+        import signal
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path):
+    """Start real Celery workers for a test; they are stopped when it ends."""
+    started: list[WorkerProcess] = []
+
+    def start(**kwargs) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path, **kwargs)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate, *, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {message}")

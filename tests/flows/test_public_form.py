@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+
+from flows.models import Contact
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_renders_every_field(client, flow):
+    response = client.get(f"/f/{flow.public_id}/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    for key in ("email", "first_name", "age", "birthday", "vip", "size", "phone"):
+        assert f'name="{key}"' in html
+
+
+def test_a_valid_submission_stores_a_contact(client, flow):
+    response = client.post(
+        f"/f/{flow.public_id}/",
+        {"email": "Ada@Example.com", "first_name": "Ada", "age": "36", "vip": "on", "size": "M", "birthday": ""},
+    )
+    assert response.status_code == 302 and response["Location"] == f"/f/{flow.public_id}/thanks/"
+    contact = Contact.objects.get()
+    assert contact.email == "ada@example.com" and contact.source == Contact.Source.FORM
+    assert contact.data == {"email": "Ada@Example.com", "first_name": "Ada", "age": 36, "vip": True, "size": "M"}
+    assert "Thanks" in client.get(response["Location"]).content.decode()
+
+
+def test_invalid_submission_shows_errors_keeps_values_and_stores_nothing(client, flow):
+    response = client.post(f"/f/{flow.public_id}/", {"email": "ada@", "first_name": "Ada", "age": "ten"})
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "not a valid email" in html and "&#x27;ten&#x27; is not a number" in html
+    assert 'value="Ada"' in html
+    assert Contact.objects.count() == 0
+
+
+def test_unknown_posted_field_is_named(client, flow):
+    response = client.post(f"/f/{flow.public_id}/", {"email": "a@b.co", "injected": "x"})
+    assert response.status_code == 400 and "unknown field &#x27;injected&#x27;" in response.content.decode()
+    assert Contact.objects.count() == 0
+
+
+def test_disabled_flow_is_closed(client, flow):
+    flow.is_enabled = False
+    flow.save()
+    assert client.get(f"/f/{flow.public_id}/").status_code == 410
+    assert client.post(f"/f/{flow.public_id}/", {"email": "a@b.co"}).status_code == 410
+    assert Contact.objects.count() == 0
+
+
+def test_unknown_flow_is_404(client):
+    assert client.get("/f/doesnotexist/").status_code == 404
+
+
+def test_rate_limited_per_ip(client, flow, settings):
+    settings.RATELIMIT_FORM_PER_IP = 2
+    statuses = [client.post(f"/f/{flow.public_id}/", {"email": f"u{i}@b.co"}).status_code for i in range(3)]
+    assert statuses == [302, 302, 429]
+    assert Contact.objects.count() == 2
+
+
+def test_rate_limited_per_flow_across_ips(client, flow, settings):
+    settings.RATELIMIT_FORM_PER_FLOW = 1
+    assert client.post(f"/f/{flow.public_id}/", {"email": "a@b.co"}, REMOTE_ADDR="10.0.0.1").status_code == 302
+    assert client.post(f"/f/{flow.public_id}/", {"email": "b@b.co"}, REMOTE_ADDR="10.0.0.2").status_code == 429
+
+
+def test_the_form_is_csrf_protected(flow):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    assert strict.post(f"/f/{flow.public_id}/", {"email": "a@b.co"}).status_code == 403
+    page = strict.get(f"/f/{flow.public_id}/")
+    token = page.context["csrf_token"]
+    assert (
+        strict.post(f"/f/{flow.public_id}/", {"email": "a@b.co", "csrfmiddlewaretoken": str(token)}).status_code == 302
+    )

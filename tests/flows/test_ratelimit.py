@@ -1,0 +1,40 @@
+"""The rate-limit counters on the real shared cache (Redis) when the run has one."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.conf import settings as django_settings
+
+from lib import ratelimit
+
+
+@pytest.fixture
+def redis_cache(settings):
+    if not django_settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set (CI sets it)")
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": django_settings.REDIS_URL}
+    }
+
+
+def test_counts_are_shared_and_limited_on_redis(redis_cache):
+    ident = uuid.uuid4().hex
+    verdicts = [ratelimit.hit("test", ident, limit=3).allowed for _ in range(4)]
+    assert verdicts == [True, True, True, False]
+    assert 0 < ratelimit.hit("test", ident, limit=3).retry_after <= 60
+
+
+def test_cost_counts_a_batch(redis_cache):
+    ident = uuid.uuid4().hex
+    assert ratelimit.hit("test", ident, limit=10, cost=8).allowed
+    assert not ratelimit.hit("test", ident, limit=10, cost=3).allowed
+
+
+def test_zero_means_no_limit():
+    assert all(ratelimit.hit("test", "x", limit=0).allowed for _ in range(5))
+
+
+def test_junk_identifiers_are_hashed(settings):
+    assert ratelimit.hit("test", "ü \n" * 50, limit=1).allowed

@@ -1,0 +1,116 @@
+"""docker-compose.yml cannot run here, so check what it sets is what the app reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+PROVIDED = {"SECRET_KEY": "k" * 50, "POSTGRES_PASSWORD": "pw", "ALLOWED_HOSTS": "flowsync.example.com"}
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} forms."""
+
+    def sub(match: re.Match) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise AssertionError(f"compose would refuse to start: {arg}")
+        return arg or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", sub, value)
+
+
+def _service_env(service: str, env: dict[str, str]) -> dict[str, str]:
+    raw = COMPOSE["services"][service]["environment"]
+    return {key: _interpolate(str(value), env) for key, value in raw.items()}
+
+
+def _settings_in_subprocess(env: dict[str, str]) -> dict:
+    code = (
+        "import json, django; django.setup(); from django.conf import settings as s;"
+        "print(json.dumps({'DEBUG': s.DEBUG, 'ENGINE': s.DATABASES['default']['ENGINE'],"
+        "'DB_HOST': s.DATABASES['default']['HOST'], 'DB_NAME': s.DATABASES['default']['NAME'],"
+        "'BROKER': s.CELERY_BROKER_URL, 'CACHE': s.CACHES['default']['BACKEND'], 'HOSTS': s.ALLOWED_HOSTS,"
+        "'SECURE_COOKIES': s.SESSION_COOKIE_SECURE and s.CSRF_COOKIE_SECURE, 'HSTS': s.SECURE_HSTS_SECONDS,"
+        "'SSL_REDIRECT': s.SECURE_SSL_REDIRECT, 'PROXY': s.SECURE_PROXY_SSL_HEADER, 'SECRET': s.SECRET_KEY,"
+        "'STATIC': s.STORAGES['staticfiles']['BACKEND'], 'EMAIL': s.EMAIL_BACKEND}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG"))}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("service", ["web", "worker", "beat", "migrate"])
+def test_compose_settings_are_read_by_the_app(service):
+    values = _settings_in_subprocess(_service_env(service, PROVIDED))
+    assert values["DEBUG"] is False
+    assert values["ENGINE"] == "django.db.backends.postgresql"
+    assert (values["DB_HOST"], values["DB_NAME"]) == ("postgres", "flowsync")
+    assert values["BROKER"] == "redis://redis:6379/0"
+    assert values["CACHE"] == "django.core.cache.backends.redis.RedisCache"
+    assert values["HOSTS"] == ["flowsync.example.com"]
+    assert values["SECURE_COOKIES"] is True and values["HSTS"] >= 31536000 and values["SSL_REDIRECT"] is True
+    assert values["PROXY"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert values["SECRET"] == PROVIDED["SECRET_KEY"]
+    assert values["STATIC"].startswith("whitenoise.")
+    assert values["EMAIL"] == "django.core.mail.backends.smtp.EmailBackend"
+
+
+def test_compose_refuses_to_start_without_secrets():
+    with pytest.raises(AssertionError, match="set SECRET_KEY"):
+        _service_env("web", {"POSTGRES_PASSWORD": "pw"})
+
+
+def test_compose_has_the_production_shape():
+    services = COMPOSE["services"]
+    assert {"web", "worker", "beat", "postgres", "redis"} <= set(services)
+    assert "gunicorn" in (ROOT / "Dockerfile").read_text()
+    assert services["worker"]["command"][:4] == ["celery", "-A", "config", "worker"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]
+    assert services["postgres"]["environment"]["POSTGRES_DB"] == "flowsync"
+
+
+def test_development_defaults_need_no_server():
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    code = (
+        "import json, django; django.setup(); from django.conf import settings as s;"
+        "print(json.dumps([s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.SESSION_COOKIE_SECURE]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout) == [False, "django.db.backends.sqlite3", "filesystem://", False]
+
+
+def test_a_typo_in_a_boolean_is_refused():
+    out = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "ture"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0 and "DEBUG='ture' is not a boolean" in out.stderr
