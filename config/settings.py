@@ -193,6 +193,8 @@ ADMIN_URL = env_str("ADMIN_URL", "admin/")
 CAPTURE_MAX_BATCH = env_int("CAPTURE_MAX_BATCH", 1000)
 CAPTURE_MAX_BODY_BYTES = env_int("CAPTURE_MAX_BODY_BYTES", 5 * 1024 * 1024)
 CAPTURE_MAX_VALUE_LENGTH = env_int("CAPTURE_MAX_VALUE_LENGTH", 2000)
+# How stale the capture API may see a token or a flow definition (0 = always read the database).
+CAPTURE_CACHE_SECONDS = env_int("CAPTURE_CACHE_SECONDS", 5)
 # Requests per minute; 0 disables a limit (the capture benchmark does that).
 RATELIMIT_FORM_PER_IP = env_int("RATELIMIT_FORM_PER_IP", 30)
 RATELIMIT_FORM_PER_FLOW = env_int("RATELIMIT_FORM_PER_FLOW", 600)

@@ -33,6 +33,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def _test_settings(settings) -> None:
     # A fast hasher: the tests create many users and never need a strong hash.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Tests change flows and tokens between requests: no staleness (test_capture_cache.py covers it).
+    settings.CAPTURE_CACHE_SECONDS = 0
     # Rate-limit counters live in the cache: each test gets an empty one of its own
     # (tests/flows/test_ratelimit.py checks the same counters on the real Redis).
     settings.CACHES = {
