@@ -196,6 +196,32 @@ USE_TZ = True
 
 ADMIN_URL = env_str("ADMIN_URL", "admin/")
 
+# --- Secrets at rest (lib/crypto.py) -------------------------------------------------------
+# Comma-separated Fernet keys, newest first. Empty in development: derived from SECRET_KEY.
+FLOWSYNC_ENCRYPTION_KEYS = [k.strip() for k in env_secret("FLOWSYNC_ENCRYPTION_KEYS", "").split(",") if k.strip()]
+
+# --- Destinations --------------------------------------------------------------------------
+# Base URLs are settings so the app, the tests and the benchmarks can point at the emulator.
+ITERABLE_US_BASE_URL = env_str("ITERABLE_US_BASE_URL", "https://api.iterable.com").rstrip("/")
+ITERABLE_EU_BASE_URL = env_str("ITERABLE_EU_BASE_URL", "https://api.eu.iterable.com").rstrip("/")
+DESTINATION_TIMEOUT_SECONDS = env_int("DESTINATION_TIMEOUT_SECONDS", 30)
+DESTINATION_MAX_RETRIES = env_int("DESTINATION_MAX_RETRIES", 3)
+# How long one call may wait in total for rate-limit (429) backoff before giving up for now.
+DESTINATION_MAX_RATE_WAIT_SECONDS = env_int("DESTINATION_MAX_RATE_WAIT_SECONDS", 120)
+# OAuth for Iterable: off unless a deployment has an authorization server (a broker or partner access).
+ITERABLE_OAUTH_AUTHORIZE_URL = env_str("ITERABLE_OAUTH_AUTHORIZE_URL", "")
+ITERABLE_OAUTH_TOKEN_URL = env_str("ITERABLE_OAUTH_TOKEN_URL", "")
+ITERABLE_OAUTH_CLIENT_ID = env_str("ITERABLE_OAUTH_CLIENT_ID", "")
+ITERABLE_OAUTH_CLIENT_SECRET = env_secret("ITERABLE_OAUTH_CLIENT_SECRET", "")
+ITERABLE_OAUTH_SCOPES = env_str("ITERABLE_OAUTH_SCOPES", "users:write users:read")
+ITERABLE_OAUTH_REGION = env_str("ITERABLE_OAUTH_REGION", "us")
+ITERABLE_OAUTH_ENABLED = bool(
+    ITERABLE_OAUTH_AUTHORIZE_URL
+    and ITERABLE_OAUTH_TOKEN_URL
+    and ITERABLE_OAUTH_CLIENT_ID
+    and ITERABLE_OAUTH_CLIENT_SECRET
+)
+
 # --- Capture limits (public form page and capture API) ---------------------------------
 CAPTURE_MAX_BATCH = env_int("CAPTURE_MAX_BATCH", 1000)
 CAPTURE_MAX_BODY_BYTES = env_int("CAPTURE_MAX_BODY_BYTES", 5 * 1024 * 1024)
@@ -215,7 +241,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_secrets": {"()": "lib.logredact.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.server": {"level": "WARNING"}},
 }

@@ -5,6 +5,7 @@ from django.urls import include, path
 from flows import api as capture_api
 from flows import views as flow_views
 from health import views as health_views
+from integrations import views as integration_views
 
 urlpatterns = [
     path(settings.ADMIN_URL, admin.site.urls),
@@ -13,6 +14,7 @@ urlpatterns = [
     path("f/<str:public_id>/thanks/", flow_views.public_form_thanks, name="public-form-thanks"),
     path("api/v1/contacts", capture_api.contacts_endpoint, name="api-contacts"),
     path("healthz", health_views.healthz, name="healthz"),
+    path("integrations/oauth/<slug:kind>/callback/", integration_views.oauth_callback, name="oauth-callback"),
     path("w/<slug:workspace_slug>/", include("flows.urls")),
     path("w/<slug:workspace_slug>/integrations/", include("integrations.urls")),
     path("", include("workspaces.urls")),

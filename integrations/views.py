@@ -1,18 +1,199 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from workspaces.scoping import workspace_view
+from integrations import oauth, selectors
+from integrations.forms import ConnectKeyForm, OAuthStartForm
+from integrations.models import Integration
+from integrations.services import (
+    ConnectError,
+    ConnectRequest,
+    integration_connect_api_key,
+    integration_connect_oauth,
+    integration_disconnect,
+    integration_reverify,
+)
+from workspaces.models import Role
+from workspaces.scoping import get_membership, workspace_view
 
-# The destinations Flowsync can push contacts to; connecting them arrives with
-# the Iterable connection issue, this page already lists them.
+# Tiles on the Integrations page, in order. Only Iterable can be connected so far.
 DESTINATIONS = [
-    {"kind": "iterable", "name": "Iterable", "blurb": "Create and update Iterable users from your flows."},
-    {"kind": "customerio", "name": "Customer.io", "blurb": "Identify people in Customer.io from your flows."},
+    {
+        "kind": "iterable",
+        "name": "Iterable",
+        "blurb": "Create and update Iterable users from your flows.",
+        "available": True,
+    },
+    {
+        "kind": "customerio",
+        "name": "Customer.io",
+        "blurb": "Identify people in Customer.io from your flows.",
+        "available": False,
+    },
 ]
+WIZARD_STEPS = [("connect", "Connect"), ("mapping", "Field mapping"), ("frequency", "Sync frequency")]
+OAUTH_SESSION_KEY = "oauth_iterable"
+
+
+def _destination(kind: str) -> dict:
+    found = next((d for d in DESTINATIONS if d["kind"] == kind and d["available"]), None)
+    if found is None:
+        raise Http404("No such destination")
+    return found
+
+
+def _oauth_context() -> dict:
+    return {
+        "oauth_enabled": settings.ITERABLE_OAUTH_ENABLED,
+        "oauth_disabled_reason": (
+            "Iterable does not offer OAuth to third-party apps. This deployment has no OAuth broker configured "
+            "(ITERABLE_OAUTH_* settings), so connect with an API key."
+        ),
+    }
 
 
 @workspace_view()
 def integration_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "integrations/list.html", {"destinations": DESTINATIONS})
+    by_kind = {i.kind: i for i in selectors.integrations_for(workspace=request.workspace)}
+    tiles = [{**d, "integration": by_kind.get(d["kind"])} for d in DESTINATIONS]
+    return render(request, "integrations/list.html", {"tiles": tiles})
+
+
+@workspace_view()
+def integration_detail(request: HttpRequest, kind: str) -> HttpResponse:
+    destination = _destination(kind)
+    integration = selectors.integration_by_kind(workspace=request.workspace, kind=kind)
+    if integration is None or integration.status == Integration.Status.DISCONNECTED:
+        return redirect("integrations:connect", request.workspace.slug, kind)
+    context = {"destination": destination, "integration": integration, "steps": WIZARD_STEPS, "step": "connect"}
+    return render(request, "integrations/detail.html", context)
+
+
+@workspace_view(min_role=Role.ADMIN)
+def integration_connect(request: HttpRequest, kind: str) -> HttpResponse:
+    destination = _destination(kind)
+    integration = selectors.integration_by_kind(workspace=request.workspace, kind=kind)
+    form = ConnectKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            integration = integration_connect_api_key(
+                workspace=request.workspace, actor=request.user, request=ConnectRequest(**form.cleaned_data)
+            )
+        except ConnectError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(
+                request, f"Connected to Iterable ({integration.masked_key}, {integration.region.upper()})."
+            )
+            return redirect("integrations:detail", request.workspace.slug, kind)
+    context = {
+        "destination": destination,
+        "integration": integration,
+        "form": form,
+        "oauth_form": OAuthStartForm(),
+        "steps": WIZARD_STEPS,
+        "step": "connect",
+        **_oauth_context(),
+    }
+    return render(request, "integrations/connect.html", context, status=400 if form.errors else 200)
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def integration_reverify_view(request: HttpRequest, kind: str) -> HttpResponse:
+    integration = _connected(request, kind)
+    if integration_reverify(integration=integration, actor=request.user):
+        messages.success(request, "The connection works: Iterable accepted the credentials.")
+    else:
+        messages.error(request, integration.error_message)
+    return redirect("integrations:detail", request.workspace.slug, kind)
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def integration_disconnect_view(request: HttpRequest, kind: str) -> HttpResponse:
+    integration = _connected(request, kind)
+    integration_disconnect(integration=integration, actor=request.user)
+    messages.success(request, "Disconnected. The credentials were deleted; the sync history is kept.")
+    return redirect("integrations:list", request.workspace.slug)
+
+
+def _connected(request: HttpRequest, kind: str) -> Integration:
+    _destination(kind)
+    integration = selectors.integration_by_kind(workspace=request.workspace, kind=kind)
+    if integration is None or not integration.is_connected:
+        raise Http404("Not connected")
+    return integration
+
+
+# --- OAuth ---------------------------------------------------------------------------------------
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def oauth_start(request: HttpRequest, kind: str) -> HttpResponse:
+    _destination(kind)
+    if not settings.ITERABLE_OAUTH_ENABLED:
+        messages.error(request, _oauth_context()["oauth_disabled_reason"])
+        return redirect("integrations:connect", request.workspace.slug, kind)
+    form = OAuthStartForm(request.POST)
+    project_type = form.cleaned_data["project_type"] if form.is_valid() else Integration.ProjectType.HYBRID
+    redirect_uri = request.build_absolute_uri(reverse("oauth-callback", args=[kind]))
+    url, state, verifier = oauth.authorization_request(redirect_uri)
+    # SECURITY: state and verifier live in this user's session only, bound to the workspace.
+    request.session[OAUTH_SESSION_KEY] = {
+        "state": state,
+        "verifier": verifier,
+        "workspace": request.workspace.slug,
+        "project_type": project_type,
+        "redirect_uri": redirect_uri,
+    }
+    return redirect(url)
+
+
+@login_required
+def oauth_callback(request: HttpRequest, kind: str) -> HttpResponse:
+    """Where the authorization server sends the browser back. Single use: the session entry is popped."""
+    pending = request.session.pop(OAUTH_SESSION_KEY, None)
+    if pending is None:
+        messages.error(request, "This Iterable sign-in was already completed or has expired. Start again.")
+        return redirect("workspaces:home")
+    membership = get_membership(request, pending["workspace"])
+    back = redirect("integrations:connect", membership.workspace.slug, kind)
+    if not membership.is_admin:
+        messages.error(request, "Only workspace admins can connect integrations.")
+        return back
+    if request.GET.get("state") != pending["state"]:
+        messages.error(
+            request,
+            "The answer from Iterable did not match this sign-in (state mismatch). Nothing was connected; start again.",
+        )
+        return back
+    if request.GET.get("error"):
+        reason = (
+            "You declined access in Iterable"
+            if request.GET["error"] == "access_denied"
+            else (f"Iterable refused ({request.GET['error']})")
+        )
+        messages.error(request, f"{reason}. Nothing was connected.")
+        return back
+    try:
+        integration_connect_oauth(
+            workspace=membership.workspace,
+            actor=request.user,
+            code=request.GET.get("code", ""),
+            code_verifier=pending["verifier"],
+            redirect_uri=pending["redirect_uri"],
+            project_type=pending["project_type"],
+        )
+    except ConnectError as exc:
+        messages.error(request, exc.message)
+        return back
+    messages.success(request, "Connected to Iterable with OAuth.")
+    return redirect("integrations:detail", membership.workspace.slug, kind)

@@ -220,3 +220,52 @@ def wait_for(predicate, *, timeout: float = 30, interval: float = 0.2, message: 
             return result
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {message}")
+
+
+# --- The Iterable emulator, over real HTTP on loopback ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _iterable_server():
+    from emulators.iterable.server import start_in_thread
+
+    server = start_in_thread()
+    assert server.spec is not None or not os.environ.get("CI"), "CI must check bodies against Iterable's Swagger"
+    yield server
+    server.shutdown()
+
+
+class IterableKeys:
+    """Fresh keys for one test (fresh keys also mean fresh client-side rate buckets)."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.server_side = f"srv{tag}us01"
+        self.read_only = f"ro{tag}us02"
+        self.mobile = f"mob{tag}us03"
+        self.javascript = f"js{tag}us04"
+        self.eu_server_side = f"srv{tag}eu05"
+
+
+@pytest.fixture
+def iterable(_iterable_server, settings):
+    """The emulator, reset, with the app pointed at it and one project's keys of every type."""
+    from emulators.iterable.control import EmulatorControl
+
+    control = EmulatorControl(_iterable_server.url)
+    control.reset()
+    settings.ITERABLE_US_BASE_URL = f"{_iterable_server.url}/us"
+    settings.ITERABLE_EU_BASE_URL = f"{_iterable_server.url}/eu"
+    settings.DESTINATION_TIMEOUT_SECONDS = 2
+    keys = IterableKeys()
+    for key, kind in [
+        (keys.server_side, "server_side"),
+        (keys.read_only, "read_only"),
+        (keys.mobile, "mobile"),
+        (keys.javascript, "javascript"),
+    ]:
+        control.add_key(key, kind, project_id=1, region="us")
+    control.add_key(keys.eu_server_side, "server_side", project_id=2, region="eu", project_type="userId")
+    control.keys = keys
+    control.server = _iterable_server
+    return control

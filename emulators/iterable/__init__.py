@@ -1,0 +1,1 @@
+"""A local stand-in for Iterable's REST API. See server.py."""

@@ -1,0 +1,173 @@
+"""The emulator's control API (``/_emulator/...``) and a small client for it.
+
+Tests, the demo seed and the benchmarks use :class:`EmulatorControl` over HTTP,
+so the same calls work whether the emulator runs in a thread or its own process.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import requests
+
+from emulators.iterable.state import EmulatorState, Fault
+
+
+def handle_control(state: EmulatorState, method: str, path: str, query: dict[str, str], raw: bytes) -> tuple[int, Any]:
+    body = json.loads(raw) if raw else {}
+    action = path.removeprefix("/_emulator/")
+    with state.lock:
+        if action == "reset" and method == "POST":
+            state.reset()
+            return 200, {"ok": True}
+        if action == "keys" and method == "POST":
+            options = {k: body[k] for k in ("project_type", "allow_new_fields") if k in body}
+            key = state.add_key(
+                body["key"], body["type"], int(body.get("project_id", 1)), body.get("region", "us"), **options
+            )
+            return 200, asdict(key)
+        if action == "users" and method == "GET":
+            project = state.projects.get(int(query.get("project_id", 1)))
+            return 200, {"users": list(project.users.values()) if project else []}
+        if action == "fields" and method == "GET":
+            project = state.projects.get(int(query.get("project_id", 1)))
+            return 200, {"fields": dict(project.fields) if project else {}}
+        if action == "fields" and method == "POST":
+            project = state.project(int(body.get("project_id", 1)))
+            for name, kind in body["fields"].items():
+                if kind is None:
+                    project.fields.pop(name, None)
+                else:
+                    project.fields[name] = kind
+            return 200, {"fields": project.fields}
+        if action == "lists" and method == "POST":
+            project = state.project(int(body.get("project_id", 1)))
+            list_id = 1000 + len(project.lists) + 1
+            project.lists[list_id] = {"id": list_id, "name": body["name"], "createdAt": 0, "listType": "Standard"}
+            return 200, {"listId": list_id}
+        if action == "events" and method == "GET":
+            project = state.projects.get(int(query.get("project_id", 1)))
+            return 200, {"events": project.events if project else []}
+        if action == "faults" and method == "POST":
+            state.faults.append(Fault(**body))
+            return 200, {"faults": len(state.faults)}
+        if action == "config" and method == "POST":
+            for name in (
+                "latency_ms",
+                "rate_limits_on",
+                "rate_limit_overrides",
+                "retry_after",
+                "oauth_deny_next",
+                "oauth_token_ttl",
+                "oauth_fail_token_endpoint",
+            ):
+                if name in body:
+                    setattr(state, name, body[name])
+            state.buckets.clear()
+            return 200, {"ok": True}
+        if action == "requests" and method == "GET":
+            wanted = query.get("path")
+            return 200, {"requests": [r for r in state.requests if not wanted or r["path"] == wanted]}
+        if action == "stats" and method == "GET":
+            return 200, {"counts": state.counts, "rate_limited": state.rate_limited}
+        if action == "oauth/clients" and method == "POST":
+            state.project(int(body.get("project_id", 1)), region=body.get("region", "us"))
+            state.oauth_clients[body["client_id"]] = {
+                "client_id": body["client_id"],
+                "secret": body["secret"],
+                "redirect_uris": body["redirect_uris"],
+                "project_id": int(body.get("project_id", 1)),
+                "region": body.get("region", "us"),
+            }
+            return 200, {"ok": True}
+        if action == "oauth/expire" and method == "POST":
+            for token in state.access_tokens.values():
+                token["expires_at"] = 0
+            return 200, {"expired": len(state.access_tokens)}
+    return 404, {"error": f"unknown control action {method} {action}"}
+
+
+class EmulatorControl:
+    """Drive an emulator at ``base_url`` (its root, without /us or /eu)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+
+    def _call(self, method: str, action: str, **kwargs: Any) -> Any:
+        response = self.session.request(method, f"{self.base_url}/_emulator/{action}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self) -> None:
+        self._call("POST", "reset")
+
+    def add_key(
+        self, key: str, key_type: str = "server_side", *, project_id: int = 1, region: str = "us", **options: Any
+    ) -> None:
+        self._call(
+            "POST", "keys", json={"key": key, "type": key_type, "project_id": project_id, "region": region, **options}
+        )
+
+    def users(self, project_id: int = 1) -> list[dict]:
+        return self._call("GET", "users", params={"project_id": project_id})["users"]
+
+    def user(self, email: str, project_id: int = 1) -> dict | None:
+        return next((u for u in self.users(project_id) if (u.get("email") or "").lower() == email.lower()), None)
+
+    def fields(self, project_id: int = 1) -> dict[str, str]:
+        return self._call("GET", "fields", params={"project_id": project_id})["fields"]
+
+    def set_fields(self, fields: dict[str, str | None], project_id: int = 1) -> None:
+        self._call("POST", "fields", json={"project_id": project_id, "fields": fields})
+
+    def add_list(self, name: str, project_id: int = 1) -> int:
+        return self._call("POST", "lists", json={"project_id": project_id, "name": name})["listId"]
+
+    def events(self, project_id: int = 1) -> list[dict]:
+        return self._call("GET", "events", params={"project_id": project_id})["events"]
+
+    def fault(
+        self,
+        path: str = "*",
+        kind: str = "status",
+        *,
+        status: int = 500,
+        seconds: float = 0,
+        times: int = 1,
+        body: dict | None = None,
+    ) -> None:
+        self._call(
+            "POST",
+            "faults",
+            json={"path": path, "kind": kind, "status": status, "seconds": seconds, "times": times, "body": body},
+        )
+
+    def configure(self, **options: Any) -> None:
+        self._call("POST", "config", json=options)
+
+    def requests(self, path: str | None = None) -> list[dict]:
+        return self._call("GET", "requests", params={"path": path} if path else {})["requests"]
+
+    def stats(self) -> dict:
+        return self._call("GET", "stats")
+
+    def add_oauth_client(
+        self, client_id: str, secret: str, redirect_uris: list[str], *, project_id: int = 1, region: str = "us"
+    ) -> None:
+        self._call(
+            "POST",
+            "oauth/clients",
+            json={
+                "client_id": client_id,
+                "secret": secret,
+                "redirect_uris": redirect_uris,
+                "project_id": project_id,
+                "region": region,
+            },
+        )
+
+    def expire_access_tokens(self) -> None:
+        self._call("POST", "oauth/expire")

@@ -1,0 +1,472 @@
+"""The Iterable emulator: a small HTTP server that answers as Iterable's API does
+(``../shared/reference/iterable.md``), for the tests, the demo and the benchmarks.
+
+    python -m emulators.iterable --port 9100
+
+Regions are path prefixes: ``http://host:port/us`` and ``http://host:port/eu`` (no
+prefix is US); a key works only in its own region. ``/_emulator/...`` is the
+control API tests use (see :mod:`emulators.iterable.control`), ``/oauth/...`` an
+OAuth 2 authorization server (code + PKCE, refresh-token rotation).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import secrets
+import socket
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from emulators.iterable.spec import SwaggerSpec
+from emulators.iterable.state import (
+    JAVASCRIPT,
+    JAVASCRIPT_ENDPOINTS,
+    MAX_BULK_BODY,
+    MOBILE,
+    MOBILE_ENDPOINTS,
+    READ_ONLY,
+    USERID_BASED,
+    EmulatorState,
+    Fault,
+    Key,
+    Project,
+)
+from emulators.iterable.users import TypeMismatch, check_types, find_user, public_user, valid_email, write_user
+
+FAILED_LISTS = (
+    "invalidEmails",
+    "invalidUserIds",
+    "notFoundEmails",
+    "notFoundUserIds",
+    "invalidDataEmails",
+    "invalidDataUserIds",
+    "conflictEmails",
+    "conflictUserIds",
+    "forgottenEmails",
+    "forgottenUserIds",
+)
+
+
+class Reply(Exception):
+    """Raised by a route to answer at once."""
+
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def envelope(code: str, msg: str, params: Any = None) -> dict:
+    return {"msg": msg, "code": code, "params": params}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: EmulatorHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json" if not isinstance(body, bytes) else "text/html")
+        self.send_header("Content-Length", str(len(raw)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _read_body(self, limit: int | None = None) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        if limit is not None and length > limit:
+            self.rfile.read(length)
+            raise Reply(
+                413, envelope("BatchTooLarge", f"Request body of {length} bytes is over the {limit}-byte limit")
+            )
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self, method: str) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        path, region = url.path, "us"
+        for prefix in ("/us", "/eu"):
+            if path.startswith(prefix + "/"):
+                path, region = path[len(prefix) :], prefix[1:]
+        query = dict(urllib.parse.parse_qsl(url.query))
+        try:
+            if path.startswith("/_emulator/"):
+                from emulators.iterable.control import handle_control
+
+                status, body = handle_control(self.server.state, method, path, query, self._read_body())
+                self._send(status, body)
+            elif path.startswith("/oauth/"):
+                self._oauth(method, path, query)
+            elif path.startswith("/api/"):
+                self._api(method, path, query, region)
+            else:
+                self._send(404, envelope("NotFound", "Endpoint not found"))
+        except Reply as reply:
+            self._send(reply.status, reply.body, reply.headers)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    # --- the API ---------------------------------------------------------------------------
+
+    def _authenticate(self, region: str, path: str) -> Key:
+        state = self.server.state
+        api_key = self.headers.get("Api-Key")
+        bearer = self.headers.get("Authorization", "")
+        if api_key is None and bearer.lower().startswith("bearer "):
+            token = state.access_tokens.get(bearer[7:].strip())
+            if token is None or token["expires_at"] < time.time():
+                raise Reply(401, envelope("Unauthorized", "Invalid or expired access token", {"endpoint": path}))
+            return Key(key="oauth", key_type="server_side", project_id=token["project_id"], region=token["region"])
+        if api_key is None:
+            raise Reply(401, envelope("BadAuthorizationHeader", "Api-Key header is missing", {"endpoint": path}))
+        key = state.keys.get(api_key)
+        if key is None or key.region != region:
+            raise Reply(401, envelope("BadApiKey", "Invalid API key", {"ip": self.client_address[0], "endpoint": path}))
+        return key
+
+    @staticmethod
+    def _check_rights(key: Key, method: str, path: str) -> None:
+        allowed = {
+            READ_ONLY: method == "GET",
+            MOBILE: (method, path) in MOBILE_ENDPOINTS,
+            JAVASCRIPT: (method, path) in JAVASCRIPT_ENDPOINTS,
+        }.get(key.key_type, True)
+        if not allowed:
+            raise Reply(
+                403,
+                envelope(
+                    "Forbidden",
+                    f"{method} {path} is forbidden with this API key type ({key.key_type}). "
+                    "Please use a server-side key.",
+                ),
+            )
+
+    def _api(self, method: str, path: str, query: dict[str, str], region: str) -> None:
+        state = self.server.state
+        route, handler, spec_path = self._route(method, path)
+        if handler is None:
+            raise Reply(404, envelope("NotFound", f"Endpoint not found: {method} {path}"))
+        key = self._authenticate(region, path)
+        self._check_rights(key, method, path)
+        if not state.rate_ok(key.project_id, route):
+            headers = {"Retry-After": str(state.retry_after)} if state.retry_after else {}
+            raise Reply(429, envelope("RateLimitExceeded", "Exceeded rate limit."), headers)
+        self._apply_fault(state.next_fault(path))
+        if state.latency_ms:
+            time.sleep(state.latency_ms / 1000)
+        body: Any = None
+        if method == "POST":
+            raw = self._read_body(MAX_BULK_BODY if route == "users.bulkUpdate" else 16 * 1024 * 1024)
+            try:
+                body = json.loads(raw or b"null")
+            except ValueError as exc:
+                raise Reply(400, envelope("BadJsonBody", f"[{path}] Invalid JSON body: {exc}")) from None
+            spec = self.server.spec
+            problems = spec.validate(method, spec_path, body) if spec else {}
+            if problems:
+                raise Reply(400, envelope("BadJsonBody", f"[{path}] Invalid JSON body", problems))
+        state.log_request(method, path, body, key.key_type)
+        with state.lock:
+            project = state.projects[key.project_id]
+            status, payload = handler(self, project, body, query, path)
+        self._send(status, payload)
+
+    def _apply_fault(self, fault: Fault | None) -> None:
+        if fault is None:
+            return
+        if fault.kind == "timeout":
+            time.sleep(fault.seconds)
+            raise Reply(504, envelope("GenericError", "Gateway timeout"))
+        if fault.kind == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            raise ConnectionResetError
+        raise Reply(fault.status, fault.body or envelope("GenericError", "Please try again later"))
+
+    def _route(self, method: str, path: str):
+        table = {
+            ("POST", "/api/users/update"): ("users.update", Handler.r_update),
+            ("POST", "/api/users/bulkUpdate"): ("users.bulkUpdate", Handler.r_bulk_update),
+            ("GET", "/api/users/getFields"): ("users.getFields", Handler.r_get_fields),
+            ("GET", "/api/users/getByEmail"): ("users.lookup", Handler.r_lookup),
+            ("GET", "/api/users/byUserId"): ("users.lookup", Handler.r_lookup),
+            ("GET", "/api/lists"): ("lists.get", Handler.r_lists),
+            ("POST", "/api/lists"): ("lists.create", Handler.r_list_create),
+            ("POST", "/api/lists/subscribe"): ("lists.subscribe", Handler.r_subscribe),
+            ("POST", "/api/events/track"): ("events.track", Handler.r_track),
+        }
+        if (method, path) in table:
+            return (*table[(method, path)], path)
+        if method == "GET" and path.startswith("/api/users/byUserId/"):
+            return "users.lookup", Handler.r_lookup, "/api/users/byUserId/{userId}"
+        if method == "GET" and path.startswith("/api/users/") and path.count("/") == 3:
+            return "users.lookup", Handler.r_lookup, "/api/users/{email}"
+        if (method, path) in MOBILE_ENDPOINTS | JAVASCRIPT_ENDPOINTS:
+            return "other", Handler.r_accept, path  # allowed for client-side keys; accepted, not modelled
+        return "", None, path
+
+    # --- routes: each returns (status, body); the state lock is held ------------------------
+
+    def r_update(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        if not body.get("email") and not body.get("userId"):
+            return 400, envelope("BadParams", "email or userId is required")
+        fields = dict(project.fields)
+        allow_new = body.get("createNewFields", project.allow_new_fields)
+        try:
+            check_types(fields, body.get("dataFields") or {}, allow_new=allow_new)
+        except TypeMismatch as exc:
+            return 400, exc.envelope(project.project_id)
+        result = write_user(project, body, create_new_fields=body.get("createNewFields"))
+        if not result.ok:
+            code = "InvalidEmailAddressError" if result.failure == "invalidEmails" else "InvalidUserIdError"
+            return 400, envelope(code, result.message)
+        return 200, envelope("Success", "", None)
+
+    def r_bulk_update(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        users = body["users"]
+        allow_new = body.get("createNewFields", project.allow_new_fields)
+        # A type mismatch anywhere fails the whole request, before anything is written.
+        fields = dict(project.fields)
+        for record in users:
+            try:
+                check_types(fields, record.get("dataFields") or {}, allow_new=allow_new)
+            except TypeMismatch as exc:
+                return 400, exc.envelope(project.project_id)
+        failed: dict[str, list[str]] = {name: [] for name in FAILED_LISTS}
+        created: list[str] = []
+        filtered: list[str] = []
+        success = 0
+        for record in users:
+            result = write_user(project, record, create_new_fields=body.get("createNewFields"))
+            if result.ok:
+                success += 1
+                created += [f for f in result.created_fields if f not in created]
+                filtered += [f for f in result.filtered_fields if f not in filtered]
+            else:
+                failed[result.failure].append(result.identifier)
+        return 200, {
+            "successCount": success,
+            "failCount": len(users) - success,
+            "createdFields": created,
+            "filteredOutFields": filtered,
+            "invalidEmails": failed["invalidEmails"],
+            "invalidUserIds": failed["invalidUserIds"],
+            "failedUpdates": failed,
+        }
+
+    def r_get_fields(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
+        return 200, {"fields": dict(project.fields)}
+
+    def r_lookup(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
+        if path.startswith("/api/users/byUserId"):
+            user_id = query.get("userId") or urllib.parse.unquote(path.rsplit("/", 1)[-1])
+            if not user_id or user_id == "byUserId":
+                return 400, envelope("BadParams", "userId is required")
+            user = find_user(project, user_id=user_id)
+        else:
+            email = (
+                query.get("email") if path == "/api/users/getByEmail" else urllib.parse.unquote(path.split("/", 3)[3])
+            )
+            if not valid_email(email):
+                return 400, envelope("InvalidEmailAddressError", f"Invalid email: {email}")
+            if project.project_type == USERID_BASED:
+                user = next(
+                    (u for u in project.users.values() if (u.get("email") or "").lower() == email.lower()), None
+                )
+            else:
+                user = find_user(project, email=email)
+        return 200, ({"user": public_user(user)} if user else {})
+
+    def r_lists(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
+        return 200, {"lists": [dict(item) for item in project.lists.values()]}
+
+    def r_list_create(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        list_id = 1000 + len(project.lists) + 1
+        project.lists[list_id] = {
+            "id": list_id,
+            "name": body["name"],
+            "createdAt": int(time.time() * 1000),
+            "listType": "Standard",
+            "members": [],
+        }
+        return 200, {"listId": list_id}
+
+    def r_subscribe(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        target = project.lists.get(body["listId"])
+        if target is None:
+            return 400, envelope(
+                "BadParams",
+                f"error.lists.invalidListId({body['listId']})",
+                {"projectId": project.project_id, "listId": body["listId"]},
+            )
+        failed: dict[str, list[str]] = {name: [] for name in FAILED_LISTS}
+        success = 0
+        field = "emailListIds" if project.project_type == "email" else "userListIds"
+        for record in body["subscribers"]:
+            existing = find_user(project, email=record.get("email"), user_id=record.get("userId"))
+            if existing is None and body.get("updateExistingUsersOnly") and project.project_type != "email":
+                failed["notFoundEmails" if record.get("email") else "notFoundUserIds"].append(
+                    record.get("email") or record.get("userId") or ""
+                )
+                continue
+            result = write_user(project, record, create_new_fields=None)
+            if not result.ok:
+                failed[result.failure].append(result.identifier)
+                continue
+            user = find_user(project, email=record.get("email"), user_id=record.get("userId"))
+            ids = user["dataFields"].setdefault(field, [])
+            if body["listId"] not in ids:
+                ids.append(body["listId"])
+            success += 1
+        return 200, {
+            "successCount": success,
+            "failCount": len(body["subscribers"]) - success,
+            "invalidEmails": failed["invalidEmails"],
+            "invalidUserIds": failed["invalidUserIds"],
+            "failedUpdates": failed,
+        }
+
+    def r_track(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        if not body.get("email") and not body.get("userId"):
+            return 400, envelope("BadParams", "email or userId is required")
+        project.events.append(copy.deepcopy(body))
+        return 200, envelope("Success", "Event tracked", {"id": secrets.token_hex(12)})
+
+    def r_accept(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
+        return 200, envelope("Success", "")
+
+    # --- OAuth 2 authorization server ---------------------------------------------------------
+
+    def _oauth(self, method: str, path: str, query: dict[str, str]) -> None:
+        state = self.server.state
+        if method == "GET" and path == "/oauth/authorize":
+            self._send(*_authorize(state, query))
+        elif method == "POST" and path == "/oauth/token":
+            form = dict(urllib.parse.parse_qsl(self._read_body().decode()))
+            basic = self.headers.get("Authorization", "")
+            if basic.lower().startswith("basic "):
+                client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+                form.setdefault("client_id", urllib.parse.unquote(client_id))
+                form.setdefault("client_secret", urllib.parse.unquote(secret))
+            self._send(*_token(state, form))
+        else:
+            self._send(404, envelope("NotFound", "Endpoint not found"))
+
+
+def _redirect(url: str, params: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+    sep = "&" if "?" in url else "?"
+    return 302, b"", {"Location": url + sep + urllib.parse.urlencode(params)}
+
+
+def _authorize(state: EmulatorState, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+    """Auto-approves (or denies, when told to) and redirects back with a code."""
+    client = state.oauth_clients.get(query.get("client_id", ""))
+    redirect_uri = query.get("redirect_uri", "")
+    if client is None or redirect_uri not in client["redirect_uris"]:
+        return 400, {"error": "invalid_request", "error_description": "unknown client or redirect_uri"}, {}
+    back = {"state": query.get("state", "")}
+    if query.get("response_type") != "code":
+        return _redirect(redirect_uri, {**back, "error": "unsupported_response_type"})
+    if query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
+        return _redirect(redirect_uri, {**back, "error": "invalid_request", "error_description": "PKCE S256 required"})
+    with state.lock:
+        if state.oauth_deny_next:
+            state.oauth_deny_next = False
+            return _redirect(redirect_uri, {**back, "error": "access_denied", "error_description": "The user denied"})
+        code = secrets.token_urlsafe(24)
+        state.oauth_codes[code] = {
+            "client_id": query["client_id"],
+            "redirect_uri": redirect_uri,
+            "challenge": query["code_challenge"],
+            "scope": query.get("scope", ""),
+            "expires_at": time.time() + 60,
+        }
+    return _redirect(redirect_uri, {**back, "code": code})
+
+
+def _issue_tokens(state: EmulatorState, client: dict, scope: str) -> dict:
+    access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    state.access_tokens[access] = {
+        "project_id": client["project_id"],
+        "region": client["region"],
+        "expires_at": time.time() + state.oauth_token_ttl,
+    }
+    state.refresh_tokens[refresh] = {"client_id": client["client_id"], "scope": scope}
+    return {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": state.oauth_token_ttl,
+        "refresh_token": refresh,
+        "scope": scope,
+    }
+
+
+def _token(state: EmulatorState, form: dict[str, str]) -> tuple[int, dict]:
+    if state.oauth_fail_token_endpoint:
+        return 500, {"error": "server_error", "error_description": "token endpoint unavailable"}
+    client = state.oauth_clients.get(form.get("client_id", ""))
+    if client is None or not secrets.compare_digest(client["secret"], form.get("client_secret", "")):
+        return 401, {"error": "invalid_client"}
+    with state.lock:
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            code = state.oauth_codes.pop(form.get("code", ""), None)  # single use
+            if code is None or code["expires_at"] < time.time() or code["client_id"] != client["client_id"]:
+                return 400, {"error": "invalid_grant", "error_description": "unknown, used or expired code"}
+            if code["redirect_uri"] != form.get("redirect_uri"):
+                return 400, {"error": "invalid_grant", "error_description": "redirect_uri mismatch"}
+            verifier = form.get("code_verifier", "")
+            digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+            if not verifier or digest != code["challenge"]:
+                return 400, {"error": "invalid_grant", "error_description": "PKCE verification failed"}
+            return 200, _issue_tokens(state, client, code["scope"])
+        if grant == "refresh_token":
+            old = state.refresh_tokens.pop(form.get("refresh_token", ""), None)  # rotated: single use
+            if old is None or old["client_id"] != client["client_id"]:
+                return 400, {"error": "invalid_grant", "error_description": "unknown or used refresh token"}
+            return 200, _issue_tokens(state, client, old["scope"])
+    return 400, {"error": "unsupported_grant_type"}
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], *, spec: SwaggerSpec | None, verbose: bool = False) -> None:
+        super().__init__(address, Handler)
+        self.state = EmulatorState()
+        self.spec = spec
+        self.verbose = verbose
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def start_in_thread(port: int = 0, *, spec_path: str | None = None) -> EmulatorHTTPServer:
+    """Serve on 127.0.0.1 in a daemon thread (tests). ``server.shutdown()`` stops it."""
+    server = EmulatorHTTPServer(("127.0.0.1", port), spec=SwaggerSpec.load(spec_path))
+    threading.Thread(target=server.serve_forever, name="iterable-emulator", daemon=True).start()
+    return server

@@ -1,0 +1,103 @@
+"""Check request bodies against Iterable's own Swagger 2.0 document.
+
+A small validator for the subset of JSON Schema that document uses (``$ref``,
+``type``, ``required``, ``properties``, ``items``, ``enum``). Objects that declare
+``properties`` are closed: an unknown key is an error, which is what catches a
+client that drifts from the real API (a typo such as ``dataField``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve()
+# The repo keeps Iterable's document in ../shared/specs (beside the checkout).
+DEFAULT_SPEC = _HERE.parents[3] / "shared" / "specs" / "iterable-api-docs.json"
+
+_TYPE_WORDS = {
+    "boolean": "Boolean value expected",
+    "integer": "Integer value expected",
+    "number": "Number value expected",
+    "string": "String value expected",
+    "array": "Array value expected",
+    "object": "Object value expected",
+}
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "object":
+        return isinstance(value, dict)
+    return True
+
+
+class SwaggerSpec:
+    def __init__(self, document: dict) -> None:
+        self.document = document
+        self.definitions = document.get("definitions", {})
+        self._bodies: dict[tuple[str, str], dict] = {}
+        for path, item in document.get("paths", {}).items():
+            for method, operation in item.items():
+                for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                    if parameter.get("in") == "body" and "schema" in parameter:
+                        self._bodies[(method.upper(), path)] = parameter["schema"]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None) -> SwaggerSpec | None:
+        """The spec at ``path`` (or the default location), or None when it is absent."""
+        candidate = Path(path) if path else DEFAULT_SPEC
+        if not candidate.is_file():
+            return None
+        return cls(json.loads(candidate.read_text()))
+
+    def body_schema(self, method: str, path: str) -> dict | None:
+        return self._bodies.get((method.upper(), path))
+
+    def validate(self, method: str, path: str, body: Any) -> dict[str, str]:
+        """Problems keyed by JSON path (``obj.users[1].preferUserId``); empty when the body fits."""
+        schema = self.body_schema(method, path)
+        if schema is None:
+            return {}
+        errors: dict[str, str] = {}
+        self._check(schema, body, "obj", errors)
+        return errors
+
+    def _resolve(self, schema: dict) -> dict:
+        while "$ref" in schema:
+            schema = self.definitions[schema["$ref"].rsplit("/", 1)[-1]]
+        return schema
+
+    def _check(self, schema: dict, value: Any, where: str, errors: dict[str, str]) -> None:
+        schema = self._resolve(schema)
+        kind = schema.get("type")
+        if kind and not _is_type(value, kind):
+            errors[where] = _TYPE_WORDS.get(kind, f"{kind} expected")
+            return
+        if "enum" in schema and value not in schema["enum"]:
+            errors[where] = f"One of {schema['enum']} expected"
+            return
+        if isinstance(value, dict) and "properties" in schema:
+            properties = schema["properties"]
+            for name in schema.get("required", []):
+                if name not in value:
+                    errors[f"{where}.{name}"] = "Missing required field"
+            for name, item in value.items():
+                if name not in properties:
+                    errors[f"{where}.{name}"] = "Unknown field"
+                else:
+                    self._check(properties[name], item, f"{where}.{name}", errors)
+        if isinstance(value, list) and "items" in schema:
+            for index, item in enumerate(value):
+                self._check(schema["items"], item, f"{where}[{index}]", errors)

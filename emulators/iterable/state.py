@@ -1,0 +1,222 @@
+"""What the Iterable emulator remembers: projects, keys, users, fields, lists,
+events, OAuth grants, and the knobs tests turn (latency, faults, rate limits)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# Key types and what each may call (reference 1.2). Read-only keys may call GETs.
+SERVER_SIDE, READ_ONLY, MOBILE, JAVASCRIPT = "server_side", "read_only", "mobile", "javascript"
+KEY_TYPES = (SERVER_SIDE, READ_ONLY, MOBILE, JAVASCRIPT)
+MOBILE_ENDPOINTS = {
+    ("POST", "/api/users/update"),
+    ("POST", "/api/users/updateEmail"),
+    ("POST", "/api/users/updateSubscriptions"),
+    ("POST", "/api/users/registerDeviceToken"),
+    ("POST", "/api/users/disableDevice"),
+    ("POST", "/api/events/track"),
+    ("POST", "/api/events/trackPushOpen"),
+    ("POST", "/api/commerce/trackPurchase"),
+    ("POST", "/api/commerce/updateCart"),
+    ("GET", "/api/inApp/getMessages"),
+}
+JAVASCRIPT_ENDPOINTS = {("POST", "/api/users/registerBrowserToken"), ("POST", "/api/events/trackWebPushClick")}
+
+EMAIL_BASED, USERID_BASED, HYBRID = "email", "userId", "hybrid"
+
+# Requests per second per project (reference 2.3), by the emulator's route name.
+RATE_LIMITS = {
+    "users.update": 500,
+    "users.bulkUpdate": 5,
+    "users.getFields": 3,
+    "users.lookup": 100,
+    "events.track": 2000,
+    "lists.get": 100,
+}
+MAX_BULK_BODY = 4 * 1024 * 1024
+
+_DATE_FORMATS = [
+    re.compile(r"^\d{4}-\d{2}-\d{2}$"),
+    re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"),
+    re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{2}:\d{2}$"),
+    re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}([+-]\d{2}:\d{2}|Z)$"),
+]
+
+
+def infer_type(value: Any) -> str:
+    """The type Iterable gives a new field from its first value (reference 3)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "long"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "date" if any(p.match(value) for p in _DATE_FORMATS) else "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return infer_type(value[0]) if value else "string"
+    return "string"
+
+
+def incoming_types(value: Any) -> list[str]:
+    kind = infer_type(value)
+    return ["string", "keyword"] if kind == "string" else [kind]
+
+
+def fits(expected: str, value: Any) -> bool:
+    """Whether ``value`` may be stored in a field of type ``expected``."""
+    if value is None:
+        return True
+    if isinstance(value, list):
+        return all(fits(expected, item) for item in value)
+    expected = expected.lower()
+    kind = infer_type(value)
+    if expected == "double":
+        return kind in ("double", "long")
+    if expected == "string":
+        return kind in ("string", "date")  # a date-looking string is still a string
+    return kind == expected
+
+
+@dataclass
+class Project:
+    project_id: int
+    project_type: str = HYBRID
+    region: str = "us"
+    allow_new_fields: bool = True
+    fields: dict[str, str] = field(default_factory=dict)
+    users: dict[int, dict] = field(default_factory=dict)
+    by_email: dict[str, int] = field(default_factory=dict)
+    by_user_id: dict[str, int] = field(default_factory=dict)
+    lists: dict[int, dict] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    next_user: int = 1
+
+    def __post_init__(self) -> None:
+        for name, kind in {
+            "email": "string",
+            "userId": "string",
+            "phoneNumber": "string",
+            "firstName": "string",
+            "lastName": "string",
+            "signupDate": "date",
+            "profileUpdatedAt": "date",
+            "emailListIds": "long",
+        }.items():
+            self.fields.setdefault(name, kind)
+
+
+@dataclass
+class Key:
+    key: str
+    key_type: str
+    project_id: int
+    region: str = "us"
+
+
+@dataclass
+class Fault:
+    path: str  # an API path, or "*"
+    kind: str  # "status" | "timeout" | "drop"
+    status: int = 500
+    seconds: float = 0.0
+    times: int = 1
+    body: dict | None = None
+
+
+class Bucket:
+    """A token bucket: ``rate`` per second, one second of burst."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class EmulatorState:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        with getattr(self, "lock", threading.RLock()):
+            self.projects: dict[int, Project] = {}
+            self.keys: dict[str, Key] = {}
+            self.latency_ms = 0
+            self.rate_limits_on = True
+            self.rate_limit_overrides: dict[str, float] = {}
+            self.retry_after: int | None = None
+            self.buckets: dict[tuple[int, str], Bucket] = {}
+            self.faults: list[Fault] = []
+            self.requests: list[dict] = []
+            self.counts: dict[str, int] = {}
+            self.rate_limited: dict[str, int] = {}
+            # OAuth 2 authorization server
+            self.oauth_clients: dict[str, dict] = {}
+            self.oauth_codes: dict[str, dict] = {}
+            self.access_tokens: dict[str, dict] = {}
+            self.refresh_tokens: dict[str, dict] = {}
+            self.oauth_deny_next = False
+            self.oauth_token_ttl = 3600
+            self.oauth_fail_token_endpoint = False
+
+    def project(self, project_id: int, **options: Any) -> Project:
+        with self.lock:
+            if project_id not in self.projects:
+                self.projects[project_id] = Project(project_id=project_id, **options)
+            else:
+                for name, value in options.items():
+                    setattr(self.projects[project_id], name, value)
+            return self.projects[project_id]
+
+    def add_key(self, key: str, key_type: str, project_id: int, region: str = "us", **project_options: Any) -> Key:
+        if key_type not in KEY_TYPES:
+            raise ValueError(f"key type must be one of {KEY_TYPES}")
+        with self.lock:
+            self.project(project_id, region=region, **project_options)
+            self.keys[key] = Key(key=key, key_type=key_type, project_id=project_id, region=region)
+            return self.keys[key]
+
+    def rate_ok(self, project_id: int, route: str) -> bool:
+        if not self.rate_limits_on or route not in RATE_LIMITS:
+            return True
+        rate = self.rate_limit_overrides.get(route, RATE_LIMITS[route])
+        with self.lock:
+            bucket = self.buckets.get((project_id, route))
+            if bucket is None or bucket.rate != rate:
+                bucket = self.buckets[(project_id, route)] = Bucket(rate)
+            allowed = bucket.take()
+            if not allowed:
+                self.rate_limited[route] = self.rate_limited.get(route, 0) + 1
+            return allowed
+
+    def next_fault(self, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.path in (path, "*") and fault.times > 0:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    def log_request(self, method: str, path: str, body: Any, auth: str) -> None:
+        with self.lock:
+            self.counts[path] = self.counts.get(path, 0) + 1
+            self.requests.append({"method": method, "path": path, "body": body, "auth": auth, "at": time.time()})
+            del self.requests[:-500]  # the last 500 are plenty for a test to inspect

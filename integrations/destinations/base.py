@@ -1,0 +1,127 @@
+"""What every destination offers the rest of Flowsync, and the errors it raises.
+
+The sync engine and the views know destinations only through this module: the
+four verbs of :class:`Destination` and the :class:`DestinationError` hierarchy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class DestinationError(Exception):
+    """A call to a destination failed. ``retryable`` says whether trying again later may work."""
+
+    retryable = False
+    default_code = "destination_error"
+
+    def __init__(self, message: str, *, code: str = "", status: int | None = None, params: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.status = status
+        self.params = params
+
+
+class AuthError(DestinationError):
+    """The key or token is not (or no longer) accepted: revoked key, expired token, wrong data center."""
+
+    default_code = "auth_failed"
+
+
+class ForbiddenError(DestinationError):
+    """The key is valid but may not call this endpoint (a read-only or client-side key)."""
+
+    default_code = "forbidden"
+
+
+class NotFoundError(DestinationError):
+    default_code = "not_found"
+
+
+class ConflictError(DestinationError):
+    default_code = "conflict"
+
+
+class ValidationError(DestinationError):
+    """The destination refused the request's content. ``field_errors`` maps a field to what is wrong."""
+
+    default_code = "invalid"
+
+    def __init__(self, message: str, *, field_errors: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.field_errors = field_errors or {}
+
+
+class TypeMismatchError(ValidationError):
+    """A batch was refused whole because one value does not fit a field's type (split it to find which)."""
+
+    default_code = "type_mismatch"
+
+
+class PayloadTooLargeError(ValidationError):
+    """A batch was refused whole for its size (split it)."""
+
+    default_code = "payload_too_large"
+
+
+class RateLimitedError(DestinationError):
+    retryable = True
+    default_code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(DestinationError):
+    retryable = True
+    default_code = "server_error"
+
+
+class TransportError(DestinationError):
+    """Timeout, refused or dropped connection: the request may or may not have arrived."""
+
+    retryable = True
+    default_code = "transport_error"
+
+
+@dataclass(frozen=True)
+class DestinationField:
+    name: str
+    type: str  # the destination's own type name, lower-cased
+
+
+@dataclass
+class RecordResult:
+    """The outcome of one record of a push."""
+
+    identifier: str
+    delivered: bool
+    code: str = ""
+    message: str = ""
+    retryable: bool = False
+
+
+@dataclass
+class VerifyResult:
+    region: str
+    key_type: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Destination(Protocol):
+    kind: str
+
+    def verify(self) -> VerifyResult:
+        """Check the credentials work and may write; raise a :class:`DestinationError` saying why not."""
+
+    def fetch_fields(self) -> list[DestinationField]:
+        """The destination's user fields and their types."""
+
+    def push(self, records: list[dict[str, Any]]) -> list[RecordResult]:
+        """Send one batch of mapped records; one result per record, in order."""
+
+    def find_existing(self, identifiers: list[str]) -> set[str]:
+        """Which of ``identifiers`` already exist in the destination."""

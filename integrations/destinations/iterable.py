@@ -1,0 +1,394 @@
+"""Iterable: the HTTP client and the destination built on it.
+
+Facts coded against are in ../shared/reference/iterable.md (section numbers in
+the comments). One ``requests.Session`` per client; every call has a timeout,
+waits for a token from the project's rate bucket (shared through Redis), retries
+429 / 5xx / connection errors with exponential backoff and jitter (honouring
+Retry-After), and maps Iterable's error envelope to the errors of base.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from django.conf import settings
+
+from integrations.destinations.base import (
+    AuthError,
+    ConflictError,
+    DestinationError,
+    DestinationField,
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    RecordResult,
+    ServerError,
+    TransportError,
+    TypeMismatchError,
+    ValidationError,
+    VerifyResult,
+)
+from lib import ratebucket
+
+logger = logging.getLogger(__name__)
+
+REGIONS = ("us", "eu")
+KEY_TYPE_LABELS = {
+    "server_side": "server-side",
+    "read_only": "read-only",
+    "mobile": "mobile",
+    "javascript": "JavaScript",
+}
+# Documented per-project limits, requests per second (reference 2.3). The client
+# paces itself a little under them so that it never discovers them by a 429.
+ENDPOINT_RATES = {
+    "POST /api/users/update": 500,
+    "POST /api/users/bulkUpdate": 5,
+    "GET /api/users/getFields": 3,
+    "GET /api/users/getByEmail": 100,
+    "GET /api/users/byUserId": 100,
+    "GET /api/lists": 100,
+    "POST /api/lists/subscribe": 50,  # no limit documented: stay modest
+    "POST /api/events/track": 2000,
+}
+PACE = 0.95
+MAX_BULK_BYTES = 4_000_000  # reference 2.2: 4 MB per bulkUpdate body
+FAILED_UPDATE_MESSAGES = {
+    "invalidEmails": ("invalid_email", "Iterable rejected the email address as malformed."),
+    "invalidUserIds": ("invalid_user_id", "Iterable rejected the userId (empty, too long or not plain ASCII)."),
+    "invalidDataEmails": ("invalid_data", "Iterable rejected a data field value of this user."),
+    "invalidDataUserIds": ("invalid_data", "Iterable rejected a data field value of this user."),
+    "conflictEmails": ("conflict", "Another Iterable user already has this email or userId."),
+    "conflictUserIds": ("conflict", "Another Iterable user already has this email or userId."),
+    "forgottenEmails": ("forgotten", "This user asked to be forgotten (GDPR) in Iterable; not updated."),
+    "forgottenUserIds": ("forgotten", "This user asked to be forgotten (GDPR) in Iterable; not updated."),
+    "notFoundEmails": ("not_found", "No such user in Iterable."),
+    "notFoundUserIds": ("not_found", "No such user in Iterable."),
+}
+
+
+def base_url(region: str) -> str:
+    return settings.ITERABLE_EU_BASE_URL if region == "eu" else settings.ITERABLE_US_BASE_URL
+
+
+class TokenProvider:
+    """Supplies an OAuth access token, refreshing it when told the current one is stale."""
+
+    def token(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def refresh(self, stale: str) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class IterableClient:
+    """Low-level calls: auth header, pacing, retries, error mapping. No business logic."""
+
+    def __init__(
+        self,
+        *,
+        region: str = "us",
+        api_key: str | None = None,
+        tokens: TokenProvider | None = None,
+        bucket_id: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        max_rate_wait: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not api_key and tokens is None:
+            raise ValueError("an API key or an OAuth token provider is needed")
+        self.region = region if region in REGIONS else "us"
+        self.base_url = base_url(self.region)
+        self.api_key = api_key
+        self.tokens = tokens
+        # The rate budget is per Iterable project; the key (or OAuth grant) stands for it.
+        ident = api_key or bucket_id or "oauth"
+        self.bucket_id = bucket_id or hashlib.sha256(ident.encode()).hexdigest()[:16]
+        self.timeout = timeout or settings.DESTINATION_TIMEOUT_SECONDS
+        self.max_retries = settings.DESTINATION_MAX_RETRIES if max_retries is None else max_retries
+        self.max_rate_wait = settings.DESTINATION_MAX_RATE_WAIT_SECONDS if max_rate_wait is None else max_rate_wait
+        self.sleep = sleep
+        self.session = requests.Session()
+        self.session.headers.update(
+            {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "Flowsync/1.0"}
+        )
+        self.rate_limited_waits = 0  # for the engine's log and the tests
+
+    # --- transport -------------------------------------------------------------------------
+
+    def _auth_headers(self, *, fresh: bool = False, stale: str = "") -> dict[str, str]:
+        if self.api_key:
+            return {"Api-Key": self.api_key}
+        assert self.tokens is not None
+        token = self.tokens.refresh(stale) if fresh else self.tokens.token()
+        return {"Authorization": f"Bearer {token}"}
+
+    def _pace(self, endpoint: str) -> None:
+        rate = ENDPOINT_RATES.get(endpoint)
+        if rate:
+            wait = ratebucket.reserve(f"iterable:{self.bucket_id}:{endpoint}", rate=rate * PACE)
+            if wait > 0:
+                self.sleep(wait)
+
+    def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return retry_after
+        # Exponential with full jitter: 0.5 s, 1 s, 2 s, ... capped at 30 s.
+        return random.uniform(0, min(30.0, 0.5 * 2**attempt))
+
+    def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Response:
+        """One logical call: paced, retried, and raised as a DestinationError when it fails."""
+        endpoint = f"{method} {path}"
+        attempt = 0
+        rate_waited = 0.0
+        refreshed = False
+        headers = self._auth_headers()
+        while True:
+            self._pace(endpoint)
+            try:
+                raw = self.session.request(
+                    method, self.base_url + path, json=json, params=params, headers=headers, timeout=self.timeout
+                )
+            except requests.RequestException as exc:
+                error: DestinationError = TransportError(f"{method} {path}: {type(exc).__name__}: {exc}")
+            else:
+                response = Response(raw.status_code, _json(raw), dict(raw.headers))
+                if raw.status_code < 400:
+                    return response
+                error = map_error(method, path, response)
+                if isinstance(error, AuthError) and self.tokens is not None and not refreshed:
+                    # An access token may expire between our check and the call: refresh once.
+                    refreshed = True
+                    headers = self._auth_headers(fresh=True, stale=headers["Authorization"][7:])
+                    continue
+            if isinstance(error, RateLimitedError):
+                # Waiting for the budget is not a failed attempt; it is bounded in time instead.
+                wait = self._backoff(min(self.rate_limited_waits, 6), error.retry_after)
+                self.rate_limited_waits += 1
+                if rate_waited + wait > self.max_rate_wait:
+                    raise error
+                rate_waited += wait
+                logger.info("Iterable %s rate limited; waiting %.1fs", endpoint, wait)
+                self.sleep(wait)
+                continue
+            if error.retryable and attempt < self.max_retries:
+                wait = self._backoff(attempt)
+                attempt += 1
+                logger.info("Iterable %s failed (%s); retry %d in %.1fs", endpoint, error.code, attempt, wait)
+                self.sleep(wait)
+                continue
+            raise error
+
+
+def _json(raw: requests.Response) -> Any:
+    try:
+        return raw.json()
+    except ValueError:
+        return {"msg": raw.text[:500]}
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def map_error(method: str, path: str, response: Response) -> DestinationError:
+    """Iterable's envelope ``{msg, code, params}`` to an exception. HTTP status first, code second (reference 5)."""
+    body = response.body if isinstance(response.body, dict) else {}
+    code = str(body.get("code") or "")
+    msg = str(body.get("msg") or body.get("message") or f"HTTP {response.status}")
+    params = body.get("params")
+    status = response.status
+    where = f"{method} {path}"
+    kwargs = {"code": code or f"http_{status}", "status": status, "params": params}
+    if status == 401:
+        return AuthError(f"Iterable refused the credentials ({msg}) on {where}", **kwargs)
+    if status == 403:
+        return ForbiddenError(f"Iterable refused {where} for this key: {msg}", **kwargs)
+    if status == 404:
+        return NotFoundError(f"{where}: {msg}", **kwargs)
+    if status == 409:
+        return ConflictError(f"{where}: {msg}", **kwargs)
+    if status == 413:
+        return PayloadTooLargeError(f"{where}: the request body is too large ({msg})", **kwargs)
+    if status == 429:
+        return RateLimitedError(f"{where}: rate limited", retry_after=_retry_after(response.headers), **kwargs)
+    if status >= 500:
+        return ServerError(f"Iterable answered {status} on {where}: {msg}", **kwargs)
+    if code == "RequestFieldsTypesMismatched":
+        errors = (params or {}).get("validationErrors") or {}
+        field_errors = {
+            name: (
+                f"Iterable has '{name}' as {detail.get('expectedType')}, "
+                f"the value sent was {detail.get('offendingValue')!r} ({', '.join(detail.get('incomingTypes') or [])})"
+            )
+            for name, detail in errors.items()
+        }
+        return TypeMismatchError(msg, field_errors=field_errors, **kwargs)
+    field_errors = (
+        {str(k): str(v) for k, v in params.items()} if code == "BadJsonBody" and isinstance(params, dict) else {}
+    )
+    return ValidationError(f"Iterable refused {where}: {msg}", field_errors=field_errors, **kwargs)
+
+
+class IterableDestination:
+    """The destination interface (integrations.destinations.base.Destination) for Iterable."""
+
+    kind = "iterable"
+
+    def __init__(self, client: IterableClient, *, project_type: str = "hybrid") -> None:
+        self.client = client
+        self.project_type = project_type
+
+    @classmethod
+    def for_integration(cls, integration) -> IterableDestination:
+        from integrations.services import credentials_client_kwargs
+
+        return cls(IterableClient(**credentials_client_kwargs(integration)), project_type=integration.project_type)
+
+    # --- verify ----------------------------------------------------------------------------
+
+    def verify(self) -> VerifyResult:
+        """Prove the credentials can read the schema and write users, without changing anything.
+
+        Probes: getFields (read rights), then bulkUpdate with no users (write rights:
+        a server-side key gets 200, a read-only key 403). A 403 on getFields means a
+        client-side key; users/update without an identifier tells mobile (400) from
+        JavaScript (403). Raises AuthError / ForbiddenError with what to do.
+        """
+        try:
+            self.client.request("GET", "/api/users/getFields")
+        except ForbiddenError:
+            raise ForbiddenError(_client_side_message(self._client_side_kind()), code="client_side_key") from None
+        try:
+            self.client.request("POST", "/api/users/bulkUpdate", json={"users": []})
+        except ForbiddenError:
+            raise ForbiddenError(
+                "This is a read-only key: it can read your project but cannot create or update users. "
+                + CREATE_KEY_HINT,
+                code="read_only_key",
+            ) from None
+        return VerifyResult(region=self.client.region, key_type="server_side")
+
+    def _client_side_kind(self) -> str:
+        try:
+            self.client.request("POST", "/api/users/update", json={"dataFields": {}})
+        except ForbiddenError:
+            return "javascript"
+        except ValidationError:
+            return "mobile"
+        return "mobile"
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def fetch_fields(self) -> list[DestinationField]:
+        body = self.client.request("GET", "/api/users/getFields").body
+        fields = body.get("fields") if isinstance(body, dict) else None
+        if not isinstance(fields, dict):
+            raise ServerError("Iterable's getFields answer had no 'fields' object", code="bad_response")
+        return [DestinationField(name=str(k), type=str(v).lower()) for k, v in sorted(fields.items())]
+
+    # --- write -----------------------------------------------------------------------------
+
+    def identifier_of(self, record: dict[str, Any]) -> str:
+        return str(
+            record.get("userId") if self.project_type == "userId" else record.get("email") or record.get("userId")
+        )
+
+    def push(self, records: list[dict[str, Any]]) -> list[RecordResult]:
+        """bulkUpdate one batch. Failures come back by identifier (reference 2.2), mapped here to records.
+
+        Raises TypeMismatchError / PayloadTooLargeError when Iterable refuses the whole
+        batch for one record: the caller splits the batch to isolate it.
+        """
+        if not records:
+            return []
+        body = {"users": records}
+        response = self.client.request("POST", "/api/users/bulkUpdate", json=body)
+        failed = (response.body or {}).get("failedUpdates") or {}
+        reasons: dict[str, tuple[str, str]] = {}
+        for list_name, (code, message) in FAILED_UPDATE_MESSAGES.items():
+            for value in failed.get(list_name) or []:
+                reasons.setdefault(str(value), (code, message))
+        for list_name in ("invalidEmails", "invalidUserIds"):  # deprecated top-level copies
+            for value in (response.body or {}).get(list_name) or []:
+                reasons.setdefault(str(value), FAILED_UPDATE_MESSAGES[list_name])
+        results = []
+        for record in records:
+            ids = {str(record.get("email")), str(record.get("userId"))} - {"None"}
+            hit = next((reasons[i] for i in ids if i in reasons), None)
+            ident = self.identifier_of(record)
+            if hit:
+                results.append(RecordResult(ident, delivered=False, code=hit[0], message=hit[1]))
+            else:
+                results.append(RecordResult(ident, delivered=True))
+        return results
+
+    def find_existing(self, identifiers: list[str]) -> set[str]:
+        """Look each identifier up (100 rps); ``{}`` means not found (reference 4)."""
+        existing: set[str] = set()
+        for ident in identifiers:
+            if self.project_type == "userId":
+                body = self.client.request("GET", "/api/users/byUserId", params={"userId": ident}).body
+            else:
+                body = self.client.request("GET", "/api/users/getByEmail", params={"email": ident}).body
+            if isinstance(body, dict) and body.get("user"):
+                existing.add(ident)
+        return existing
+
+    def lists(self) -> list[dict[str, Any]]:
+        body = self.client.request("GET", "/api/lists").body
+        return list(body.get("lists") or []) if isinstance(body, dict) else []
+
+
+CREATE_KEY_HINT = (
+    "In Iterable, open Integrations > API Keys, create a key of type Server-side (standard permissions) "
+    "for this project, and paste it here."
+)
+
+
+def _client_side_message(kind: str) -> str:
+    label = KEY_TYPE_LABELS.get(kind, kind)
+    return (
+        f"This is a {label} key: client-side keys may only call a few endpoints and cannot read your fields "
+        f"or import users. {CREATE_KEY_HINT}"
+    )
+
+
+def detect_region(api_key: str, preferred: str | None = None) -> str | None:
+    """The data center that accepts ``api_key`` (trying ``preferred`` first), or None."""
+    order = [preferred] if preferred in REGIONS else []
+    order += [r for r in REGIONS if r not in order]
+    for region in order:
+        client = IterableClient(region=region, api_key=api_key, max_retries=1)
+        try:
+            client.request("GET", "/api/users/getFields")
+            return region
+        except ForbiddenError:
+            return region  # the key is known here, it just may not read fields
+        except AuthError:
+            continue
+    return None
+
+
+def region_label(region: str) -> str:
+    return "EU (api.eu.iterable.com)" if region == "eu" else "US (api.iterable.com)"

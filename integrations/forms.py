@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from django import forms
+
+from integrations.models import Integration
+
+REGION_CHOICES = [("auto", "Detect automatically"), ("us", "US (api.iterable.com)"), ("eu", "EU (api.eu.iterable.com)")]
+
+
+class ConnectKeyForm(forms.Form):
+    api_key = forms.CharField(
+        label="API key",
+        max_length=200,
+        strip=True,  # whitespace pasted around the key is dropped
+        widget=forms.PasswordInput(attrs={"autocomplete": "off", "spellcheck": "false", "id": "api-key"}),
+        help_text="A server-side key: in Iterable, Integrations > API Keys > New API key, type Server-side.",
+    )
+    region = forms.ChoiceField(label="Data center", choices=REGION_CHOICES, initial="auto")
+    project_type = forms.ChoiceField(
+        label="Project type",
+        choices=Integration.ProjectType.choices,
+        initial=Integration.ProjectType.HYBRID,
+        help_text="Iterable shows it under Settings > Project settings. It decides how users are identified.",
+    )
+
+
+class OAuthStartForm(forms.Form):
+    project_type = forms.ChoiceField(choices=Integration.ProjectType.choices, initial=Integration.ProjectType.HYBRID)

@@ -1,0 +1,318 @@
+"""Connecting, verifying and disconnecting destinations. Every change is audited;
+no secret is ever logged or written anywhere but the encrypted credentials."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from integrations import oauth
+from integrations.destinations.base import (
+    AuthError,
+    DestinationError,
+    ForbiddenError,
+    ServerError,
+    TransportError,
+)
+from integrations.destinations.iterable import (
+    CREATE_KEY_HINT,
+    IterableClient,
+    IterableDestination,
+    TokenProvider,
+    detect_region,
+    region_label,
+)
+from integrations.models import Integration
+from workspaces.models import Workspace
+from workspaces.services import audit_record
+
+logger = logging.getLogger(__name__)
+
+
+class ConnectError(Exception):
+    """Connecting failed; ``message`` tells the admin what is wrong and what to do. Nothing was stored."""
+
+    def __init__(self, message: str, *, field: str | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.message, self.field, self.code = message, field, code
+
+
+@dataclass(frozen=True)
+class ConnectRequest:
+    api_key: str
+    region: str  # "us", "eu" or "auto"
+    project_type: str
+
+
+def _check_project_type(region: str, project_type: str) -> None:
+    if region == "eu" and project_type == Integration.ProjectType.EMAIL:
+        raise ConnectError(
+            "Iterable's EU data center has no email-based projects: pick userID-based or hybrid "
+            "(Project settings in Iterable shows which yours is).",
+            field="project_type",
+        )
+
+
+def _unreachable(exc: DestinationError) -> ConnectError:
+    return ConnectError(
+        f"Iterable could not be reached to check the key ({exc.code}). Nothing was saved; try again in a minute.",
+        code="unreachable",
+    )
+
+
+def _verify_key(api_key: str, region: str, project_type: str) -> str:
+    """The region the key works in, verified for reading fields and writing users; else ConnectError."""
+    if region == "auto":
+        found = detect_region(api_key)
+        if found is None:
+            raise ConnectError(
+                "Iterable does not recognise this key in the US or the EU data center. Check you copied the whole "
+                "key (Iterable shows it only once) and that it was not deleted. " + CREATE_KEY_HINT,
+                field="api_key",
+                code="unknown_key",
+            )
+        region = found
+    _check_project_type(region, project_type)
+    destination = IterableDestination(IterableClient(region=region, api_key=api_key), project_type=project_type)
+    try:
+        destination.verify()
+    except AuthError:
+        other = "eu" if region == "us" else "us"
+        if detect_region(api_key, other) == other:
+            raise ConnectError(
+                f"This key belongs to a project in the {region_label(other)} data center, not "
+                f"{region_label(region)}. Pick {other.upper()} (or auto-detect) and connect again.",
+                field="region",
+                code="wrong_region",
+            ) from None
+        raise ConnectError(
+            "Iterable does not recognise this key. Check you copied the whole key and that it was not deleted. "
+            + CREATE_KEY_HINT,
+            field="api_key",
+            code="unknown_key",
+        ) from None
+    except ForbiddenError as exc:
+        raise ConnectError(exc.message, field="api_key", code=exc.code) from None
+    except (TransportError, ServerError) as exc:
+        raise _unreachable(exc) from None
+    except DestinationError as exc:
+        raise ConnectError(f"Iterable refused the check: {exc.message}", code=exc.code) from None
+    return region
+
+
+def _integration(workspace: Workspace, kind: str) -> Integration:
+    integration, _ = Integration.objects.select_for_update().get_or_create(workspace=workspace, kind=kind)
+    return integration
+
+
+def integration_connect_api_key(*, workspace: Workspace, actor: User, request: ConnectRequest) -> Integration:
+    """Verify the key against Iterable, then store it encrypted. Raises ConnectError; stores nothing then."""
+    api_key = request.api_key.strip()
+    if not api_key:
+        raise ConnectError("Paste the API key.", field="api_key")
+    if request.region != "auto":
+        _check_project_type(request.region, request.project_type)
+    region = _verify_key(api_key, request.region, request.project_type)
+    with transaction.atomic():
+        integration = _integration(workspace, Integration.Kind.ITERABLE)
+        _mark_connected(
+            integration,
+            actor=actor,
+            auth_method=Integration.AuthMethod.API_KEY,
+            credentials={"api_key": api_key},
+            key_last4=api_key[-4:],
+            region=region,
+            project_type=request.project_type,
+        )
+        audit_record(
+            workspace=workspace,
+            actor=actor,
+            verb="integration.connected",
+            target=integration.get_kind_display(),
+            data={
+                "method": "api_key",
+                "key": integration.masked_key,
+                "region": region,
+                "project_type": request.project_type,
+            },
+        )
+    return integration
+
+
+def _mark_connected(integration: Integration, *, actor: User, **values: Any) -> None:
+    now = timezone.now()
+    for name, value in values.items():
+        setattr(integration, name, value)
+    integration.status = Integration.Status.CONNECTED
+    integration.connected_by = actor
+    integration.connected_at = now
+    integration.verified_at = now
+    integration.error_code = integration.error_message = ""
+    integration.error_since = None
+    integration.save()
+
+
+def integration_connect_oauth(
+    *, workspace: Workspace, actor: User, code: str, code_verifier: str, redirect_uri: str, project_type: str
+) -> Integration:
+    """Exchange the authorization code and store the tokens. Raises ConnectError; stores nothing then."""
+    try:
+        tokens = oauth.exchange_code(code=code, code_verifier=code_verifier, redirect_uri=redirect_uri)
+    except AuthError as exc:
+        raise ConnectError(f"Iterable did not grant access: {exc.message}", code=exc.code) from None
+    except TransportError as exc:
+        raise _unreachable(exc) from None
+    with transaction.atomic():
+        integration = _integration(workspace, Integration.Kind.ITERABLE)
+        _mark_connected(
+            integration,
+            actor=actor,
+            auth_method=Integration.AuthMethod.OAUTH,
+            credentials=tokens,
+            key_last4="",
+            region=settings.ITERABLE_OAUTH_REGION,
+            project_type=project_type,
+        )
+        audit_record(
+            workspace=workspace,
+            actor=actor,
+            verb="integration.connected",
+            target=integration.get_kind_display(),
+            data={"method": "oauth", "region": integration.region, "project_type": project_type},
+        )
+    return integration
+
+
+def integration_disconnect(*, integration: Integration, actor: User) -> None:
+    """Delete the credentials; keep the integration row and its history."""
+    integration.credentials = None
+    integration.status = Integration.Status.DISCONNECTED
+    integration.key_last4 = ""
+    integration.error_code = integration.error_message = ""
+    integration.error_since = None
+    integration.save()
+    audit_record(
+        workspace=integration.workspace,
+        actor=actor,
+        verb="integration.disconnected",
+        target=integration.get_kind_display(),
+    )
+
+
+def integration_mark_needs_attention(*, integration: Integration, code: str, message: str) -> None:
+    Integration.objects.filter(pk=integration.pk).update(
+        status=Integration.Status.NEEDS_ATTENTION, error_code=code, error_message=message, error_since=timezone.now()
+    )
+    integration.status, integration.error_code, integration.error_message = (
+        Integration.Status.NEEDS_ATTENTION,
+        code,
+        message,
+    )
+
+
+def integration_reverify(*, integration: Integration, actor: User | None) -> bool:
+    """Check the stored credentials again; returns whether they still work (and records why not)."""
+    from integrations.destinations import destination_for
+
+    try:
+        destination_for(integration).verify()
+    except (TransportError, ServerError) as exc:
+        # The destination being down says nothing about the key: keep the status.
+        integration.error_message = f"Could not reach Iterable to check ({exc.code}); try again shortly."
+        return False
+    except DestinationError as exc:
+        message = (
+            exc.message
+            if isinstance(exc, ForbiddenError)
+            else (
+                "Iterable no longer accepts the stored credentials (the key was revoked or the grant withdrawn). "
+                "Connect again with a valid key."
+            )
+        )
+        integration_mark_needs_attention(integration=integration, code=exc.code, message=message)
+        audit_record(
+            workspace=integration.workspace,
+            actor=actor,
+            verb="integration.verify_failed",
+            target=integration.get_kind_display(),
+            data={"code": exc.code},
+        )
+        return False
+    now = timezone.now()
+    Integration.objects.filter(pk=integration.pk).update(
+        status=Integration.Status.CONNECTED, verified_at=now, error_code="", error_message="", error_since=None
+    )
+    integration.refresh_from_db()
+    audit_record(
+        workspace=integration.workspace, actor=actor, verb="integration.verified", target=integration.get_kind_display()
+    )
+    return True
+
+
+# --- Credentials for the client ---------------------------------------------------------------
+
+
+class StoredTokenProvider(TokenProvider):
+    """OAuth tokens kept on the Integration row, refreshed at half-life and on a 401.
+
+    Refreshing takes a row lock, so that two workers never spend the same (rotating)
+    refresh token: the second one finds the first one's fresh token and uses it.
+    """
+
+    def __init__(self, integration_id: int) -> None:
+        self.integration_id = integration_id
+        self._credentials: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._credentials is None:
+            self._credentials = Integration.objects.get(pk=self.integration_id).credentials or {}
+        return self._credentials
+
+    def token(self) -> str:
+        credentials = self._load()
+        if oauth.needs_refresh(credentials):
+            return self.refresh(credentials.get("access_token", ""))
+        return credentials["access_token"]
+
+    def refresh(self, stale: str) -> str:
+        with transaction.atomic():
+            integration = Integration.objects.select_for_update().get(pk=self.integration_id)
+            current = integration.credentials or {}
+            if current.get("access_token") and current["access_token"] != stale and not oauth.needs_refresh(current):
+                self._credentials = current  # another worker refreshed already
+                return current["access_token"]
+            try:
+                fresh = oauth.refresh(current.get("refresh_token", ""))
+            except AuthError as exc:
+                integration_mark_needs_attention(
+                    integration=integration,
+                    code="oauth_refresh_failed",
+                    message="Iterable no longer accepts this connection's token and could not renew it "
+                    f"({exc.code}). Connect with Iterable again.",
+                )
+                raise AuthError(exc.message, code="oauth_refresh_failed") from None
+            integration.credentials = fresh
+            integration.save(update_fields=["credentials", "updated_at"])
+        logger.info("Refreshed the OAuth token of integration %s", self.integration_id)
+        self._credentials = fresh
+        return fresh["access_token"]
+
+
+def credentials_client_kwargs(integration: Integration) -> dict[str, Any]:
+    """How to build a client for ``integration``: its key, or a token provider for OAuth."""
+    credentials = integration.credentials or {}
+    if integration.auth_method == Integration.AuthMethod.OAUTH:
+        return {
+            "region": integration.region,
+            "tokens": StoredTokenProvider(integration.pk),
+            "bucket_id": f"oauth-{integration.pk}",
+        }
+    if not credentials.get("api_key"):
+        raise AuthError("This integration is not connected.", code="not_connected")
+    return {"region": integration.region, "api_key": credentials["api_key"]}

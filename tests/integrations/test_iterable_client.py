@@ -1,0 +1,180 @@
+"""The Iterable client against the emulator over real HTTP: error mapping, pacing, retries."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from integrations.destinations import base
+from integrations.destinations.iterable import IterableClient, IterableDestination
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client(iterable) -> IterableClient:
+    return IterableClient(region="us", api_key=iterable.keys.server_side)
+
+
+@pytest.fixture
+def destination(client) -> IterableDestination:
+    return IterableDestination(client, project_type="hybrid")
+
+
+def test_fetch_fields(destination, iterable):
+    iterable.set_fields({"Lifetime Value": "double", "defaultAddress": "object", "defaultAddress.city": "string"})
+    fields = {f.name: f.type for f in destination.fetch_fields()}
+    assert fields["Lifetime Value"] == "double" and fields["defaultAddress.city"] == "string"
+    assert fields["email"] == "string"
+
+
+def test_push_returns_one_result_per_record_from_the_failure_lists(destination, iterable):
+    results = destination.push(
+        [
+            {"email": "ada@example.com", "dataFields": {"firstName": "Ada"}},
+            {"email": "not-an-email", "dataFields": {"firstName": "Bad"}},
+            {"email": "grace@example.com", "dataFields": {"firstName": "Grace"}},
+        ]
+    )
+    assert [r.delivered for r in results] == [True, False, True]
+    assert results[1].code == "invalid_email" and "malformed" in results[1].message
+    assert iterable.user("ada@example.com")["dataFields"]["firstName"] == "Ada"
+    assert iterable.user("not-an-email") is None
+
+
+def test_find_existing(destination, iterable):
+    destination.push([{"email": "ada@example.com", "dataFields": {}}])
+    assert destination.find_existing(["ada@example.com", "nobody@example.com"]) == {"ada@example.com"}
+
+
+@pytest.mark.parametrize(
+    ("setup", "call", "error", "code"),
+    [
+        ("bad_key", ("GET", "/api/users/getFields", None), base.AuthError, "BadApiKey"),
+        ("read_only", ("POST", "/api/users/bulkUpdate", {"users": []}), base.ForbiddenError, "Forbidden"),
+        (None, ("POST", "/api/users/bulkUpdate", {"user": []}), base.ValidationError, "BadJsonBody"),
+        (None, ("POST", "/api/users/update", {"email": "bad"}), base.ValidationError, "InvalidEmailAddressError"),
+        ("fault409", ("POST", "/api/users/update", {"email": "a@b.co"}), base.ConflictError, "GenericError"),
+        ("fault404", ("GET", "/api/users/getFields", None), base.NotFoundError, "GenericError"),
+    ],
+)
+def test_each_error_is_mapped(iterable, setup, call, error, code):
+    key = {"bad_key": "nope-nope-nope", "read_only": iterable.keys.read_only}.get(setup, iterable.keys.server_side)
+    if setup and setup.startswith("fault"):
+        iterable.fault(call[1], status=int(setup[5:]), times=1)
+    client = IterableClient(region="us", api_key=key, max_retries=0)
+    with pytest.raises(error) as caught:
+        client.request(call[0], call[1], json=call[2])
+    assert caught.value.code == code
+
+
+def test_validation_error_names_the_json_path(client):
+    with pytest.raises(base.ValidationError) as caught:
+        client.request("POST", "/api/users/bulkUpdate", json={"users": [{"email": "a@b.co", "preferUserId": "yes"}]})
+    assert caught.value.field_errors == {"obj.users[0].preferUserId": "Boolean value expected"}
+
+
+def test_type_mismatch_fails_the_batch_with_per_field_detail(destination, iterable):
+    destination.push([{"email": "ada@example.com", "dataFields": {"age": 36}}])
+    with pytest.raises(base.TypeMismatchError) as caught:
+        destination.push(
+            [
+                {"email": "bob@example.com", "dataFields": {"age": 40}},
+                {"email": "eve@example.com", "dataFields": {"age": "ten"}},
+            ]
+        )
+    assert "age" in caught.value.field_errors and "long" in caught.value.field_errors["age"]
+    assert iterable.user("bob@example.com") is None  # nothing of the refused batch was written
+
+
+def test_oversized_batch_is_413(destination):
+    big = [{"email": f"u{i}@example.com", "dataFields": {"blob": "x" * 5000}} for i in range(900)]
+    with pytest.raises(base.PayloadTooLargeError):
+        destination.push(big)
+
+
+def test_5xx_is_retried_then_succeeds(client, iterable):
+    iterable.fault("/api/users/getFields", status=503, times=2)
+    assert client.request("GET", "/api/users/getFields").status == 200
+    assert iterable.stats()["counts"]["/api/users/getFields"] == 1  # the two 503s come before logging
+
+
+def test_5xx_gives_up_after_the_retries(iterable):
+    iterable.fault("/api/users/getFields", status=500, times=5)
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, max_retries=2)
+    with pytest.raises(base.ServerError):
+        client.request("GET", "/api/users/getFields")
+
+
+def test_timeout_is_retried(iterable, settings):
+    settings.DESTINATION_TIMEOUT_SECONDS = 0.5
+    iterable.fault("/api/users/getFields", kind="timeout", seconds=1.0, times=1)
+    client = IterableClient(region="us", api_key=iterable.keys.server_side)
+    assert client.request("GET", "/api/users/getFields").status == 200
+
+
+def test_dropped_connection_is_retried(client, iterable):
+    iterable.fault("/api/users/getFields", kind="drop", times=1)
+    assert client.request("GET", "/api/users/getFields").status == 200
+
+
+def test_429_waits_are_bounded_backoff_not_failures(iterable):
+    iterable.fault(
+        "/api/users/getFields", status=429, times=3, body={"msg": "Exceeded rate limit.", "code": "RateLimitExceeded"}
+    )
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, max_retries=0)
+    # max_retries=0, yet three 429s are waited out: waiting for the budget is not a failed attempt.
+    assert client.request("GET", "/api/users/getFields").status == 200
+    assert client.rate_limited_waits == 3
+
+
+def test_429_honours_retry_after(iterable):
+    iterable.configure(rate_limit_overrides={"users.getFields": 1}, retry_after=1)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, sleep=sleep)
+    for _ in range(3):
+        assert client.request("GET", "/api/users/getFields").status == 200
+    assert 1.0 in slept  # the Retry-After the emulator sent, not a guess
+
+
+def test_429_gives_up_after_the_wait_budget(iterable):
+    iterable.fault("/api/users/getFields", status=429, times=50)
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, max_rate_wait=1)
+    with pytest.raises(base.RateLimitedError):
+        client.request("GET", "/api/users/getFields")
+
+
+def test_pacing_keeps_bulk_update_under_the_documented_limit(destination, iterable):
+    started = time.monotonic()
+    for i in range(8):
+        destination.push([{"email": f"u{i}@example.com", "dataFields": {}}])
+    elapsed = time.monotonic() - started
+    assert elapsed >= 7 / 5 * 0.95  # 5 requests per second, paced a little under
+    assert iterable.stats()["rate_limited"] == {}  # the limit was respected, not discovered
+
+
+def test_429_storm_slows_down_and_still_delivers(iterable):
+    iterable.configure(rate_limit_overrides={"users.getFields": 2}, retry_after=1)
+    client = IterableClient(region="us", api_key=iterable.keys.server_side)
+    # Our pacing thinks 3 rps is fine; the emulator says 2: 429s happen and are waited out.
+    for _ in range(6):
+        assert client.request("GET", "/api/users/getFields").status == 200
+    assert iterable.stats()["rate_limited"].get("users.getFields", 0) >= 1
+    assert client.rate_limited_waits >= 1
+
+
+def test_eu_keys_work_only_in_eu(iterable):
+    with pytest.raises(base.AuthError):
+        IterableClient(region="us", api_key=iterable.keys.eu_server_side, max_retries=0).request(
+            "GET", "/api/users/getFields"
+        )
+    assert (
+        IterableClient(region="eu", api_key=iterable.keys.eu_server_side).request("GET", "/api/users/getFields").status
+        == 200
+    )
