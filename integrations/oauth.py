@@ -12,12 +12,16 @@ import secrets
 import time
 from typing import Any
 
+import requests
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from django.conf import settings
 
-from integrations.destinations.base import AuthError, TransportError
+from integrations.destinations.base import AuthError, ServerError, TransportError
+
+# Errors after which trying again later may work (RFC 6749 5.2 plus the usual 5xx words).
+_TRANSIENT = {"server_error", "temporarily_unavailable"}
 
 
 def _session(redirect_uri: str | None = None) -> OAuth2Session:
@@ -58,14 +62,21 @@ def _token_call(fn: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         token = fn(settings.ITERABLE_OAUTH_TOKEN_URL, timeout=settings.DESTINATION_TIMEOUT_SECONDS, **kwargs)
     except OAuthError as exc:
+        if exc.error in _TRANSIENT:
+            raise ServerError(f"The authorization server failed: {exc.error}", code=exc.error) from None
         raise AuthError(
             f"The authorization server refused: {exc.error} {exc.description or ''}".strip(),
             code=exc.error or "oauth_error",
         ) from None
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else 0
+        if status >= 500:
+            raise ServerError(f"The authorization server answered {status}", code=f"http_{status}") from None
+        raise AuthError(f"The authorization server refused ({status})", code=f"http_{status}") from None
+    except requests.RequestException as exc:
+        raise TransportError(f"The authorization server could not be reached: {type(exc).__name__}") from None
     except ValueError:
         raise AuthError("The authorization server's answer was not JSON.", code="oauth_bad_response") from None
-    except OSError as exc:
-        raise TransportError(f"The authorization server could not be reached: {type(exc).__name__}") from None
     if not token or not token.get("access_token"):
         raise AuthError("The authorization server answered without an access token.", code="oauth_bad_response")
     return _normalize(token)

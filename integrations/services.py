@@ -59,9 +59,9 @@ def _check_project_type(region: str, project_type: str) -> None:
         )
 
 
-def _unreachable(exc: DestinationError) -> ConnectError:
+def _unreachable(exc: DestinationError, doing: str = "to check the key") -> ConnectError:
     return ConnectError(
-        f"Iterable could not be reached to check the key ({exc.code}). Nothing was saved; try again in a minute.",
+        f"Iterable could not be reached {doing} ({exc.code}). Nothing was saved; try again in a minute.",
         code="unreachable",
     )
 
@@ -166,8 +166,8 @@ def integration_connect_oauth(
         tokens = oauth.exchange_code(code=code, code_verifier=code_verifier, redirect_uri=redirect_uri)
     except AuthError as exc:
         raise ConnectError(f"Iterable did not grant access: {exc.message}", code=exc.code) from None
-    except TransportError as exc:
-        raise _unreachable(exc) from None
+    except (TransportError, ServerError) as exc:
+        raise _unreachable(exc, "to finish the sign-in") from None
     with transaction.atomic():
         integration = _integration(workspace, Integration.Kind.ITERABLE)
         _mark_connected(
@@ -290,15 +290,20 @@ class StoredTokenProvider(TokenProvider):
             try:
                 fresh = oauth.refresh(current.get("refresh_token", ""))
             except AuthError as exc:
-                integration_mark_needs_attention(
-                    integration=integration,
-                    code="oauth_refresh_failed",
-                    message="Iterable no longer accepts this connection's token and could not renew it "
-                    f"({exc.code}). Connect with Iterable again.",
-                )
-                raise AuthError(exc.message, code="oauth_refresh_failed") from None
-            integration.credentials = fresh
-            integration.save(update_fields=["credentials", "updated_at"])
+                refused = exc
+            else:
+                refused = None
+                integration.credentials = fresh
+                integration.save(update_fields=["credentials", "updated_at"])
+        if refused is not None:
+            # Outside the transaction above, so that the mark is not rolled back with it.
+            integration_mark_needs_attention(
+                integration=integration,
+                code="oauth_refresh_failed",
+                message="Iterable no longer accepts this connection's token and could not renew it "
+                f"({refused.code}). Connect with Iterable again.",
+            )
+            raise AuthError(refused.message, code="oauth_refresh_failed")
         logger.info("Refreshed the OAuth token of integration %s", self.integration_id)
         self._credentials = fresh
         return fresh["access_token"]

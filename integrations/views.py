@@ -69,7 +69,7 @@ def integration_list(request: HttpRequest) -> HttpResponse:
 def integration_detail(request: HttpRequest, kind: str) -> HttpResponse:
     destination = _destination(kind)
     integration = selectors.integration_by_kind(workspace=request.workspace, kind=kind)
-    if integration is None or integration.status == Integration.Status.DISCONNECTED:
+    if (integration is None or not integration.is_connected) and request.membership.is_admin:
         return redirect("integrations:connect", request.workspace.slug, kind)
     context = {"destination": destination, "integration": integration, "steps": WIZARD_STEPS, "step": "connect"}
     return render(request, "integrations/detail.html", context)

@@ -69,6 +69,11 @@ class EncryptedJSONField(models.TextField):
             return value
         return decrypt(value)
 
+    def value_to_string(self, obj: models.Model) -> str:
+        # Serializers (dumpdata, fixtures) get ciphertext: a dump never holds a secret in clear.
+        value = self.value_from_object(obj)
+        return "" if value is None else encrypt(value)
+
     def get_prep_value(self, value: Any) -> str | None:
         if value is None or value == {}:
             return None if value is None else ""

@@ -11,6 +11,7 @@ import re
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from integrations.models import Integration
 from tests.factories import ContactFactory, make_flow
 from workspaces.models import Invitation, Membership, Role
 
@@ -36,6 +37,9 @@ def url_kwargs(workspace_a, alice, bob):
 
     flow = make_flow(workspace_a)
     contact = ContactFactory(flow=flow)
+    Integration.objects.create(
+        workspace=workspace_a, kind="iterable", status="connected", credentials={"api_key": "k" * 20}, key_last4="kkkk"
+    )
     invitation = Invitation.objects.create(
         workspace=workspace_a, email="new@example.com", token_hash="x" * 64, expires_at=timezone.now()
     )
@@ -46,6 +50,7 @@ def url_kwargs(workspace_a, alice, bob):
         "contact_id": contact.pk,
         "membership_id": Membership.objects.get(user=bob).pk,
         "invitation_id": invitation.pk,
+        "kind": "iterable",
     }
 
 

@@ -82,6 +82,10 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
                 "region": body.get("region", "us"),
             }
             return 200, {"ok": True}
+        if action == "oauth/revoke" and method == "POST":
+            state.access_tokens.clear()
+            state.refresh_tokens.clear()
+            return 200, {"ok": True}
         if action == "oauth/expire" and method == "POST":
             for token in state.access_tokens.values():
                 token["expires_at"] = 0
@@ -168,6 +172,9 @@ class EmulatorControl:
                 "region": region,
             },
         )
+
+    def revoke_oauth_grants(self) -> None:
+        self._call("POST", "oauth/revoke")
 
     def expire_access_tokens(self) -> None:
         self._call("POST", "oauth/expire")

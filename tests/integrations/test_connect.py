@@ -1,0 +1,136 @@
+"""Connecting Iterable by API key through the views, against the emulator."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from integrations.models import Integration
+from workspaces.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+CONNECT = "/w/acme/integrations/iterable/connect/"
+
+
+def _connect(client, key, region="us", project_type="hybrid"):
+    return client.post(CONNECT, {"api_key": key, "region": region, "project_type": project_type})
+
+
+def _error_text(response) -> str:
+    form = response.context["form"]
+    return " ".join(str(e) for errors in form.errors.values() for e in errors)
+
+
+def test_it_works(alice_client, iterable):
+    response = _connect(alice_client, f"  {iterable.keys.server_side}\n")  # pasted with whitespace
+    assert response.status_code == 302 and response["Location"] == "/w/acme/integrations/iterable/"
+    integration = Integration.objects.get()
+    assert integration.status == "connected" and integration.credentials == {"api_key": iterable.keys.server_side}
+    assert integration.key_last4 == iterable.keys.server_side[-4:] and integration.region == "us"
+    assert AuditEvent.objects.filter(verb="integration.connected").exists()
+
+
+def test_it_checks_workspace(charlie_client, iterable):
+    assert _connect(charlie_client, iterable.keys.server_side).status_code == 404
+    assert not Integration.objects.exists()
+
+
+def test_it_requires_admin(bob_client, iterable):
+    assert _connect(bob_client, iterable.keys.server_side).status_code == 403
+    assert not Integration.objects.exists()
+
+
+def test_the_key_is_encrypted_at_rest_and_never_rendered(alice_client, iterable):
+    key = iterable.keys.server_side
+    _connect(alice_client, key)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT credentials FROM integrations_integration")
+        stored = cursor.fetchone()[0]
+    assert key not in stored and stored.startswith("gAAAA")  # a Fernet token
+    from io import StringIO
+
+    dump = StringIO()
+    call_command("dumpdata", "integrations", "workspaces", stdout=dump)
+    assert key not in dump.getvalue()
+    for url in ["/w/acme/integrations/", "/w/acme/integrations/iterable/", CONNECT, "/w/acme/settings/audit/"]:
+        html = alice_client.get(url).content.decode()
+        assert key not in html, url
+    assert f"••••{key[-4:]}" in alice_client.get("/w/acme/integrations/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("which", "region", "field", "words"),
+    [
+        ("wrong", "us", "api_key", "does not recognise this key"),
+        ("wrong", "auto", "api_key", "in the US or the EU data center"),
+        ("eu_server_side", "us", "region", "belongs to a project in the EU"),
+        ("read_only", "us", "api_key", "read-only key"),
+        ("mobile", "us", "api_key", "mobile key"),
+        ("javascript", "us", "api_key", "JavaScript key"),
+    ],
+)
+def test_bad_keys_are_refused_with_what_to_do(alice_client, iterable, which, region, field, words):
+    key = "wrong-key-123456" if which == "wrong" else getattr(iterable.keys, which)
+    response = _connect(alice_client, key, region=region)
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert field in errors and words in " ".join(errors[field])
+    if which != "eu_server_side":
+        assert "Server-side" in _error_text(response)  # says how to get the right key
+    assert not Integration.objects.exists()
+
+
+def test_auto_detect_finds_the_eu_data_center(alice_client, iterable):
+    _connect(alice_client, iterable.keys.eu_server_side, region="auto", project_type="userId")
+    assert Integration.objects.get().region == "eu"
+
+
+def test_eu_has_no_email_based_projects(alice_client, iterable):
+    response = _connect(alice_client, iterable.keys.eu_server_side, region="eu", project_type="email")
+    assert "no email-based projects" in " ".join(response.context["form"].errors["project_type"])
+    assert not Integration.objects.exists()
+
+
+def test_an_unreachable_iterable_stores_nothing_and_says_so(alice_client, iterable, settings):
+    settings.ITERABLE_US_BASE_URL = "http://127.0.0.1:9/us"  # nothing listens there
+    settings.DESTINATION_MAX_RETRIES = 0
+    response = _connect(alice_client, iterable.keys.server_side)
+    assert "could not be reached" in _error_text(response) and "Nothing was saved" in _error_text(response)
+    assert not Integration.objects.exists()
+
+
+def test_disconnect_deletes_the_credentials_and_keeps_the_row(alice_client, iterable):
+    _connect(alice_client, iterable.keys.server_side)
+    response = alice_client.post("/w/acme/integrations/iterable/disconnect/")
+    assert response.status_code == 302
+    integration = Integration.objects.get()
+    assert integration.credentials is None and integration.status == "disconnected" and not integration.key_last4
+    assert AuditEvent.objects.filter(verb="integration.disconnected").exists()
+    assert alice_client.get("/w/acme/integrations/iterable/")["Location"].endswith("/connect/")
+
+
+def test_reverify_a_revoked_key_needs_attention(alice_client, iterable):
+    _connect(alice_client, iterable.keys.server_side)
+    iterable.reset()  # every key is gone: as if the key was deleted in Iterable
+    response = alice_client.post("/w/acme/integrations/iterable/reverify/", follow=True)
+    integration = Integration.objects.get()
+    assert integration.status == "needs_attention" and "revoked" in integration.error_message
+    assert "Needs attention" in alice_client.get("/w/acme/integrations/").content.decode()
+    assert "revoked" in response.content.decode()
+
+
+def test_reverify_a_good_key(alice_client, iterable):
+    _connect(alice_client, iterable.keys.server_side)
+    response = alice_client.post("/w/acme/integrations/iterable/reverify/", follow=True)
+    assert "The connection works" in response.content.decode()
+
+
+def test_the_oauth_button_explains_why_it_is_off(alice_client, iterable, settings):
+    settings.ITERABLE_OAUTH_ENABLED = False
+    html = alice_client.get(CONNECT).content.decode()
+    assert "disabled" in html and "no OAuth broker configured" in html
+
+
+def test_customerio_is_not_connectable_yet(alice_client):
+    assert alice_client.get("/w/acme/integrations/customerio/connect/").status_code == 404

@@ -1,0 +1,178 @@
+"""The Iterable emulator behaves as ../shared/reference/iterable.md says (raw HTTP, no client)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+
+@pytest.fixture
+def api(iterable):
+    def call(method, path, *, key=None, json=None, params=None, region="us"):
+        headers = {"Api-Key": key or iterable.keys.server_side}
+        return requests.request(
+            method, f"{iterable.server.url}/{region}{path}", headers=headers, json=json, params=params, timeout=10
+        )
+
+    return call
+
+
+def test_bodies_are_checked_against_iterables_swagger(api, iterable):
+    if iterable.server.spec is None:
+        pytest.skip("../shared/specs/iterable-api-docs.json is not beside the checkout")
+    response = api("POST", "/api/users/bulkUpdate", json={"users": [{"email": "a@b.co", "dataField": {}}]})
+    assert response.status_code == 400
+    assert response.json() == {
+        "msg": "[/api/users/bulkUpdate] Invalid JSON body",
+        "code": "BadJsonBody",
+        "params": {"obj.users[0].dataField": "Unknown field"},
+    }
+    assert api("POST", "/api/events/track", json={"email": "a@b.co"}).json()["params"] == {
+        "obj.eventName": "Missing required field"
+    }
+
+
+@pytest.mark.parametrize(
+    ("key_type", "method", "path", "body", "status"),
+    [
+        ("read_only", "GET", "/api/users/getFields", None, 200),
+        ("read_only", "POST", "/api/users/bulkUpdate", {"users": []}, 403),
+        ("mobile", "GET", "/api/users/getFields", None, 403),
+        ("mobile", "POST", "/api/users/update", {"email": "a@b.co"}, 200),
+        ("mobile", "POST", "/api/users/bulkUpdate", {"users": []}, 403),
+        ("javascript", "POST", "/api/users/update", {"email": "a@b.co"}, 403),
+        ("server_side", "POST", "/api/users/bulkUpdate", {"users": []}, 200),
+    ],
+)
+def test_key_types_have_their_rights(api, iterable, key_type, method, path, body, status):
+    response = api(method, path, key=getattr(iterable.keys, key_type), json=body)
+    assert response.status_code == status, response.text
+    if status == 403:
+        assert response.json()["code"] == "Forbidden"
+
+
+def test_auth_errors_use_the_envelope(api, iterable):
+    response = api("GET", "/api/users/getFields", key="nope")
+    assert response.status_code == 401
+    assert response.json()["code"] == "BadApiKey" and response.json()["params"]["endpoint"] == "/api/users/getFields"
+    assert api("GET", "/api/users/getFields", key=iterable.keys.server_side, region="eu").status_code == 401
+
+
+def test_types_are_inferred_from_the_first_value_and_then_enforced(api, iterable):
+    ok = api(
+        "POST",
+        "/api/users/update",
+        json={"email": "a@b.co", "dataFields": {"age": 3, "joined": "2024-01-02", "score": 1.5, "vip": True}},
+    )
+    assert ok.status_code == 200 and ok.json()["code"] == "Success"
+    fields = iterable.fields()
+    assert (fields["age"], fields["joined"], fields["score"], fields["vip"]) == ("long", "date", "double", "boolean")
+    bad = api("POST", "/api/users/update", json={"email": "b@b.co", "dataFields": {"age": "ten"}})
+    assert bad.status_code == 400
+    detail = bad.json()["params"]["validationErrors"]["age"]
+    assert bad.json()["code"] == "RequestFieldsTypesMismatched"
+    assert detail == {
+        "incomingTypes": ["string", "keyword"],
+        "expectedType": "long",
+        "_type": "UnexpectedType",
+        "offendingValue": "ten",
+        "category": "user",
+    }
+    assert api("POST", "/api/users/update", json={"email": "c@b.co", "dataFields": {"score": 2}}).status_code == 200
+
+
+def test_merge_nested_objects(api, iterable):
+    api("POST", "/api/users/update", json={"email": "a@b.co", "dataFields": {"settings": {"mobile": True}}})
+    api(
+        "POST",
+        "/api/users/update",
+        json={"email": "a@b.co", "dataFields": {"settings": {"email": True}}, "mergeNestedObjects": True},
+    )
+    assert iterable.user("a@b.co")["dataFields"]["settings"] == {"mobile": True, "email": True}
+    api("POST", "/api/users/update", json={"email": "a@b.co", "dataFields": {"settings": {"sms": True}}})
+    assert iterable.user("a@b.co")["dataFields"]["settings"] == {"sms": True}
+    assert iterable.fields()["settings.sms"] == "boolean" and iterable.fields()["settings"] == "object"
+
+
+def test_bulk_partial_failure_and_filtered_fields(api, iterable):
+    response = api(
+        "POST",
+        "/api/users/bulkUpdate",
+        json={
+            "createNewFields": False,
+            "users": [
+                {"email": "a@b.co", "dataFields": {"firstName": "Ada", "unknownField": 1}},
+                {"email": "not-an-email", "dataFields": {"firstName": "X"}},
+            ],
+        },
+    )
+    body = response.json()
+    assert response.status_code == 200 and (body["successCount"], body["failCount"]) == (1, 1)
+    assert body["failedUpdates"]["invalidEmails"] == ["not-an-email"] and body["filteredOutFields"] == ["unknownField"]
+    assert "unknownField" not in iterable.user("a@b.co")["dataFields"]
+
+
+def test_bulk_body_over_4mb_is_413(api):
+    users = [{"email": f"u{i}@b.co", "dataFields": {"blob": "x" * 10_000}} for i in range(420)]
+    response = api("POST", "/api/users/bulkUpdate", json={"users": users})
+    assert response.status_code == 413 and response.json()["code"] == "BatchTooLarge"
+
+
+def test_lookups_answer_empty_object_when_not_found(api):
+    api("POST", "/api/users/update", json={"email": "a@b.co", "userId": "u-1", "dataFields": {}})
+    assert api("GET", "/api/users/getByEmail", params={"email": "a@b.co"}).json()["user"]["email"] == "a@b.co"
+    assert api("GET", "/api/users/a@b.co").json()["user"]["userId"] == "u-1"
+    assert api("GET", "/api/users/byUserId/u-1").json()["user"]["email"] == "a@b.co"
+    assert api("GET", "/api/users/getByEmail", params={"email": "nobody@b.co"}).json() == {}
+    assert api("GET", "/api/users/byUserId", params={"userId": "nobody"}).json() == {}
+    assert api("GET", "/api/users/getByEmail", params={"email": "000"}).json()["code"] == "InvalidEmailAddressError"
+
+
+def test_project_types_decide_the_identifier(api, iterable):
+    eu = iterable.keys.eu_server_side  # a userID-based EU project
+    refused = api("POST", "/api/users/update", key=eu, region="eu", json={"email": "a@b.co", "dataFields": {}})
+    assert refused.status_code == 400
+    assert (
+        api("POST", "/api/users/update", key=eu, region="eu", json={"userId": "u1", "dataFields": {}}).status_code
+        == 200
+    )
+    iterable.add_key("emailkey-123456", project_id=3, project_type="email")
+    lone = api("POST", "/api/users/update", key="emailkey-123456", json={"userId": "u9"})
+    assert lone.status_code == 400
+    placeholder = api("POST", "/api/users/update", key="emailkey-123456", json={"userId": "u9", "preferUserId": True})
+    assert placeholder.status_code == 200 and iterable.user("u9@placeholder.email", project_id=3)
+
+
+def test_rate_limits_answer_429(api, iterable):
+    statuses = [api("GET", "/api/users/getFields").status_code for _ in range(6)]
+    assert 429 in statuses and statuses[:3] == [200, 200, 200]  # 3 per second (reference 2.3)
+    limited = next(r for r in [api("GET", "/api/users/getFields") for _ in range(3)] if r.status_code == 429)
+    assert limited.json() == {"msg": "Exceeded rate limit.", "code": "RateLimitExceeded", "params": None}
+
+
+def test_lists_and_events(api, iterable):
+    list_id = iterable.add_list("Newsletter")
+    assert api("GET", "/api/lists").json()["lists"][0]["name"] == "Newsletter"
+    sub = api("POST", "/api/lists/subscribe", json={"listId": list_id, "subscribers": [{"email": "a@b.co"}]})
+    assert sub.json()["successCount"] == 1
+    assert list_id in iterable.user("a@b.co")["dataFields"]["userListIds"]
+    bad = api("POST", "/api/lists/subscribe", json={"listId": 999, "subscribers": [{"email": "a@b.co"}]})
+    assert bad.status_code == 400 and "invalidListId" in bad.json()["msg"]
+    assert api("POST", "/api/events/track", json={"eventName": "formSubmitted", "email": "a@b.co"}).status_code == 200
+    assert iterable.events()[0]["eventName"] == "formSubmitted"
+
+
+def test_latency_and_fault_knobs(api, iterable):
+    iterable.configure(latency_ms=300)
+    started = time.monotonic()
+    api("GET", "/api/lists")
+    assert time.monotonic() - started >= 0.3
+    iterable.configure(latency_ms=0)
+    iterable.fault("/api/lists", status=503, times=1)
+    assert api("GET", "/api/lists").status_code == 503
+    assert api("GET", "/api/lists").status_code == 200
+    iterable.fault("/api/lists", kind="drop", times=1)
+    with pytest.raises(requests.ConnectionError):
+        api("GET", "/api/lists")

@@ -1,0 +1,153 @@
+"""OAuth 2 (authorization code + PKCE, refresh rotation) against the emulator's authorization server."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from integrations import oauth
+from integrations.destinations import destination_for
+from integrations.destinations.base import AuthError, ServerError
+from integrations.models import Integration
+
+pytestmark = pytest.mark.django_db
+CALLBACK = "http://testserver/integrations/oauth/iterable/callback/"
+
+
+@pytest.fixture
+def oauth_server(iterable, settings):
+    settings.ITERABLE_OAUTH_AUTHORIZE_URL = f"{iterable.server.url}/oauth/authorize"
+    settings.ITERABLE_OAUTH_TOKEN_URL = f"{iterable.server.url}/oauth/token"
+    settings.ITERABLE_OAUTH_CLIENT_ID = "flowsync-test"
+    settings.ITERABLE_OAUTH_CLIENT_SECRET = "s3cret-for-tests-only"
+    settings.ITERABLE_OAUTH_ENABLED = True
+    iterable.add_oauth_client("flowsync-test", "s3cret-for-tests-only", [CALLBACK])
+    return iterable
+
+
+def _authorize(client) -> str:
+    """Start in Flowsync, let the emulator approve; returns the callback path + query."""
+    start = client.post("/w/acme/integrations/iterable/oauth/start/", {"project_type": "hybrid"})
+    assert start.status_code == 302
+    query = parse_qs(urlsplit(start["Location"]).query)
+    assert query["code_challenge_method"] == ["S256"] and query["code_challenge"] and query["state"]
+    back = requests.get(start["Location"], allow_redirects=False, timeout=5)
+    assert back.status_code == 302
+    return back.headers["Location"].removeprefix("http://testserver")
+
+
+def _messages(response) -> str:
+    return " ".join(str(m) for m in response.context["messages"])
+
+
+def test_full_flow_connects_and_the_client_uses_the_token(alice_client, oauth_server):
+    response = alice_client.get(_authorize(alice_client), follow=True)
+    assert "Connected to Iterable with OAuth" in _messages(response)
+    integration = Integration.objects.get()
+    assert integration.auth_method == "oauth" and integration.status == "connected"
+    assert set(integration.credentials) == {"access_token", "refresh_token", "obtained_at", "expires_at"}
+    fields = destination_for(integration).fetch_fields()
+    assert any(f.name == "email" for f in fields)
+    assert oauth_server.requests("/api/users/getFields")[-1]["auth"] == "server_side"
+
+
+def test_a_401_refreshes_once_and_persists_the_new_tokens(alice_client, oauth_server):
+    alice_client.get(_authorize(alice_client))
+    integration = Integration.objects.get()
+    before = integration.credentials
+    oauth_server.expire_access_tokens()
+    destination_for(integration).fetch_fields()
+    integration.refresh_from_db()
+    after = integration.credentials
+    assert after["access_token"] != before["access_token"] and after["refresh_token"] != before["refresh_token"]
+    # Refresh tokens rotate: the old one is now refused.
+    with pytest.raises(AuthError):
+        oauth.refresh(before["refresh_token"])
+
+
+def test_the_token_is_refreshed_at_half_life_before_any_401(alice_client, oauth_server):
+    alice_client.get(_authorize(alice_client))
+    integration = Integration.objects.get()
+    credentials = integration.credentials
+    now = int(time.time())
+    integration.credentials = {**credentials, "obtained_at": now - 3000, "expires_at": now + 600}
+    integration.save()
+    destination_for(integration).fetch_fields()
+    integration.refresh_from_db()
+    assert integration.credentials["access_token"] != credentials["access_token"]
+    assert oauth.needs_refresh(integration.credentials) is False
+
+
+def test_a_refused_refresh_needs_attention(alice_client, oauth_server):
+    alice_client.get(_authorize(alice_client))
+    integration = Integration.objects.get()
+    oauth_server.revoke_oauth_grants()  # the grant was withdrawn in Iterable
+    with pytest.raises(AuthError):
+        destination_for(integration).fetch_fields()
+    integration.refresh_from_db()
+    assert integration.status == "needs_attention" and integration.error_code == "oauth_refresh_failed"
+
+
+def test_a_token_endpoint_outage_during_refresh_is_retryable_not_fatal(alice_client, oauth_server):
+    alice_client.get(_authorize(alice_client))
+    integration = Integration.objects.get()
+    oauth_server.expire_access_tokens()
+    oauth_server.configure(oauth_fail_token_endpoint=True)
+    with pytest.raises(ServerError):
+        destination_for(integration).fetch_fields()
+    integration.refresh_from_db()
+    assert integration.status == "connected"
+
+
+def test_denied_consent(alice_client, oauth_server):
+    oauth_server.configure(oauth_deny_next=True)
+    response = alice_client.get(_authorize(alice_client), follow=True)
+    assert "You declined access in Iterable" in _messages(response)
+    assert response.redirect_chain[-1][0] == "/w/acme/integrations/iterable/connect/"
+    assert not Integration.objects.exists()
+
+
+def test_bad_state(alice_client, oauth_server):
+    callback = _authorize(alice_client).replace("state=", "state=tampered")
+    response = alice_client.get(callback, follow=True)
+    assert "state mismatch" in _messages(response)
+    assert not Integration.objects.exists()
+
+
+def test_replayed_callback(alice_client, oauth_server):
+    callback = _authorize(alice_client)
+    alice_client.get(callback)
+    Integration.objects.all().delete()
+    response = alice_client.get(callback, follow=True)
+    assert "already completed or has expired" in _messages(response)
+    assert not Integration.objects.exists()
+
+
+def test_token_endpoint_error(alice_client, oauth_server):
+    oauth_server.configure(oauth_fail_token_endpoint=True)
+    response = alice_client.get(_authorize(alice_client), follow=True)
+    assert "could not be reached" in _messages(response) and "Nothing was saved" in _messages(response)
+    assert not Integration.objects.exists()
+
+
+def test_a_callback_for_another_user_session_does_nothing(alice_client, charlie_client, oauth_server):
+    callback = _authorize(alice_client)
+    response = charlie_client.get(callback, follow=True)
+    assert "already completed or has expired" in _messages(response)  # charlie's session never started it
+    assert not Integration.objects.exists()
+
+
+def test_pkce_is_enforced(oauth_server):
+    url, state, verifier = oauth.authorization_request(CALLBACK)
+    code = parse_qs(urlsplit(requests.get(url, allow_redirects=False, timeout=5).headers["Location"]).query)["code"][0]
+    with pytest.raises(AuthError, match="PKCE"):
+        oauth.exchange_code(code=code, code_verifier="not-the-verifier" * 3, redirect_uri=CALLBACK)
+
+
+def test_start_is_refused_when_oauth_is_off(alice_client, iterable, settings):
+    settings.ITERABLE_OAUTH_ENABLED = False
+    response = alice_client.post("/w/acme/integrations/iterable/oauth/start/", follow=True)
+    assert "no OAuth broker configured" in _messages(response)
