@@ -23,6 +23,13 @@ def main() -> None:
         metavar="KEY[:TYPE[:PROJECT[:REGION]]]",
         help="add an API key (type server_side, read_only, mobile or javascript); repeatable",
     )
+    parser.add_argument(
+        "--oauth-client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET:REDIRECT_URI",
+        help="register an OAuth client of project 1 (US); repeatable",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
 
@@ -31,8 +38,19 @@ def main() -> None:
     server.state.latency_ms = args.latency_ms
     server.state.rate_limits_on = not args.no_rate_limits
     for item in args.key:
-        key, key_type, project, region = [*item.split(":"), "server_side", "1", "us"][:4]
+        parts = item.split(":")
+        key, key_type, project, region = parts + ["", "server_side", "1", "us"][len(parts) :]
         server.state.add_key(key, key_type or "server_side", int(project or 1), region or "us")
+    for item in args.oauth_client:
+        client_id, secret, redirect_uri = item.split(":", 2)
+        server.state.project(1)
+        server.state.oauth_clients[client_id] = {
+            "client_id": client_id,
+            "secret": secret,
+            "redirect_uris": [redirect_uri],
+            "project_id": 1,
+            "region": "us",
+        }
     checking = "checking bodies against Iterable's Swagger document" if spec else "no Swagger document found"
     print(f"Iterable emulator on {server.url} (US {server.url}/us, EU {server.url}/eu), {checking}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

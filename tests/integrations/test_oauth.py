@@ -141,7 +141,7 @@ def test_a_callback_for_another_user_session_does_nothing(alice_client, charlie_
 
 
 def test_pkce_is_enforced(oauth_server):
-    url, state, verifier = oauth.authorization_request(CALLBACK)
+    url, _state, _verifier = oauth.authorization_request(CALLBACK)
     code = parse_qs(urlsplit(requests.get(url, allow_redirects=False, timeout=5).headers["Location"]).query)["code"][0]
     with pytest.raises(AuthError, match="PKCE"):
         oauth.exchange_code(code=code, code_verifier="not-the-verifier" * 3, redirect_uri=CALLBACK)

@@ -14,7 +14,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-PROVIDED = {"SECRET_KEY": "k" * 50, "POSTGRES_PASSWORD": "pw", "ALLOWED_HOSTS": "flowsync.example.com"}
+PROVIDED = {
+    "SECRET_KEY": "k" * 50,
+    "POSTGRES_PASSWORD": "pw",
+    "ALLOWED_HOSTS": "flowsync.example.com",
+    "FLOWSYNC_ENCRYPTION_KEYS": "bmV3LWtleS1uZXcta2V5LW5ldy1rZXktbmV3LWtleS0=,b2xkLWtleS1vbGQta2V5LW9sZC1rZXktb2xkLWtleS0=",
+}
 
 
 def _interpolate(value: str, env: dict[str, str]) -> str:
@@ -44,7 +49,8 @@ def _settings_in_subprocess(env: dict[str, str]) -> dict:
         "'BROKER': s.CELERY_BROKER_URL, 'CACHE': s.CACHES['default']['BACKEND'], 'HOSTS': s.ALLOWED_HOSTS,"
         "'SECURE_COOKIES': s.SESSION_COOKIE_SECURE and s.CSRF_COOKIE_SECURE, 'HSTS': s.SECURE_HSTS_SECONDS,"
         "'SSL_REDIRECT': s.SECURE_SSL_REDIRECT, 'PROXY': s.SECURE_PROXY_SSL_HEADER, 'SECRET': s.SECRET_KEY,"
-        "'STATIC': s.STORAGES['staticfiles']['BACKEND'], 'EMAIL': s.EMAIL_BACKEND}))"
+        "'STATIC': s.STORAGES['staticfiles']['BACKEND'], 'EMAIL': s.EMAIL_BACKEND,"
+        "'KEYS': s.FLOWSYNC_ENCRYPTION_KEYS}))"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG"))}
     out = subprocess.run(
@@ -72,11 +78,14 @@ def test_compose_settings_are_read_by_the_app(service):
     assert values["SECRET"] == PROVIDED["SECRET_KEY"]
     assert values["STATIC"].startswith("whitenoise.")
     assert values["EMAIL"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert values["KEYS"] == PROVIDED["FLOWSYNC_ENCRYPTION_KEYS"].split(",")
 
 
 def test_compose_refuses_to_start_without_secrets():
     with pytest.raises(AssertionError, match="set SECRET_KEY"):
         _service_env("web", {"POSTGRES_PASSWORD": "pw"})
+    with pytest.raises(AssertionError, match="set FLOWSYNC_ENCRYPTION_KEYS"):
+        _service_env("web", {"POSTGRES_PASSWORD": "pw", "SECRET_KEY": "k" * 50})
 
 
 def test_compose_has_the_production_shape():

@@ -30,9 +30,12 @@ class Command(BaseCommand):
         parser.add_argument("--email", default="demo@flowsync.localhost")
         parser.add_argument("--password", default="flowsync-demo")
         parser.add_argument("--contacts", type=int, default=300)
+        parser.add_argument(
+            "--iterable-key", default="", help="connect the demo to Iterable (the emulator) with this key"
+        )
 
     @transaction.atomic
-    def handle(self, *args, email: str, password: str, contacts: int, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, email: str, password: str, contacts: int, iterable_key: str, **options) -> None:  # type: ignore[no-untyped-def]
         user = User.objects.filter(email=email).first()
         if user is None:
             user = User.objects.create_user(email=email, password=password, name="Demo Admin")
@@ -40,7 +43,22 @@ class Command(BaseCommand):
         if workspace is None:
             workspace = workspace_create(name="Demo", owner=user)
             self._seed_flows(workspace, user, contacts)
+        if iterable_key:
+            self._connect_iterable(workspace, user, iterable_key)
         self.stdout.write(f"Demo workspace: {settings.SITE_URL}/w/{workspace.slug}/  login {email} / {password}")
+
+    def _connect_iterable(self, workspace: Workspace, user: User, key: str) -> None:
+        from integrations.models import Integration
+        from integrations.services import ConnectError, ConnectRequest, integration_connect_api_key
+
+        if Integration.objects.filter(workspace=workspace, kind="iterable", status="connected").exists():
+            return
+        try:
+            integration_connect_api_key(
+                workspace=workspace, actor=user, request=ConnectRequest(api_key=key, region="us", project_type="hybrid")
+            )
+        except ConnectError as exc:
+            self.stderr.write(f"Could not connect the demo to Iterable: {exc.message}")
 
     def _seed_flows(self, workspace: Workspace, user: User, count: int) -> None:
         expo = flow_create(workspace=workspace, name="Trade show booth", actor=user)
