@@ -61,7 +61,10 @@ def _oauth_context() -> dict:
 @workspace_view()
 def integration_list(request: HttpRequest) -> HttpResponse:
     by_kind = {i.kind: i for i in selectors.integrations_for(workspace=request.workspace)}
-    tiles = [{**d, "integration": by_kind.get(d["kind"])} for d in DESTINATIONS]
+    tiles = [
+        {**d, "integration": by_kind.get(d["kind"]), "mapping_problems": _mapping_problems(by_kind.get(d["kind"]))}
+        for d in DESTINATIONS
+    ]
     return render(request, "integrations/list.html", {"tiles": tiles})
 
 
@@ -71,8 +74,23 @@ def integration_detail(request: HttpRequest, kind: str) -> HttpResponse:
     integration = selectors.integration_by_kind(workspace=request.workspace, kind=kind)
     if (integration is None or not integration.is_connected) and request.membership.is_admin:
         return redirect("integrations:connect", request.workspace.slug, kind)
-    context = {"destination": destination, "integration": integration, "steps": WIZARD_STEPS, "step": "connect"}
+    context = {
+        "destination": destination,
+        "integration": integration,
+        "steps": WIZARD_STEPS,
+        "step": "connect",
+        "mapping_problems": _mapping_problems(integration),
+    }
     return render(request, "integrations/detail.html", context)
+
+
+def _mapping_problems(integration: Integration | None) -> dict[str, str]:
+    """Drift between the saved mapping and the destination's schema: shown on the tile ("mapping broken")."""
+    if integration is None or not integration.is_connected:
+        return {}
+    from field_mapping.services import integration_mapping_problems
+
+    return integration_mapping_problems(integration=integration)
 
 
 @workspace_view(min_role=Role.ADMIN)
@@ -89,9 +107,11 @@ def integration_connect(request: HttpRequest, kind: str) -> HttpResponse:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             messages.success(
-                request, f"Connected to Iterable ({integration.masked_key}, {integration.region.upper()})."
+                request,
+                f"Connected to Iterable ({integration.masked_key}, {integration.region.upper()}). "
+                "Next: map your form fields.",
             )
-            return redirect("integrations:detail", request.workspace.slug, kind)
+            return redirect("field_mapping:mapping", request.workspace.slug, kind)
     context = {
         "destination": destination,
         "integration": integration,
@@ -195,5 +215,5 @@ def oauth_callback(request: HttpRequest, kind: str) -> HttpResponse:
     except ConnectError as exc:
         messages.error(request, exc.message)
         return back
-    messages.success(request, "Connected to Iterable with OAuth.")
-    return redirect("integrations:detail", membership.workspace.slug, kind)
+    messages.success(request, "Connected to Iterable with OAuth. Next: map your form fields.")
+    return redirect("field_mapping:mapping", membership.workspace.slug, kind)

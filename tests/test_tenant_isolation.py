@@ -32,8 +32,12 @@ WORKSPACE_ROUTES = [(route, view) for route, view in _walk(get_resolver().url_pa
 
 
 @pytest.fixture
-def url_kwargs(workspace_a, alice, bob):
+def url_kwargs(workspace_a, alice, bob, settings):
     from django.utils import timezone
+
+    # Pages that talk to the destination find nothing listening, at once (no network in tests).
+    settings.ITERABLE_US_BASE_URL = "http://127.0.0.1:9/us"
+    settings.DESTINATION_MAX_RETRIES = 0
 
     flow = make_flow(workspace_a)
     contact = ContactFactory(flow=flow)

@@ -314,7 +314,15 @@ class IterableDestination:
             record.get("userId") if self.project_type == "userId" else record.get("email") or record.get("userId")
         )
 
-    def push(self, records: list[dict[str, Any]]) -> list[RecordResult]:
+    @staticmethod
+    def bulk_body(records: list[dict[str, Any]], *, create_new_fields: bool = False) -> dict[str, Any]:
+        """The exact bulkUpdate request body: the mapping preview shows what this returns."""
+        body: dict[str, Any] = {"users": records}
+        if create_new_fields:
+            body["createNewFields"] = True  # the mapping creates fields the project may not accept by default
+        return body
+
+    def push(self, records: list[dict[str, Any]], *, create_new_fields: bool = False) -> list[RecordResult]:
         """bulkUpdate one batch. Failures come back by identifier (reference 2.2), mapped here to records.
 
         Raises TypeMismatchError / PayloadTooLargeError when Iterable refuses the whole
@@ -322,7 +330,7 @@ class IterableDestination:
         """
         if not records:
             return []
-        body = {"users": records}
+        body = self.bulk_body(records, create_new_fields=create_new_fields)
         response = self.client.request("POST", "/api/users/bulkUpdate", json=body)
         failed = (response.body or {}).get("failedUpdates") or {}
         reasons: dict[str, tuple[str, str]] = {}

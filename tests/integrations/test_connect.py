@@ -24,7 +24,7 @@ def _error_text(response) -> str:
 
 def test_it_works(alice_client, iterable):
     response = _connect(alice_client, f"  {iterable.keys.server_side}\n")  # pasted with whitespace
-    assert response.status_code == 302 and response["Location"] == "/w/acme/integrations/iterable/"
+    assert response.status_code == 302 and response["Location"] == "/w/acme/integrations/iterable/mapping/"
     integration = Integration.objects.get()
     assert integration.status == "connected" and integration.credentials == {"api_key": iterable.keys.server_side}
     assert integration.key_last4 == iterable.keys.server_side[-4:] and integration.region == "us"

@@ -1,0 +1,37 @@
+"""The mapping form is one row per source field, so it is read from POST by hand:
+``target__<key>`` ("" = don't sync, "__new__" = create), ``new__<key>``, ``empty__<key>``."""
+
+from __future__ import annotations
+
+from django.http import QueryDict
+
+from field_mapping.models import FieldMapping
+from field_mapping.services import RowChoice, SourceField, suggest_target
+
+NEW = "__new__"
+
+
+def choices_from_post(post: QueryDict, sources: list[SourceField]) -> tuple[list[RowChoice], bool]:
+    choices = []
+    for source in sources:
+        picked = post.get(f"target__{source.key}", "")
+        create_new = picked == NEW
+        target = post.get(f"new__{source.key}", "").strip() if create_new else picked
+        choices.append(RowChoice(source.key, target, create_new, bool(post.get(f"empty__{source.key}"))))
+    return choices, bool(post.get("confirm_shared"))
+
+
+def initial_choices(
+    sources: list[SourceField], saved: list[FieldMapping], available: dict[str, str]
+) -> list[RowChoice]:
+    """The saved mapping; rows without one (new fields on a flow, or a first visit) get a suggestion."""
+    by_key = {m.source_key: m for m in saved}
+    choices = []
+    for source in sources:
+        mapping = by_key.get(source.key)
+        if mapping is not None:
+            create_new = mapping.create_new and mapping.target not in available
+            choices.append(RowChoice(source.key, mapping.target, create_new, mapping.send_empty))
+        else:
+            choices.append(RowChoice(source.key, suggest_target(source, available)))
+    return choices

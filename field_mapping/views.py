@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from field_mapping.forms import NEW, choices_from_post, initial_choices
+from field_mapping.services import (
+    MappingInvalid,
+    RowChoice,
+    identifier_target,
+    mappable_fields,
+    mapping_problems,
+    mapping_save,
+    mappings_from_choices,
+    record_preview,
+    schema_for,
+    schema_refresh,
+    source_fields,
+    validate_choices,
+)
+from flows.models import Contact
+from integrations.models import Integration
+from integrations.selectors import integration_by_kind
+from integrations.views import WIZARD_STEPS
+from workspaces.models import Role
+from workspaces.scoping import get_object_in_workspace, scoped, workspace_view
+
+PREVIEW_CONTACTS = 25
+
+
+def _integration(request: HttpRequest, kind: str) -> Integration:
+    integration = integration_by_kind(workspace=request.workspace, kind=kind)
+    if integration is None or not integration.is_connected:
+        raise Http404("Connect the destination first")
+    return integration
+
+
+def _preview_context(
+    request: HttpRequest,
+    integration: Integration,
+    choices: list[RowChoice],
+    available: dict[str, str],
+    sources: list,
+    confirm_shared: bool,
+) -> dict:
+    contacts = list(
+        scoped(Contact, request.workspace).select_related("flow").order_by("-created_at", "-id")[:PREVIEW_CONTACTS]
+    )
+    picked_id = request.POST.get("preview_contact") or request.GET.get("preview_contact")
+    contact = None
+    if picked_id:
+        contact = get_object_in_workspace(Contact, request.workspace, pk=picked_id)
+    elif contacts:
+        contact = contacts[0]
+    errors: dict[str, str] = {}
+    try:
+        validate_choices(
+            integration=integration,
+            choices=choices,
+            available=available,
+            sources=sources,
+            confirm_shared=confirm_shared,
+        )
+    except MappingInvalid as exc:
+        errors = exc.errors
+    built = body = None
+    if contact is not None:
+        mappings = mappings_from_choices(integration=integration, choices=choices, available=available, sources=sources)
+        built, body = record_preview(integration=integration, mappings=mappings, data=contact.data)
+    return {
+        "preview_contacts": contacts,
+        "preview_contact": contact,
+        "preview_record": built,
+        "preview_body": json.dumps(body, indent=2, ensure_ascii=False) if body is not None else "",
+        "preview_errors": errors,
+    }
+
+
+def _render(
+    request: HttpRequest,
+    integration: Integration,
+    *,
+    choices: list[RowChoice],
+    confirm_shared: bool,
+    errors: dict[str, str],
+    status: int = 200,
+    template: str = "field_mapping/mapping.html",
+) -> HttpResponse:
+    schema = schema_for(integration=integration)
+    available = dict(mappable_fields(schema))
+    sources = source_fields(integration=integration)
+    by_key = {c.source_key: c for c in choices}
+    problems = mapping_problems(mappings=list(integration.mappings.all()), schema=schema)
+    rows = [
+        {
+            "source": s,
+            "choice": by_key.get(s.key, RowChoice(s.key)),
+            "error": errors.get(s.key),
+            "problem": problems.get(s.key),
+        }
+        for s in sources
+    ]
+    context = {
+        "integration": integration,
+        "destination": {"kind": integration.kind, "name": integration.get_kind_display()},
+        "steps": WIZARD_STEPS,
+        "step": "mapping",
+        "schema": schema,
+        "available": sorted(available.items(), key=lambda kv: (kv[0] not in ("email", "userId"), kv[0].lower())),
+        "rows": rows,
+        "identifier": identifier_target(integration),
+        "errors": errors,
+        "confirm_shared": confirm_shared,
+        "NEW": NEW,
+        **_preview_context(request, integration, choices, available, sources, confirm_shared),
+    }
+    return render(request, template, context, status=status)
+
+
+@workspace_view(min_role=Role.ADMIN)
+def mapping_step(request: HttpRequest, kind: str) -> HttpResponse:
+    integration = _integration(request, kind)
+    if request.method == "POST":
+        sources = source_fields(integration=integration)
+        choices, confirm_shared = choices_from_post(request.POST, sources)
+        try:
+            mapping_save(integration=integration, actor=request.user, choices=choices, confirm_shared=confirm_shared)
+        except MappingInvalid as exc:
+            return _render(
+                request, integration, choices=choices, confirm_shared=confirm_shared, errors=exc.errors, status=400
+            )
+        messages.success(request, "Field mapping saved.")
+        return redirect("field_mapping:mapping", request.workspace.slug, kind)
+    schema = schema_for(integration=integration)
+    choices = initial_choices(
+        source_fields(integration=integration), list(integration.mappings.all()), dict(mappable_fields(schema))
+    )
+    return _render(request, integration, choices=choices, confirm_shared=False, errors={})
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def mapping_preview(request: HttpRequest, kind: str) -> HttpResponse:
+    """The preview panel for the form as it is now (unsaved): htmx swaps it in on every change."""
+    integration = _integration(request, kind)
+    choices, confirm_shared = choices_from_post(request.POST, source_fields(integration=integration))
+    return _render(
+        request,
+        integration,
+        choices=choices,
+        confirm_shared=confirm_shared,
+        errors={},
+        template="field_mapping/mapping.html#preview",
+    )
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def schema_refresh_view(request: HttpRequest, kind: str) -> HttpResponse:
+    integration = _integration(request, kind)
+    schema = schema_refresh(integration=integration)
+    if schema.last_error:
+        messages.error(request, f"Could not fetch Iterable's fields: {schema.last_error} The last copy is kept.")
+    else:
+        messages.success(request, f"Fetched {len(schema.fields)} fields from Iterable.")
+    return redirect("field_mapping:mapping", request.workspace.slug, kind)
