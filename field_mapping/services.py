@@ -336,14 +336,14 @@ class BuiltRecord:
     status: str
     payload: dict[str, Any] | None = None
     identifier: str = ""
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source key, why)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # fields not sent: (source key, why)
     errors: list[str] = field(default_factory=list)
+    skip_reason: str = ""
 
     @property
     def reason(self) -> str:
-        return (
-            "; ".join(self.errors) if self.errors else ("; ".join(w for _, w in self.skipped) if self.skipped else "")
-        )
+        """Why the record fails or is skipped, for the sync log; "" when it is sent."""
+        return "; ".join(self.errors) if self.errors else self.skip_reason
 
 
 def build_record(data: dict[str, Any], plan: MappingPlan) -> BuiltRecord:
@@ -385,9 +385,7 @@ def build_record(data: dict[str, Any], plan: MappingPlan) -> BuiltRecord:
         return BuiltRecord("error", identifier=str(identifier), skipped=skipped, errors=errors)
     if not identifier:
         return BuiltRecord(
-            "skip",
-            identifier="",
-            skipped=[*skipped, ("", f"no {ident_name}: nothing identifies this contact in Iterable")],
+            "skip", skipped=skipped, skip_reason=f"no {ident_name}: nothing identifies this contact in Iterable"
         )
     payload: dict[str, Any] = {**top, "dataFields": data_fields}
     if any(isinstance(v, dict) for v in data_fields.values()):

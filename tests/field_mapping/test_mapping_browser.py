@@ -1,0 +1,45 @@
+"""In headless Chromium: map fields, create a new one, watch the preview follow, save."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from field_mapping.models import FieldMapping
+from tests.factories import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_map_fields_with_live_preview(page: Page, live_server, alice, connected, flows, contact):
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Email").fill(alice.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{live_server.url}/w/acme/integrations/iterable/")
+    page.get_by_role("link", name="Field mapping").first.click()
+    expect(page).to_have_url(re.compile(r"/mapping/$"))
+
+    preview = page.get_by_test_id("preview-body")
+    expect(preview).to_contain_text('"firstName": "Ada"')  # suggested: first_name -> firstName
+    expect(preview).not_to_contain_text("Shoe")
+
+    page.get_by_label("Iterable field for First name").select_option("")  # don't sync
+    expect(preview).not_to_contain_text("firstName")
+
+    page.get_by_label("Iterable field for Shoe size").select_option("__new__")
+    name = page.get_by_label("New field name for Shoe size")
+    expect(name).to_be_visible()
+    name.fill("shoeSize")
+    expect(preview).to_contain_text('"shoeSize": "M"')
+    expect(preview).to_contain_text('"createNewFields": true')
+
+    page.get_by_role("button", name="Save mapping").click()
+    expect(page.get_by_text("Field mapping saved.")).to_be_visible()
+    saved = {m.source_key: m.target for m in FieldMapping.objects.all()}
+    assert saved["shoe_size"] == "shoeSize" and saved["first_name"] == "" and saved["email"] == "email"
+    body = json.loads(page.get_by_test_id("preview-body").inner_text())
+    assert body["users"][0]["dataFields"]["shoeSize"] == "M"

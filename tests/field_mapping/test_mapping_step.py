@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import pytest
+
+from field_mapping.models import DestinationSchema, FieldMapping
+from tests.field_mapping.conftest import mapping_post
+from workspaces.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+URL = "/w/acme/integrations/iterable/mapping/"
+
+
+def _selected(response, key):
+    row = next(r for r in response.context["rows"] if r["source"].key == key)
+    return row["choice"].target
+
+
+def test_it_works(alice_client, connected, flows):
+    response = alice_client.get(URL)
+    assert response.status_code == 200
+    rows = {r["source"].key: r["source"] for r in response.context["rows"]}
+    assert set(rows) >= {"email", "first_name", "age", "company", "job_title", "shoe_size", "city", "vip"}
+    assert rows["age"].flows == ["Booth", "Store"]  # one row per field, with the flows that use it
+
+
+def test_it_checks_workspace(charlie_client, connected):
+    assert charlie_client.get(URL).status_code == 404
+
+
+def test_it_requires_admin(bob_client, connected):
+    assert bob_client.get(URL).status_code == 403
+    assert bob_client.post(URL, mapping_post(email="email")).status_code == 403
+
+
+def test_suggestions_are_preselected(alice_client, connected, flows):
+    response = alice_client.get(URL)
+    assert _selected(response, "email") == "email"
+    assert _selected(response, "first_name") == "firstName"
+    assert _selected(response, "company") == "Company"  # case-insensitive name match
+    assert _selected(response, "job_title") == "jobTitle"  # job_title ~ jobTitle
+    assert _selected(response, "age") == "age"
+    assert _selected(response, "shoe_size") == ""  # nothing alike: don't sync
+
+
+def test_the_identifier_is_required(alice_client, connected, flows):
+    response = alice_client.post(URL, mapping_post(email="", first_name="firstName"))
+    assert response.status_code == 400
+    assert "Map a form field to 'email'" in response.context["errors"]["__all__"]
+    assert not FieldMapping.objects.exists()
+
+
+def test_two_fields_to_one_target_need_a_confirmed_precedence(alice_client, connected, flows):
+    data = mapping_post(email="email", first_name="firstName", company="firstName")
+    response = alice_client.post(URL, data)
+    assert (
+        response.status_code == 400
+        and "first one in the list with a value wins" in response.context["errors"]["__shared__"]
+    )
+    assert alice_client.post(URL, {**data, "confirm_shared": "on"}).status_code == 302
+    assert FieldMapping.objects.filter(target="firstName").count() == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("1stVisit", "not a valid Iterable field name"),
+        ("shoe$size", "not a valid"),
+        ("a..b", "not a valid"),
+        ("age", "already has a field 'age'"),
+        ("", "not a valid"),
+    ],
+)
+def test_new_field_names_are_validated(alice_client, connected, flows, name, error):
+    response = alice_client.post(URL, mapping_post(email="email", new__shoe_size=name))
+    assert (
+        response.status_code == 400
+        and error
+        in response.context["rows"][[r["source"].key for r in response.context["rows"]].index("shoe_size")]["error"]
+    )
+
+
+def test_a_new_field_takes_its_type_from_the_form_field(alice_client, connected, flows):
+    response = alice_client.post(
+        URL, mapping_post(email="email", new__shoe_size="Shoe Size", new__vip="isVip", new__city="address.city")
+    )
+    assert response.status_code == 302
+    types = {m.source_key: (m.target, m.target_type, m.create_new) for m in FieldMapping.objects.all()}
+    assert types["shoe_size"] == ("Shoe Size", "string", True)
+    assert types["vip"] == ("isVip", "boolean", True)
+    assert types["city"] == ("address.city", "string", True)
+    assert types["age"][0] == ""  # not in the POST: don't sync
+
+
+def test_saving_is_audited_with_what_changed(alice_client, connected, flows):
+    alice_client.post(URL, mapping_post(email="email", first_name="firstName"))
+    alice_client.post(URL, mapping_post(email="email", first_name="", age="age"))
+    events = list(AuditEvent.objects.filter(verb="mapping.saved").order_by("id"))
+    assert len(events) == 2
+    assert events[1].data["changes"] == {
+        "age": {"from": "", "to": "age"},
+        "first_name": {"from": "firstName", "to": ""},
+    }
+    assert events[1].actor_email == "alice@example.com"
+
+
+def test_the_schema_is_cached_and_refreshable(alice_client, connected, flows, iterable):
+    alice_client.get(URL)
+    alice_client.get(URL)
+    assert iterable.stats()["counts"].get("/api/users/getFields") == 2  # verify's probe + one fetch
+    iterable.set_fields({"loyaltyTier": "string"})
+    alice_client.post(URL + "refresh/")
+    assert "loyaltyTier" in DestinationSchema.objects.get().fields
+    assert "loyaltyTier" in alice_client.get(URL).content.decode()
+
+
+def test_a_failed_refresh_keeps_the_last_copy_and_says_why(alice_client, connected, flows, iterable):
+    alice_client.get(URL)
+    iterable.fault("/api/users/getFields", status=500, times=10)
+    response = alice_client.post(URL + "refresh/", follow=True)
+    assert "Could not fetch Iterable&#x27;s fields" in response.content.decode()
+    schema = DestinationSchema.objects.get()
+    assert schema.last_error and "age" in schema.fields
+    assert "The last refresh failed" in response.content.decode()
+
+
+def test_the_mapping_page_survives_a_new_flow_field(alice_client, connected, flows):
+    alice_client.post(URL, mapping_post(email="email", first_name="firstName"))
+    from tests.factories import FlowFieldFactory
+
+    FlowFieldFactory(flow=flows[0], key="birthday", label="Birthday", field_type="date")
+    response = alice_client.get(URL)
+    assert _selected(response, "first_name") == "firstName" and _selected(response, "birthday") == "birthday"
