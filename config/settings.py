@@ -131,6 +131,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(HEARTBEAT_SECONDS),
         "options": {"expires": max(HEARTBEAT_SECONDS - 5, 1)},
     },
+    "integrations-enqueue-due": {
+        "task": "integrations.tasks.integrations_enqueue_due_task",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "sync-runs-reap": {
+        "task": "integrations.tasks.sync_runs_reap_task",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 # --- Auth -----------------------------------------------------------------------
@@ -208,6 +218,10 @@ DESTINATION_TIMEOUT_SECONDS = env_int("DESTINATION_TIMEOUT_SECONDS", 30)
 DESTINATION_MAX_RETRIES = env_int("DESTINATION_MAX_RETRIES", 3)
 # How long one call may wait in total for rate-limit (429) backoff before giving up for now.
 DESTINATION_MAX_RATE_WAIT_SECONDS = env_int("DESTINATION_MAX_RATE_WAIT_SECONDS", 120)
+# The sync engine.
+SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 500)  # users per bulkUpdate (under Iterable's 4 MB per request)
+SYNC_MAX_ATTEMPTS = env_int("SYNC_MAX_ATTEMPTS", 5)  # for retryable failures, across runs
+SYNC_RUN_TIMEOUT_SECONDS = env_int("SYNC_RUN_TIMEOUT_SECONDS", 600)  # no heartbeat for this long: abandoned
 # OAuth for Iterable: off unless a deployment has an authorization server (a broker or partner access).
 ITERABLE_OAUTH_AUTHORIZE_URL = env_str("ITERABLE_OAUTH_AUTHORIZE_URL", "")
 ITERABLE_OAUTH_TOKEN_URL = env_str("ITERABLE_OAUTH_TOKEN_URL", "")

@@ -194,14 +194,18 @@ def _build_contact(flow: ConversionFlow, specs: list[FieldSpec], raw: Any, sourc
 
 
 def _store(contacts: list[Contact]) -> list[Contact]:
-    """Insert the contacts. One contact is one INSERT in autocommit (atomic on its own,
-    and a round trip cheaper than BEGIN/INSERT/COMMIT: it is the hot path of the
-    public form and the capture API); a batch is one multi-row INSERT in a transaction."""
-    if len(contacts) == 1:
-        contacts[0].save(force_insert=True)
-        return contacts
+    """Insert the contacts and queue them for the workspace's integrations, in one transaction:
+    a contact is never stored without its outbox rows (nothing captured is lost)."""
+    from integrations.outbox import outbox_enqueue
+
     with transaction.atomic():
-        return Contact.objects.bulk_create(contacts)
+        stored = Contact.objects.bulk_create(contacts)
+        by_workspace: dict[int, list[int]] = {}
+        for contact in stored:
+            by_workspace.setdefault(contact.workspace_id, []).append(contact.pk)
+        for workspace_id, ids in by_workspace.items():
+            outbox_enqueue(workspace_id=workspace_id, contact_ids=ids)
+    return stored
 
 
 def contact_capture(

@@ -26,3 +26,21 @@ class ConnectKeyForm(forms.Form):
 
 class OAuthStartForm(forms.Form):
     project_type = forms.ChoiceField(choices=Integration.ProjectType.choices, initial=Integration.ProjectType.HYBRID)
+
+
+class SyncSettingsForm(forms.Form):
+    frequency = forms.TypedChoiceField(
+        label="Sync frequency", choices=Integration.Frequency.choices, coerce=int, initial=Integration.Frequency.HOURLY
+    )
+    overwrite_existing = forms.TypedChoiceField(
+        label="When a user already exists in Iterable",
+        choices=[("1", "Update existing users with the mapped fields"), ("0", "Leave existing users unchanged")],
+        coerce=lambda v: v == "1",
+        initial="1",
+        widget=forms.RadioSelect,
+    )
+    backfill = forms.BooleanField(
+        label="Also sync the contacts captured before today",
+        required=False,
+        help_text="Otherwise only contacts captured from now on are synced.",
+    )

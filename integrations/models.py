@@ -24,6 +24,15 @@ class Integration(models.Model):
         API_KEY = "api_key", "API key"
         OAUTH = "oauth", "OAuth"
 
+    class Frequency(models.IntegerChoices):
+        MANUAL = 0, "Manual only"
+        EVERY_15_MIN = 15, "Every 15 minutes"
+        EVERY_30_MIN = 30, "Every 30 minutes"
+        HOURLY = 60, "Every hour"
+        EVERY_6_HOURS = 360, "Every 6 hours"
+        EVERY_12_HOURS = 720, "Every 12 hours"
+        DAILY = 1440, "Every 24 hours"
+
     class ProjectType(models.TextChoices):
         EMAIL = "email", "Email-based"
         USER_ID = "userId", "UserID-based"
@@ -47,6 +56,13 @@ class Integration(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     error_since = models.DateTimeField(null=True, blank=True)
+    # Sync settings (wizard step 3).
+    frequency = models.PositiveIntegerField(choices=Frequency.choices, default=Frequency.MANUAL)
+    overwrite_existing = models.BooleanField(
+        default=True, help_text="Update users that already exist; off: leave them unchanged (looked up first)."
+    )
+    paused_at = models.DateTimeField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -62,5 +78,48 @@ class Integration(models.Model):
         return self.status != self.Status.DISCONNECTED and self.credentials is not None
 
     @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None
+
+    @property
     def masked_key(self) -> str:
         return f"••••{self.key_last4}" if self.key_last4 else ""
+
+
+class OutboxItem(models.Model):
+    """One contact waiting for (or done with) one integration: the engine's ledger.
+
+    Rows are created in the transaction that stores the contact, claimed by a run with
+    SELECT ... FOR UPDATE SKIP LOCKED, and end delivered, skipped or failed, each
+    with its reason. A row whose run died goes back to pending (engine.runs_reap).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_FLIGHT = "in_flight", "Being sent"
+        DELIVERED = "delivered", "Delivered"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+
+    workspace_lookup = "integration__workspace"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="outbox")
+    contact = models.ForeignKey("flows.Contact", on_delete=models.CASCADE, related_name="outbox")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(auto_now_add=True)
+    run = models.ForeignKey("sync_logs.SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["integration", "contact"], name="outbox_unique_contact")]
+        indexes = [
+            # The claim query: pending rows of one integration that are due, oldest first.
+            models.Index(fields=["integration", "status", "next_attempt_at", "id"], name="outbox_claim"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} → {self.integration_id} ({self.status})"

@@ -11,4 +11,8 @@ urlpatterns = [
     path("<slug:kind>/oauth/start/", views.oauth_start, name="oauth-start"),
     path("<slug:kind>/reverify/", views.integration_reverify_view, name="reverify"),
     path("<slug:kind>/disconnect/", views.integration_disconnect_view, name="disconnect"),
+    path("<slug:kind>/sync/", views.sync_settings, name="sync-settings"),
+    path("<slug:kind>/sync-now/", views.sync_now_view, name="sync-now"),
+    path("<slug:kind>/pause/", views.pause_view, name="pause"),
+    path("<slug:kind>/runs/<int:run_id>/progress/", views.run_progress, name="run-progress"),
 ]

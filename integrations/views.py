@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from integrations import oauth, selectors
-from integrations.forms import ConnectKeyForm, OAuthStartForm
+from integrations.forms import ConnectKeyForm, OAuthStartForm, SyncSettingsForm
 from integrations.models import Integration
 from integrations.services import (
     ConnectError,
@@ -19,8 +19,16 @@ from integrations.services import (
     integration_disconnect,
     integration_reverify,
 )
+from integrations.sync import (
+    SyncNotStarted,
+    integration_pause,
+    integration_resume,
+    integration_sync_settings_save,
+    sync_now,
+)
+from sync_logs.models import SyncRun
 from workspaces.models import Role
-from workspaces.scoping import get_membership, workspace_view
+from workspaces.scoping import get_membership, get_object_in_workspace, workspace_view
 
 # Tiles on the Integrations page, in order. Only Iterable can be connected so far.
 DESTINATIONS = [
@@ -80,6 +88,8 @@ def integration_detail(request: HttpRequest, kind: str) -> HttpResponse:
         "steps": WIZARD_STEPS,
         "step": "connect",
         "mapping_problems": _mapping_problems(integration),
+        "runs": integration.runs.all()[:10] if integration else [],
+        "active_run": integration.runs.filter(status__in=SyncRun.ACTIVE).first() if integration else None,
     }
     return render(request, "integrations/detail.html", context)
 
@@ -217,3 +227,66 @@ def oauth_callback(request: HttpRequest, kind: str) -> HttpResponse:
         return back
     messages.success(request, "Connected to Iterable with OAuth. Next: map your form fields.")
     return redirect("field_mapping:mapping", membership.workspace.slug, kind)
+
+
+# --- Syncing --------------------------------------------------------------------------------------
+
+
+@workspace_view(min_role=Role.ADMIN)
+def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
+    """Wizard step 3: frequency and overwrite policy; Save, or Save & Sync Now."""
+    destination = _destination(kind)
+    integration = _connected(request, kind)
+    initial = {"frequency": integration.frequency, "overwrite_existing": "1" if integration.overwrite_existing else "0"}
+    form = SyncSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        queued = integration_sync_settings_save(integration=integration, actor=request.user, **form.cleaned_data)
+        note = f" {queued} earlier contacts were queued." if queued else ""
+        if "sync_now" in request.POST:
+            return _start_sync(request, integration, kind, f"Settings saved.{note}")
+        messages.success(request, f"Sync settings saved.{note}")
+        return redirect("integrations:detail", request.workspace.slug, kind)
+    context = {
+        "destination": destination,
+        "integration": integration,
+        "form": form,
+        "steps": WIZARD_STEPS,
+        "step": "frequency",
+    }
+    return render(request, "integrations/sync_settings.html", context, status=400 if form.errors else 200)
+
+
+def _start_sync(request: HttpRequest, integration: Integration, kind: str, prefix: str = "") -> HttpResponse:
+    try:
+        sync_now(integration=integration, actor=request.user)
+    except SyncNotStarted as exc:
+        messages.warning(request, f"{prefix} {exc.message}".strip())
+    else:
+        messages.success(request, f"{prefix} Sync started.".strip())
+    return redirect("integrations:detail", request.workspace.slug, kind)
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def sync_now_view(request: HttpRequest, kind: str) -> HttpResponse:
+    return _start_sync(request, _connected(request, kind), kind)
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def pause_view(request: HttpRequest, kind: str) -> HttpResponse:
+    integration = _connected(request, kind)
+    if request.POST.get("action") == "resume":
+        integration_resume(integration=integration, actor=request.user)
+        messages.success(request, "Resumed: what queued up while paused is sent at the next sync.")
+    else:
+        integration_pause(integration=integration, actor=request.user)
+        messages.success(request, "Paused: contacts keep queueing and are sent when you resume.")
+    return redirect("integrations:detail", request.workspace.slug, kind)
+
+
+@workspace_view()
+def run_progress(request: HttpRequest, kind: str, run_id: int) -> HttpResponse:
+    """The live counts of a run; htmx polls it while the run is active (the finished tile has no poll)."""
+    run = get_object_in_workspace(SyncRun, request.workspace, pk=run_id, integration__kind=kind)
+    return render(request, "integrations/_run_progress.html", {"run": run, "kind": kind})

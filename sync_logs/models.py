@@ -1,1 +1,100 @@
-# Models arrive with their issue; the app is registered so its URLs and migrations have a home.
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from integrations.models import Integration
+
+
+class SyncRun(models.Model):
+    """One sync of one integration.
+
+    States: queued (created, task sent) -> running (a worker took it, heartbeats) ->
+    succeeded | partial (some records failed) | failed (none delivered, or stopped by
+    an auth error) | abandoned (its worker died; its records went back to pending).
+    At most one queued-or-running run per integration (a partial unique index).
+    """
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Sync Now"
+        RETRY = "retry", "Retry"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        PARTIAL = "partial", "Partial"
+        FAILED = "failed", "Failed"
+        ABANDONED = "abandoned", "Abandoned"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    workspace_lookup = "integration__workspace"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    error_summary = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration"], condition=Q(status__in=["queued", "running"]), name="one_active_run"
+            )
+        ]
+        indexes = [models.Index(fields=["integration", "-created_at"], name="run_by_integration")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.integration} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class SyncRecord(models.Model):
+    """What happened to one contact in one run: the sync log row. Written in bulk."""
+
+    class Status(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+
+    workspace_lookup = "run__integration__workspace"
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="records")
+    contact = models.ForeignKey("flows.Contact", null=True, on_delete=models.SET_NULL, related_name="sync_records")
+    identifier = models.CharField(max_length=254, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    retryable = models.BooleanField(default=False)
+    # The mapped record as sent (never a credential): {"email": ..., "dataFields": {...}}.
+    payload = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["run", "status", "id"], name="record_run_status"),
+            models.Index(fields=["run", "identifier"], name="record_run_identifier"),
+            models.Index(fields=["contact", "-created_at"], name="record_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identifier or self.contact_id}: {self.status}"

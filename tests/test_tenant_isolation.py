@@ -12,6 +12,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from integrations.models import Integration
+from sync_logs.models import SyncRun
 from tests.factories import ContactFactory, make_flow
 from workspaces.models import Invitation, Membership, Role
 
@@ -41,9 +42,10 @@ def url_kwargs(workspace_a, alice, bob, settings):
 
     flow = make_flow(workspace_a)
     contact = ContactFactory(flow=flow)
-    Integration.objects.create(
+    integration = Integration.objects.create(
         workspace=workspace_a, kind="iterable", status="connected", credentials={"api_key": "k" * 20}, key_last4="kkkk"
     )
+    run = SyncRun.objects.create(integration=integration, trigger="manual", status="succeeded")
     invitation = Invitation.objects.create(
         workspace=workspace_a, email="new@example.com", token_hash="x" * 64, expires_at=timezone.now()
     )
@@ -55,6 +57,7 @@ def url_kwargs(workspace_a, alice, bob, settings):
         "membership_id": Membership.objects.get(user=bob).pk,
         "invitation_id": invitation.pk,
         "kind": "iterable",
+        "run_id": run.pk,
     }
 
 

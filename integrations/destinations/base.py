@@ -120,7 +120,7 @@ class Destination(Protocol):
     def fetch_fields(self) -> list[DestinationField]:
         """The destination's user fields and their types."""
 
-    def push(self, records: list[dict[str, Any]]) -> list[RecordResult]:
+    def push(self, records: list[dict[str, Any]], *, create_new_fields: bool = False) -> list[RecordResult]:
         """Send one batch of mapped records; one result per record, in order."""
 
     def find_existing(self, identifiers: list[str]) -> set[str]:

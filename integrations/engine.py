@@ -1,0 +1,343 @@
+"""The sync engine: claim outbox rows, map them, push them, record every outcome.
+
+Guarantees (../shared/DESIGN.md, "The sync engine"): every claimed row ends
+delivered, skipped or failed with a reason, or goes back to pending; rows are
+claimed with SELECT ... FOR UPDATE SKIP LOCKED so two workers never send the
+same row in one pass; a batch refused whole for one record is split until the
+record is isolated; an auth failure stops the run and keeps the rows pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from field_mapping.services import BuiltRecord, MappingPlan, build_record, mapping_plan, schema_refresh
+from integrations.destinations import destination_for
+from integrations.destinations.base import (
+    AuthError,
+    Destination,
+    DestinationError,
+    ForbiddenError,
+    PayloadTooLargeError,
+    RecordResult,
+    TypeMismatchError,
+)
+from integrations.models import Integration, OutboxItem
+from integrations.services import integration_mark_needs_attention
+from sync_logs.models import SyncRecord, SyncRun
+
+logger = logging.getLogger(__name__)
+Status = OutboxItem.Status
+# Wait before retrying a retryable failure, by attempt number (then the last one again).
+RETRY_DELAYS = [timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1)]
+
+
+class StopRun(Exception):
+    """The run cannot go on (credentials refused); claimed rows go back to pending."""
+
+
+@dataclass
+class Outcome:
+    status: str  # delivered | skipped | failed
+    code: str = ""
+    message: str = ""
+    retryable: bool = False
+    payload: dict[str, Any] | None = None
+    identifier: str = ""
+
+
+# --- Claiming --------------------------------------------------------------------------------
+
+
+def claim_batch(*, run: SyncRun, size: int) -> list[OutboxItem]:
+    """Take up to ``size`` due pending rows of the run's integration for this run.
+
+    SKIP LOCKED lets several workers claim side by side without waiting on, or
+    taking, each other's rows; the claim commits before anything is sent.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            OutboxItem.objects.select_for_update(skip_locked=True)
+            .filter(integration_id=run.integration_id, status=Status.PENDING, next_attempt_at__lte=now)
+            .order_by("id")
+            .values_list("id", flat=True)[:size]
+        )
+        if ids:
+            OutboxItem.objects.filter(id__in=ids, status=Status.PENDING).update(
+                status=Status.IN_FLIGHT, run=run, claimed_at=now
+            )
+    return list(OutboxItem.objects.filter(id__in=ids, run=run).select_related("contact").order_by("id"))
+
+
+def release(items: list[OutboxItem]) -> None:
+    """Give claimed rows back, as they were: no attempt is counted."""
+    OutboxItem.objects.filter(id__in=[i.id for i in items], status=Status.IN_FLIGHT).update(
+        status=Status.PENDING, run=None, claimed_at=None
+    )
+
+
+# --- Pushing ---------------------------------------------------------------------------------
+
+
+def push_isolating(
+    destination: Destination, records: list[dict[str, Any]], *, create_new_fields: bool
+) -> list[RecordResult]:
+    """Push ``records``; when the destination refuses the whole batch for one record
+    (type mismatch, too large), split it in halves until the culprits stand alone."""
+    try:
+        return destination.push(records, create_new_fields=create_new_fields)
+    except (TypeMismatchError, PayloadTooLargeError) as exc:
+        if len(records) == 1:
+            detail = "; ".join(exc.field_errors.values()) or exc.message
+            return [
+                RecordResult(str(records[0].get("email") or records[0].get("userId") or ""), False, exc.code, detail)
+            ]
+        middle = len(records) // 2
+        return push_isolating(destination, records[:middle], create_new_fields=create_new_fields) + push_isolating(
+            destination, records[middle:], create_new_fields=create_new_fields
+        )
+
+
+def _split_duplicates(pairs: list[tuple[OutboxItem, BuiltRecord]]) -> tuple[list, list[OutboxItem]]:
+    """Keep one record per identifier in a batch (failures come back by identifier, so two
+    copies could not be told apart); the later ones wait for the next batch, in order."""
+    seen: set[str] = set()
+    kept, deferred = [], []
+    for item, built in pairs:
+        key = built.identifier.lower()
+        if key in seen:
+            deferred.append(item)
+        else:
+            seen.add(key)
+            kept.append((item, built))
+    return kept, deferred
+
+
+def process_batch(
+    *, run: SyncRun, integration: Integration, destination: Destination, plan: MappingPlan, items: list[OutboxItem]
+) -> None:
+    outcomes: dict[int, Outcome] = {}
+    sendable: list[tuple[OutboxItem, BuiltRecord]] = []
+    for item in items:
+        built = build_record(item.contact.data, plan)
+        if built.status == "error":
+            outcomes[item.id] = Outcome("failed", "mapping_error", built.reason, identifier=built.identifier)
+        elif built.status == "skip":
+            outcomes[item.id] = Outcome("skipped", "no_identifier", built.reason)
+        else:
+            sendable.append((item, built))
+    sendable, deferred = _split_duplicates(sendable)
+    try:
+        if sendable and not integration.overwrite_existing:
+            existing = {i.lower() for i in destination.find_existing([b.identifier for _, b in sendable])}
+            for item, built in [p for p in sendable if p[1].identifier.lower() in existing]:
+                outcomes[item.id] = Outcome(
+                    "skipped",
+                    "existing_user",
+                    "This user already exists in Iterable and the integration leaves existing users unchanged.",
+                    identifier=built.identifier,
+                )
+            sendable = [p for p in sendable if p[1].identifier.lower() not in existing]
+        results = (
+            push_isolating(destination, [b.payload for _, b in sendable], create_new_fields=plan.create_new_fields)
+            if sendable
+            else []
+        )
+    except (AuthError, ForbiddenError):
+        raise
+    except DestinationError as exc:
+        # The whole batch failed for a reason that may pass (outage, rate budget spent).
+        results = [RecordResult(b.identifier, False, exc.code, exc.message, exc.retryable) for _, b in sendable]
+    for (item, built), result in zip(sendable, results, strict=True):
+        outcomes[item.id] = Outcome(
+            "delivered" if result.delivered else "failed",
+            result.code,
+            result.message,
+            result.retryable,
+            payload=built.payload,
+            identifier=built.identifier,
+        )
+    release(deferred)
+    _record(run=run, items=[i for i in items if i.id in outcomes], outcomes=outcomes)
+
+
+def _record(*, run: SyncRun, items: list[OutboxItem], outcomes: dict[int, Outcome]) -> None:
+    """Write the outcome of each row: the outbox row, one log row per contact, the run's counts."""
+    now = timezone.now()
+    max_attempts = settings.SYNC_MAX_ATTEMPTS
+    log_rows: list[SyncRecord] = []
+    counts = {"delivered": 0, "skipped": 0, "failed": 0}
+    final: dict[str, list[int]] = {Status.DELIVERED: [], Status.SKIPPED: []}
+    for item in items:
+        outcome = outcomes[item.id]
+        counts[outcome.status] += 1
+        message = outcome.message
+        if outcome.status == "failed":
+            attempts = item.attempts + 1
+            if outcome.retryable and attempts < max_attempts:
+                delay = RETRY_DELAYS[min(attempts - 1, len(RETRY_DELAYS) - 1)]
+                message = f"{message} Will retry (attempt {attempts + 1} of {max_attempts})."
+                OutboxItem.objects.filter(id=item.id).update(
+                    status=Status.PENDING,
+                    attempts=attempts,
+                    next_attempt_at=now + delay,
+                    run=None,
+                    claimed_at=None,
+                    error_code=outcome.code,
+                    error_message=outcome.message,
+                )
+            else:
+                if outcome.retryable:
+                    message = f"{message} Gave up after {attempts} attempts; press Retry to try again."
+                OutboxItem.objects.filter(id=item.id).update(
+                    status=Status.FAILED,
+                    attempts=attempts,
+                    error_code=outcome.code,
+                    error_message=message,
+                )
+        else:
+            final[Status.DELIVERED if outcome.status == "delivered" else Status.SKIPPED].append(item.id)
+        log_rows.append(
+            SyncRecord(
+                run=run,
+                contact_id=item.contact_id,
+                identifier=outcome.identifier[:254],
+                status=outcome.status,
+                error_code=outcome.code,
+                error_message=message,
+                retryable=outcome.retryable,
+                payload=outcome.payload,
+            )
+        )
+    for status, ids in final.items():
+        if ids:
+            OutboxItem.objects.filter(id__in=ids).update(
+                status=status, attempts=F("attempts") + 1, error_code="", error_message=""
+            )
+    SyncRecord.objects.bulk_create(log_rows, batch_size=1000)
+    SyncRun.objects.filter(pk=run.pk).update(
+        total=F("total") + len(items),
+        delivered=F("delivered") + counts["delivered"],
+        skipped=F("skipped") + counts["skipped"],
+        failed=F("failed") + counts["failed"],
+        heartbeat_at=now,
+    )
+
+
+# --- A run -------------------------------------------------------------------------------------
+
+
+def _start(run_id: int) -> SyncRun | None:
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().select_related("integration").filter(pk=run_id).first()
+        if run is None or run.status != SyncRun.Status.QUEUED:
+            return None  # a redelivered task, or a run the reaper closed: nothing to do
+        run.status = SyncRun.Status.RUNNING
+        run.started_at = run.heartbeat_at = timezone.now()
+        run.worker = socket.gethostname()[:200]
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "worker"])
+    return run
+
+
+def _finish(run: SyncRun, *, error: str = "", forced_status: str | None = None) -> SyncRun:
+    run.refresh_from_db()
+    if forced_status:
+        status = forced_status
+    elif run.failed == 0:
+        status = SyncRun.Status.SUCCEEDED
+    elif run.delivered + run.skipped > 0:
+        status = SyncRun.Status.PARTIAL
+    else:
+        status = SyncRun.Status.FAILED
+    run.status, run.finished_at = status, timezone.now()
+    if error:
+        run.error_summary = error
+    elif run.failed:
+        codes = SyncRecord.objects.filter(run=run, status="failed").values_list("error_code", flat=True).distinct()[:5]
+        run.error_summary = f"{run.failed} record(s) failed ({', '.join(c for c in codes if c)})."
+    run.save(update_fields=["status", "finished_at", "error_summary"])
+    return run
+
+
+def run_sync(run_id: int) -> SyncRun | None:
+    """Carry out a queued run to the end. Safe to call twice: only a queued run starts."""
+    run = _start(run_id)
+    if run is None:
+        return None
+    integration = run.integration
+    if not integration.is_connected:
+        return _finish(run, error="The integration is not connected.", forced_status=SyncRun.Status.FAILED)
+    if integration.is_paused:
+        return _finish(
+            run, error="The integration is paused: contacts keep queueing.", forced_status=SyncRun.Status.FAILED
+        )
+    schema = schema_refresh(integration=integration)  # the freshest types, for drift; keeps the last copy on error
+    plan = mapping_plan(integration=integration, schema=schema)
+    if not plan.fields:
+        return _finish(
+            run,
+            error="Map the fields first: nothing was sent and every contact stays queued.",
+            forced_status=SyncRun.Status.FAILED,
+        )
+    destination = destination_for(integration)
+    batch_size = settings.SYNC_BATCH_SIZE
+    try:
+        while True:
+            items = claim_batch(run=run, size=batch_size)
+            if not items:
+                break
+            try:
+                process_batch(run=run, integration=integration, destination=destination, plan=plan, items=items)
+            except (AuthError, ForbiddenError) as exc:
+                release(items)
+                raise StopRun(exc.message) from exc
+    except StopRun as exc:
+        integration_mark_needs_attention(
+            integration=integration,
+            code="auth_failed",
+            message="Iterable refused the credentials during a sync (revoked key or withdrawn access). Every "
+            "contact stays queued; connect again to resume.",
+        )
+        return _finish(run, error=f"Stopped: {exc}", forced_status=SyncRun.Status.FAILED)
+    except Exception as exc:
+        logger.exception("Sync run %s crashed", run.pk)
+        OutboxItem.objects.filter(run=run, status=Status.IN_FLIGHT).update(
+            status=Status.PENDING, run=None, claimed_at=None
+        )
+        return _finish(
+            run,
+            error=f"Internal error: {type(exc).__name__}. Queued contacts were kept.",
+            forced_status=SyncRun.Status.FAILED,
+        )
+    return _finish(run)
+
+
+def runs_reap(*, timeout: timedelta | None = None) -> int:
+    """Close runs whose worker died (no heartbeat within ``timeout``) as abandoned; their rows go back to pending."""
+    timeout = timeout or timedelta(seconds=settings.SYNC_RUN_TIMEOUT_SECONDS)
+    cutoff = timezone.now() - timeout
+    stale = list(
+        SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("id", flat=True)
+    ) + list(SyncRun.objects.filter(status=SyncRun.Status.QUEUED, created_at__lt=cutoff).values_list("id", flat=True))
+    for run_id in stale:
+        with transaction.atomic():
+            updated = SyncRun.objects.filter(pk=run_id, status__in=SyncRun.ACTIVE).update(
+                status=SyncRun.Status.ABANDONED,
+                finished_at=timezone.now(),
+                error_summary="The worker stopped answering; its contacts went back to the queue.",
+            )
+            if updated:
+                OutboxItem.objects.filter(run_id=run_id, status=Status.IN_FLIGHT).update(
+                    status=Status.PENDING, run=None, claimed_at=None
+                )
+    return len(stale)

@@ -1,0 +1,66 @@
+"""Filling the outbox: one row per contact per active integration.
+
+Plain SQL ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (PostgreSQL and
+SQLite both speak it): one statement queues a contact for every integration of
+its workspace without reading the integrations first, and a repeat is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from flows.models import Contact
+from integrations.models import Integration, OutboxItem
+
+# Integrations that keep queueing: a paused or broken one drains once resumed or fixed.
+QUEUEING_STATUSES = (Integration.Status.CONNECTED, Integration.Status.NEEDS_ATTENTION)
+BACKFILL_CHUNK = 10_000
+
+_COLUMNS = "integration_id, contact_id, status, attempts, next_attempt_at, updated_at, error_code, error_message"
+
+
+def _tables() -> tuple[str, str, str]:
+    return OutboxItem._meta.db_table, Integration._meta.db_table, Contact._meta.db_table
+
+
+def outbox_enqueue(*, workspace_id: int, contact_ids: Sequence[int]) -> None:
+    """Queue new contacts for every queueing integration of the workspace (call inside the capture transaction)."""
+    if not contact_ids:
+        return
+    outbox, integrations, contacts = _tables()
+    now = timezone.now()
+    placeholders = ", ".join(["%s"] * len(contact_ids))
+    sql = (
+        f"INSERT INTO {outbox} ({_COLUMNS}) "  # noqa: S608 - table names from models, values as parameters
+        f"SELECT i.id, c.id, 'pending', 0, %s, %s, '', '' FROM {integrations} i JOIN {contacts} c "
+        f"ON c.workspace_id = i.workspace_id WHERE i.workspace_id = %s AND i.status IN (%s, %s) "
+        f"AND c.id IN ({placeholders}) ON CONFLICT (integration_id, contact_id) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, now, workspace_id, *QUEUEING_STATUSES, *contact_ids])
+
+
+def outbox_backfill(*, integration: Integration) -> int:
+    """Queue every earlier contact of the workspace for ``integration``, in chunks (never all in memory)."""
+    outbox, _, contacts = _tables()
+    ids = Contact.objects.filter(workspace_id=integration.workspace_id)
+    bounds = ids.order_by("id").values_list("id", flat=True)
+    first, last = bounds.first(), ids.order_by("-id").values_list("id", flat=True).first()
+    if first is None:
+        return 0
+    queued = 0
+    now = timezone.now()
+    for low in range(first, last + 1, BACKFILL_CHUNK):
+        sql = (
+            f"INSERT INTO {outbox} ({_COLUMNS}) "  # noqa: S608
+            f"SELECT %s, c.id, 'pending', 0, %s, %s, '', '' FROM {contacts} c "
+            f"WHERE c.workspace_id = %s AND c.id >= %s AND c.id < %s "
+            f"ON CONFLICT (integration_id, contact_id) DO NOTHING"
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [integration.pk, now, now, integration.workspace_id, low, low + BACKFILL_CHUNK])
+            queued += max(cursor.rowcount, 0)
+    return queued
