@@ -94,13 +94,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
-    def _read_body(self, limit: int | None = None) -> bytes:
+    def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        if limit is not None and length > limit:
-            self.rfile.read(length)
-            raise Reply(
-                413, envelope("BatchTooLarge", f"Request body of {length} bytes is over the {limit}-byte limit")
-            )
         return self.rfile.read(length) if length else b""
 
     def _dispatch(self, method: str) -> None:
@@ -110,11 +105,14 @@ class Handler(BaseHTTPRequestHandler):
             if path.startswith(prefix + "/"):
                 path, region = path[len(prefix) :], prefix[1:]
         query = dict(urllib.parse.parse_qsl(url.query))
+        # Read the whole body first, whatever the answer will be: a body left unread would be
+        # taken for the next request on this keep-alive connection.
+        self.body = self._read_body()
         try:
             if path.startswith("/_emulator/"):
                 from emulators.iterable.control import handle_control
 
-                status, body = handle_control(self.server.state, method, path, query, self._read_body())
+                status, body = handle_control(self.server.state, method, path, query, self.body)
                 self._send(status, body)
             elif path.startswith("/oauth/"):
                 self._oauth(method, path, query)
@@ -177,7 +175,14 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(state.latency_ms / 1000)
         body: Any = None
         if method == "POST":
-            raw = self._read_body(MAX_BULK_BODY if route == "users.bulkUpdate" else 16 * 1024 * 1024)
+            raw = self.body
+            if route == "users.bulkUpdate" and len(raw) > MAX_BULK_BODY:
+                raise Reply(
+                    413,
+                    envelope(
+                        "BatchTooLarge", f"Request body of {len(raw)} bytes is over the {MAX_BULK_BODY}-byte limit"
+                    ),
+                )
             try:
                 body = json.loads(raw or b"null")
             except ValueError as exc:
@@ -363,7 +368,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/oauth/authorize":
             self._send(*_authorize(state, query))
         elif method == "POST" and path == "/oauth/token":
-            form = dict(urllib.parse.parse_qsl(self._read_body().decode()))
+            form = dict(urllib.parse.parse_qsl(self.body.decode()))
             basic = self.headers.get("Authorization", "")
             if basic.lower().startswith("basic "):
                 client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from field_mapping.services import RowChoice, mapping_save
+from flows.models import FieldType
+from flows.services import contact_capture
+from integrations.services import ConnectRequest, integration_connect_api_key
+from tests.factories import make_flow
+
+
+@pytest.fixture
+def flow(workspace_a):
+    return make_flow(
+        workspace_a,
+        name="Booth",
+        extra=[
+            {"key": "age", "label": "Age", "field_type": FieldType.NUMBER},
+            {"key": "notes", "label": "Notes", "field_type": FieldType.TEXT},
+        ],
+    )
+
+
+@pytest.fixture
+def integration(iterable, workspace_a, alice, flow):
+    """Workspace A connected to the emulator, mapped: email, first_name -> firstName, age -> age (long)."""
+    iterable.set_fields({"age": "long"})
+    integration = integration_connect_api_key(
+        workspace=workspace_a,
+        actor=alice,
+        request=ConnectRequest(api_key=iterable.keys.server_side, region="us", project_type="hybrid"),
+    )
+    mapping_save(
+        integration=integration,
+        actor=alice,
+        choices=[
+            RowChoice("email", "email"),
+            RowChoice("first_name", "firstName"),
+            RowChoice("age", "age"),
+            RowChoice("notes", "notes", create_new=True),
+        ],
+    )
+    return integration
+
+
+@pytest.fixture
+def capture(flow):
+    """Capture contacts through the real capture path (which queues them in the outbox)."""
+
+    def make(count: int = 1, **fields):
+        return [
+            contact_capture(
+                flow=flow, raw={"email": f"user{i}@example.com", "first_name": f"User{i}", **fields}, source="api"
+            )
+            for i in range(count)
+        ]
+
+    return make
