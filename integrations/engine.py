@@ -324,7 +324,7 @@ def run_sync(run_id: int) -> SyncRun | None:
 
 def runs_reap(*, timeout: timedelta | None = None) -> int:
     """Close runs whose worker died (no heartbeat within ``timeout``) as abandoned; their rows go back to pending."""
-    timeout = timeout or timedelta(seconds=settings.SYNC_RUN_TIMEOUT_SECONDS)
+    timeout = timedelta(seconds=settings.SYNC_RUN_TIMEOUT_SECONDS) if timeout is None else timeout
     cutoff = timezone.now() - timeout
     stale = list(
         SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("id", flat=True)

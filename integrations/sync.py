@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -40,8 +41,9 @@ def sync_now(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUAL,
         raise SyncNotStarted("A sync is already running for this integration.", run=active) from None
     from integrations.tasks import integration_sync_task
 
-    # After commit, so that the worker finds the run.
-    transaction.on_commit(lambda: integration_sync_task.delay(run.pk))
+    # After commit, so that the worker finds the run; the queue is read from settings now, not at import.
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    transaction.on_commit(lambda: integration_sync_task.apply_async(args=[run.pk], queue=queue))
     if actor is not None:
         audit_record(
             workspace=integration.workspace,

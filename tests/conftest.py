@@ -173,19 +173,33 @@ class WorkerProcess:
         if beat:
             command.append("-B")
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        # A session of its own, so that kill() and stop() reach the whole group (main process and pool
+        # children) and never the test runner's.
         self.process = subprocess.Popen(
-            command, cwd=dj_settings.BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            cwd=dj_settings.BASE_DIR,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool: a crash, nothing gets to clean up."""
+        import signal
+
+        os.killpg(os.getpgid(self.process.pid), signal.SIGKILL)
+        self.process.wait(10)
 
     def stop(self, timeout: float = 30) -> None:
         import signal
         import subprocess
 
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            os.killpg(os.getpgid(self.process.pid), signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
