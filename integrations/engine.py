@@ -9,6 +9,7 @@ record is isolated; an auth failure stops the run and keeps the rows pending.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from dataclasses import dataclass
@@ -16,11 +17,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from field_mapping.services import BuiltRecord, MappingPlan, build_record, mapping_plan, schema_refresh
+from flows.models import Contact
 from integrations.destinations import destination_for
 from integrations.destinations.base import (
     AuthError,
@@ -58,7 +60,17 @@ class Outcome:
 # --- Claiming --------------------------------------------------------------------------------
 
 
-def claim_batch(*, run: SyncRun, size: int) -> list[OutboxItem]:
+@dataclass
+class Claimed:
+    """A claimed outbox row with its contact's data: plain values, not model instances (hot path)."""
+
+    id: int
+    contact_id: int
+    attempts: int
+    data: dict[str, Any]
+
+
+def claim_batch(*, run: SyncRun, size: int) -> list[Claimed]:
     """Take up to ``size`` due pending rows of the run's integration for this run.
 
     SKIP LOCKED lets several workers claim side by side without waiting on, or
@@ -66,20 +78,21 @@ def claim_batch(*, run: SyncRun, size: int) -> list[OutboxItem]:
     """
     now = timezone.now()
     with transaction.atomic():
-        ids = list(
+        rows = list(
             OutboxItem.objects.select_for_update(skip_locked=True)
             .filter(integration_id=run.integration_id, status=Status.PENDING, next_attempt_at__lte=now)
             .order_by("id")
-            .values_list("id", flat=True)[:size]
+            .values_list("id", "contact_id", "attempts")[:size]
         )
-        if ids:
-            OutboxItem.objects.filter(id__in=ids, status=Status.PENDING).update(
+        if rows:
+            OutboxItem.objects.filter(id__in=[r[0] for r in rows]).update(
                 status=Status.IN_FLIGHT, run=run, claimed_at=now
             )
-    return list(OutboxItem.objects.filter(id__in=ids, run=run).select_related("contact").order_by("id"))
+    data = dict(Contact.objects.filter(id__in=[r[1] for r in rows]).values_list("id", "data")) if rows else {}
+    return [Claimed(r[0], r[1], r[2], data.get(r[1], {})) for r in rows]
 
 
-def release(items: list[OutboxItem]) -> None:
+def release(items: list[Claimed]) -> None:
     """Give claimed rows back, as they were: no attempt is counted."""
     OutboxItem.objects.filter(id__in=[i.id for i in items], status=Status.IN_FLIGHT).update(
         status=Status.PENDING, run=None, claimed_at=None
@@ -108,7 +121,7 @@ def push_isolating(
         )
 
 
-def _split_duplicates(pairs: list[tuple[OutboxItem, BuiltRecord]]) -> tuple[list, list[OutboxItem]]:
+def _split_duplicates(pairs: list[tuple[Claimed, BuiltRecord]]) -> tuple[list, list[Claimed]]:
     """Keep one record per identifier in a batch (failures come back by identifier, so two
     copies could not be told apart); the later ones wait for the next batch, in order."""
     seen: set[str] = set()
@@ -124,12 +137,12 @@ def _split_duplicates(pairs: list[tuple[OutboxItem, BuiltRecord]]) -> tuple[list
 
 
 def process_batch(
-    *, run: SyncRun, integration: Integration, destination: Destination, plan: MappingPlan, items: list[OutboxItem]
+    *, run: SyncRun, integration: Integration, destination: Destination, plan: MappingPlan, items: list[Claimed]
 ) -> None:
     outcomes: dict[int, Outcome] = {}
-    sendable: list[tuple[OutboxItem, BuiltRecord]] = []
+    sendable: list[tuple[Claimed, BuiltRecord]] = []
     for item in items:
-        built = build_record(item.contact.data, plan)
+        built = build_record(item.data, plan)
         if built.status == "error":
             outcomes[item.id] = Outcome("failed", "mapping_error", built.reason, identifier=built.identifier)
         elif built.status == "skip":
@@ -171,18 +184,19 @@ def process_batch(
     _record(run=run, items=[i for i in items if i.id in outcomes], outcomes=outcomes)
 
 
-def _record(*, run: SyncRun, items: list[OutboxItem], outcomes: dict[int, Outcome]) -> None:
+def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome]) -> None:
     """Write the outcome of each row: the outbox row, one log row per contact, the run's counts."""
     now = timezone.now()
     max_attempts = settings.SYNC_MAX_ATTEMPTS
-    log_rows: list[SyncRecord] = []
+    log_rows: list[tuple] = []
     counts = {"delivered": 0, "skipped": 0, "failed": 0}
-    final: dict[str, list[int]] = {Status.DELIVERED: [], Status.SKIPPED: []}
+    skipped_ids: list[int] = []
     for item in items:
         outcome = outcomes[item.id]
         counts[outcome.status] += 1
         message = outcome.message
         if outcome.status == "failed":
+            # Failures are the few: one UPDATE each, with the attempt count and the reason.
             attempts = item.attempts + 1
             if outcome.retryable and attempts < max_attempts:
                 delay = RETRY_DELAYS[min(attempts - 1, len(RETRY_DELAYS) - 1)]
@@ -205,32 +219,65 @@ def _record(*, run: SyncRun, items: list[OutboxItem], outcomes: dict[int, Outcom
                     error_code=outcome.code,
                     error_message=message,
                 )
-        else:
-            final[Status.DELIVERED if outcome.status == "delivered" else Status.SKIPPED].append(item.id)
+        elif outcome.status == "skipped":
+            skipped_ids.append(item.id)
         log_rows.append(
-            SyncRecord(
-                run=run,
-                contact_id=item.contact_id,
-                identifier=outcome.identifier[:254],
-                status=outcome.status,
-                error_code=outcome.code,
-                error_message=message,
-                retryable=outcome.retryable,
-                payload=outcome.payload,
+            (
+                run.pk,
+                item.contact_id,
+                outcome.identifier[:254],
+                outcome.status,
+                outcome.code[:50],
+                message,
+                outcome.retryable,
+                outcome.payload,
+                now,
             )
         )
-    for status, ids in final.items():
-        if ids:
-            OutboxItem.objects.filter(id__in=ids).update(
-                status=status, attempts=F("attempts") + 1, error_code="", error_message=""
-            )
-    SyncRecord.objects.bulk_create(log_rows, batch_size=1000)
+    if skipped_ids:
+        OutboxItem.objects.filter(id__in=skipped_ids).update(status=Status.SKIPPED, attempts=F("attempts") + 1)
+    # What is still in flight for this run now is exactly this batch's delivered rows.
+    OutboxItem.objects.filter(run=run, status=Status.IN_FLIGHT).update(
+        status=Status.DELIVERED, attempts=F("attempts") + 1, error_code="", error_message=""
+    )
+    write_log_rows(log_rows)
     SyncRun.objects.filter(pk=run.pk).update(
         total=F("total") + len(items),
         delivered=F("delivered") + counts["delivered"],
         skipped=F("skipped") + counts["skipped"],
         failed=F("failed") + counts["failed"],
         heartbeat_at=now,
+    )
+
+
+_LOG_COLUMNS = (
+    "run_id",
+    "contact_id",
+    "identifier",
+    "status",
+    "error_code",
+    "error_message",
+    "retryable",
+    "payload",
+    "created_at",
+)
+
+
+def write_log_rows(rows: list[tuple]) -> None:
+    """Insert sync-log rows in bulk: COPY on PostgreSQL (one round trip, no per-row SQL), bulk_create elsewhere."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        table = SyncRecord._meta.db_table
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {table} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row((*row[:7], None if row[7] is None else json.dumps(row[7]), row[8]))
+        return
+    SyncRecord.objects.bulk_create(
+        [SyncRecord(**dict(zip(_LOG_COLUMNS, row, strict=True))) for row in rows], batch_size=500
     )
 
 

@@ -117,8 +117,10 @@ class OutboxItem(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["integration", "contact"], name="outbox_unique_contact")]
         indexes = [
-            # The claim query: pending rows of one integration that are due, oldest first.
-            models.Index(fields=["integration", "status", "next_attempt_at", "id"], name="outbox_claim"),
+            # The claim query walks pending rows of one integration in id order and stops after a
+            # batch; next_attempt_at is a filter on that walk (most pending rows are due). An index
+            # led by next_attempt_at would make every claim sort all pending rows instead.
+            models.Index(fields=["integration", "status", "id"], name="outbox_claim"),
         ]
 
     def __str__(self) -> str:

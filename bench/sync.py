@@ -1,0 +1,221 @@
+"""Sync engine benchmark: N contacts in PostgreSQL pushed to the emulator by a real Celery worker.
+
+    .venv/bin/python bench/sync.py [--contacts 100000] [--million] [--no-limit] [--batch 1000]
+
+For each size it seeds the contacts (and their outbox rows) with SQL, starts the
+emulator and a worker (solo pool, so the sync runs in the process whose peak RSS
+is read from /proc), presses Sync Now and waits for the run to finish. Prints
+contacts/s, the run's time, the worker's peak RSS, and the time against what
+Iterable's documented bulkUpdate limit (5 requests/s) allows. Issue targets:
+<= 1.10 x the limit's time with the limit on; >= 10,000 contacts/s with it off;
+worker memory flat as N grows tenfold (run with --sizes 10000,100000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench_sync"
+BULK_RPS = 5
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    import django
+
+    django.setup()
+
+
+def _seed(workspace_slug: str, count: int, api_key: str) -> int:
+    """A workspace connected to the emulator and mapped, with ``count`` contacts queued. Returns the integration id."""
+    from django.db import connection
+
+    from accounts.models import User
+    from field_mapping.services import RowChoice, mapping_save
+    from flows.models import Contact, FieldType, FlowField
+    from flows.services import flow_create, flow_field_add
+    from integrations.models import OutboxItem
+    from integrations.services import ConnectRequest, integration_connect_api_key
+    from workspaces.services import workspace_create
+
+    user, _ = User.objects.get_or_create(email="bench@example.com")
+    workspace = workspace_create(name=workspace_slug, owner=user)
+    flow = flow_create(workspace=workspace, name="Bench", actor=user)
+    flow_field_add(flow=flow, kind=FlowField.Kind.STANDARD, key="first_name", actor=user)
+    flow_field_add(flow=flow, kind="custom", key="age", label="Age", field_type=FieldType.NUMBER, actor=user)
+    integration = integration_connect_api_key(
+        workspace=workspace, actor=user, request=ConnectRequest(api_key=api_key, region="us", project_type="hybrid")
+    )
+    mapping_save(
+        integration=integration,
+        actor=user,
+        choices=[
+            RowChoice("email", "email"),
+            RowChoice("first_name", "firstName"),
+            RowChoice("age", "age", create_new=True),
+        ],
+    )
+    tag = uuid.uuid4().hex[:6]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Contact._meta.db_table} (workspace_id, flow_id, data, email, source, created_at) "
+            "SELECT %s, %s, jsonb_build_object('email', 'u' || g || %s || '@example.com', 'first_name', "
+            "'Name' || g, 'age', g %% 90), 'u' || g || %s || '@example.com', 'api', now() "
+            "FROM generate_series(1, %s) g",
+            [workspace.pk, flow.pk, tag, tag, count],
+        )
+        cursor.execute(
+            f"INSERT INTO {OutboxItem._meta.db_table} (integration_id, contact_id, status, attempts, "
+            "next_attempt_at, updated_at, error_code, error_message) "
+            f"SELECT %s, id, 'pending', 0, now(), now(), '', '' FROM {Contact._meta.db_table} WHERE workspace_id = %s",
+            [integration.pk, workspace.pk],
+        )
+    return integration.pk
+
+
+def _one_size(count: int, args: argparse.Namespace, env: dict[str, str], emulator_url: str) -> dict:
+    # A fresh Iterable project per size, so each run starts from an empty schema.
+    from emulators.iterable.control import EmulatorControl
+    from integrations.models import Integration
+    from integrations.sync import sync_now
+    from sync_logs.models import SyncRun
+
+    api_key = f"bench-{uuid.uuid4().hex}"
+    EmulatorControl(emulator_url).add_key(api_key, project_id=count)
+    integration_id = _seed(f"Bench {count} {uuid.uuid4().hex[:4]}", count, api_key)
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    worker_env = {**env, "CELERY_QUEUE": queue}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queue,
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=worker_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(3)  # let it connect
+        from django.conf import settings
+
+        settings.CELERY_TASK_DEFAULT_QUEUE = queue
+        run = sync_now(integration=Integration.objects.get(pk=integration_id))
+        started = time.monotonic()
+        while True:
+            run.refresh_from_db()
+            if not run.is_active:
+                break
+            time.sleep(0.5)
+        wall = time.monotonic() - started
+        rss = _peak_rss_mb(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    run = SyncRun.objects.get(pk=run.pk)
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    allowed = count / (args.batch * BULK_RPS)
+    return {
+        "count": count,
+        "status": run.status,
+        "delivered": run.delivered,
+        "seconds": seconds,
+        "wall": wall,
+        "rate": run.delivered / seconds if seconds else 0,
+        "rss": rss,
+        "ratio": seconds / allowed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--million", action="store_true", help="1,000,000 contacts")
+    parser.add_argument("--sizes", help="comma-separated sizes instead of --contacts (e.g. 10000,100000)")
+    parser.add_argument("--no-limit", action="store_true", help="the emulator does not enforce rate limits")
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [1_000_000 if args.million else args.contacts]
+
+    db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
+    import psycopg
+
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(db_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    port = _free_port()
+    emulator_cmd = [sys.executable, "-m", "emulators.iterable", "--port", str(port)]
+    if args.no_limit:
+        emulator_cmd.append("--no-rate-limits")
+    emulator = subprocess.Popen(emulator_cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": db_url,
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        "ITERABLE_US_BASE_URL": f"http://127.0.0.1:{port}/us",
+        "ITERABLE_EU_BASE_URL": f"http://127.0.0.1:{port}/eu",
+        "SYNC_BATCH_SIZE": str(args.batch),
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    }
+    try:
+        time.sleep(1)
+        _setup_django(env)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        limit = "off" if args.no_limit else f"on ({BULK_RPS} bulkUpdate/s)"
+        print(f"emulator rate limit {limit}, batch {args.batch}, PostgreSQL, worker pool solo")
+        for count in sizes:
+            r = _one_size(count, args, env, f"http://127.0.0.1:{port}")
+            print(
+                f"N={r['count']:>9,}  {r['status']:<9} delivered {r['delivered']:,} in {r['seconds']:.1f}s "
+                f"= {r['rate']:,.0f} contacts/s   worker peak RSS {r['rss']:.0f} MB   "
+                f"time / limit's minimum {r['ratio']:.2f}x"
+            )
+    finally:
+        emulator.terminate()
+        emulator.wait(10)
+
+
+if __name__ == "__main__":
+    main()
