@@ -259,3 +259,32 @@ def test_concurrent_sync_now_starts_one_run(integration, capture):
         thread.join()
     assert sorted(results) == ["refused", "refused", "refused", "started"]
     assert SyncRun.objects.filter(integration=integration).count() == 1
+
+
+def test_sync_now_from_the_tile_and_a_second_press(alice_client, integration, capture):
+    capture(1)
+    first = alice_client.post("/w/acme/integrations/iterable/sync-now/", follow=True)
+    assert "Sync started." in first.content.decode()
+    second = alice_client.post("/w/acme/integrations/iterable/sync-now/", follow=True)
+    assert "A sync is already running" in second.content.decode()
+    assert SyncRun.objects.count() == 1
+    assert 'hx-trigger="every 1s"' in alice_client.get("/w/acme/integrations/iterable/").content.decode()
+    run = SyncRun.objects.get()
+    engine.run_sync(run.pk)
+    progress = alice_client.get(f"/w/acme/integrations/iterable/runs/{run.pk}/progress/").content.decode()
+    assert 'data-status="succeeded"' in progress and "hx-trigger" not in progress  # finished: polling stops
+
+
+def test_sync_settings_save_and_backfill(alice_client, integration, flow, iterable):
+    from flows.models import Contact
+
+    # Contacts captured before the integration existed have no outbox rows.
+    Contact.objects.create(workspace=integration.workspace, flow=flow, data={"email": "old@example.com"},
+                           email="old@example.com")
+    response = alice_client.post("/w/acme/integrations/iterable/sync/", {
+        "frequency": "60", "overwrite_existing": "0", "backfill": "on"})
+    assert response.status_code == 302
+    integration.refresh_from_db()
+    assert (integration.frequency, integration.overwrite_existing) == (60, False)
+    assert integration.next_run_at > timezone.now()
+    assert OutboxItem.objects.filter(contact__email="old@example.com", status="pending").exists()
