@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -194,10 +194,12 @@ def _build_contact(flow: ConversionFlow, specs: list[FieldSpec], raw: Any, sourc
 
 
 def _store(contacts: list[Contact]) -> list[Contact]:
-    """Insert the contacts and queue them for the workspace's integrations, in one transaction:
+    """Insert the contacts and queue them for the workspace's integrations, atomically:
     a contact is never stored without its outbox rows (nothing captured is lost)."""
-    from integrations.outbox import outbox_enqueue
+    from integrations.outbox import contact_insert_queued, outbox_enqueue
 
+    if len(contacts) == 1 and connection.vendor == "postgresql":
+        return [contact_insert_queued(contacts[0])]  # one statement: the capture hot path
     with transaction.atomic():
         stored = Contact.objects.bulk_create(contacts)
         by_workspace: dict[int, list[int]] = {}

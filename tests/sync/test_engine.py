@@ -279,10 +279,12 @@ def test_sync_settings_save_and_backfill(alice_client, integration, flow, iterab
     from flows.models import Contact
 
     # Contacts captured before the integration existed have no outbox rows.
-    Contact.objects.create(workspace=integration.workspace, flow=flow, data={"email": "old@example.com"},
-                           email="old@example.com")
-    response = alice_client.post("/w/acme/integrations/iterable/sync/", {
-        "frequency": "60", "overwrite_existing": "0", "backfill": "on"})
+    Contact.objects.create(
+        workspace=integration.workspace, flow=flow, data={"email": "old@example.com"}, email="old@example.com"
+    )
+    response = alice_client.post(
+        "/w/acme/integrations/iterable/sync/", {"frequency": "60", "overwrite_existing": "0", "backfill": "on"}
+    )
     assert response.status_code == 302
     integration.refresh_from_db()
     assert (integration.frequency, integration.overwrite_existing) == (60, False)
