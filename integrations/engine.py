@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from field_mapping.services import BuiltRecord, MappingPlan, build_record, mapping_plan, schema_refresh
-from flows.models import Contact
+from flows.models import Contact, ConversionFlow
 from integrations.destinations import destination_for
 from integrations.destinations.base import (
     AuthError,
@@ -68,6 +68,7 @@ class Claimed:
     contact_id: int
     attempts: int
     data: dict[str, Any]
+    flow_id: int = 0
 
 
 def claim_batch(*, run: SyncRun, size: int) -> list[Claimed]:
@@ -85,13 +86,13 @@ def claim_batch(*, run: SyncRun, size: int) -> list[Claimed]:
             f"FROM {contacts} c WHERE c.id = o.contact_id AND o.id IN ("
             f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = %s AND next_attempt_at <= %s "
             f"ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
-            f"RETURNING o.id, o.contact_id, o.attempts, c.data"
+            f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id"
         )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, Status.PENDING, now, size])
             rows = cursor.fetchall()
         return sorted(
-            (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3])) for r in rows),
+            (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4]) for r in rows),
             key=lambda c: c.id,
         )
     with transaction.atomic():
@@ -105,8 +106,9 @@ def claim_batch(*, run: SyncRun, size: int) -> list[Claimed]:
             OutboxItem.objects.filter(id__in=[r[0] for r in claimed]).update(
                 status=Status.IN_FLIGHT, run=run, claimed_at=now
             )
-    data = dict(Contact.objects.filter(id__in=[r[1] for r in claimed]).values_list("id", "data")) if claimed else {}
-    return [Claimed(r[0], r[1], r[2], data.get(r[1], {})) for r in claimed]
+    found = Contact.objects.filter(id__in=[r[1] for r in claimed]).values_list("id", "data", "flow_id")
+    by_id = {cid: (data, flow_id) for cid, data, flow_id in found}
+    return [Claimed(r[0], r[1], r[2], *by_id.get(r[1], ({}, 0))) for r in claimed]
 
 
 def release(items: list[Claimed]) -> None:
@@ -197,8 +199,45 @@ def process_batch(
             payload=built.payload,
             identifier=built.identifier,
         )
+    delivered = [(item, built) for item, built in sendable if outcomes[item.id].status == "delivered"]
+    if delivered and (integration.list_id or integration.event_name):
+        _extras(integration=integration, destination=destination, delivered=delivered, outcomes=outcomes)
     release(deferred)
     _record(run=run, items=[i for i in items if i.id in outcomes], outcomes=outcomes)
+
+
+def _extras(
+    *,
+    integration: Integration,
+    destination: Destination,
+    delivered: list[tuple[Claimed, BuiltRecord]],
+    outcomes: dict[int, Outcome],
+) -> None:
+    """The optional list subscription and event per delivered contact. The user is in Iterable already,
+    so a failure here is noted on the record, not turned into a failed delivery."""
+    if integration.list_id:
+        try:
+            destination.subscribe(integration.list_id, [b.payload for _, b in delivered])
+        except (AuthError, ForbiddenError):
+            raise
+        except DestinationError as exc:
+            for item, _ in delivered:
+                outcomes[item.id].message = (
+                    f"Delivered; adding to the list '{integration.list_name}' failed: {exc.message}"
+                )
+    if integration.event_name:
+        flows = dict(ConversionFlow.objects.filter(id__in={i.flow_id for i, _ in delivered}).values_list("id", "name"))
+        for item, built in delivered:
+            try:
+                destination.track(
+                    integration.event_name,
+                    built.payload,
+                    {"flowName": flows.get(item.flow_id, ""), "flowsyncContactId": item.contact_id},
+                )
+            except (AuthError, ForbiddenError):
+                raise
+            except DestinationError as exc:
+                outcomes[item.id].message = f"Delivered; tracking '{integration.event_name}' failed: {exc.message}"
 
 
 def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome]) -> None:

@@ -29,6 +29,13 @@ class OAuthStartForm(forms.Form):
 
 
 class SyncSettingsForm(forms.Form):
+    def __init__(self, *args: object, lists: list[dict] | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.list_names = {int(item["id"]): str(item.get("name", "")) for item in lists or []}
+        self.fields["list_id"].choices = [("", "No list")] + [
+            (list_id, name) for list_id, name in sorted(self.list_names.items(), key=lambda kv: kv[1].lower())
+        ]
+
     frequency = forms.TypedChoiceField(
         label="Sync frequency", choices=Integration.Frequency.choices, coerce=int, initial=Integration.Frequency.HOURLY
     )
@@ -38,6 +45,15 @@ class SyncSettingsForm(forms.Form):
         coerce=lambda v: v == "1",
         initial="1",
         widget=forms.RadioSelect,
+    )
+    list_id = forms.TypedChoiceField(
+        label="Also add synced users to an Iterable list", required=False, coerce=int, empty_value=None, choices=[]
+    )
+    event_name = forms.CharField(
+        label="Also track an event per contact",
+        required=False,
+        max_length=100,
+        help_text="An event name such as formSubmitted, with the flow's name in its data. Empty: no event.",
     )
     backfill = forms.BooleanField(
         label="Also sync the contacts captured before today",

@@ -63,6 +63,10 @@ class Integration(models.Model):
     )
     paused_at = models.DateTimeField(null=True, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # Optional extras, off by default: subscribe synced users to a list; track an event per contact.
+    list_id = models.BigIntegerField(null=True, blank=True)
+    list_name = models.CharField(max_length=200, blank=True)
+    event_name = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

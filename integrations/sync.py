@@ -72,7 +72,15 @@ def integrations_enqueue_due() -> list[SyncRun]:
 
 
 def integration_sync_settings_save(
-    *, integration: Integration, actor: User, frequency: int, overwrite_existing: bool, backfill: bool
+    *,
+    integration: Integration,
+    actor: User,
+    frequency: int,
+    overwrite_existing: bool,
+    backfill: bool,
+    list_id: int | None = None,
+    list_name: str = "",
+    event_name: str = "",
 ) -> int:
     """Save the frequency and overwrite policy; with ``backfill``, queue the contacts captured before.
 
@@ -80,7 +88,18 @@ def integration_sync_settings_save(
     integration.frequency = frequency
     integration.overwrite_existing = overwrite_existing
     integration.next_run_at = timezone.now() + timedelta(minutes=frequency) if frequency else None
-    integration.save(update_fields=["frequency", "overwrite_existing", "next_run_at", "updated_at"])
+    integration.list_id, integration.list_name, integration.event_name = list_id, list_name, event_name.strip()
+    integration.save(
+        update_fields=[
+            "frequency",
+            "overwrite_existing",
+            "next_run_at",
+            "list_id",
+            "list_name",
+            "event_name",
+            "updated_at",
+        ]
+    )
     queued = outbox_backfill(integration=integration) if backfill else 0
     audit_record(
         workspace=integration.workspace,

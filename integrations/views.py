@@ -237,10 +237,22 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
     """Wizard step 3: frequency and overwrite policy; Save, or Save & Sync Now."""
     destination = _destination(kind)
     integration = _connected(request, kind)
-    initial = {"frequency": integration.frequency, "overwrite_existing": "1" if integration.overwrite_existing else "0"}
-    form = SyncSettingsForm(request.POST or None, initial=initial)
+    initial = {
+        "frequency": integration.frequency,
+        "overwrite_existing": "1" if integration.overwrite_existing else "0",
+        "list_id": integration.list_id or "",
+        "event_name": integration.event_name,
+    }
+    lists, lists_error = _destination_lists(integration)
+    form = SyncSettingsForm(request.POST or None, initial=initial, lists=lists)
     if request.method == "POST" and form.is_valid():
-        queued = integration_sync_settings_save(integration=integration, actor=request.user, **form.cleaned_data)
+        values = form.cleaned_data
+        queued = integration_sync_settings_save(
+            integration=integration,
+            actor=request.user,
+            list_name=form.list_names.get(values["list_id"] or 0, ""),
+            **values,
+        )
         note = f" {queued} earlier contacts were queued." if queued else ""
         if "sync_now" in request.POST:
             return _start_sync(request, integration, kind, f"Settings saved.{note}")
@@ -252,8 +264,20 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
         "form": form,
         "steps": WIZARD_STEPS,
         "step": "frequency",
+        "lists_error": lists_error,
     }
     return render(request, "integrations/sync_settings.html", context, status=400 if form.errors else 200)
+
+
+def _destination_lists(integration: Integration) -> tuple[list[dict], str]:
+    """The destination's lists for the dropdown, or why they could not be read."""
+    from integrations.destinations import destination_for
+    from integrations.destinations.base import DestinationError
+
+    try:
+        return destination_for(integration).lists(), ""
+    except DestinationError as exc:
+        return [], f"Could not load Iterable's lists ({exc.code})."
 
 
 def _start_sync(request: HttpRequest, integration: Integration, kind: str, prefix: str = "") -> HttpResponse:

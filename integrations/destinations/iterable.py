@@ -363,6 +363,20 @@ class IterableDestination:
                 existing.add(ident)
         return existing
 
+    def subscribe(self, list_id: int, records: list[dict[str, Any]]) -> None:
+        """Add the records' users to a static list (POST /api/lists/subscribe)."""
+        subscribers = [{k: r[k] for k in ("email", "userId") if r.get(k)} for r in records]
+        self.client.request("POST", "/api/lists/subscribe", json={"listId": list_id, "subscribers": subscribers})
+
+    def track(self, event_name: str, record: dict[str, Any], data_fields: dict[str, Any]) -> None:
+        """One custom event for the record's user (POST /api/events/track)."""
+        body = {
+            "eventName": event_name,
+            "dataFields": data_fields,
+            **{k: record[k] for k in ("email", "userId") if record.get(k)},
+        }
+        self.client.request("POST", "/api/events/track", json=body)
+
     def lists(self) -> list[dict[str, Any]]:
         body = self.client.request("GET", "/api/lists").body
         return list(body.get("lists") or []) if isinstance(body, dict) else []

@@ -290,3 +290,31 @@ def test_sync_settings_save_and_backfill(alice_client, integration, flow, iterab
     assert (integration.frequency, integration.overwrite_existing) == (60, False)
     assert integration.next_run_at > timezone.now()
     assert OutboxItem.objects.filter(contact__email="old@example.com", status="pending").exists()
+
+
+def test_optional_list_subscription_and_event(alice_client, integration, capture, iterable):
+    list_id = iterable.add_list("Trade show leads")
+    response = alice_client.post(
+        "/w/acme/integrations/iterable/sync/",
+        {"frequency": "0", "overwrite_existing": "1", "list_id": str(list_id), "event_name": "formSubmitted"},
+    )
+    assert response.status_code == 302
+    integration.refresh_from_db()
+    assert (integration.list_id, integration.list_name, integration.event_name) == (
+        list_id,
+        "Trade show leads",
+        "formSubmitted",
+    )
+    capture(2)
+    run = _run(integration)
+    assert run.delivered == 2
+    assert list_id in iterable.user("user1@example.com")["dataFields"]["userListIds"]
+    events = iterable.events()
+    assert [e["eventName"] for e in events] == ["formSubmitted", "formSubmitted"]
+    assert events[0]["dataFields"]["flowName"] == "Booth"
+
+
+def test_extras_are_off_by_default(integration, capture, iterable):
+    capture(1)
+    _run(integration)
+    assert iterable.events() == [] and iterable.stats()["counts"].get("/api/lists/subscribe") is None
