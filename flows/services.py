@@ -31,6 +31,12 @@ from workspaces.models import Workspace
 from workspaces.services import audit_record
 
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+_PUBLIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def is_public_id(value: object) -> bool:
+    """Whether ``value`` can be a flow's public id (checked before it reaches a query)."""
+    return isinstance(value, str) and bool(_PUBLIC_ID_RE.match(value))
 
 
 # --- Flows and fields ---------------------------------------------------------------
@@ -246,7 +252,7 @@ def contacts_capture_batch(*, workspace: Workspace, items: Sequence[Any]) -> lis
     Each item stands alone: a bad one is reported and skipped, the good ones are
     stored together in one INSERT.
     """
-    flow_ids = {item.get("flow") for item in items if isinstance(item, Mapping) and isinstance(item.get("flow"), str)}
+    flow_ids = {item.get("flow") for item in items if isinstance(item, Mapping) and is_public_id(item.get("flow"))}
     loaded = {public_id: _capture_flow(workspace.pk, public_id) for public_id in flow_ids}
     flows = {public_id: entry[0] for public_id, entry in loaded.items() if entry}
     specs = {public_id: entry[1] for public_id, entry in loaded.items() if entry}

@@ -52,6 +52,8 @@ def _is_empty(value: Any) -> bool:
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise Invalid("must be text")
+    if "\x00" in value:
+        raise Invalid("must not contain NUL characters")  # PostgreSQL cannot store them
     value = value.strip()
     if len(value) > settings.CAPTURE_MAX_VALUE_LENGTH:
         raise Invalid(f"must be at most {settings.CAPTURE_MAX_VALUE_LENGTH} characters")

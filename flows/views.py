@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -29,6 +29,7 @@ from flows.services import (
     flow_field_move,
     flow_field_update,
     flow_update,
+    is_public_id,
 )
 from lib import ratelimit
 from workspaces.models import Role
@@ -217,6 +218,8 @@ def api_settings(request: HttpRequest) -> HttpResponse:
 
 
 def public_form(request: HttpRequest, public_id: str) -> HttpResponse:
+    if not is_public_id(public_id):
+        raise Http404("No such form")
     flow = get_object_or_404(ConversionFlow.objects.prefetch_related("fields"), public_id=public_id)
     if not flow.is_enabled:
         return render(request, "flows/public_closed.html", {"flow": flow}, status=410)
@@ -253,5 +256,7 @@ def public_form(request: HttpRequest, public_id: str) -> HttpResponse:
 
 
 def public_form_thanks(request: HttpRequest, public_id: str) -> HttpResponse:
+    if not is_public_id(public_id):
+        raise Http404("No such form")
     flow = get_object_or_404(ConversionFlow, public_id=public_id)
     return render(request, "flows/public_thanks.html", {"flow": flow})

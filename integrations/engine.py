@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -158,6 +159,20 @@ def _split_duplicates(pairs: list[tuple[Claimed, BuiltRecord]]) -> tuple[list, l
 def process_batch(
     *, run: SyncRun, integration: Integration, destination: Destination, plan: MappingPlan, items: list[Claimed]
 ) -> None:
+    outcomes, deferred = decide_batch(integration=integration, destination=destination, plan=plan, items=items)
+    record_batch(run=run, items=items, outcomes=outcomes, deferred=deferred)
+
+
+def record_batch(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome], deferred: list[Claimed]) -> None:
+    """The database half of a batch: deferred rows back to pending, every outcome written."""
+    release(deferred)
+    _record(run=run, items=[i for i in items if i.id in outcomes], outcomes=outcomes)
+
+
+def decide_batch(
+    *, integration: Integration, destination: Destination, plan: MappingPlan, items: list[Claimed]
+) -> tuple[dict[int, Outcome], list[Claimed]]:
+    """The destination half of a batch: build, look up, push. Returns the outcomes and the rows deferred."""
     outcomes: dict[int, Outcome] = {}
     sendable: list[tuple[Claimed, BuiltRecord]] = []
     for item in items:
@@ -202,8 +217,7 @@ def process_batch(
     delivered = [(item, built) for item, built in sendable if outcomes[item.id].status == "delivered"]
     if delivered and (integration.list_id or integration.event_name):
         _extras(integration=integration, destination=destination, delivered=delivered, outcomes=outcomes)
-    release(deferred)
-    _record(run=run, items=[i for i in items if i.id in outcomes], outcomes=outcomes)
+    return outcomes, deferred
 
 
 def _extras(
@@ -222,9 +236,9 @@ def _extras(
             raise
         except DestinationError as exc:
             for item, _ in delivered:
-                outcomes[item.id].message = (
-                    f"Delivered; adding to the list '{integration.list_name}' failed: {exc.message}"
-                )
+                outcomes[
+                    item.id
+                ].message = f"Delivered; adding to the list '{integration.list_name}' failed: {exc.message}"
     if integration.event_name:
         flows = dict(ConversionFlow.objects.filter(id__in={i.flow_id for i, _ in delivered}).values_list("id", "name"))
         for item, built in delivered:
@@ -247,6 +261,7 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
     log_rows: list[tuple] = []
     counts = {"delivered": 0, "skipped": 0, "failed": 0}
     skipped_ids: list[int] = []
+    delivered_ids: list[int] = []
     for item in items:
         outcome = outcomes[item.id]
         counts[outcome.status] += 1
@@ -277,6 +292,8 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
                 )
         elif outcome.status == "skipped":
             skipped_ids.append(item.id)
+        else:
+            delivered_ids.append(item.id)
         log_rows.append(
             (
                 run.pk,
@@ -292,10 +309,10 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
         )
     if skipped_ids:
         OutboxItem.objects.filter(id__in=skipped_ids).update(status=Status.SKIPPED, attempts=F("attempts") + 1)
-    # What is still in flight for this run now is exactly this batch's delivered rows.
-    OutboxItem.objects.filter(run=run, status=Status.IN_FLIGHT).update(
-        status=Status.DELIVERED, attempts=F("attempts") + 1, error_code="", error_message=""
-    )
+    if delivered_ids:
+        OutboxItem.objects.filter(id__in=delivered_ids).update(
+            status=Status.DELIVERED, attempts=F("attempts") + 1, error_code="", error_message=""
+        )
     write_log_rows(log_rows)
     SyncRun.objects.filter(pk=run.pk).update(
         total=F("total") + len(items),
@@ -372,6 +389,46 @@ def _finish(run: SyncRun, *, error: str = "", forced_status: str | None = None) 
     return run
 
 
+def _run_batches(*, run: SyncRun, integration: Integration, destination: Destination, plan: MappingPlan) -> None:
+    """Claim and push batch after batch until none is left.
+
+    Pipelined: while batch k's outcomes are written (a thread with its own database
+    connection), batch k+1 is claimed and pushed. Pushes stay one at a time and in
+    order. Inside an outer transaction (the in-process tests) a second connection
+    could not see its rows, so batches then run one after the other.
+    """
+    batch_size = settings.SYNC_BATCH_SIZE
+    pipelined = not connection.in_atomic_block
+    recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-record") if pipelined else None
+    previous: Future | None = None
+    try:
+        while True:
+            items = claim_batch(run=run, size=batch_size)
+            if not items:
+                break
+            try:
+                outcomes, deferred = decide_batch(
+                    integration=integration, destination=destination, plan=plan, items=items
+                )
+            except (AuthError, ForbiddenError) as exc:
+                release(items)
+                raise StopRun(exc.message) from exc
+            if recorder is None:
+                record_batch(run=run, items=items, outcomes=outcomes, deferred=deferred)
+                continue
+            if previous is not None:
+                previous.result()  # one batch written at a time, in order; its errors surface here
+            previous = recorder.submit(record_batch, run=run, items=items, outcomes=outcomes, deferred=deferred)
+        if previous is not None:
+            previous.result()
+    finally:
+        if recorder is not None:
+            if previous is not None and not previous.done():
+                previous.exception()  # let the write in progress finish before anything else happens
+            recorder.submit(connections.close_all).result()  # the thread's own connection
+            recorder.shutdown(wait=True)
+
+
 def run_sync(run_id: int) -> SyncRun | None:
     """Carry out a queued run to the end. Safe to call twice: only a queued run starts."""
     run = _start(run_id)
@@ -393,17 +450,8 @@ def run_sync(run_id: int) -> SyncRun | None:
             forced_status=SyncRun.Status.FAILED,
         )
     destination = destination_for(integration)
-    batch_size = settings.SYNC_BATCH_SIZE
     try:
-        while True:
-            items = claim_batch(run=run, size=batch_size)
-            if not items:
-                break
-            try:
-                process_batch(run=run, integration=integration, destination=destination, plan=plan, items=items)
-            except (AuthError, ForbiddenError) as exc:
-                release(items)
-                raise StopRun(exc.message) from exc
+        _run_batches(run=run, integration=integration, destination=destination, plan=plan)
     except StopRun as exc:
         integration_mark_needs_attention(
             integration=integration,

@@ -77,3 +77,8 @@ def test_the_form_is_csrf_protected(flow):
     assert (
         strict.post(f"/f/{flow.public_id}/", {"email": "a@b.co", "csrfmiddlewaretoken": str(token)}).status_code == 302
     )
+
+
+def test_junk_in_the_url_is_404_not_500(client):
+    assert client.get("/f/%00abc/").status_code == 404
+    assert client.get("/f/" + "x" * 40 + "/").status_code == 404

@@ -24,6 +24,8 @@ GOOD = [
 BAD = [
     (FieldType.TEXT, 5, "must be text"),
     (FieldType.TEXT, "x" * 2001, "at most 2000"),
+    (FieldType.TEXT, "a\x00b", "NUL"),
+    (FieldType.DATE, "2024-01-01\x00", "NUL"),
     (FieldType.EMAIL, "ada@", "not a valid email"),
     (FieldType.EMAIL, "ada @example.com", "not a valid email"),
     (FieldType.PHONE, "12", "not a phone number"),
