@@ -54,11 +54,23 @@ class Command(BaseCommand):
         if Integration.objects.filter(workspace=workspace, kind="iterable", status="connected").exists():
             return
         try:
-            integration_connect_api_key(
+            integration = integration_connect_api_key(
                 workspace=workspace, actor=user, request=ConnectRequest(api_key=key, region="us", project_type="hybrid")
             )
         except ConnectError as exc:
             self.stderr.write(f"Could not connect the demo to Iterable: {exc.message}")
+            return
+        # The suggested mapping and the contacts captured so far, so that Sync Now has work to show.
+        from field_mapping.forms import initial_choices
+        from field_mapping.services import mappable_fields, mapping_save, schema_for, source_fields
+        from integrations.sync import integration_sync_settings_save
+
+        available = dict(mappable_fields(schema_for(integration=integration)))
+        choices = initial_choices(source_fields(integration=integration), [], available)
+        mapping_save(integration=integration, actor=user, choices=choices)
+        integration_sync_settings_save(
+            integration=integration, actor=user, frequency=0, overwrite_existing=True, backfill=True
+        )
 
     def _seed_flows(self, workspace: Workspace, user: User, count: int) -> None:
         expo = flow_create(workspace=workspace, name="Trade show booth", actor=user)
