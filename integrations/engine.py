@@ -255,45 +255,32 @@ def _extras(
 
 
 def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome]) -> None:
-    """Write the outcome of each row: the outbox row, one log row per contact, the run's counts."""
+    """Write the outcome of each row: the outbox row, one log row per contact, the run's counts.
+
+    Outbox rows are updated per group of identical changes, not per row: a batch that failed
+    whole (an outage) is one UPDATE, not a thousand.
+    """
     now = timezone.now()
     max_attempts = settings.SYNC_MAX_ATTEMPTS
     log_rows: list[tuple] = []
     counts = {"delivered": 0, "skipped": 0, "failed": 0}
-    skipped_ids: list[int] = []
-    delivered_ids: list[int] = []
+    groups: dict[tuple, list[int]] = {}  # (status, attempts or None, code, stored message) -> outbox ids
     for item in items:
         outcome = outcomes[item.id]
         counts[outcome.status] += 1
         message = outcome.message
         if outcome.status == "failed":
-            # Failures are the few: one UPDATE each, with the attempt count and the reason.
             attempts = item.attempts + 1
             if outcome.retryable and attempts < max_attempts:
-                delay = RETRY_DELAYS[min(attempts - 1, len(RETRY_DELAYS) - 1)]
                 message = f"{message} Will retry (attempt {attempts + 1} of {max_attempts})."
-                OutboxItem.objects.filter(id=item.id).update(
-                    status=Status.PENDING,
-                    attempts=attempts,
-                    next_attempt_at=now + delay,
-                    run=None,
-                    claimed_at=None,
-                    error_code=outcome.code,
-                    error_message=outcome.message,
-                )
+                key = (Status.PENDING, attempts, outcome.code, outcome.message)
             else:
                 if outcome.retryable:
                     message = f"{message} Gave up after {attempts} attempts; press Retry to try again."
-                OutboxItem.objects.filter(id=item.id).update(
-                    status=Status.FAILED,
-                    attempts=attempts,
-                    error_code=outcome.code,
-                    error_message=message,
-                )
-        elif outcome.status == "skipped":
-            skipped_ids.append(item.id)
+                key = (Status.FAILED, attempts, outcome.code, message)
         else:
-            delivered_ids.append(item.id)
+            key = (Status.DELIVERED if outcome.status == "delivered" else Status.SKIPPED, None, "", "")
+        groups.setdefault(key, []).append(item.id)
         log_rows.append(
             (
                 run.pk,
@@ -307,12 +294,18 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
                 now,
             )
         )
-    if skipped_ids:
-        OutboxItem.objects.filter(id__in=skipped_ids).update(status=Status.SKIPPED, attempts=F("attempts") + 1)
-    if delivered_ids:
-        OutboxItem.objects.filter(id__in=delivered_ids).update(
-            status=Status.DELIVERED, attempts=F("attempts") + 1, error_code="", error_message=""
-        )
+    for (status, attempts, code, stored), ids in groups.items():
+        changes: dict[str, Any] = {
+            "status": status,
+            "error_code": code,
+            "error_message": stored,
+            "attempts": F("attempts") + 1 if attempts is None else attempts,
+        }
+        if status == Status.PENDING:  # back in the queue, due after the backoff for this attempt
+            changes.update(
+                next_attempt_at=now + RETRY_DELAYS[min(attempts - 1, len(RETRY_DELAYS) - 1)], run=None, claimed_at=None
+            )
+        OutboxItem.objects.filter(id__in=ids).update(**changes)
     write_log_rows(log_rows)
     SyncRun.objects.filter(pk=run.pk).update(
         total=F("total") + len(items),
