@@ -156,13 +156,6 @@ def _split_duplicates(pairs: list[tuple[Claimed, BuiltRecord]]) -> tuple[list, l
     return kept, deferred
 
 
-def process_batch(
-    *, run: SyncRun, integration: Integration, destination: Destination, plan: MappingPlan, items: list[Claimed]
-) -> None:
-    outcomes, deferred = decide_batch(integration=integration, destination=destination, plan=plan, items=items)
-    record_batch(run=run, items=items, outcomes=outcomes, deferred=deferred)
-
-
 def record_batch(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome], deferred: list[Claimed]) -> None:
     """The database half of a batch: deferred rows back to pending, every outcome written."""
     release(deferred)

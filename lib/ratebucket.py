@@ -60,11 +60,3 @@ def reserve(name: str, *, rate: float, capacity: float = 1.0) -> float:
         tokens -= 1  # may go negative: later callers queue behind this one
         _local[name] = (tokens, now)
         return max(0.0, -tokens / rate)
-
-
-def acquire(name: str, *, rate: float, capacity: float = 1.0) -> float:
-    """Reserve a token and sleep until it is due. Returns the seconds slept."""
-    wait = reserve(name, rate=rate, capacity=capacity)
-    if wait > 0:
-        time.sleep(wait)
-    return wait

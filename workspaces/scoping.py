@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse
 
-from workspaces.models import Membership, Role, Workspace
+from workspaces.models import ROLE_RANK, Membership, Role, Workspace
 
 M = TypeVar("M", bound=models.Model)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -68,8 +68,6 @@ def workspace_view(min_role: str = Role.VIEWER, write_role: str = Role.ADMIN) ->
 
 
 def max_role(a: str, b: str) -> str:
-    from workspaces.models import ROLE_RANK
-
     return a if ROLE_RANK[Role(a)] >= ROLE_RANK[Role(b)] else b
 
 
