@@ -1,6 +1,10 @@
-"""Fixed-window rate limits kept in the Django cache (Redis in production).
+"""Sliding-window rate limits kept in the Django cache (Redis in production).
 
-A window is one minute. Counters live in the shared cache, so every web
+Counts are kept per one-minute window, and a hit is judged against the current
+window plus the previous one weighted by how much of it still lies inside the
+last 60 seconds. A plain fixed window would let a burst straddling a minute
+boundary through at twice the limit; the weighted estimate does not, at the
+price of one more cache read. Counters live in the shared cache, so every web
 process sees the same count; with the development LocMem cache each process
 counts alone, which is fine for one machine.
 """
@@ -17,6 +21,7 @@ from django.core.cache import cache
 from django.http import HttpRequest
 
 WINDOW_SECONDS = 60
+_clock = time.time  # a module attribute, so a test can move the clock for these counters only
 _SAFE_IDENT = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
@@ -30,19 +35,23 @@ def hit(scope: str, ident: str, *, limit: int, cost: int = 1) -> Verdict:
     """Count ``cost`` against ``scope:ident``; ``limit`` per minute, 0 means no limit."""
     if limit <= 0:
         return Verdict(True)
-    now = int(time.time())
-    window = now // WINDOW_SECONDS
+    now = _clock()
+    window, into = divmod(now, WINDOW_SECONDS)
     if not _SAFE_IDENT.match(ident):  # caller-supplied junk never becomes a raw cache key
         ident = hashlib.sha256(ident.encode(errors="replace")).hexdigest()[:32]
-    key = f"rl:{scope}:{ident}:{window}"
-    cache.add(key, 0, timeout=WINDOW_SECONDS + 5)
+    prefix = f"rl:{scope}:{ident}:"
+    key = f"{prefix}{int(window)}"
+    # Kept for two windows: the next window still weighs this one.
+    cache.add(key, 0, timeout=2 * WINDOW_SECONDS + 5)
     try:
         count = cache.incr(key, cost)
     except ValueError:  # evicted between add and incr: start the window again
-        cache.set(key, cost, timeout=WINDOW_SECONDS + 5)
+        cache.set(key, cost, timeout=2 * WINDOW_SECONDS + 5)
         count = cost
-    if count > limit:
-        return Verdict(False, retry_after=WINDOW_SECONDS - now % WINDOW_SECONDS)
+    previous = cache.get(f"{prefix}{int(window) - 1}", 0)
+    estimate = count + previous * (1 - into / WINDOW_SECONDS)
+    if estimate > limit:
+        return Verdict(False, retry_after=max(1, int(WINDOW_SECONDS - into)))
     return Verdict(True)
 
 

@@ -38,3 +38,16 @@ def test_zero_means_no_limit():
 
 def test_junk_identifiers_are_hashed(settings):
     assert ratelimit.hit("test", "ü \n" * 50, limit=1).allowed
+
+
+def test_a_burst_across_a_minute_boundary_is_still_limited(monkeypatch):
+    """Three hits just before the minute turns and one just after: a fixed window would allow the fourth."""
+    clock = [1_800_000_000 - 0.5]  # half a second before a window boundary (a multiple of 60)
+    monkeypatch.setattr(ratelimit, "_clock", lambda: clock[0])
+    ident = uuid.uuid4().hex
+    assert [ratelimit.hit("test", ident, limit=3).allowed for _ in range(3)] == [True, True, True]
+    clock[0] += 1.0
+    verdict = ratelimit.hit("test", ident, limit=3)
+    assert not verdict.allowed and 1 <= verdict.retry_after <= 60
+    clock[0] += 2 * ratelimit.WINDOW_SECONDS  # two quiet minutes later the budget is whole again
+    assert ratelimit.hit("test", ident, limit=3).allowed
