@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from integrations.models import Integration
+from integrations.models import Integration, OutboxItem
 from integrations.outbox import outbox_backfill
-from sync_logs.models import SyncRun
+from sync_logs.models import SyncRecord, SyncRun
 from workspaces.services import audit_record
 
 
@@ -126,3 +127,95 @@ def integration_resume(*, integration: Integration, actor: User) -> None:
     audit_record(
         workspace=integration.workspace, actor=actor, verb="integration.resumed", target=integration.get_kind_display()
     )
+
+
+@dataclass
+class Requeued:
+    """What a retry or a backfill reset did: how many rows went back to the queue, and the run started, if any."""
+
+    count: int
+    run: SyncRun | None
+    message: str
+
+
+def _requeue(rows: QuerySet[OutboxItem]) -> int:
+    """Put ``rows`` back in the queue, due now, with a fresh attempt budget. Rows being sent are left alone."""
+    return rows.exclude(status=OutboxItem.Status.IN_FLIGHT).update(
+        status=OutboxItem.Status.PENDING,
+        attempts=0,
+        next_attempt_at=timezone.now(),
+        run=None,
+        claimed_at=None,
+        error_code="",
+        error_message="",
+    )
+
+
+def _start_after_requeue(integration: Integration, count: int, actor: User | None, noun: str) -> Requeued:
+    if not count:
+        return Requeued(0, None, f"Nothing to retry: no {noun} is still failed.")
+    try:
+        run = sync_now(integration=integration, trigger=SyncRun.Trigger.RETRY, actor=actor)
+    except SyncNotStarted as exc:
+        later = "the running sync or the next one" if exc.run else "the next sync once this is fixed"
+        return Requeued(count, None, f"{count} {noun}(s) queued again; {later} sends them. ({exc.message})")
+    return Requeued(count, run, f"{count} {noun}(s) queued again; a sync started.")
+
+
+def retry_failed(
+    *,
+    integration: Integration,
+    actor: User | None,
+    run: SyncRun | None = None,
+    record: SyncRecord | None = None,
+) -> Requeued:
+    """Send failed contacts again: one record's contact, a run's failed contacts, or every failed one.
+
+    Contacts whose failure was retryable and that wait for their backoff are made due now
+    too. A contact delivered since is not touched. A permanent failure that is still
+    unfixed fails again with the same reason: nothing is dropped quietly.
+    """
+    rows = OutboxItem.objects.filter(
+        integration=integration, status__in=[OutboxItem.Status.FAILED, OutboxItem.Status.PENDING]
+    )
+    if record is not None:
+        rows = rows.filter(contact_id=record.contact_id)
+    elif run is not None:
+        failed = SyncRecord.objects.filter(run=run, status=SyncRecord.Status.FAILED).values("contact_id")
+        rows = rows.filter(contact_id__in=failed)
+    else:
+        rows = rows.filter(status=OutboxItem.Status.FAILED)
+    with transaction.atomic():
+        count = _requeue(rows)
+        if actor is not None:
+            audit_record(
+                workspace=integration.workspace,
+                actor=actor,
+                verb="integration.retry_requested",
+                target=integration.get_kind_display(),
+                data={"run": run.pk if run else None, "record": record.pk if record else None, "requeued": count},
+            )
+    return _start_after_requeue(integration, count, actor, "failed contact")
+
+
+def backfill_reset(*, integration: Integration, actor: User | None) -> Requeued:
+    """Queue every contact of the workspace again, delivered ones included (support's "Reset backfill":
+    for a destination project that was emptied or replaced). Chunked; never all rows in memory."""
+    added = outbox_backfill(integration=integration)
+    reset = 0
+    ids = OutboxItem.objects.filter(integration=integration).order_by("id").values_list("id", flat=True)
+    last = 0
+    while True:
+        chunk = list(ids.filter(id__gt=last)[:10_000])
+        if not chunk:
+            break
+        last = chunk[-1]
+        reset += _requeue(OutboxItem.objects.filter(id__in=chunk).exclude(status=OutboxItem.Status.PENDING))
+    audit_record(
+        workspace=integration.workspace,
+        actor=actor,
+        verb="integration.backfill_reset",
+        target=integration.get_kind_display(),
+        data={"added": added, "requeued": reset},
+    )
+    return _start_after_requeue(integration, added + reset, actor, "contact")
