@@ -141,6 +141,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "sync-logs-purge": {
+        "task": "sync_logs.tasks.sync_logs_purge_task",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
 }
 
 # --- Auth -----------------------------------------------------------------------
@@ -222,6 +227,7 @@ DESTINATION_MAX_RATE_WAIT_SECONDS = env_int("DESTINATION_MAX_RATE_WAIT_SECONDS",
 SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 1000)  # users per bulkUpdate, as the others do (split if over 4 MB)
 SYNC_MAX_ATTEMPTS = env_int("SYNC_MAX_ATTEMPTS", 5)  # for retryable failures, across runs
 SYNC_RUN_TIMEOUT_SECONDS = env_int("SYNC_RUN_TIMEOUT_SECONDS", 600)  # no heartbeat for this long: abandoned
+SYNC_LOG_RETENTION_DAYS = env_int("SYNC_LOG_RETENTION_DAYS", 90)  # log rows go; run summaries stay
 # OAuth for Iterable: off unless a deployment has an authorization server (a broker or partner access).
 ITERABLE_OAUTH_AUTHORIZE_URL = env_str("ITERABLE_OAUTH_AUTHORIZE_URL", "")
 ITERABLE_OAUTH_TOKEN_URL = env_str("ITERABLE_OAUTH_TOKEN_URL", "")

@@ -17,6 +17,7 @@ urlpatterns = [
     path("integrations/oauth/<slug:kind>/callback/", integration_views.oauth_callback, name="oauth-callback"),
     path("w/<slug:workspace_slug>/", include("flows.urls")),
     path("w/<slug:workspace_slug>/integrations/<slug:kind>/mapping/", include("field_mapping.urls")),
+    path("w/<slug:workspace_slug>/integrations/<slug:kind>/logs/", include("sync_logs.urls")),
     path("w/<slug:workspace_slug>/integrations/", include("integrations.urls")),
     path("", include("workspaces.urls")),
 ]

@@ -32,6 +32,7 @@ from flows.services import (
     is_public_id,
 )
 from lib import ratelimit
+from sync_logs.selectors import contact_history
 from workspaces.models import Role
 from workspaces.scoping import get_object_in_workspace, workspace_view
 
@@ -190,7 +191,8 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
     contact = get_object_in_workspace(Contact.objects.select_related("flow"), request.workspace, pk=contact_id)
     labels = {f.key: f.label for f in contact.flow.fields.all()}
     values = [(labels.get(key, key), key, value) for key, value in contact.data.items()]
-    return render(request, "flows/contact_detail.html", {"contact": contact, "values": values})
+    history = contact_history(workspace=request.workspace, contact=contact)
+    return render(request, "flows/contact_detail.html", {"contact": contact, "values": values, "history": history})
 
 
 # --- Capture API token (Settings > API) ---------------------------------------------------------

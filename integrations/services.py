@@ -29,6 +29,7 @@ from integrations.destinations.iterable import (
     region_label,
 )
 from integrations.models import Integration
+from sync_logs.services import alert_clear, alerts_for_attention
 from workspaces.models import Workspace
 from workspaces.services import audit_record
 
@@ -156,6 +157,7 @@ def _mark_connected(integration: Integration, *, actor: User, **values: Any) -> 
     integration.error_code = integration.error_message = ""
     integration.error_since = None
     integration.save()
+    alert_clear(integration=integration)
 
 
 def integration_connect_oauth(
@@ -197,6 +199,7 @@ def integration_disconnect(*, integration: Integration, actor: User) -> None:
     integration.error_code = integration.error_message = ""
     integration.error_since = None
     integration.save()
+    alert_clear(integration=integration)
     audit_record(
         workspace=integration.workspace,
         actor=actor,
@@ -206,14 +209,23 @@ def integration_disconnect(*, integration: Integration, actor: User) -> None:
 
 
 def integration_mark_needs_attention(*, integration: Integration, code: str, message: str) -> None:
-    Integration.objects.filter(pk=integration.pk).update(
-        status=Integration.Status.NEEDS_ATTENTION, error_code=code, error_message=message, error_since=timezone.now()
+    changed = (
+        Integration.objects.filter(pk=integration.pk)
+        .exclude(status=Integration.Status.NEEDS_ATTENTION, error_code=code)
+        .update(
+            status=Integration.Status.NEEDS_ATTENTION,
+            error_code=code,
+            error_message=message,
+            error_since=timezone.now(),
+        )
     )
     integration.status, integration.error_code, integration.error_message = (
         Integration.Status.NEEDS_ATTENTION,
         code,
         message,
     )
+    if changed:  # the admins hear of it once the change is committed, not on every repeat of the same error
+        transaction.on_commit(lambda: alerts_for_attention(integration))
 
 
 def integration_reverify(*, integration: Integration, actor: User | None) -> bool:

@@ -1,15 +1,20 @@
-"""Celery tasks: thin wrappers; the work is in engine.py and sync.py."""
+"""Celery tasks: thin wrappers; the work is in engine.py, sync.py and sync_logs.services."""
 
 from __future__ import annotations
 
 from celery import shared_task
+from django.utils import timezone
 
 from integrations import engine, sync
+from sync_logs.models import SyncRun
+from sync_logs.services import alerts_after_run
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def integration_sync_task(run_id: int) -> None:
-    engine.run_sync(run_id)
+    run = engine.run_sync(run_id)
+    if run is not None:
+        alerts_after_run(run)
 
 
 @shared_task(ignore_result=True)
@@ -19,4 +24,8 @@ def integrations_enqueue_due_task() -> int:
 
 @shared_task(ignore_result=True)
 def sync_runs_reap_task() -> int:
-    return engine.runs_reap()
+    started = timezone.now()
+    reaped = engine.runs_reap()
+    for run in SyncRun.objects.filter(status=SyncRun.Status.ABANDONED, finished_at__gte=started):
+        alerts_after_run(run)
+    return reaped

@@ -44,6 +44,8 @@ class SyncRun(models.Model):
     skipped = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     error_summary = models.TextField(blank=True)
+    # Set when the retention task deleted this run's log rows; the summary above is kept.
+    logs_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -78,7 +80,8 @@ class SyncRecord(models.Model):
 
     workspace_lookup = "run__integration__workspace"
 
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="records")
+    # No index of its own: the (run, id) index below serves every lookup by run.
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="records", db_index=False)
     contact = models.ForeignKey("flows.Contact", null=True, on_delete=models.SET_NULL, related_name="sync_records")
     identifier = models.CharField(max_length=254, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices)
@@ -90,11 +93,41 @@ class SyncRecord(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        # The log viewer's queries, each an index range scan at millions of rows: a run's
+        # records in id order (keyset pages), by status, and by identifier prefix (the
+        # pattern opclass lets LIKE 'abc%' use the index whatever the database collation).
         indexes = [
+            models.Index(fields=["run", "id"], name="record_run_id"),
             models.Index(fields=["run", "status", "id"], name="record_run_status"),
-            models.Index(fields=["run", "identifier"], name="record_run_identifier"),
+            models.Index(
+                fields=["run", "identifier"],
+                name="record_run_identifier",
+                opclasses=["int8_ops", "varchar_pattern_ops"],
+            ),
             models.Index(fields=["contact", "-created_at"], name="record_contact"),
         ]
 
     def __str__(self) -> str:
         return f"{self.identifier or self.contact_id}: {self.status}"
+
+
+class AlertState(models.Model):
+    """Alerting for one integration: the admin's threshold, when the last email went, and the open alert
+    the in-app banner shows (cleared by the next clean run or by an admin)."""
+
+    workspace_lookup = "integration__workspace"
+
+    integration = models.OneToOneField(Integration, on_delete=models.CASCADE, related_name="alert_state")
+    failure_rate_threshold = models.PositiveSmallIntegerField(
+        default=20, help_text="Alert when more than this percentage of a run's records fail (0 turns it off)."
+    )
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    raised_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"alerts of {self.integration}"
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.message)

@@ -12,7 +12,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from integrations.models import Integration
-from sync_logs.models import SyncRun
+from sync_logs.models import SyncRecord, SyncRun
 from tests.factories import ContactFactory, make_flow
 from workspaces.models import Invitation, Membership, Role
 
@@ -46,6 +46,7 @@ def url_kwargs(workspace_a, alice, bob, settings):
         workspace=workspace_a, kind="iterable", status="connected", credentials={"api_key": "k" * 20}, key_last4="kkkk"
     )
     run = SyncRun.objects.create(integration=integration, trigger="manual", status="succeeded")
+    record = SyncRecord.objects.create(run=run, contact=contact, identifier=contact.email or "x", status="failed")
     invitation = Invitation.objects.create(
         workspace=workspace_a, email="new@example.com", token_hash="x" * 64, expires_at=timezone.now()
     )
@@ -58,6 +59,7 @@ def url_kwargs(workspace_a, alice, bob, settings):
         "invitation_id": invitation.pk,
         "kind": "iterable",
         "run_id": run.pk,
+        "record_id": record.pk,
     }
 
 

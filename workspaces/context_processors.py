@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
+from sync_logs.selectors import open_alerts
 from workspaces.selectors import memberships_for_user
 
 # (namespace, url name) -> highlighted entry of the left navigation; a namespace
@@ -13,6 +14,8 @@ _NAV = {
     ("flows", "api-settings"): "settings",
     ("flows", None): "flows",
     ("integrations", None): "integrations",
+    ("sync_logs", None): "integrations",
+    ("field_mapping", None): "integrations",
     ("workspaces", None): "settings",
 }
 
@@ -34,4 +37,5 @@ def workspace_nav(request: HttpRequest) -> dict[str, object]:
         "current_membership": getattr(request, "membership", None),
         "switcher_memberships": memberships_for_user(user=request.user),
         "nav_section": _nav_section(request),
+        "workspace_alerts": open_alerts(workspace=workspace),
     }

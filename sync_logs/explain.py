@@ -1,0 +1,139 @@
+"""A sync-log row's error in plain words, with what to do about it.
+
+The engine stores a stable code and the destination's (or the mapper's) own
+message. The viewer shows both: the raw answer for support, and this
+explanation for the workspace admin.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# What a destination type is called in words an admin uses.
+TYPE_WORDS = {
+    "long": "a whole number",
+    "double": "a number",
+    "boolean": "a yes/no value",
+    "date": "a date",
+    "string": "text",
+    "object": "an object",
+    "geo_location": "a location",
+    "nested": "a list of objects",
+}
+# The engine's type-mismatch detail: "Iterable has 'age' as long, the value sent was 'ten' (string)".
+_MISMATCH = re.compile(
+    r"Iterable has '(?P<field>[^']+)' as (?P<expected>\w+), the value sent was (?P<value>.*) \((?P<sent>[^)]*)\)"
+)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    summary: str
+    action: str
+
+
+_BY_CODE: dict[str, Explanation] = {
+    "no_identifier": Explanation(
+        "The contact has no email (or userId), so Iterable cannot tell who it is.",
+        "Make the identifier field required in the flow, or map the field that holds it.",
+    ),
+    "existing_user": Explanation(
+        "The user already exists in Iterable and this integration leaves existing users unchanged.",
+        "Nothing to do; choose “Update existing users” in the sync settings to overwrite them.",
+    ),
+    "invalid_email": Explanation(
+        "Iterable rejected the email address as malformed.",
+        "Correct the address; the contact cannot be sent with it.",
+    ),
+    "invalid_user_id": Explanation(
+        "Iterable rejected the userId (empty, too long or not plain ASCII).",
+        "Correct the userId field in the form or the mapping.",
+    ),
+    "invalid_data": Explanation(
+        "Iterable rejected one of this user's field values.",
+        "Check the payload below against the field types in Iterable.",
+    ),
+    "conflict": Explanation(
+        "Another Iterable user already has this email or userId.",
+        "Merge or fix the users in Iterable, then retry.",
+    ),
+    "forgotten": Explanation(
+        "This person asked Iterable to forget them (GDPR); Iterable will not store them again.",
+        "Nothing to do: this is on purpose.",
+    ),
+    "payload_too_large": Explanation(
+        "This contact's data is too large for one Iterable request.",
+        "Shorten the long values (or stop syncing the field that holds them), then retry.",
+    ),
+    "rate_limited": Explanation(
+        "Iterable asked us to slow down and the retries ran out.",
+        "Retry: it usually passes once the rate limit resets.",
+    ),
+    "server_error": Explanation(
+        "Iterable had an error on its side.",
+        "Retry later; if it persists, check status.iterable.com.",
+    ),
+    "transport_error": Explanation(
+        "Iterable could not be reached (timeout or dropped connection).",
+        "Retry; if it persists, check the network and status.iterable.com.",
+    ),
+    "auth_failed": Explanation(
+        "Iterable refused the credentials (revoked key or withdrawn access).",
+        "Connect the integration again with a valid server-side key, then retry.",
+    ),
+    "forbidden": Explanation(
+        "The key may not call this Iterable endpoint.",
+        "Use a server-side key with full rights.",
+    ),
+}
+
+
+# Iterable's own codes (and the client's http_<status> fallbacks) for the same causes as ours.
+ALIASES = {
+    "RequestFieldsTypesMismatched": "type_mismatch",
+    "InvalidEmailAddressError": "invalid_email",
+    "RateLimitExceeded": "rate_limited",
+    "http_429": "rate_limited",
+    "http_413": "payload_too_large",
+    "BadApiKey": "auth_failed",
+    "InvalidApiKey": "auth_failed",
+    "BadAuthorizationHeader": "auth_failed",
+    "http_401": "auth_failed",
+    "http_403": "forbidden",
+}
+
+
+def canonical_code(code: str) -> str:
+    """One name per cause, whichever layer named it."""
+    if code.startswith("http_5"):
+        return "server_error"
+    return ALIASES.get(code, code)
+
+
+def explain(code: str, message: str) -> Explanation:
+    """Plain words for a stored error; the message itself when the code is unknown."""
+    code = canonical_code(code)
+    if code == "type_mismatch":
+        match = _MISMATCH.search(message)
+        if match:
+            expected = TYPE_WORDS.get(match["expected"], match["expected"])
+            sent = ", ".join(TYPE_WORDS.get(t.strip(), t.strip()) for t in match["sent"].split(",") if t.strip())
+            return Explanation(
+                f"Iterable rejected the field `{match['field']}`: it is {expected} there, the form sent "
+                f"{sent or 'another type'} ({match['value']}).",
+                "Fix the mapping or the form.",
+            )
+        return Explanation(
+            "Iterable rejected a value whose type differs from the field's type there.",
+            "Fix the mapping or the form.",
+        )
+    if code == "mapping_error":  # the mapper's own words name the field and the value (coercion, drift)
+        return Explanation(
+            message or "A value could not be mapped.",
+            "Fix the value in the form, or the mapping (Field mapping > Refresh fields if Iterable changed).",
+        )
+    found = _BY_CODE.get(code)
+    if found:
+        return found
+    return Explanation(message or "The destination refused this record.", "Check the answer below, then retry.")

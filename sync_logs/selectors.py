@@ -1,0 +1,136 @@
+"""Reading sync logs: run lists, a run's records (keyset pages), one contact's history.
+
+Every query starts from :func:`workspaces.scoping.scoped` or from an object that was
+fetched through it. Pages are keyset pages on ``id`` (never OFFSET, never COUNT):
+a deep page of a million-row run costs what the first one does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import QuerySet
+
+from flows.models import Contact
+from integrations.models import Integration, OutboxItem
+from sync_logs.models import AlertState, SyncRecord, SyncRun
+from workspaces.models import Workspace
+from workspaces.scoping import scoped
+
+RUNS_PAGE_SIZE = 25
+RECORDS_PAGE_SIZE = 50
+STATUS_FILTERS = [s.value for s in SyncRecord.Status]
+
+
+@dataclass
+class KeysetPage:
+    """One page of rows in id order, with the ids to ask for the pages around it."""
+
+    items: list[Any]
+    next_after: int | None = None  # ?after=<id> gives the next page
+    prev_before: int | None = None  # ?before=<id> gives the previous page
+    filters: dict[str, str] = field(default_factory=dict)
+
+
+def _keyset(qs: QuerySet, *, after: int | None, before: int | None, size: int, newest_first: bool) -> KeysetPage:
+    """A page of ``qs`` in id order (descending with ``newest_first``); ``after``/``before`` are the
+    ids at the edge of the page the reader comes from, in display order."""
+    forward = "-id" if newest_first else "id"
+    backward = "id" if newest_first else "-id"
+    beyond = "id__lt" if newest_first else "id__gt"  # further along the display order
+    behind = "id__gt" if newest_first else "id__lt"
+    if before is not None:
+        rows = list(qs.filter(**{behind: before}).order_by(backward)[: size + 1])
+        more_behind = len(rows) > size
+        rows = rows[:size][::-1]
+        page = KeysetPage(rows)
+        if rows:
+            page.prev_before = rows[0].id if more_behind else None
+            page.next_after = rows[-1].id if qs.filter(**{beyond: rows[-1].id}).exists() else None
+        return page
+    qs_page = qs.filter(**{beyond: after}) if after is not None else qs
+    rows = list(qs_page.order_by(forward)[: size + 1])
+    page = KeysetPage(rows[:size])
+    if len(rows) > size:
+        page.next_after = rows[size - 1].id
+    if after is not None and page.items and qs.filter(**{behind: page.items[0].id}).exists():
+        page.prev_before = page.items[0].id
+    return page
+
+
+def integration_for_logs(*, workspace: Workspace, kind: str) -> Integration | None:
+    return scoped(Integration, workspace).filter(kind=kind).first()
+
+
+def runs_page(*, integration: Integration, after: int | None = None, before: int | None = None) -> KeysetPage:
+    """An integration's runs, newest first."""
+    qs = SyncRun.objects.filter(integration=integration)
+    return _keyset(qs, after=after, before=before, size=RUNS_PAGE_SIZE, newest_first=True)
+
+
+def search_prefix(q: str) -> str:
+    """What an identifier search matches: a prefix, lower-cased when it is (part of) an email
+    (captured emails are stored lower-cased; userIds keep their case)."""
+    q = q.strip()[:254]
+    return q.lower() if "@" in q or q.islower() else q
+
+
+def records_page(
+    *,
+    run: SyncRun,
+    status: str = "",
+    q: str = "",
+    after: int | None = None,
+    before: int | None = None,
+    size: int = RECORDS_PAGE_SIZE,
+) -> KeysetPage:
+    """A run's log rows in the order they were written, filtered by status and identifier prefix.
+
+    Each filter combination is an index range scan: (run, id), (run, status, id), or
+    (run, identifier) with the pattern opclass for the prefix search.
+    """
+    qs = SyncRecord.objects.filter(run=run).defer("payload")
+    filters: dict[str, str] = {}
+    if status in STATUS_FILTERS:
+        qs = qs.filter(status=status)
+        filters["status"] = status
+    if q.strip():
+        qs = qs.filter(identifier__startswith=search_prefix(q))
+        filters["q"] = q.strip()
+    page = _keyset(qs, after=after, before=before, size=size, newest_first=False)
+    page.filters = filters
+    return page
+
+
+def record_in_run(*, run: SyncRun, record_id: int) -> SyncRecord | None:
+    return SyncRecord.objects.filter(run=run, pk=record_id).select_related("contact").first()
+
+
+@dataclass
+class ContactDestination:
+    """Where one contact stands with one integration now, and every attempt on the way."""
+
+    integration: Integration
+    outbox: OutboxItem | None
+    attempts: list[SyncRecord]
+
+
+def contact_history(*, workspace: Workspace, contact: Contact, limit: int = 50) -> list[ContactDestination]:
+    """ "Where did my contact go?": per integration, the contact's queue state and its log rows, newest first."""
+    integrations = list(scoped(Integration, workspace).order_by("kind"))
+    outbox = {o.integration_id: o for o in OutboxItem.objects.filter(contact=contact, integration__in=integrations)}
+    records = (
+        SyncRecord.objects.filter(contact=contact, run__integration__in=integrations)
+        .select_related("run")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    by_integration: dict[int, list[SyncRecord]] = {}
+    for record in records:
+        by_integration.setdefault(record.run.integration_id, []).append(record)
+    return [ContactDestination(i, outbox.get(i.pk), by_integration.get(i.pk, [])) for i in integrations]
+
+
+def open_alerts(*, workspace: Workspace) -> list[AlertState]:
+    """The alerts the in-app banner shows for a workspace."""
+    return list(scoped(AlertState, workspace).exclude(message="").select_related("integration").order_by("-raised_at"))

@@ -1,0 +1,172 @@
+"""The sync-log viewer: runs, a run's records, one record, retry, CSV export, alert settings."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from integrations.models import Integration
+from integrations.sync import Requeued, retry_failed
+from sync_logs import selectors, services
+from sync_logs.explain import explain
+from sync_logs.models import SyncRecord, SyncRun
+from workspaces.models import Role
+from workspaces.scoping import get_object_in_workspace, workspace_view
+
+
+class AlertSettingsForm(forms.Form):
+    failure_rate_threshold = forms.IntegerField(
+        min_value=0, max_value=100, label="Email the admins when more than this % of a run's records fail (0: off)"
+    )
+
+
+def _integration(request: HttpRequest, kind: str) -> Integration:
+    integration = selectors.integration_for_logs(workspace=request.workspace, kind=kind)
+    if integration is None:
+        raise Http404("No such integration")
+    return integration
+
+
+def _run(request: HttpRequest, kind: str, run_id: int) -> SyncRun:
+    return get_object_in_workspace(
+        SyncRun.objects.select_related("integration"), request.workspace, pk=run_id, integration__kind=kind
+    )
+
+
+def _id_param(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 19 else None
+
+
+def _bar(run: SyncRun) -> list[tuple[str, float]]:
+    """Widths (percent) of the delivered / skipped / failed segments of a run's little bar."""
+    if not run.total:
+        return []
+    return [(name, 100 * getattr(run, name) / run.total) for name in ("delivered", "skipped", "failed")]
+
+
+@workspace_view()
+def run_list(request: HttpRequest, kind: str) -> HttpResponse:
+    integration = _integration(request, kind)
+    page = selectors.runs_page(
+        integration=integration, after=_id_param(request, "after"), before=_id_param(request, "before")
+    )
+    state = services.alert_state(integration)
+    context = {
+        "integration": integration,
+        "kind": kind,
+        "page": page,
+        "runs": [(run, _bar(run)) for run in page.items],
+        "alert": state,
+        "alert_form": AlertSettingsForm(initial={"failure_rate_threshold": state.failure_rate_threshold}),
+    }
+    return render(request, "sync_logs/run_list.html", context)
+
+
+@workspace_view()
+def run_detail(request: HttpRequest, kind: str, run_id: int) -> HttpResponse:
+    run = _run(request, kind, run_id)
+    page = selectors.records_page(
+        run=run,
+        status=request.GET.get("status", ""),
+        q=request.GET.get("q", ""),
+        after=_id_param(request, "after"),
+        before=_id_param(request, "before"),
+    )
+    context = {
+        "run": run,
+        "kind": kind,
+        "integration": run.integration,
+        "page": page,
+        "records": [(r, explain(r.error_code, r.error_message) if r.error_code else None) for r in page.items],
+        "statuses": SyncRecord.Status.choices,
+        "bar": _bar(run),
+    }
+    template = (
+        "sync_logs/_records.html" if request.htmx and request.htmx.target == "records" else "sync_logs/run_detail.html"
+    )
+    return render(request, template, context)
+
+
+@workspace_view()
+def record_detail(request: HttpRequest, kind: str, run_id: int, record_id: int) -> HttpResponse:
+    run = _run(request, kind, run_id)
+    record = selectors.record_in_run(run=run, record_id=record_id)
+    if record is None:
+        raise Http404("No such record")
+    context = {
+        "run": run,
+        "kind": kind,
+        "record": record,
+        "integration": run.integration,
+        "payload_json": json.dumps(record.payload, indent=2, ensure_ascii=False) if record.payload else "",
+        "explanation": explain(record.error_code, record.error_message) if record.error_code else None,
+    }
+    return render(request, "sync_logs/record_detail.html", context)
+
+
+@workspace_view()
+def run_export(request: HttpRequest, kind: str, run_id: int) -> StreamingHttpResponse:
+    run = _run(request, kind, run_id)
+    response = StreamingHttpResponse(services.records_csv(run), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="flowsync-{kind}-run-{run.pk}.csv"'
+    return response
+
+
+def _report(request: HttpRequest, result: Requeued) -> None:
+    (messages.success if result.run else messages.info)(request, result.message)
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def run_retry(request: HttpRequest, kind: str, run_id: int) -> HttpResponse:
+    run = _run(request, kind, run_id)
+    result = retry_failed(integration=run.integration, actor=request.user, run=run)
+    _report(request, result)
+    if result.run:
+        return redirect("sync_logs:run", request.workspace.slug, kind, result.run.pk)
+    return redirect("sync_logs:run", request.workspace.slug, kind, run.pk)
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def record_retry(request: HttpRequest, kind: str, run_id: int, record_id: int) -> HttpResponse:
+    run = _run(request, kind, run_id)
+    record = selectors.record_in_run(run=run, record_id=record_id)
+    if record is None:
+        raise Http404("No such record")
+    if record.status != SyncRecord.Status.FAILED:
+        messages.info(request, "Only failed records can be retried.")
+        return redirect("sync_logs:record", request.workspace.slug, kind, run.pk, record.pk)
+    result = retry_failed(integration=run.integration, actor=request.user, record=record)
+    _report(request, result)
+    back = request.POST.get("next", "")
+    if back.startswith(reverse("sync_logs:runs", args=[request.workspace.slug, kind])):
+        return redirect(back)  # only back into this integration's logs, never elsewhere
+    return redirect("sync_logs:record", request.workspace.slug, kind, run.pk, record.pk)
+
+
+@workspace_view(min_role=Role.ADMIN)
+@require_POST
+def alert_settings(request: HttpRequest, kind: str) -> HttpResponse:
+    integration = _integration(request, kind)
+    if request.POST.get("action") == "dismiss":
+        services.alert_clear(integration=integration, actor=request.user)
+        messages.success(request, "Alert dismissed. A new problem raises it again.")
+    else:
+        form = AlertSettingsForm(request.POST)
+        if form.is_valid():
+            threshold = form.cleaned_data["failure_rate_threshold"]
+            services.alert_threshold_save(integration=integration, actor=request.user, threshold=threshold)
+            messages.success(
+                request, f"Alert threshold saved: {threshold}%." if threshold else "Failure-rate alerts are off."
+            )
+        else:
+            messages.error(request, "The threshold is a whole percentage from 0 to 100.")
+    return redirect("sync_logs:runs", request.workspace.slug, kind)

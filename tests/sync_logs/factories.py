@@ -1,0 +1,45 @@
+"""Runs with many log rows, written the way the engine writes them (COPY on PostgreSQL)."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from integrations.engine import write_log_rows
+from sync_logs.models import SyncRun
+
+MISMATCH = "Iterable has 'age' as long, the value sent was 'ten' (string)"
+
+
+def run_with_records(integration, count: int, *, failed_every: int = 0, contact=None, **run_fields) -> SyncRun:
+    """A finished run of ``count`` rows, user0000@example.com and on; every ``failed_every``-th row failed."""
+    now = timezone.now()
+    rows = []
+    for i in range(count):
+        failed = failed_every and i % failed_every == 0
+        rows.append(
+            (
+                None,
+                contact.pk if contact else None,
+                f"user{i:04d}@example.com",
+                "failed" if failed else "delivered",
+                "RequestFieldsTypesMismatched" if failed else "",
+                MISMATCH if failed else "",
+                False,
+                {"email": f"user{i:04d}@example.com", "dataFields": {"age": "ten" if failed else 30}},
+                now,
+            )
+        )
+    failed = sum(1 for r in rows if r[3] == "failed")
+    fields = {
+        "trigger": "manual",
+        "status": "partial" if failed else "succeeded",
+        "started_at": now,
+        "finished_at": now,
+        "total": count,
+        "delivered": count - failed,
+        "failed": failed,
+        **run_fields,
+    }
+    run = SyncRun.objects.create(integration=integration, **fields)
+    write_log_rows([(run.pk, *row[1:]) for row in rows])
+    return run
