@@ -111,7 +111,7 @@ def canonical_code(code: str) -> str:
     return ALIASES.get(code, code)
 
 
-def explain(code: str, message: str) -> Explanation:
+def explain(code: str, message: str, retryable: bool = False) -> Explanation:
     """Plain words for a stored error; the message itself when the code is unknown."""
     code = canonical_code(code)
     if code == "type_mismatch":
@@ -136,4 +136,11 @@ def explain(code: str, message: str) -> Explanation:
     found = _BY_CODE.get(code)
     if found:
         return found
-    return Explanation(message or "The destination refused this record.", "Check the answer below, then retry.")
+    if retryable:  # an outage whose envelope code we do not know (e.g. GenericError on a 503)
+        return Explanation(
+            "Iterable could not take the record just then (an error on its side, a timeout or a rate limit).",
+            "Retry: nothing needs fixing on your side.",
+        )
+    return Explanation(
+        message or "The destination refused this record.", "See the record for Iterable's full answer, then retry."
+    )

@@ -84,7 +84,9 @@ def run_detail(request: HttpRequest, kind: str, run_id: int) -> HttpResponse:
         "kind": kind,
         "integration": run.integration,
         "page": page,
-        "records": [(r, explain(r.error_code, r.error_message) if r.error_code else None) for r in page.items],
+        "records": [
+            (r, explain(r.error_code, r.error_message, r.retryable) if r.error_code else None) for r in page.items
+        ],
         "statuses": SyncRecord.Status.choices,
         "bar": _bar(run),
     }
@@ -106,7 +108,9 @@ def record_detail(request: HttpRequest, kind: str, run_id: int, record_id: int) 
         "record": record,
         "integration": run.integration,
         "payload_json": json.dumps(record.payload, indent=2, ensure_ascii=False) if record.payload else "",
-        "explanation": explain(record.error_code, record.error_message) if record.error_code else None,
+        "explanation": explain(record.error_code, record.error_message, record.retryable)
+        if record.error_code
+        else None,
     }
     return render(request, "sync_logs/record_detail.html", context)
 

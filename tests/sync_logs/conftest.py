@@ -12,8 +12,8 @@ from tests.sync.conftest import capture, flow, integration  # noqa: F401 - the s
 def run_sync():
     """Press Sync Now and carry the run out in this process (the worker tests cover the broker)."""
 
-    def run(integration) -> SyncRun:
-        return engine.run_sync(sync_now(integration=integration).pk)
+    def run(connected) -> SyncRun:
+        return engine.run_sync(sync_now(integration=connected).pk)
 
     return run
 
