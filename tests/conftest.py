@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from tests.factories import PASSWORD, MembershipFactory, UserFactory, WorkspaceFactory
 from workspaces.models import Role
 
 # Playwright's sync API keeps an event loop in the test thread; the ORM must not mind.
@@ -118,6 +118,22 @@ def browser_type_launch_args(browser_type_launch_args):
             "--no-first-run",
         ],
     }
+
+
+@pytest.fixture
+def log_in(page, live_server):
+    """Log ``user`` in through the login form of the live server, as a person would."""
+
+    def go(user) -> None:
+        from playwright.sync_api import expect
+
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.get_by_label("Email").fill(user.email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+    return go
 
 
 # --- A real Celery worker process -----------------------------------------------------------

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from playwright.sync_api import Page, expect
-
-from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _log_in(page: Page, base: str, email: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/w/acme/$"))
-
-
-def test_connect_with_a_key_and_refuse_a_read_only_one(page: Page, live_server, alice, iterable):
-    _log_in(page, live_server.url, alice.email)
+def test_connect_with_a_key_and_refuse_a_read_only_one(page: Page, live_server, log_in, alice, iterable):
+    log_in(alice)
     page.get_by_role("link", name="Integrations").click()
     tile = page.locator('[data-destination="iterable"]')
     expect(tile).to_contain_text("Not connected")

@@ -9,19 +9,16 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from field_mapping.models import FieldMapping
-from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_map_fields_with_live_preview(page: Page, live_server, alice, connected, flows, contact):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Email").fill(alice.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+def test_map_fields_with_live_preview(page: Page, live_server, log_in, alice, connected, flows, contact):
+    log_in(alice)
     page.goto(f"{live_server.url}/w/acme/integrations/iterable/")
     page.get_by_role("link", name="Field mapping").first.click()
     expect(page).to_have_url(re.compile(r"/mapping/$"))
+    page.wait_for_load_state("load")  # htmx binds its triggers on DOMContentLoaded: a change before is lost
 
     preview = page.get_by_test_id("preview-body")
     expect(preview).to_contain_text('"firstName": "Ada"')  # suggested: first_name -> firstName

@@ -5,22 +5,20 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.factories import PASSWORD
 from tests.sync.test_worker_sync import _worker_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-def test_save_and_sync_now(page: Page, live_server, alice, integration, capture, iterable, start_worker, settings):
+def test_save_and_sync_now(
+    page: Page, live_server, log_in, alice, integration, capture, iterable, start_worker, settings
+):
     iterable.configure(latency_ms=150)  # slow enough to see the counts move
     capture(12, age=41)
     worker = start_worker(extra_env=_worker_env(iterable, SYNC_BATCH_SIZE=3))
     settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
 
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Email").fill(alice.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(alice)
     page.goto(f"{live_server.url}/w/acme/integrations/iterable/")
     page.get_by_role("link", name="Sync settings").click()
     page.get_by_label("Sync frequency").select_option(str(60))

@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from integrations.tasks import integration_sync_task
 from integrations.sync import sync_now
-from tests.factories import PASSWORD
+from integrations.tasks import integration_sync_task
 from tests.sync.test_worker_sync import _worker_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def test_filter_failed_retry_one_see_it_delivered(
-    page: Page, live_server, alice, integration, capture, iterable, start_worker, settings
+    page: Page, live_server, log_in, alice, integration, capture, iterable, start_worker, settings
 ):
     # An outage during the first run, with no retries left: three contacts end failed, retryable.
     settings.DESTINATION_MAX_RETRIES = 0
@@ -28,15 +27,13 @@ def test_filter_failed_retry_one_see_it_delivered(
     worker = start_worker(extra_env=_worker_env(iterable))
     settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
 
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Email").fill(alice.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(alice)
     page.goto(f"{live_server.url}/w/acme/integrations/")
     expect(page.get_by_test_id("alert-banner")).to_contain_text(f"Sync run #{outage.pk} failed")
     page.get_by_label("More actions").click()
     page.locator(".menu-items").get_by_role("link", name="Sync Logs").click()
     page.get_by_role("link", name=f"#{outage.pk}").click()
+    page.wait_for_load_state("load")  # htmx binds the filter on DOMContentLoaded
 
     page.get_by_label("Status").select_option("failed")
     rows = page.locator("[data-record]")
