@@ -64,6 +64,7 @@ def run_list(request: HttpRequest, kind: str) -> HttpResponse:
         "page": page,
         "runs": [(run, _bar(run)) for run in page.items],
         "alert": state,
+        "alert_shown_in_page": integration.pk,  # the page has the alert with its Dismiss: no banner on top
         "alert_form": AlertSettingsForm(initial={"failure_rate_threshold": state.failure_rate_threshold}),
     }
     return render(request, "sync_logs/run_list.html", context)
