@@ -1,6 +1,14 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from flows.models import CaptureToken, Contact, ConversionFlow, FlowField
+from integrations.models import OutboxItem
+from lib.admin_tools import LargeTablePaginator, admin_link
+from sync_logs.models import SyncRecord
+
+# Log rows shown on a contact's page: the latest few tell the story; the log viewer has the rest.
+RECENT_RECORDS = 20
 
 
 class FlowFieldInline(admin.TabularInline):
@@ -20,16 +28,90 @@ class ConversionFlowAdmin(admin.ModelAdmin):
 
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
-    list_display = ("email", "workspace", "flow", "source", "created_at")
+    list_display = ("id", "email", "workspace", "flow", "source", "created_at")
+    list_display_links = ("id", "email")
     list_filter = ("source",)
     list_select_related = ("workspace", "flow")
-    search_fields = ("=email", "workspace__slug")
+    search_fields = ("=email",)
+    search_help_text = "An email address (exact, across every workspace), or a workspace's slug."
     raw_id_fields = ("workspace", "flow")
-    readonly_fields = ("workspace", "flow", "data", "email", "source", "created_at")
-    show_full_result_count = False  # no COUNT(*) over millions of contacts
+    fields = ("workspace", "flow", "email", "source", "created_at", "data", "where_it_went")
+    readonly_fields = ("workspace", "flow", "data", "email", "source", "created_at", "where_it_went")
+    # Millions of rows: the primary key order, no sorting by column, no COUNT(*) of the table.
+    ordering = ("-id",)
+    sortable_by = ()
+    show_full_result_count = False
+    paginator = LargeTablePaginator
 
     def has_change_permission(self, request, obj=None) -> bool:  # contacts are immutable
         return False
+
+    def get_search_results(self, request, queryset, search_term):
+        # Equalities only: the admin's "=email" is iexact (UPPER(email) = UPPER(...)), which no plain
+        # index serves. Emails are stored lower-cased (flows.validation.normalize_email).
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            return queryset.filter(email=term.lower()), False
+        return queryset.filter(workspace__slug=term), False
+
+    @admin.display(description="Where it went")
+    def where_it_went(self, contact: Contact) -> str:
+        """Per integration its outbox row (queued, delivered, failed and why), then the latest log rows."""
+        if contact.pk is None:
+            return "—"
+        outbox = OutboxItem.objects.filter(contact=contact).select_related("integration").order_by("integration_id")
+        records = (
+            SyncRecord.objects.filter(contact=contact)
+            .select_related("run__integration")
+            .order_by("-created_at", "-id")[:RECENT_RECORDS]
+        )
+        outbox_rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    admin_link(
+                        reverse("admin:integrations_integration_change", args=[o.integration_id]), o.integration
+                    ),
+                    o.get_status_display(),
+                    o.attempts,
+                    o.error_code or "—",
+                    o.error_message or "",
+                    o.updated_at.strftime("%Y-%m-%d %H:%M:%S") if o.updated_at else "",
+                )
+                for o in outbox
+            ),
+        )
+        record_rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    admin_link(
+                        reverse("admin:sync_logs_syncrecord_change", args=[r.pk]),
+                        r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    ),
+                    admin_link(reverse("admin:sync_logs_syncrun_change", args=[r.run_id]), f"run {r.run_id}"),
+                    r.run.integration.get_kind_display(),
+                    r.get_status_display(),
+                    r.error_code or "—",
+                    r.error_message or "",
+                )
+                for r in records
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Integration</th><th>Outbox</th><th>Attempts</th><th>Error</th><th>Message</th>"
+            "<th>Updated</th></tr></thead><tbody>{}</tbody></table>"
+            "<p>Latest log rows (newest first, at most {}):</p>"
+            "<table><thead><tr><th>When</th><th>Run</th><th>Destination</th><th>Status</th><th>Error</th>"
+            "<th>Message</th></tr></thead><tbody>{}</tbody></table>",
+            outbox_rows or format_html('<tr><td colspan="6">{}</td></tr>', "Not queued for any integration."),
+            RECENT_RECORDS,
+            record_rows or format_html('<tr><td colspan="6">{}</td></tr>', "No sync log rows yet."),
+        )
 
 
 @admin.register(CaptureToken)

@@ -1,0 +1,251 @@
+"""Sync runs and their log rows for support staff: read-only, and fast on tables of millions of rows.
+
+Every list here is ordered by id (the primary key index; ids follow creation order), is not
+sortable by column (a sort on an unindexed column reads the whole table), filters only on
+fixed choices (a filter listing DISTINCT values would read the whole table), and counts
+with LargeTablePaginator.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from integrations.sync import retry_failed
+from lib.admin_tools import LargeTablePaginator, admin_link
+from sync_logs.models import SyncRecord, SyncRun
+
+# The usual error codes of a log row: the engine's own, the destination client's exception codes,
+# Iterable's per-record failures (integrations/destinations/iterable.py, FAILED_UPDATE_MESSAGES) and
+# the codes Iterable puts on a refused request (map_error passes them through, else "http_<status>").
+# Any other code filters too, with ?error_code=<code> in the address.
+ERROR_CODES = (
+    "mapping_error",
+    "no_identifier",
+    "existing_user",
+    "type_mismatch",
+    "payload_too_large",
+    "rate_limited",
+    "server_error",
+    "transport_error",
+    "invalid_email",
+    "invalid_user_id",
+    "invalid_data",
+    "conflict",
+    "forgotten",
+    "not_found",
+    "auth_failed",
+    "forbidden",
+    "invalid",
+    "destination_error",
+    "RequestFieldsTypesMismatched",
+    "BadJsonBody",
+    "http_413",
+    "http_429",
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Logs are written by the engine only."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _duration(run: SyncRun) -> str:
+    if run.duration is None:
+        return "—"
+    seconds = int(run.duration.total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+
+
+def _records_url(run_id: int, **filters: str) -> str:
+    query = "&".join([f"run__id__exact={run_id}", *(f"{k}={v}" for k, v in filters.items())])
+    return f"{reverse('admin:sync_logs_syncrecord_changelist')}?{query}"
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "workspace",
+        "integration_kind",
+        "trigger",
+        "status",
+        "created_at",
+        "duration",
+        "total",
+        "delivered",
+        "skipped",
+        "failed",
+        "records",
+    )
+    list_display_links = ("id",)
+    list_filter = ("status", "trigger")
+    list_select_related = ("integration__workspace",)
+    # Exact search, so that it uses an index: a run id, or a workspace's slug.
+    search_fields = ("=id",)
+    search_help_text = "A run id, or a workspace's slug (exact)."
+    ordering = ("-id",)
+    sortable_by = ()
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+    actions = ["retry_failed_records"]
+    fields = (
+        "integration",
+        "workspace",
+        "trigger",
+        "status",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "duration",
+        "worker",
+        ("total", "delivered", "skipped", "failed"),
+        "records",
+        "error_summary",
+    )
+    readonly_fields = ("workspace", "duration", "records")
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.isdigit():
+            return queryset.filter(pk=int(term)), False
+        return queryset.filter(integration__workspace__slug=term), False
+
+    def lookup_allowed(self, lookup, value, request=None) -> bool:
+        # The workspace page links here with its runs.
+        if lookup == "integration__workspace__id__exact":
+            return True
+        return super().lookup_allowed(lookup, value, request)
+
+    @admin.display(description="Workspace")
+    def workspace(self, run: SyncRun) -> str:
+        workspace = run.integration.workspace
+        return admin_link(reverse("admin:workspaces_workspace_change", args=[workspace.pk]), workspace.slug)
+
+    @admin.display(description="Destination")
+    def integration_kind(self, run: SyncRun) -> str:
+        return run.integration.get_kind_display()
+
+    @admin.display(description="Duration")
+    def duration(self, run: SyncRun) -> str:
+        return _duration(run)
+
+    @admin.display(description="Log rows")
+    def records(self, run: SyncRun) -> str:
+        if not run.failed:
+            return admin_link(_records_url(run.pk), "all")
+        return format_html(
+            '{} · <a href="{}">{} failed</a>',
+            admin_link(_records_url(run.pk), "all"),
+            _records_url(run.pk, status__exact="failed"),
+            run.failed,
+        )
+
+    def has_retry_permission(self, request) -> bool:
+        # Retrying changes the outbox, not the run: it needs the right to change integrations.
+        return request.user.has_perm("integrations.change_integration")
+
+    @admin.action(description="Retry the failed records of the selected runs", permissions=["retry"])
+    def retry_failed_records(self, request, queryset) -> None:
+        for run in queryset.select_related("integration__workspace"):
+            result = retry_failed(integration=run.integration, actor=request.user, run=run)
+            level = messages.SUCCESS if result.run else (messages.WARNING if result.count else messages.INFO)
+            self.message_user(request, f"Run {run.pk}: {result.message}", level)
+
+
+class ErrorCodeFilter(admin.SimpleListFilter):
+    """Fixed choices: listing the codes in use would be a DISTINCT over every log row."""
+
+    title = "error code"
+    parameter_name = "error_code"
+
+    def lookups(self, request, model_admin):
+        codes = list(ERROR_CODES)
+        if self.value() and self.value() not in codes:
+            codes.append(self.value())  # a code typed in the address shows as selected
+        return [(code, code) for code in codes]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(error_code=self.value())
+        return queryset
+
+
+@admin.register(SyncRecord)
+class SyncRecordAdmin(ReadOnlyAdmin):
+    list_display = ("id", "identifier", "status", "error_code", "run_link", "workspace", "contact_link", "created_at")
+    list_display_links = ("id", "identifier")
+    list_filter = ("status", ErrorCodeFilter)
+    list_select_related = ("run__integration__workspace",)
+    search_fields = ("=identifier",)
+    search_help_text = "An email or userId, exactly as sent (case-insensitive for emails)."
+    ordering = ("-id",)
+    sortable_by = ()
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+    fields = (
+        "run_link",
+        "workspace",
+        "contact_link",
+        "identifier",
+        "status",
+        "error_code",
+        "error_message",
+        "retryable",
+        "created_at",
+        "payload_pretty",
+    )
+    readonly_fields = ("run_link", "workspace", "contact_link", "payload_pretty")
+
+    def get_search_results(self, request, queryset, search_term):
+        # The admin's own "=identifier" is iexact, i.e. UPPER(identifier) = UPPER(term): no plain index
+        # serves it. An equality does, given the run (run, identifier), or an index on identifier.
+        # Emails are sent lower-cased; a userId is matched as typed.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(identifier__in={term, term.lower()}), False
+
+    @admin.display(description="Run")
+    def run_link(self, record: SyncRecord) -> str:
+        return admin_link(reverse("admin:sync_logs_syncrun_change", args=[record.run_id]), f"run {record.run_id}")
+
+    @admin.display(description="Workspace")
+    def workspace(self, record: SyncRecord) -> str:
+        return record.run.integration.workspace.slug
+
+    @admin.display(description="Contact")
+    def contact_link(self, record: SyncRecord) -> str:
+        if record.contact_id is None:
+            return "—"
+        return admin_link(
+            reverse("admin:flows_contact_change", args=[record.contact_id]), f"contact {record.contact_id}"
+        )
+
+    @admin.display(description="Payload sent")
+    def payload_pretty(self, record: SyncRecord) -> str:
+        if record.payload is None:
+            return "—"
+        return format_html(
+            '<pre style="white-space: pre-wrap">{}</pre>', json.dumps(record.payload, indent=2, sort_keys=True)
+        )
