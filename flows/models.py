@@ -106,6 +106,9 @@ class Contact(models.Model):
             # Newest-first listing and its keyset cursor.
             models.Index(fields=["workspace", "-created_at", "-id"], name="contact_ws_newest"),
             models.Index(fields=["workspace", "email"], name="contact_ws_email"),
+            # Support searches one email across every workspace (Django admin); pattern ops
+            # so that a prefix search can use it too, whatever the database collation.
+            models.Index(fields=["email"], name="contact_email", opclasses=["varchar_pattern_ops"]),
         ]
 
     def __str__(self) -> str:
