@@ -85,12 +85,13 @@ def claim_batch(*, run: SyncRun, size: int) -> list[Claimed]:
         sql = (
             f"UPDATE {outbox} o SET status = %s, run_id = %s, claimed_at = %s "  # noqa: S608 - tables from models
             f"FROM {contacts} c WHERE c.id = o.contact_id AND o.id IN ("
-            f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = %s AND next_attempt_at <= %s "
+            # 'pending' written out, not a parameter: the planner must see it to use the partial outbox_claim.
+            f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = 'pending' AND next_attempt_at <= %s "
             f"ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
             f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id"
         )
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, Status.PENDING, now, size])
+            cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, now, size])
             rows = cursor.fetchall()
         return sorted(
             (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4]) for r in rows),
