@@ -141,7 +141,7 @@ class IterableClient:
 
     def _pace(self, endpoint: str) -> None:
         rate = ENDPOINT_RATES.get(endpoint)
-        if rate:
+        if rate and settings.ITERABLE_CLIENT_PACING:
             wait = ratebucket.reserve(f"iterable:{self.bucket_id}:{endpoint}", rate=rate * PACE)
             if wait > 0:
                 self.sleep(wait)

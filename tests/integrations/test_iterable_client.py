@@ -159,6 +159,15 @@ def test_pacing_keeps_bulk_update_under_the_documented_limit(destination, iterab
     assert iterable.stats()["rate_limited"] == {}  # the limit was respected, not discovered
 
 
+def test_pacing_can_be_turned_off_for_raised_limits(destination, iterable, settings):
+    settings.ITERABLE_CLIENT_PACING = False
+    iterable.configure(rate_limits_on=False)
+    started = time.monotonic()
+    for i in range(8):
+        destination.push([{"email": f"u{i}@example.com", "dataFields": {}}])
+    assert time.monotonic() - started < 7 / 5 * 0.95  # no wait between the calls
+
+
 def test_429_storm_slows_down_and_still_delivers(iterable):
     iterable.configure(rate_limit_overrides={"users.getFields": 2}, retry_after=1)
     client = IterableClient(region="us", api_key=iterable.keys.server_side)

@@ -189,6 +189,23 @@ def test_duplicates_of_one_identifier_go_in_order_in_separate_batches(integratio
     assert iterable.user("same@example.com")["dataFields"]["firstName"] == "Second"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_held_back_duplicate_goes_before_later_ones_when_pipelined(integration, flow, iterable, settings):
+    """Batches of 2: [A1, A2] holds A2 back; the next batch must take A2 before A3, or A3's newer
+    data would be overwritten by A2's older data (the writes of batch k overlap the claim of k+1)."""
+    settings.SYNC_BATCH_SIZE = 2
+    for raw in [
+        {"email": "a@example.com", "first_name": "First"},
+        {"email": "a@example.com", "first_name": "Second"},
+        {"email": "b@example.com", "first_name": "Bee"},
+        {"email": "a@example.com", "first_name": "Third"},
+    ]:
+        contact_capture(flow=flow, raw=raw)
+    run = _run(integration)
+    assert run.delivered == 4
+    assert iterable.user("a@example.com")["dataFields"]["firstName"] == "Third"
+
+
 def test_429_storm_slows_down_and_delivers_all(integration, capture, iterable, settings):
     settings.SYNC_BATCH_SIZE = 2
     iterable.configure(rate_limit_overrides={"users.bulkUpdate": 1}, retry_after=1)

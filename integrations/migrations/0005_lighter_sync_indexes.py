@@ -1,0 +1,49 @@
+"""Fewer index writes per outbox update (the sync engine updates every row twice).
+
+The integration key loses its own index (outbox_unique_contact starts with it), and
+outbox_claim holds pending rows only. The state change is declared apart from the SQL
+so that the foreign key is not dropped and re-validated over the whole table.
+"""
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+FK_INDEX = "integrations_outboxitem_integration_id_1313c08d"
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("flows", "0001_initial"),
+        ("integrations", "0004_integration_event_name_integration_list_id_and_more"),
+        ("sync_logs", "0001_initial"),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="outboxitem",
+                    name="integration",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="outbox",
+                        to="integrations.integration",
+                    ),
+                ),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    f'DROP INDEX IF EXISTS "{FK_INDEX}"',
+                    reverse_sql=f'CREATE INDEX "{FK_INDEX}" ON "integrations_outboxitem" ("integration_id")',
+                ),
+            ],
+        ),
+        migrations.RemoveIndex(model_name="outboxitem", name="outbox_claim"),
+        migrations.AddIndex(
+            model_name="outboxitem",
+            index=models.Index(
+                condition=models.Q(("status", "pending")), fields=["integration", "id"], name="outbox_claim"
+            ),
+        ),
+    ]
