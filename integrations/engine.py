@@ -72,12 +72,15 @@ class Claimed:
     flow_id: int = 0
 
 
-def claim_batch(*, run: SyncRun, size: int) -> list[Claimed]:
-    """Take up to ``size`` due pending rows of the run's integration for this run.
+def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
+    """Take up to ``size`` due pending rows of the run's integration for this run, ids above ``after_id``.
 
     SKIP LOCKED lets several workers claim side by side without waiting on, or
     taking, each other's rows; the claim commits before anything is sent. On
     PostgreSQL it is one statement that also returns the contacts' data.
+    ``after_id`` lets a run walk the queue forward: the index entries of rows it
+    has claimed stay behind until vacuum, and starting every claim from the
+    lowest id would step over all of them again (quadratic in a big backlog).
     """
     now = timezone.now()
     if connection.vendor == "postgresql":
@@ -86,12 +89,12 @@ def claim_batch(*, run: SyncRun, size: int) -> list[Claimed]:
             f"UPDATE {outbox} o SET status = %s, run_id = %s, claimed_at = %s "  # noqa: S608 - tables from models
             f"FROM {contacts} c WHERE c.id = o.contact_id AND o.id IN ("
             # 'pending' written out, not a parameter: the planner must see it to use the partial outbox_claim.
-            f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = 'pending' AND next_attempt_at <= %s "
-            f"ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = 'pending' AND id > %s "
+            f"AND next_attempt_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
             f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id"
         )
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, now, size])
+            cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, after_id, now, size])
             rows = cursor.fetchall()
         return sorted(
             (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4]) for r in rows),
@@ -100,7 +103,7 @@ def claim_batch(*, run: SyncRun, size: int) -> list[Claimed]:
     with transaction.atomic():
         claimed = list(
             OutboxItem.objects.select_for_update(skip_locked=True)
-            .filter(integration_id=run.integration_id, status=Status.PENDING, next_attempt_at__lte=now)
+            .filter(integration_id=run.integration_id, status=Status.PENDING, id__gt=after_id, next_attempt_at__lte=now)
             .order_by("id")
             .values_list("id", "contact_id", "attempts")[:size]
         )
@@ -407,10 +410,15 @@ def _run_batches(*, run: SyncRun, integration: Integration, destination: Destina
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-record") if pipelined else None
     previous: Future | None = None
     try:
+        after_id = 0
         while True:
-            items = claim_batch(run=run, size=batch_size)
+            items = claim_batch(run=run, size=batch_size, after_id=after_id)
             if not items:
-                break
+                if after_id == 0:
+                    break
+                after_id = 0  # one pass from the start for rows that came back behind us (reaped, requeued)
+                continue
+            after_id = items[-1].id
             try:
                 outcomes, deferred = decide_batch(
                     integration=integration, destination=destination, plan=plan, items=items
@@ -422,6 +430,8 @@ def _run_batches(*, run: SyncRun, integration: Integration, destination: Destina
             # batch then takes them (lowest ids first) ahead of any later row of the same person,
             # so one person's data reaches the destination in the order it was captured.
             release(deferred)
+            if deferred:
+                after_id = min(after_id, min(i.id for i in deferred) - 1)
             if recorder is None:
                 record_batch(run=run, items=items, outcomes=outcomes)
                 continue

@@ -189,6 +189,14 @@ def test_duplicates_of_one_identifier_go_in_order_in_separate_batches(integratio
     assert iterable.user("same@example.com")["dataFields"]["firstName"] == "Second"
 
 
+def test_a_claim_walks_forward_from_where_the_last_one_ended(integration, capture):
+    capture(5)
+    run = SyncRun.objects.create(integration=integration, trigger="manual", status="running")
+    ids = sorted(OutboxItem.objects.values_list("id", flat=True))
+    assert [c.id for c in engine.claim_batch(run=run, size=10, after_id=ids[2])] == ids[3:]
+    assert [c.id for c in engine.claim_batch(run=run, size=10)] == ids[:3]  # from the start: what is left
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_held_back_duplicate_goes_before_later_ones_when_pipelined(integration, flow, iterable, settings):
     """Batches of 2: [A1, A2] holds A2 back; the next batch must take A2 before A3, or A3's newer
