@@ -141,7 +141,8 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Outbox")
     def queue(self, obj: Integration) -> str:
-        # One capped count per status, each served by the claim index (integration, status, id).
+        # One count per status, each capped at 10,000 rows: pending and failed rows have partial
+        # indexes of their own; the others are read through (integration, contact), never past the cap.
         rows = OutboxItem.objects.filter(integration=obj)
         return format_html_join(
             ", ",

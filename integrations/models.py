@@ -129,6 +129,9 @@ class OutboxItem(models.Model):
             # Partial: a row leaves it when claimed, and the two updates of a sync (claim, outcome)
             # then write no entry to it; it stays the size of the queue, not of the history.
             models.Index(fields=["integration", "id"], condition=Q(status="pending"), name="outbox_claim"),
+            # Failed rows of one integration (retry, the admin's counts): few, and a row enters it
+            # only when it fails, so syncing writes almost nothing to it.
+            models.Index(fields=["integration", "id"], condition=Q(status="failed"), name="outbox_failed"),
         ]
 
     def __str__(self) -> str:

@@ -182,9 +182,11 @@ def retry_failed(
         rows = rows.filter(contact_id=record.contact_id)
     elif run is not None:
         failed = SyncRecord.objects.filter(run=run, status=SyncRecord.Status.FAILED).values("contact_id")
-        rows = rows.filter(contact_id__in=failed)
+        # A failed outbox row keeps the run that failed it: that still finds them once retention
+        # has deleted the run's log rows.
+        rows = rows.filter(Q(contact_id__in=failed) | Q(run=run, status=OutboxItem.Status.FAILED))
     else:
-        rows = rows.filter(status=OutboxItem.Status.FAILED)
+        rows = rows.filter(Q(status=OutboxItem.Status.FAILED) | Q(attempts__gt=0))
     with transaction.atomic():
         count = _requeue(rows)
         if actor is not None:

@@ -11,7 +11,9 @@ counts alone, which is fine for one machine.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -51,8 +53,25 @@ def hit(scope: str, ident: str, *, limit: int, cost: int = 1) -> Verdict:
     previous = cache.get(f"{prefix}{int(window) - 1}", 0)
     estimate = count + previous * (1 - into / WINDOW_SECONDS)
     if estimate > limit:
-        return Verdict(False, retry_after=max(1, int(WINDOW_SECONDS - into)))
+        # A refused hit is not counted: a client that waits as told is then let in.
+        with contextlib.suppress(ValueError):  # evicted meanwhile: nothing to take back
+            cache.decr(key, cost)
+        return Verdict(False, retry_after=_wait(count - cost, previous, into, limit - cost))
     return Verdict(True)
+
+
+def _wait(current: int, previous: int, into: float, room: int) -> int:
+    """Seconds until the weighted count drops to ``room`` (what a hit of this cost may find)."""
+    if room < 0:  # the hit alone is over the limit: it never fits
+        return WINDOW_SECONDS
+    if current <= room and previous:
+        # Later in this window, once enough of the previous one has slid out.
+        at = WINDOW_SECONDS * (1 - (room - current) / previous)
+        if at < WINDOW_SECONDS:
+            return max(1, math.ceil(at - into))
+    # In the next window, where this window's count is the one that slides out.
+    then = 0.0 if current <= room else WINDOW_SECONDS * (1 - room / current)
+    return max(1, math.ceil(WINDOW_SECONDS - into + then))
 
 
 def client_ip(request: HttpRequest) -> str:

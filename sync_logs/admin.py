@@ -127,7 +127,7 @@ class SyncRunAdmin(ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if term.isdigit():
+        if term.isdecimal() and term.isascii():
             return queryset.filter(pk=int(term)), False
         return queryset.filter(integration__workspace__slug=term), False
 

@@ -41,7 +41,7 @@ def _run(request: HttpRequest, kind: str, run_id: int) -> SyncRun:
 
 def _id_param(request: HttpRequest, name: str) -> int | None:
     value = request.GET.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 19 else None
+    return int(value) if value.isdecimal() and value.isascii() and len(value) < 19 else None
 
 
 def _bar(run: SyncRun) -> list[tuple[str, float]]:

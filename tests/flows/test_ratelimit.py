@@ -23,7 +23,7 @@ def test_counts_are_shared_and_limited_on_redis(redis_cache):
     ident = uuid.uuid4().hex
     verdicts = [ratelimit.hit("test", ident, limit=3).allowed for _ in range(4)]
     assert verdicts == [True, True, True, False]
-    assert 0 < ratelimit.hit("test", ident, limit=3).retry_after <= 60
+    assert 0 < ratelimit.hit("test", ident, limit=3).retry_after <= 2 * ratelimit.WINDOW_SECONDS
 
 
 def test_cost_counts_a_batch(redis_cache):
@@ -51,3 +51,16 @@ def test_a_burst_across_a_minute_boundary_is_still_limited(monkeypatch):
     assert not verdict.allowed and 1 <= verdict.retry_after <= 60
     clock[0] += 2 * ratelimit.WINDOW_SECONDS  # two quiet minutes later the budget is whole again
     assert ratelimit.hit("test", ident, limit=3).allowed
+
+
+def test_retry_after_is_when_a_hit_fits_again_and_refusals_are_not_counted(monkeypatch):
+    clock = [1_800_000_000 - 10.0]  # 10 s before a window boundary
+    monkeypatch.setattr(ratelimit, "_clock", lambda: clock[0])
+    ident = uuid.uuid4().hex
+    assert all(ratelimit.hit("test", ident, limit=30).allowed for _ in range(30))
+    refused = [ratelimit.hit("test", ident, limit=30) for _ in range(5)]
+    assert not any(v.allowed for v in refused)
+    # 30 hits weigh 30 x (1 - t/60) in the next window: one more fits once that is <= 29, 2 s in, 12 s from now.
+    assert refused[-1].retry_after == 12
+    clock[0] += refused[-1].retry_after
+    assert ratelimit.hit("test", ident, limit=30).allowed  # told when, and let in then

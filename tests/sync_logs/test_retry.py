@@ -134,3 +134,26 @@ def test_backfill_reset_requeues_everyone(integration, capture, run_sync, alice)
     assert OutboxItem.objects.filter(status="pending").count() == 4
     assert engine.run_sync(result.run.pk).delivered == 4
     assert AuditEvent.objects.filter(verb="integration.backfill_reset").exists()
+
+
+def test_a_run_whose_log_rows_were_purged_can_still_be_retried(alice_client, integration, mismatch_run, logs_url):
+    from datetime import timedelta
+
+    from sync_logs.services import logs_purge
+
+    SyncRun.objects.filter(pk=mismatch_run.pk).update(finished_at=timezone.now() - timedelta(days=100))
+    assert logs_purge() == 3
+    _stop_syncing_age(integration)
+    alice_client.post(logs_url(f"runs/{mismatch_run.pk}/retry/"))
+    run = engine.run_sync(_latest_run(integration).pk)
+    assert (run.trigger, run.total, run.delivered) == ("retry", 1, 1)
+
+
+def test_retry_everything_includes_rows_waiting_for_their_backoff(integration, capture, run_sync, iterable, settings):
+    from integrations.sync import retry_failed
+
+    settings.DESTINATION_MAX_RETRIES = 0
+    capture(2)
+    iterable.fault("/api/users/bulkUpdate", status=503, times=1)
+    run_sync(integration)
+    assert retry_failed(integration=integration, actor=None).count == 2

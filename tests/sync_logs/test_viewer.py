@@ -77,6 +77,12 @@ def test_failed_filter_and_email_search(alice_client, integration, logs_url):
     assert _record_ids(none) == [] and "No record matches." in none.content.decode()
 
 
+def test_odd_page_parameters_are_ignored(alice_client, integration, logs_url):
+    run = run_with_records(integration, 3)
+    for junk in ("²", "-1", "1e9", "9" * 40, "abc"):
+        assert alice_client.get(logs_url(f"runs/{run.pk}/?after={junk}&before={junk}")).status_code == 200
+
+
 def test_filters_survive_paging(alice_client, integration, logs_url):
     run = run_with_records(integration, 200, failed_every=2)
     html = alice_client.get(logs_url(f"runs/{run.pk}/?status=failed")).content.decode()
