@@ -9,6 +9,7 @@ that one cheap too.
 
 from __future__ import annotations
 
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
@@ -69,3 +70,16 @@ class LargeTablePaginator(Paginator):
 
 def admin_link(url: str, text: object) -> str:
     return format_html('<a href="{}">{}</a>', url, text)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For records the app writes and nobody edits by hand: sync logs, audit events."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

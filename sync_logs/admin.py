@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from integrations.sync import retry_failed
-from lib.admin_tools import LargeTablePaginator, admin_link
+from lib.admin_tools import LargeTablePaginator, ReadOnlyAdmin, admin_link
 from sync_logs.models import SyncRecord, SyncRun
 
 # The usual error codes of a log row: the engine's own, the destination client's exception codes,
@@ -50,19 +50,6 @@ ERROR_CODES = (
     "http_503",
     "http_504",
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Logs are written by the engine only."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 def _duration(run: SyncRun) -> str:

@@ -24,16 +24,17 @@ from workspaces.services import audit_record
 logger = logging.getLogger(__name__)
 
 EXPORT_CHUNK = 2_000
+# (CSV header, what is read for it): the first is the keyset cursor.
 EXPORT_COLUMNS = [
-    "record_id",
-    "contact_id",
-    "identifier",
-    "status",
-    "error_code",
-    "error_message",
-    "retryable",
-    "logged_at",
-    "payload",
+    ("record_id", "id"),
+    ("contact_id", "contact_id"),
+    ("identifier", "identifier"),
+    ("status", "status"),
+    ("error_code", "error_code"),
+    ("error_message", "error_message"),
+    ("retryable", "retryable"),
+    ("logged_at", "created_at"),
+    ("payload", "payload_text"),
 ]
 ALERT_EVERY = timedelta(hours=1)
 
@@ -51,24 +52,12 @@ class _Line:
 def records_csv(run: SyncRun) -> Iterator[str]:
     """The run's log rows as CSV lines, read in keyset chunks: memory stays flat at any run size."""
     writer = csv.writer(_Line())
-    yield writer.writerow(EXPORT_COLUMNS)
+    yield writer.writerow([header for header, _ in EXPORT_COLUMNS])
     # The payload comes as the database's own JSON text: no parse and re-dump per row.
     rows = SyncRecord.objects.filter(run=run).order_by("id").annotate(payload_text=Cast("payload", TextField()))
     last = 0
     while True:
-        chunk = list(
-            rows.filter(id__gt=last).values_list(
-                "id",
-                "contact_id",
-                "identifier",
-                "status",
-                "error_code",
-                "error_message",
-                "retryable",
-                "created_at",
-                "payload_text",
-            )[:EXPORT_CHUNK]
-        )
+        chunk = list(rows.filter(id__gt=last).values_list(*(field for _, field in EXPORT_COLUMNS))[:EXPORT_CHUNK])
         if not chunk:
             return
         last = chunk[-1][0]

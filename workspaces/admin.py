@@ -4,7 +4,7 @@ from django.utils.html import format_html
 
 from flows.models import Contact
 from integrations.models import Integration
-from lib.admin_tools import admin_link, capped_count_text
+from lib.admin_tools import ReadOnlyAdmin, admin_link, capped_count_text
 from sync_logs.models import SyncRun
 from workspaces.models import AuditEvent, Invitation, Membership, Workspace
 from workspaces.services import audit_record
@@ -114,18 +114,9 @@ class InvitationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "workspace", "actor_email", "verb", "target")
     list_filter = ("verb",)
     list_select_related = ("workspace",)
     search_fields = ("actor_email", "target", "workspace__slug")
     show_full_result_count = False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
