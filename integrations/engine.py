@@ -88,7 +88,7 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
         sql = (
             f"UPDATE {outbox} o SET status = %s, run_id = %s, claimed_at = %s "  # noqa: S608 - tables from models
             f"FROM {contacts} c WHERE c.id = o.contact_id AND o.id IN ("
-            # 'pending' written out, not a parameter: the planner must see it to use the partial outbox_claim.
+            # 'pending' written out, not a parameter: the planner must see it to use the partial outbox_pending.
             f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = 'pending' AND id > %s "
             f"AND next_attempt_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
             f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id"

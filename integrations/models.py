@@ -128,7 +128,7 @@ class OutboxItem(models.Model):
             # due). An index led by next_attempt_at would make every claim sort all pending rows.
             # Partial: a row leaves it when claimed, and the two updates of a sync (claim, outcome)
             # then write no entry to it; it stays the size of the queue, not of the history.
-            models.Index(fields=["integration", "id"], condition=Q(status="pending"), name="outbox_claim"),
+            models.Index(fields=["integration", "id"], condition=Q(status="pending"), name="outbox_pending"),
             # Failed rows of one integration (retry, the admin's counts): few, and a row enters it
             # only when it fails, so syncing writes almost nothing to it.
             models.Index(fields=["integration", "id"], condition=Q(status="failed"), name="outbox_failed"),

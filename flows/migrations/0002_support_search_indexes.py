@@ -2,8 +2,11 @@
 
 from django.db import migrations, models
 
+from lib.migrations import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    atomic = False  # indexes built concurrently on PostgreSQL
 
     dependencies = [
         ('flows', '0001_initial'),
@@ -11,7 +14,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='contact',
             index=models.Index(fields=['email'], name='contact_email', opclasses=['varchar_pattern_ops']),
         ),

@@ -2,8 +2,11 @@
 
 from django.db import migrations, models
 
+from lib.migrations import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    atomic = False  # indexes built concurrently on PostgreSQL
 
     dependencies = [
         ('flows', '0002_support_search_indexes'),
@@ -12,7 +15,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='outboxitem',
             index=models.Index(condition=models.Q(('status', 'failed')), fields=['integration', 'id'], name='outbox_failed'),
         ),

@@ -3,11 +3,14 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from lib.migrations import AddIndexOnline, RemoveIndexOnline
+
 TABLE = "sync_logs_syncrecord"
 SINGLE_COLUMN_INDEXES = {"contact_id": f"{TABLE}_contact_id_9aa8267e", "run_id": f"{TABLE}_run_id_9d7b3d96"}
 
 
 class Migration(migrations.Migration):
+    atomic = False  # indexes built concurrently on PostgreSQL
 
     dependencies = [
         ('flows', '0002_support_search_indexes'),
@@ -25,10 +28,6 @@ class Migration(migrations.Migration):
                 ('message', models.TextField(blank=True)),
                 ('raised_at', models.DateTimeField(blank=True, null=True)),
             ],
-        ),
-        migrations.RemoveIndex(
-            model_name='syncrecord',
-            name='record_run_identifier',
         ),
         migrations.AddField(
             model_name='syncrun',
@@ -56,11 +55,11 @@ class Migration(migrations.Migration):
                 for column, name in SINGLE_COLUMN_INDEXES.items()
             ],
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='syncrecord',
             index=models.Index(fields=['run', 'id'], name='record_run_id'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='syncrecord',
             index=models.Index(fields=['identifier'], name='record_identifier', opclasses=['varchar_pattern_ops']),
         ),
@@ -68,5 +67,10 @@ class Migration(migrations.Migration):
             model_name='alertstate',
             name='integration',
             field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='alert_state', to='integrations.integration'),
+        ),
+        # Dropped after its replacement is built: searches always have an index.
+        RemoveIndexOnline(
+            model_name='syncrecord',
+            name='record_run_identifier',
         ),
     ]
