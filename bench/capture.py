@@ -16,7 +16,6 @@ import http.client
 import json
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,23 +24,11 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_database, free_port  # noqa: E402 - after the path is set
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _prepare(env: dict[str, str]) -> tuple[str, str]:
@@ -143,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
 
     db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
-    _ensure_database(db_url)
+    ensure_database(db_url)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -155,7 +142,7 @@ def main() -> None:
         "RATELIMIT_API_PER_FLOW": "0",
     }
     token, public_id = _prepare(env)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,

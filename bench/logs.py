@@ -25,23 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_database, peak_rss_mb  # noqa: E402 - after the path is set
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench_logs"
-
-
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _database(db_url: str) -> None:
-    import psycopg
-
-    name = db_url.rsplit("/", 1)[1]
-    with psycopg.connect(db_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _seed(rows: int):
@@ -120,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
 
     db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
-    _database(db_url)
+    ensure_database(db_url)
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -171,13 +158,13 @@ def main() -> None:
     if args.export:
         from sync_logs.services import records_csv
 
-        before = _peak_rss_mb()
+        before = peak_rss_mb()
         started = time.perf_counter()
         lines = sum(1 for _ in records_csv(run))
         seconds = time.perf_counter() - started
         print(
             f"  CSV export: {lines - 1:,} rows in {seconds:.1f}s = {(lines - 1) / seconds:,.0f} rows/s, "
-            f"peak RSS {before:.0f} -> {_peak_rss_mb():.0f} MB"
+            f"peak RSS {before:.0f} -> {peak_rss_mb():.0f} MB"
         )
 
 

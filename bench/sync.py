@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,21 +28,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_database, free_port, peak_rss_mb  # noqa: E402 - after the path is set
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench_sync"
 BULK_RPS = 5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _setup_django(env: dict[str, str]) -> None:
@@ -147,7 +136,7 @@ def _one_size(count: int, args: argparse.Namespace, env: dict[str, str], emulato
                 break
             time.sleep(0.5)
         wall = time.monotonic() - started
-        rss = _peak_rss_mb(worker.pid)
+        rss = peak_rss_mb(worker.pid)
     finally:
         worker.terminate()
         worker.wait(30)
@@ -177,13 +166,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [1_000_000 if args.million else args.contacts]
 
     db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
-    import psycopg
-
-    name = db_url.rsplit("/", 1)[1]
-    with psycopg.connect(db_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    port = _free_port()
+    ensure_database(db_url)
+    port = free_port()
     emulator_cmd = [sys.executable, "-m", "emulators.iterable", "--port", str(port)]
     if args.no_limit:
         emulator_cmd.append("--no-rate-limits")

@@ -3,9 +3,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from flows.models import CaptureToken, Contact, ConversionFlow, FlowField
-from integrations.models import OutboxItem
 from lib.admin_tools import LargeTablePaginator, admin_link
-from sync_logs.models import SyncRecord
+from sync_logs.selectors import contact_history
 
 # Log rows shown on a contact's page: the latest few tell the story; the log viewer has the rest.
 RECENT_RECORDS = 20
@@ -61,12 +60,13 @@ class ContactAdmin(admin.ModelAdmin):
         """Per integration its outbox row (queued, delivered, failed and why), then the latest log rows."""
         if contact.pk is None:
             return "—"
-        outbox = OutboxItem.objects.filter(contact=contact).select_related("integration").order_by("integration_id")
-        records = (
-            SyncRecord.objects.filter(contact=contact)
-            .select_related("run__integration")
-            .order_by("-created_at", "-id")[:RECENT_RECORDS]
+        # The same selector as the contact's page in the app ("Where it went"), for its workspace.
+        history = contact_history(workspace=contact.workspace, contact=contact, limit=RECENT_RECORDS)
+        outbox = [dest.outbox for dest in history if dest.outbox is not None]
+        records = sorted(
+            (record for dest in history for record in dest.attempts), key=lambda r: (r.created_at, r.id), reverse=True
         )
+        kinds = {dest.integration.pk: dest.integration.get_kind_display() for dest in history}
         outbox_rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -94,7 +94,7 @@ class ContactAdmin(admin.ModelAdmin):
                         r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                     ),
                     admin_link(reverse("admin:sync_logs_syncrun_change", args=[r.run_id]), f"run {r.run_id}"),
-                    r.run.integration.get_kind_display(),
+                    kinds[r.run.integration_id],
                     r.get_status_display(),
                     r.error_code or "—",
                     r.error_message or "",

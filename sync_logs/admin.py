@@ -16,40 +16,8 @@ from django.utils.html import format_html
 
 from integrations.sync import retry_failed
 from lib.admin_tools import LargeTablePaginator, ReadOnlyAdmin, admin_link
+from sync_logs.explain import KNOWN_CODES
 from sync_logs.models import SyncRecord, SyncRun
-
-# The usual error codes of a log row: the engine's own, the destination client's exception codes,
-# Iterable's per-record failures (integrations/destinations/iterable.py, FAILED_UPDATE_MESSAGES) and
-# the codes Iterable puts on a refused request (map_error passes them through, else "http_<status>").
-# Any other code filters too, with ?error_code=<code> in the address.
-ERROR_CODES = (
-    "mapping_error",
-    "no_identifier",
-    "existing_user",
-    "type_mismatch",
-    "payload_too_large",
-    "rate_limited",
-    "server_error",
-    "transport_error",
-    "invalid_email",
-    "invalid_user_id",
-    "invalid_data",
-    "conflict",
-    "forgotten",
-    "not_found",
-    "auth_failed",
-    "forbidden",
-    "invalid",
-    "destination_error",
-    "RequestFieldsTypesMismatched",
-    "BadJsonBody",
-    "http_413",
-    "http_429",
-    "http_500",
-    "http_502",
-    "http_503",
-    "http_504",
-)
 
 
 def _duration(run: SyncRun) -> str:
@@ -167,7 +135,7 @@ class ErrorCodeFilter(admin.SimpleListFilter):
     parameter_name = "error_code"
 
     def lookups(self, request, model_admin):
-        codes = list(ERROR_CODES)
+        codes = list(KNOWN_CODES)
         if self.value() and self.value() not in codes:
             codes.append(self.value())  # a code typed in the address shows as selected
         return [(code, code) for code in codes]

@@ -86,6 +86,11 @@ _BY_CODE: dict[str, Explanation] = {
         "The key may not call this Iterable endpoint.",
         "Use a server-side key with full rights.",
     ),
+    "not_found": Explanation("Iterable has no such user.", "Check the identifier, then retry."),
+    "invalid": Explanation(
+        "Iterable refused the request's content.",
+        "See the record for Iterable's full answer; fix the mapping or the value, then retry.",
+    ),
 }
 
 
@@ -101,7 +106,20 @@ ALIASES = {
     "BadAuthorizationHeader": "auth_failed",
     "http_401": "auth_failed",
     "http_403": "forbidden",
+    "BadJsonBody": "invalid",
 }
+
+
+# Every code a log row usually carries, ours and Iterable's (the admin filters by these; listing
+# the codes in use would be a DISTINCT over every log row).
+KNOWN_CODES = (
+    "mapping_error",
+    "type_mismatch",
+    *_BY_CODE,
+    *ALIASES,
+    "destination_error",
+    *(f"http_{status}" for status in (500, 502, 503, 504)),
+)
 
 
 def canonical_code(code: str) -> str:

@@ -59,10 +59,6 @@ def _keyset(qs: QuerySet, *, after: int | None, before: int | None, size: int, n
     return page
 
 
-def integration_for_logs(*, workspace: Workspace, kind: str) -> Integration | None:
-    return scoped(Integration, workspace).filter(kind=kind).first()
-
-
 def runs_page(*, integration: Integration, after: int | None = None, before: int | None = None) -> KeysetPage:
     """An integration's runs, newest first."""
     qs = SyncRun.objects.filter(integration=integration)

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from integrations.models import Integration
+from integrations.selectors import integration_by_kind
 from integrations.sync import Requeued, retry_failed
 from sync_logs import selectors, services
 from sync_logs.explain import explain
@@ -27,7 +28,7 @@ class AlertSettingsForm(forms.Form):
 
 
 def _integration(request: HttpRequest, kind: str) -> Integration:
-    integration = selectors.integration_for_logs(workspace=request.workspace, kind=kind)
+    integration = integration_by_kind(workspace=request.workspace, kind=kind)
     if integration is None:
         raise Http404("No such integration")
     return integration
