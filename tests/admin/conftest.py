@@ -4,10 +4,9 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from field_mapping.services import RowChoice, mapping_save
 from flows.services import contact_capture
-from integrations.services import ConnectRequest, integration_connect_api_key
-from tests.factories import UserFactory, make_flow
+from tests.factories import UserFactory
+from tests.sync.conftest import flow, integration  # noqa: F401 - the same connected, mapped workspace
 
 ADMIN = "/" + settings.ADMIN_URL
 
@@ -25,28 +24,7 @@ def staff_client(staff) -> Client:
 
 
 @pytest.fixture
-def flow(workspace_a):
-    return make_flow(workspace_a, name="Booth")
-
-
-@pytest.fixture
-def integration(iterable, workspace_a, alice, flow):
-    """Workspace A connected to the emulator with its server-side key, email and first name mapped."""
-    integration = integration_connect_api_key(
-        workspace=workspace_a,
-        actor=alice,
-        request=ConnectRequest(api_key=iterable.keys.server_side, region="us", project_type="hybrid"),
-    )
-    mapping_save(
-        integration=integration,
-        actor=alice,
-        choices=[RowChoice("email", "email"), RowChoice("first_name", "firstName")],
-    )
-    return integration
-
-
-@pytest.fixture
-def capture(flow):
+def capture(flow):  # noqa: F811 - the fixture imported above
     """Capture contacts through the real capture path (which queues them in the outbox)."""
 
     def make(count: int = 1, prefix: str = "user"):
