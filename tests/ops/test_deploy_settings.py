@@ -123,3 +123,30 @@ def test_a_typo_in_a_boolean_is_refused():
         text=True,
     )
     assert out.returncode != 0 and "DEBUG='ture' is not a boolean" in out.stderr
+
+
+def test_the_filesystem_broker_keeps_its_files_under_its_folder(tmp_path):
+    """Binding a queue to a fanout exchange (what every worker's pidbox does) writes an
+    exchange table; it belongs under the broker's folder, not the current directory."""
+    clean = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "CELERY_BROKER_URL"}}
+    broker_dir = tmp_path / "broker"
+    code = (
+        "from kombu import Exchange, Queue; from config.celery import app\n"
+        "with app.connection_for_write() as conn:\n"
+        "    Queue('q', Exchange('fan', type='fanout'))(conn.default_channel).declare()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "CELERY_FILESYSTEM_DIR": str(broker_dir),
+            "PYTHONPATH": str(ROOT),
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broker"]
+    assert list((broker_dir / "control").glob("*.exchange"))
