@@ -11,6 +11,8 @@ import datetime as dt
 import math
 from typing import Any
 
+from lib.numbers import NotANumber, parse_number
+
 TRUE_WORDS = {"true", "yes", "y", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "0", "off"}
 LONG_MAX = 2**63 - 1
@@ -32,17 +34,13 @@ def _number(value: Any, field: str) -> float | int:
             raise CoercionError(f"field {field}: {value!r} is not a finite number")
         return value
     if isinstance(value, str):
-        text = value.strip().replace(",", "")
         try:
-            return int(text)
-        except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
-                raise CoercionError(f"field {field}: {value!r} is not a number") from None
-            if not math.isfinite(number):
-                raise CoercionError(f"field {field}: {value!r} is not a finite number") from None
-            return number
+            number = parse_number(value)
+        except NotANumber as exc:
+            raise CoercionError(f"field {field}: {exc}") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise CoercionError(f"field {field}: {value!r} is not a finite number")
+        return number
     raise CoercionError(f"field {field}: {value!r} is not a number")
 
 

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from flows.models import FieldType
+from lib.numbers import NotANumber, parse_number
 
 MAX_FIELDS_PER_SUBMISSION = 100
 _PHONE_ALLOWED = re.compile(r"^\+?[0-9 ().\-/]+$")
@@ -83,14 +84,10 @@ def _number(value: Any) -> int | float:
     if isinstance(value, bool):
         raise Invalid("must be a number, not true/false")
     if isinstance(value, str):
-        text = value.strip().replace(",", "")
         try:
-            value = int(text)
-        except ValueError:
-            try:
-                value = float(text)
-            except ValueError:
-                raise Invalid(f"'{value.strip()}' is not a number") from None
+            value = parse_number(value)
+        except NotANumber as exc:
+            raise Invalid(str(exc)) from None
     if isinstance(value, int):
         if abs(value) > 2**63 - 1:
             raise Invalid("is too large")

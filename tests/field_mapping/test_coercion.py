@@ -14,6 +14,7 @@ GOOD = [
     ("long", "42", 42),
     ("long", 42.0, 42),
     ("long", "1,000", 1000),
+    ("double", "12,500.5", 12500.5),  # commas that group thousands
     ("double", 3, 3.0),
     ("double", "3.5", 3.5),
     ("boolean", True, True),
@@ -23,16 +24,20 @@ GOOD = [
     ("date", "2024-02-29", "2024-02-29 00:00:00 +00:00"),
     ("date", "2024-02-29T13:45:00+02:00", "2024-02-29 11:45:00 +00:00"),
     ("date", "2024-02-29T13:45:00Z", "2024-02-29 13:45:00 +00:00"),
+    ("date", "2016-08-02 18:53:45 +00:00", "2016-08-02 18:53:45 +00:00"),  # Iterable's own format
     ("object", {"a": 1}, {"a": 1}),
     ("Boolean", "true", True),  # Iterable's capitalisation varies (reference 3)
     ("long", [1, "2"], [1, 2]),  # arrays keep the element type
 ]
 BAD = [
     ("long", "ten", "field f: 'ten' is not a number"),
+    ("double", "1,5", "ambiguous: write decimals with a dot"),  # never read as 15
+    ("long", "1_000", "is not a number"),
     ("long", 3.5, "not a whole number"),
     ("long", True, "is true/false, not a number"),
     ("long", 2**70, "too large"),
-    ("double", "NaN", "not a finite number"),
+    ("double", "NaN", "is not a number"),
+    ("double", "1e999", "not a finite number"),
     ("double", {"a": 1}, "is not a number"),
     ("boolean", "maybe", "'maybe' is not true or false"),
     ("boolean", 2, "is not true or false"),

@@ -98,6 +98,13 @@ BAD_REQUESTS = [
         "invalid",
         "Age",
     ),
+    (
+        "decimal comma",
+        dict(body={"flow": "$FLOW", "fields": {"email": "a@b.co", "age": "1,5"}}),
+        422,
+        "invalid",
+        "ambiguous",
+    ),
     ("number as bool", dict(body={"flow": "$FLOW", "fields": {"email": "a@b.co", "age": True}}), 422, "invalid", "Age"),
     (
         "bad date",
