@@ -1,12 +1,15 @@
 """The mapping form is one row per source field, so it is read from POST by hand:
-``target__<key>`` ("" = don't sync, "__new__" = create), ``new__<key>``, ``empty__<key>``."""
+``target__<key>`` ("" = don't sync, "__new__" = create), ``new__<key>``, ``empty__<key>``,
+and ``first__<target>`` (which source wins when several go to one target).
+
+Both readers return the choices in precedence order: the first source with a value wins."""
 
 from __future__ import annotations
 
 from django.http import QueryDict
 
 from field_mapping.models import FieldMapping
-from field_mapping.services import RowChoice, SourceField, suggest_target
+from field_mapping.services import RowChoice, SourceField, order_by_precedence, shared_targets, suggest_target
 
 NEW = "__new__"
 
@@ -18,7 +21,8 @@ def choices_from_post(post: QueryDict, sources: list[SourceField]) -> tuple[list
         create_new = picked == NEW
         target = post.get(f"new__{source.key}", "").strip() if create_new else picked
         choices.append(RowChoice(source.key, target, create_new, bool(post.get(f"empty__{source.key}"))))
-    return choices, bool(post.get("confirm_shared"))
+    winners = {target: post.get(f"first__{target}", "") for target in shared_targets(choices)}
+    return order_by_precedence(choices, winners), bool(post.get("confirm_shared"))
 
 
 def initial_choices(
@@ -27,6 +31,8 @@ def initial_choices(
     """The saved mapping; rows without one (new fields on a flow, or a first visit) get a suggestion."""
     by_key = {m.source_key: m for m in saved}
     choices = []
+    # Saved rows in their saved order (the precedence), then the rest.
+    sources = sorted(sources, key=lambda s: by_key[s.key].position if s.key in by_key else len(saved))
     for source in sources:
         mapping = by_key.get(source.key)
         if mapping is not None:

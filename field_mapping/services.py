@@ -18,10 +18,12 @@ from flows.models import FieldType, FlowField
 from integrations.destinations import destination_for
 from integrations.destinations.base import DestinationError
 from integrations.models import Integration
+from workspaces.models import AuditEvent
 from workspaces.scoping import scoped
 from workspaces.services import audit_record
 
 SCHEMA_MAX_AGE = timedelta(minutes=10)
+SCHEMA_RETRY_AFTER = timedelta(minutes=1)
 # Profile fields Iterable manages itself, or that a form has no business writing (reference 3).
 SYSTEM_FIELDS = {
     "signupDate",
@@ -48,6 +50,14 @@ NEW_FIELD_TYPE = {
 SUGGESTED_TARGETS = {"email": "email", "first_name": "firstName", "last_name": "lastName", "phone": "phoneNumber"}
 NEW_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\- ]{0,99}(\.[A-Za-z][A-Za-z0-9_\- ]{0,99}){0,3}$")
 IDENTIFIERS = {"email", "userId"}
+# Which identifiers Iterable accepts, by project type (reference 6.1): an email-based project
+# errors on an unknown userId sent alone, a userID-based one does not identify users by email.
+ACCEPTED_IDENTIFIERS = {
+    Integration.ProjectType.EMAIL: ("email",),
+    Integration.ProjectType.USER_ID: ("userId",),
+    Integration.ProjectType.HYBRID: ("email", "userId"),
+}
+USER_ID_MAX_LENGTH = 52  # reference 6.1
 
 
 # --- Schema -------------------------------------------------------------------------------------
@@ -71,10 +81,17 @@ def schema_refresh(*, integration: Integration) -> DestinationSchema:
     return schema
 
 
-def schema_for(*, integration: Integration, max_age: timedelta = SCHEMA_MAX_AGE) -> DestinationSchema:
-    """The cached schema, fetched first when it is missing or older than ``max_age``."""
+def schema_for(*, integration: Integration, max_age: timedelta | None = SCHEMA_MAX_AGE) -> DestinationSchema:
+    """The cached schema, fetched first when it is missing or older than ``max_age`` (None: any
+    copy will do). After a failed fetch the next automatic one waits SCHEMA_RETRY_AFTER, so a
+    page that keeps loading while Iterable is down does not hammer it ("Refresh fields" still can)."""
     schema = DestinationSchema.objects.filter(integration=integration).first()
-    if schema is None or schema.fetched_at is None or timezone.now() - schema.fetched_at > max_age:
+    if schema is None:
+        return schema_refresh(integration=integration)
+    now = timezone.now()
+    stale = max_age is not None and (schema.fetched_at is None or now - schema.fetched_at > max_age)
+    failed_lately = schema.last_error_at is not None and now - schema.last_error_at < SCHEMA_RETRY_AFTER
+    if stale and not failed_lately:
         schema = schema_refresh(integration=integration)
     return schema
 
@@ -115,8 +132,8 @@ def source_fields(*, integration: Integration) -> list[SourceField]:
     return sorted(rows.values(), key=lambda r: (r.kind != "standard", r.key != "email", r.key))
 
 
-def identifier_target(integration: Integration) -> str:
-    return "userId" if integration.project_type == Integration.ProjectType.USER_ID else "email"
+def accepted_identifiers(project_type: str) -> tuple[str, ...]:
+    return ACCEPTED_IDENTIFIERS.get(project_type, ("email",))
 
 
 def _squash(name: str) -> str:
@@ -157,6 +174,39 @@ class MappingInvalid(Exception):
         self.errors = errors  # keyed by source key, or "__all__"
 
 
+def new_field_name_problem(name: str, *, available: dict[str, str], schema_fields: dict[str, str]) -> str:
+    """Why Iterable would not take ``name`` as a new field, or "" (reference 3: names are case-
+    and space-sensitive, a type is fixed by the first value, fields cannot be deleted)."""
+    if not NEW_FIELD_NAME.match(name or ""):
+        return (
+            f"'{name}' is not a valid Iterable field name: start with a letter; use letters, digits, spaces, "
+            "_ or -; a dot makes a nested field (address.city)."
+        )
+    if any(part != part.strip() or "  " in part for part in name.split(".")):
+        return f"'{name}' has stray spaces: Iterable keeps them, so it would be a field nobody can find."
+    if name in IDENTIFIERS:
+        return f"'{name}' is an identifier: pick it from the list."
+    if name in available:
+        return f"Iterable already has a field '{name}': pick it from the list instead."
+    if name in schema_fields or name in SYSTEM_FIELDS or name.startswith(SYSTEM_PREFIXES):
+        return f"'{name}' is a field Iterable manages itself (or an object): choose another name."
+    if name.lower().endswith("_geo_location"):
+        return "Fields ending in _geo_location hold coordinates: Flowsync cannot create them."
+    parts = name.split(".")
+    for depth in range(1, len(parts)):
+        parent = ".".join(parts[:depth])
+        kind = schema_fields.get(parent)
+        if kind is not None and kind.lower() != "object":
+            return f"Iterable's '{parent}' is a {kind.lower()} field, so it cannot hold '{name}'."
+    same_but_case = next((known for known in schema_fields if known.lower() == name.lower()), None)
+    if same_but_case:
+        return (
+            f"Iterable has '{same_but_case}'. Names are case-sensitive, so '{name}' would be a second field: "
+            f"pick '{same_but_case}' from the list or choose another name."
+        )
+    return ""
+
+
 def validate_choices(
     *,
     integration: Integration,
@@ -164,33 +214,31 @@ def validate_choices(
     available: dict[str, str],
     sources: list[SourceField],
     confirm_shared: bool,
+    schema_fields: dict[str, str] | None = None,
 ) -> None:
-    """Raise MappingInvalid naming each problem: identifier missing, bad new names, shared targets."""
+    """Raise MappingInvalid naming each problem: identifier missing, bad new names, shared targets.
+
+    ``schema_fields`` is every field the destination has, system ones included (``available``
+    is only those a form may write); new names are checked against all of them.
+    """
     errors: dict[str, str] = {}
     by_key = {s.key: s for s in sources}
-    ident = identifier_target(integration)
+    schema_fields = available if schema_fields is None else schema_fields
     for choice in choices:
         if choice.create_new:
-            name = choice.target
-            if not NEW_FIELD_NAME.match(name or ""):
-                errors[choice.source_key] = (
-                    f"'{name}' is not a valid Iterable field name: start with a letter; use letters, digits, spaces, "
-                    "_ or -; a dot makes a nested field (address.city)."
-                )
-            elif name in available:
-                errors[choice.source_key] = f"Iterable already has a field '{name}': pick it from the list instead."
-            elif name in IDENTIFIERS:
-                errors[choice.source_key] = f"'{name}' is an identifier: pick it from the list."
+            problem = new_field_name_problem(choice.target, available=available, schema_fields=schema_fields)
+            if problem:
+                errors[choice.source_key] = problem
         elif choice.target and choice.target not in available:
             errors[choice.source_key] = f"Iterable has no field '{choice.target}' (refresh the fields?)."
         source = by_key.get(choice.source_key)
         if choice.target == "email" and source and source.field_type != FieldType.EMAIL:
             errors[choice.source_key] = "Only an email field can be mapped to Iterable's email."
-    if not any(c.target == ident for c in choices) and not (
-        integration.project_type == Integration.ProjectType.HYBRID and any(c.target in IDENTIFIERS for c in choices)
-    ):
+    accepted = accepted_identifiers(integration.project_type)
+    if not any(c.target in accepted for c in choices):
+        wanted = " or ".join(f"'{name}'" for name in accepted)
         errors["__all__"] = (
-            f"Map a form field to '{ident}': Iterable identifies users by it in a "
+            f"Map a form field to {wanted}: Iterable identifies users by it in a "
             f"{integration.get_project_type_display().lower()} project, so without it nothing can be synced."
         )
     targets: dict[str, list[str]] = {}
@@ -201,8 +249,8 @@ def validate_choices(
     if shared and not confirm_shared:
         described = "; ".join(f"'{t}' from {', '.join(keys)}" for t, keys in shared.items())
         errors["__shared__"] = (
-            f"Several form fields go to the same Iterable field ({described}). Confirm that the first one in the "
-            "list with a value wins, or map them apart."
+            f"Several form fields go to the same Iterable field ({described}). Pick which one wins when both "
+            "have a value and confirm, or map them apart."
         )
     if errors:
         raise MappingInvalid(errors)
@@ -231,35 +279,84 @@ def mappings_from_choices(
     ]
 
 
-@transaction.atomic
+def order_by_precedence(choices: list[RowChoice], winners: dict[str, str]) -> list[RowChoice]:
+    """``choices`` with each shared target's chosen winner (``{target: source key}``) moved ahead
+    of the other sources of that target; everything else keeps its order. The order is the
+    precedence: the first source listed with a value wins (see ``build_record``)."""
+    ordered = list(choices)
+    for target, winner in winners.items():
+        sharing = [i for i, c in enumerate(ordered) if c.target == target]
+        picked = next((i for i in sharing if ordered[i].source_key == winner), None)
+        if picked is not None and len(sharing) > 1 and picked != sharing[0]:
+            ordered.insert(sharing[0], ordered.pop(picked))
+    return ordered
+
+
+def shared_targets(choices: list[RowChoice]) -> dict[str, list[str]]:
+    """Targets that several sources go to, each with its sources in precedence order."""
+    groups: dict[str, list[str]] = {}
+    for choice in choices:
+        if choice.target:
+            groups.setdefault(choice.target, []).append(choice.source_key)
+    return {target: keys for target, keys in groups.items() if len(keys) > 1}
+
+
+def _describe(mapping: FieldMapping) -> dict[str, Any]:
+    """One mapping row as the audit log keeps it: enough to rebuild the mapping of any version."""
+    return {
+        "target": mapping.target,
+        "type": mapping.target_type,
+        "create_new": mapping.create_new,
+        "send_empty": mapping.send_empty,
+        "position": mapping.position,
+    }
+
+
 def mapping_save(
     *, integration: Integration, actor: User, choices: list[RowChoice], confirm_shared: bool = False
 ) -> list[FieldMapping]:
-    """Validate and store the mapping; audited with what changed."""
-    schema = schema_for(integration=integration)
+    """Validate and store the mapping (``choices`` in precedence order).
+
+    Audited as a numbered version: the whole mapping, plus what changed since the last one.
+    """
+    schema = schema_for(integration=integration)  # before the transaction: it may call Iterable
     available = dict(mappable_fields(schema))
     sources = source_fields(integration=integration)
     validate_choices(
-        integration=integration, choices=choices, available=available, sources=sources, confirm_shared=confirm_shared
+        integration=integration,
+        choices=choices,
+        available=available,
+        sources=sources,
+        confirm_shared=confirm_shared,
+        schema_fields=schema.fields,
     )
-    before = {m.source_key: m.target for m in integration.mappings.all()}
-    integration.mappings.all().delete()
-    saved = FieldMapping.objects.bulk_create(
-        mappings_from_choices(integration=integration, choices=choices, available=available, sources=sources)
-    )
-    after = {m.source_key: m.target for m in saved}
-    changes = {
-        k: {"from": before.get(k, ""), "to": after.get(k, "")}
-        for k in sorted(set(before) | set(after))
-        if before.get(k, "") != after.get(k, "")
-    }
-    audit_record(
-        workspace=integration.workspace,
-        actor=actor,
-        verb="mapping.saved",
-        target=integration.get_kind_display(),
-        data={"changes": changes},
-    )
+    with transaction.atomic():
+        # One save at a time per integration, so versions are numbered without gaps or twins.
+        Integration.objects.select_for_update().filter(pk=integration.pk).first()
+        before = {m.source_key: _describe(m) for m in integration.mappings.all()}
+        integration.mappings.all().delete()
+        saved = FieldMapping.objects.bulk_create(
+            mappings_from_choices(integration=integration, choices=choices, available=available, sources=sources)
+        )
+        after = {m.source_key: _describe(m) for m in saved}
+        changes = {
+            key: {"from": before.get(key), "to": after.get(key)}
+            for key in sorted(set(before) | set(after))
+            if before.get(key) != after.get(key)
+        }
+        version = (
+            scoped(AuditEvent, integration.workspace)
+            .filter(verb="mapping.saved", target=integration.get_kind_display())
+            .count()
+            + 1
+        )
+        audit_record(
+            workspace=integration.workspace,
+            actor=actor,
+            verb="mapping.saved",
+            target=integration.get_kind_display(),
+            data={"version": version, "changes": changes, "mapping": after},
+        )
     return saved
 
 
@@ -360,9 +457,12 @@ def build_record(data: dict[str, Any], plan: MappingPlan) -> BuiltRecord:
                 skipped.append((planned.source_key, f"'{planned.target}' already set by a field listed before"))
             continue
         if is_empty(value):
-            if planned.send_empty:
-                (top if planned.target in IDENTIFIERS else data_fields)[planned.target] = None
+            if planned.send_empty and planned.target not in IDENTIFIERS:
+                # set_path, so an empty address.city erases the nested field, not a field named "address.city"
+                set_path(data_fields, planned.target, None)
                 set_targets.add(planned.target)
+            elif planned.send_empty:
+                skipped.append((planned.source_key, "empty: an identifier is never sent empty"))
             else:
                 skipped.append((planned.source_key, "empty: not sent, so it cannot erase data"))
             continue
@@ -371,26 +471,38 @@ def build_record(data: dict[str, Any], plan: MappingPlan) -> BuiltRecord:
             continue
         try:
             if planned.target in IDENTIFIERS:
-                text = coerce(value, "string", planned.target).strip()
-                top[planned.target] = text.lower() if planned.target == "email" else text
+                top[planned.target] = _identifier_value(planned.target, value)
             else:
                 set_path(data_fields, planned.target, coerce(value, planned.target_type, planned.source_key))
         except CoercionError as exc:
             errors.append(str(exc))
             continue
         set_targets.add(planned.target)
-    ident_name = "userId" if plan.project_type == Integration.ProjectType.USER_ID else "email"
-    identifier = top.get(ident_name) or top.get("userId") or top.get("email") or ""
+    accepted = accepted_identifiers(plan.project_type)
+    identifier = next((top[name] for name in accepted if top.get(name)), "")
     if errors:
-        return BuiltRecord("error", identifier=str(identifier), skipped=skipped, errors=errors)
+        return BuiltRecord("error", identifier=identifier, skipped=skipped, errors=errors)
     if not identifier:
+        wanted = " or ".join(accepted)
         return BuiltRecord(
-            "skip", skipped=skipped, skip_reason=f"no {ident_name}: nothing identifies this contact in Iterable"
+            "skip", skipped=skipped, skip_reason=f"no {wanted}: nothing identifies this contact in Iterable"
         )
     payload: dict[str, Any] = {**top, "dataFields": data_fields}
     if any(isinstance(v, dict) for v in data_fields.values()):
         payload["mergeNestedObjects"] = True  # nested fields add to an object, never replace it whole
     return BuiltRecord("ok", payload=payload, identifier=str(identifier), skipped=skipped)
+
+
+def _identifier_value(target: str, value: Any) -> str:
+    """The identifier as Iterable wants it; raises CoercionError when Iterable would refuse it."""
+    text = coerce(value, "string", target).strip()
+    if target == "email":
+        return text.lower()
+    if len(text) > USER_ID_MAX_LENGTH:
+        raise CoercionError(f"field userId: {text[:20]!r}… is longer than Iterable's {USER_ID_MAX_LENGTH} characters")
+    if not (text.isascii() and text.isprintable()):
+        raise CoercionError(f"field userId: {text!r} has characters Iterable refuses (use printable ASCII)")
+    return text
 
 
 def record_preview(

@@ -9,9 +9,10 @@ from django.views.decorators.http import require_POST
 
 from field_mapping.forms import NEW, choices_from_post, initial_choices
 from field_mapping.services import (
+    SCHEMA_MAX_AGE,
     MappingInvalid,
     RowChoice,
-    identifier_target,
+    accepted_identifiers,
     mappable_fields,
     mapping_problems,
     mapping_save,
@@ -19,6 +20,7 @@ from field_mapping.services import (
     record_preview,
     schema_for,
     schema_refresh,
+    shared_targets,
     source_fields,
     validate_choices,
 )
@@ -46,6 +48,7 @@ def _preview_context(
     available: dict[str, str],
     sources: list,
     confirm_shared: bool,
+    schema_fields: dict[str, str],
 ) -> dict:
     contacts = list(
         scoped(Contact, request.workspace).select_related("flow").order_by("-created_at", "-id")[:PREVIEW_CONTACTS]
@@ -64,6 +67,7 @@ def _preview_context(
             available=available,
             sources=sources,
             confirm_shared=confirm_shared,
+            schema_fields=schema_fields,
         )
     except MappingInvalid as exc:
         errors = exc.errors
@@ -77,6 +81,8 @@ def _preview_context(
         "preview_record": built,
         "preview_body": json.dumps(body, indent=2, ensure_ascii=False) if body is not None else "",
         "preview_errors": errors,
+        "shared": shared_targets(choices),
+        "confirm_shared": confirm_shared,
     }
 
 
@@ -89,8 +95,11 @@ def _render(
     errors: dict[str, str],
     status: int = 200,
     template: str = "field_mapping/mapping.html",
+    refetch: bool = True,
 ) -> HttpResponse:
-    schema = schema_for(integration=integration)
+    # The preview re-renders on every change: it works from the cached copy, so typing in the
+    # form never spends Iterable's getFields budget (3 per second per project).
+    schema = schema_for(integration=integration, max_age=SCHEMA_MAX_AGE if refetch else None)
     available = dict(mappable_fields(schema))
     sources = source_fields(integration=integration)
     by_key = {c.source_key: c for c in choices}
@@ -112,11 +121,10 @@ def _render(
         "schema": schema,
         "available": sorted(available.items(), key=lambda kv: (kv[0] not in ("email", "userId"), kv[0].lower())),
         "rows": rows,
-        "identifier": identifier_target(integration),
+        "identifiers": accepted_identifiers(integration.project_type),
         "errors": errors,
-        "confirm_shared": confirm_shared,
         "NEW": NEW,
-        **_preview_context(request, integration, choices, available, sources, confirm_shared),
+        **_preview_context(request, integration, choices, available, sources, confirm_shared, schema.fields),
     }
     return render(request, template, context, status=status)
 
@@ -155,6 +163,7 @@ def mapping_preview(request: HttpRequest, kind: str) -> HttpResponse:
         confirm_shared=confirm_shared,
         errors={},
         template="field_mapping/mapping.html#preview",
+        refetch=False,
     )
 
 

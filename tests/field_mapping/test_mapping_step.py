@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from field_mapping.models import DestinationSchema, FieldMapping
 from tests.field_mapping.conftest import mapping_post
@@ -45,17 +48,27 @@ def test_suggestions_are_preselected(alice_client, connected, flows):
 def test_the_identifier_is_required(alice_client, connected, flows):
     response = alice_client.post(URL, mapping_post(email="", first_name="firstName"))
     assert response.status_code == 400
-    assert "Map a form field to 'email'" in response.context["errors"]["__all__"]
+    assert "Map a form field to 'email' or 'userId'" in response.context["errors"]["__all__"]
     assert not FieldMapping.objects.exists()
+
+
+def test_a_user_id_project_requires_user_id(alice_client, connected, flows):
+    connected.project_type = "userId"
+    connected.save()
+    response = alice_client.post(URL, mapping_post(email="email", first_name="firstName"))
+    assert response.status_code == 400
+    assert (
+        "Map a form field to 'userId': Iterable identifies users by it in a userid-based project"
+        in (response.context["errors"]["__all__"])
+    )
+    assert "identifies users by <code>userId</code>" in alice_client.get(URL).content.decode()
 
 
 def test_two_fields_to_one_target_need_a_confirmed_precedence(alice_client, connected, flows):
     data = mapping_post(email="email", first_name="firstName", company="firstName")
     response = alice_client.post(URL, data)
-    assert (
-        response.status_code == 400
-        and "first one in the list with a value wins" in response.context["errors"]["__shared__"]
-    )
+    assert response.status_code == 400
+    assert "Pick which one wins when both have a value and confirm" in response.context["errors"]["__shared__"]
     assert alice_client.post(URL, {**data, "confirm_shared": "on"}).status_code == 302
     assert FieldMapping.objects.filter(target="firstName").count() == 2
 
@@ -68,6 +81,13 @@ def test_two_fields_to_one_target_need_a_confirmed_precedence(alice_client, conn
         ("a..b", "not a valid"),
         ("age", "already has a field 'age'"),
         ("", "not a valid"),
+        ("shoe  size", "stray spaces"),
+        ("shoe .size", "stray spaces"),
+        ("signupDate", "a field Iterable manages itself"),
+        ("address", "a field Iterable manages itself (or an object)"),
+        ("store_geo_location", "_geo_location hold coordinates"),
+        ("age.years", "'age' is a long field, so it cannot hold 'age.years'"),
+        ("AGE", "Names are case-sensitive, so 'AGE' would be a second field: pick 'age'"),
     ],
 )
 def test_new_field_names_are_validated(alice_client, connected, flows, name, error):
@@ -91,15 +111,23 @@ def test_a_new_field_takes_its_type_from_the_form_field(alice_client, connected,
     assert types["age"][0] == ""  # not in the POST: don't sync
 
 
-def test_saving_is_audited_with_what_changed(alice_client, connected, flows):
+def test_saving_is_audited_as_numbered_versions(alice_client, connected, flows):
     alice_client.post(URL, mapping_post(email="email", first_name="firstName"))
-    alice_client.post(URL, mapping_post(email="email", first_name="", age="age"))
+    alice_client.post(URL, mapping_post(email="email", first_name="", age="age", empty__age="on"))
     events = list(AuditEvent.objects.filter(verb="mapping.saved").order_by("id"))
-    assert len(events) == 2
-    assert events[1].data["changes"] == {
-        "age": {"from": "", "to": "age"},
-        "first_name": {"from": "firstName", "to": ""},
+    assert [e.data["version"] for e in events] == [1, 2]
+    changes = events[1].data["changes"]
+    assert set(changes) == {"age", "first_name"}
+    assert changes["first_name"]["from"]["target"] == "firstName" and changes["first_name"]["to"]["target"] == ""
+    assert changes["age"]["from"]["target"] == "" and changes["age"]["to"] == {
+        "target": "age",
+        "type": "long",
+        "create_new": False,
+        "send_empty": True,
+        "position": changes["age"]["to"]["position"],
     }
+    # The whole mapping of each version is kept, so any earlier one can be read back.
+    assert events[0].data["mapping"]["first_name"]["target"] == "firstName"
     assert events[1].actor_email == "alice@example.com"
 
 
@@ -111,6 +139,26 @@ def test_the_schema_is_cached_and_refreshable(alice_client, connected, flows, it
     alice_client.post(URL + "refresh/")
     assert "loyaltyTier" in DestinationSchema.objects.get().fields
     assert "loyaltyTier" in alice_client.get(URL).content.decode()
+
+
+def test_the_preview_never_fetches_the_schema_again(alice_client, connected, flows, iterable):
+    alice_client.get(URL)
+    before = iterable.stats()["counts"].get("/api/users/getFields")
+    DestinationSchema.objects.update(fetched_at=timezone.now() - timedelta(hours=1))  # stale
+    for _ in range(3):
+        alice_client.post(URL + "preview/", mapping_post(email="email"), headers={"HX-Request": "true"})
+    assert iterable.stats()["counts"].get("/api/users/getFields") == before
+
+
+def test_a_failed_fetch_is_not_retried_on_every_page_load(alice_client, connected, flows, iterable):
+    alice_client.get(URL)
+    DestinationSchema.objects.update(fetched_at=timezone.now() - timedelta(hours=1))
+    iterable.fault("/api/users/getFields", status=500, times=50)
+    alice_client.get(URL)
+    failed = iterable.stats()["counts"].get("/api/users/getFields")
+    alice_client.get(URL)
+    alice_client.get(URL)
+    assert iterable.stats()["counts"].get("/api/users/getFields") == failed
 
 
 def test_a_failed_refresh_keeps_the_last_copy_and_says_why(alice_client, connected, flows, iterable):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from field_mapping.services import build_record, mapping_plan, schema_refresh
+from field_mapping.services import MappingPlan, PlannedField, build_record, mapping_plan, schema_refresh
 from integrations.destinations import destination_for
 from tests.factories import ContactFactory
 from tests.field_mapping.conftest import mapping_post
@@ -89,6 +89,82 @@ def test_precedence_first_non_empty_wins(connected, flows, alice_client):
     assert build_record({"email": "a@b.co", "first_name": "Ada"}, plan).payload["dataFields"] == {"firstName": "Ada"}
     both = build_record({"email": "a@b.co", "first_name": "Ada", "company": "Acme"}, plan)
     assert both.payload["dataFields"] == {"firstName": "Acme"} and both.skipped[0][0] == "first_name"
+
+
+def test_the_admin_picks_which_field_wins(connected, flows, alice_client):
+    data = mapping_post(email="email", first_name="firstName", company="firstName", confirm_shared="on")
+    alice_client.post(URL, {**data, "first__firstName": "first_name"})
+    both = build_record(
+        {"email": "a@b.co", "first_name": "Ada", "company": "Acme"}, mapping_plan(integration=connected)
+    )
+    assert both.payload["dataFields"] == {"firstName": "Ada"}
+    page = alice_client.get(URL).content.decode()  # the saved precedence is shown again
+    assert '<option value="first_name" selected>first_name wins</option>' in page
+
+
+def test_the_preview_offers_the_precedence_only_for_shared_fields(alice_client, connected, flows, contact):
+    _, html = _preview(alice_client, mapping_post(email="email", first_name="firstName"), contact)
+    assert 'data-testid="shared-targets"' not in html
+    data = mapping_post(email="email", first_name="firstName", company="firstName", confirm_shared="on")
+    preview, html = _preview(alice_client, {**data, "first__firstName": "first_name"}, contact)
+    assert 'name="first__firstName"' in html and preview["users"][0]["dataFields"]["firstName"] == "Ada"
+
+
+def test_an_empty_nested_field_is_sent_as_a_nested_null(connected, flows, alice_client):
+    alice_client.post(URL, mapping_post(email="email", new__city="address.city", empty__city="on"))
+    record = build_record({"email": "a@b.co", "city": ""}, mapping_plan(integration=connected))
+    assert record.payload["dataFields"] == {"address": {"city": None}}
+    assert record.payload["mergeNestedObjects"] is True  # erases the city, keeps the rest of the address
+
+
+@pytest.mark.parametrize("kind", ["string", "long", "double", "boolean", "date"])
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_empty_input_of_every_type_is_not_sent(connected, kind, value):
+    plan = MappingPlan(
+        project_type="email",
+        fields=[PlannedField("email", "email", "string", False), PlannedField("x", "x", kind, False)],
+        create_new_fields=False,
+    )
+    record = build_record({"email": "a@b.co", "x": value}, plan)
+    assert record.status == "ok" and record.payload["dataFields"] == {} and record.skipped[0][0] == "x"
+
+
+def _identifier_plan(project_type: str) -> MappingPlan:
+    return MappingPlan(
+        project_type=project_type,
+        fields=[PlannedField("email", "email", "string", False), PlannedField("uid", "userId", "string", False)],
+        create_new_fields=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("project_type", "data", "status", "identifier"),
+    [
+        ("hybrid", {"email": "A@b.co"}, "ok", "a@b.co"),
+        ("hybrid", {"uid": "u-1"}, "ok", "u-1"),
+        ("email", {"email": "a@b.co", "uid": "u-1"}, "ok", "a@b.co"),
+        # An unknown userId sent alone is an error in an email-based project (reference 6.1).
+        ("email", {"uid": "u-1"}, "skip", ""),
+        ("userId", {"email": "a@b.co", "uid": "u-1"}, "ok", "u-1"),
+        # A userID-based project does not identify users by email.
+        ("userId", {"email": "a@b.co"}, "skip", ""),
+    ],
+)
+def test_each_project_type_takes_only_its_identifiers(project_type, data, status, identifier):
+    record = build_record(data, _identifier_plan(project_type))
+    assert (record.status, record.identifier) == (status, identifier)
+    if status == "skip":
+        wanted = {"email": "no email", "userId": "no userId"}[project_type]
+        assert record.reason.startswith(wanted)
+
+
+@pytest.mark.parametrize(
+    ("user_id", "message"),
+    [("u" * 53, "longer than Iterable's 52 characters"), ("jürgen", "characters Iterable refuses")],
+)
+def test_a_user_id_iterable_would_refuse_fails_its_record(user_id, message):
+    record = build_record({"uid": user_id}, _identifier_plan("userId"))
+    assert record.status == "error" and message in record.reason
 
 
 def test_drift_warns_on_the_tile_and_fails_the_affected_records(alice_client, connected, flows, contact, iterable):
