@@ -8,7 +8,10 @@ import re
 import pytest
 
 from field_mapping.services import MappingPlan, PlannedField, build_record, mapping_plan, schema_refresh
+from integrations import engine
 from integrations.destinations import destination_for
+from integrations.models import OutboxItem
+from integrations.sync import sync_now
 from tests.factories import ContactFactory
 from tests.field_mapping.conftest import mapping_post
 
@@ -40,9 +43,9 @@ def test_preview_equals_what_push_sends(alice_client, connected, flows, contact,
         "createNewFields": True,
     }
     alice_client.post(URL, data)
-    plan = mapping_plan(integration=connected)
-    record = build_record(contact.data, plan)
-    destination_for(connected).push([record.payload], create_new_fields=plan.create_new_fields)
+    # Through the sync engine, as a real run sends it.
+    OutboxItem.objects.create(integration=connected, contact=contact)
+    engine.run_sync(sync_now(integration=connected).pk)
     sent = iterable.requests("/api/users/bulkUpdate")[-1]["body"]
     assert sent == preview
     assert iterable.user("ada@example.com")["dataFields"]["Shoe Size"] == "M"
