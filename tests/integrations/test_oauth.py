@@ -12,9 +12,11 @@ from integrations import oauth
 from integrations.destinations import destination_for
 from integrations.destinations.base import AuthError, ServerError
 from integrations.models import Integration
+from workspaces.models import Role
 
 pytestmark = pytest.mark.django_db
 CALLBACK = "http://testserver/integrations/oauth/iterable/callback/"
+CONNECT = "/w/acme/integrations/iterable/connect/"
 
 
 @pytest.fixture
@@ -41,6 +43,13 @@ def _authorize(client) -> str:
 
 def _messages(response) -> str:
     return " ".join(str(m) for m in response.context["messages"])
+
+
+def _refused(response, words: str, *, ends_on: str = CONNECT) -> None:
+    """A failed callback: it says why, ends on the workspace's Iterable connect page, and stored nothing."""
+    assert words in _messages(response)
+    assert response.redirect_chain[-1][0] == ends_on
+    assert not Integration.objects.exists()
 
 
 def test_full_flow_connects_and_the_client_uses_the_token(alice_client, oauth_server):
@@ -104,40 +113,42 @@ def test_a_token_endpoint_outage_during_refresh_is_retryable_not_fatal(alice_cli
 
 def test_denied_consent(alice_client, oauth_server):
     oauth_server.configure(oauth_deny_next=True)
-    response = alice_client.get(_authorize(alice_client), follow=True)
-    assert "You declined access in Iterable" in _messages(response)
-    assert response.redirect_chain[-1][0] == "/w/acme/integrations/iterable/connect/"
-    assert not Integration.objects.exists()
+    _refused(alice_client.get(_authorize(alice_client), follow=True), "You declined access in Iterable")
 
 
 def test_bad_state(alice_client, oauth_server):
-    callback = _authorize(alice_client).replace("state=", "state=tampered")
-    response = alice_client.get(callback, follow=True)
-    assert "state mismatch" in _messages(response)
-    assert not Integration.objects.exists()
+    callback = _authorize(alice_client)
+    _refused(alice_client.get(callback.replace("state=", "state=tampered"), follow=True), "state mismatch")
+    # The sign-in is spent: the genuine answer arriving after the forged one is refused, on the same page.
+    _refused(alice_client.get(callback, follow=True), "already completed or has expired")
 
 
 def test_replayed_callback(alice_client, oauth_server):
     callback = _authorize(alice_client)
     alice_client.get(callback)
     Integration.objects.all().delete()
-    response = alice_client.get(callback, follow=True)
-    assert "already completed or has expired" in _messages(response)
-    assert not Integration.objects.exists()
+    _refused(alice_client.get(callback, follow=True), "already completed or has expired")
 
 
 def test_token_endpoint_error(alice_client, oauth_server):
     oauth_server.configure(oauth_fail_token_endpoint=True)
     response = alice_client.get(_authorize(alice_client), follow=True)
-    assert "could not be reached" in _messages(response) and "Nothing was saved" in _messages(response)
-    assert not Integration.objects.exists()
+    _refused(response, "could not be reached")
+    assert "Nothing was saved" in _messages(response)
+
+
+def test_an_admin_demoted_during_the_sign_in_connects_nothing(alice_client, alice, oauth_server):
+    callback = _authorize(alice_client)
+    alice.memberships.update(role=Role.VIEWER)
+    # A viewer may not open the connect page: the integrations tiles instead.
+    _refused(alice_client.get(callback, follow=True), "Only workspace admins", ends_on="/w/acme/integrations/")
 
 
 def test_a_callback_for_another_user_session_does_nothing(alice_client, charlie_client, oauth_server):
     callback = _authorize(alice_client)
     response = charlie_client.get(callback, follow=True)
-    assert "already completed or has expired" in _messages(response)  # charlie's session never started it
-    assert not Integration.objects.exists()
+    # Charlie's session never started this sign-in, so nothing in it names a workspace: his own home page.
+    _refused(response, "already completed or has expired", ends_on="/w/bravo/")
 
 
 def test_pkce_is_enforced(oauth_server):
