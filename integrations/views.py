@@ -20,6 +20,7 @@ from integrations.services import (
     integration_connect_oauth,
     integration_disconnect,
     integration_reverify,
+    oauth_check_project_type,
 )
 from integrations.sync import (
     SyncNotStarted,
@@ -180,6 +181,11 @@ def oauth_start(request: HttpRequest, kind: str) -> HttpResponse:
         return redirect("integrations:connect", request.workspace.slug, kind)
     form = OAuthStartForm(request.POST)
     project_type = form.cleaned_data["project_type"] if form.is_valid() else Integration.ProjectType.HYBRID
+    try:
+        oauth_check_project_type(project_type)  # no round trip to Iterable for a sign-in bound to fail
+    except ConnectError as exc:
+        messages.error(request, exc.message)
+        return redirect("integrations:connect", request.workspace.slug, kind)
     redirect_uri = request.build_absolute_uri(reverse("oauth-callback", args=[kind]))
     url, state, verifier = oauth.authorization_request(redirect_uri)
     # SECURITY: state and verifier live in this user's session only, bound to the workspace.

@@ -12,11 +12,13 @@ from integrations import oauth
 from integrations.destinations import destination_for
 from integrations.destinations.base import AuthError, ServerError
 from integrations.models import Integration
+from integrations.services import ConnectError, integration_connect_oauth
 from workspaces.models import Role
 
 pytestmark = pytest.mark.django_db
 CALLBACK = "http://testserver/integrations/oauth/iterable/callback/"
 CONNECT = "/w/acme/integrations/iterable/connect/"
+START = "/w/acme/integrations/iterable/oauth/start/"
 
 
 @pytest.fixture
@@ -30,9 +32,17 @@ def oauth_server(iterable, settings):
     return iterable
 
 
-def _authorize(client) -> str:
+@pytest.fixture
+def eu_oauth_server(oauth_server, settings):
+    """The same client, registered for the emulator's EU project (userID-based) and configured for the EU."""
+    settings.ITERABLE_OAUTH_REGION = "eu"
+    oauth_server.add_oauth_client("flowsync-test", "s3cret-for-tests-only", [CALLBACK], project_id=2, region="eu")
+    return oauth_server
+
+
+def _authorize(client, project_type: str = "hybrid") -> str:
     """Start in Flowsync, let the emulator approve; returns the callback path + query."""
-    start = client.post("/w/acme/integrations/iterable/oauth/start/", {"project_type": "hybrid"})
+    start = client.post(START, {"project_type": project_type})
     assert start.status_code == 302
     query = parse_qs(urlsplit(start["Location"]).query)
     assert query["code_challenge_method"] == ["S256"] and query["code_challenge"] and query["state"]
@@ -151,6 +161,42 @@ def test_a_callback_for_another_user_session_does_nothing(alice_client, charlie_
     _refused(response, "already completed or has expired", ends_on="/w/bravo/")
 
 
+def test_a_grant_without_write_rights_is_refused(alice_client, oauth_server, settings):
+    settings.ITERABLE_OAUTH_SCOPES = "users:read"  # the token can read the project but not write users
+    response = alice_client.get(_authorize(alice_client), follow=True)
+    _refused(response, "cannot create or update users")
+    assert "Nothing was connected" in _messages(response)
+
+
+def test_a_token_for_another_data_center_is_refused(alice_client, oauth_server, settings):
+    settings.ITERABLE_OAUTH_REGION = "eu"  # but the client belongs to the emulator's US project
+    _refused(alice_client.get(_authorize(alice_client), follow=True), "did not accept the token")
+
+
+def test_eu_oauth_connects_a_userid_project(alice_client, eu_oauth_server):
+    response = alice_client.get(_authorize(alice_client, "userId"), follow=True)
+    assert "Connected to Iterable with OAuth" in _messages(response)
+    integration = Integration.objects.get()
+    assert (integration.region, integration.project_type) == ("eu", "userId")
+
+
+def test_eu_has_no_email_based_projects_with_oauth_either(alice_client, alice, workspace_a, eu_oauth_server):
+    # Refused before the admin is sent to Iterable...
+    response = alice_client.post(START, {"project_type": "email"}, follow=True)
+    _refused(response, "no email-based projects")
+    # ...and by the service itself, before it spends the code.
+    with pytest.raises(ConnectError, match="no email-based projects"):
+        integration_connect_oauth(
+            workspace=workspace_a,
+            actor=alice,
+            code="any",
+            code_verifier="any",
+            redirect_uri=CALLBACK,
+            project_type="email",
+        )
+    assert not Integration.objects.exists()
+
+
 def test_pkce_is_enforced(oauth_server):
     url, _state, _verifier = oauth.authorization_request(CALLBACK)
     code = parse_qs(urlsplit(requests.get(url, allow_redirects=False, timeout=5).headers["Location"]).query)["code"][0]
@@ -160,5 +206,5 @@ def test_pkce_is_enforced(oauth_server):
 
 def test_start_is_refused_when_oauth_is_off(alice_client, iterable, settings):
     settings.ITERABLE_OAUTH_ENABLED = False
-    response = alice_client.post("/w/acme/integrations/iterable/oauth/start/", follow=True)
+    response = alice_client.post(START, follow=True)
     assert "no OAuth broker configured" in _messages(response)
