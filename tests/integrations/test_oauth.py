@@ -22,21 +22,10 @@ START = "/w/acme/integrations/iterable/oauth/start/"
 
 
 @pytest.fixture
-def oauth_server(iterable, settings):
-    settings.ITERABLE_OAUTH_AUTHORIZE_URL = f"{iterable.server.url}/oauth/authorize"
-    settings.ITERABLE_OAUTH_TOKEN_URL = f"{iterable.server.url}/oauth/token"
-    settings.ITERABLE_OAUTH_CLIENT_ID = "flowsync-test"
-    settings.ITERABLE_OAUTH_CLIENT_SECRET = "s3cret-for-tests-only"
-    settings.ITERABLE_OAUTH_ENABLED = True
-    iterable.add_oauth_client("flowsync-test", "s3cret-for-tests-only", [CALLBACK])
-    return iterable
-
-
-@pytest.fixture
 def eu_oauth_server(oauth_server, settings):
     """The same client, registered for the emulator's EU project (userID-based) and configured for the EU."""
     settings.ITERABLE_OAUTH_REGION = "eu"
-    oauth_server.add_oauth_client("flowsync-test", "s3cret-for-tests-only", [CALLBACK], project_id=2, region="eu")
+    oauth_server.register_oauth_client(project_id=2, region="eu")
     return oauth_server
 
 
