@@ -4,6 +4,7 @@ no secret is ever logged or written anywhere but the encrypted credentials."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,25 @@ def _unreachable(exc: DestinationError, doing: str = "to check the key") -> Conn
     )
 
 
+def _verify(
+    destination: IterableDestination,
+    refused: Callable[[AuthError | ForbiddenError], ConnectError],
+    doing: str = "to check the key",
+) -> None:
+    """The checks every way of connecting makes before anything is stored: the project type exists in the
+    data center, and the destination's verify() proves the credentials read fields and write users.
+    ``refused`` words Iterable's refusal for the kind of credentials (a pasted key, an OAuth grant)."""
+    _check_project_type(destination.client.region, destination.project_type)
+    try:
+        destination.verify()
+    except (AuthError, ForbiddenError) as exc:
+        raise refused(exc) from None
+    except (TransportError, ServerError) as exc:
+        raise _unreachable(exc, doing) from None
+    except DestinationError as exc:
+        raise ConnectError(f"Iterable refused the check: {exc.message}", code=exc.code) from None
+
+
 def _verify_key(api_key: str, region: str, project_type: str) -> str:
     """The region the key works in, verified for reading fields and writing users; else ConnectError."""
     if region == "auto":
@@ -79,31 +99,26 @@ def _verify_key(api_key: str, region: str, project_type: str) -> str:
                 code="unknown_key",
             )
         region = found
-    _check_project_type(region, project_type)
-    destination = IterableDestination(IterableClient(region=region, api_key=api_key), project_type=project_type)
-    try:
-        destination.verify()
-    except AuthError:
+
+    def refused(exc: AuthError | ForbiddenError) -> ConnectError:
+        if isinstance(exc, ForbiddenError):
+            return ConnectError(exc.message, field="api_key", code=exc.code)
         other = "eu" if region == "us" else "us"
         if detect_region(api_key, other) == other:
-            raise ConnectError(
+            return ConnectError(
                 f"This key belongs to a project in the {region_label(other)} data center, not "
                 f"{region_label(region)}. Pick {other.upper()} (or auto-detect) and connect again.",
                 field="region",
                 code="wrong_region",
-            ) from None
-        raise ConnectError(
+            )
+        return ConnectError(
             "Iterable does not recognise this key. Check you copied the whole key and that it was not deleted. "
             + CREATE_KEY_HINT,
             field="api_key",
             code="unknown_key",
-        ) from None
-    except ForbiddenError as exc:
-        raise ConnectError(exc.message, field="api_key", code=exc.code) from None
-    except (TransportError, ServerError) as exc:
-        raise _unreachable(exc) from None
-    except DestinationError as exc:
-        raise ConnectError(f"Iterable refused the check: {exc.message}", code=exc.code) from None
+        )
+
+    _verify(IterableDestination(IterableClient(region=region, api_key=api_key), project_type=project_type), refused)
     return region
 
 
@@ -117,8 +132,6 @@ def integration_connect_api_key(*, workspace: Workspace, actor: User, request: C
     api_key = request.api_key.strip()
     if not api_key:
         raise ConnectError("Paste the API key.", field="api_key")
-    if request.region != "auto":
-        _check_project_type(request.region, request.project_type)
     region = _verify_key(api_key, request.region, request.project_type)
     with transaction.atomic():
         integration = _integration(workspace, Integration.Kind.ITERABLE)
@@ -160,16 +173,57 @@ def _mark_connected(integration: Integration, *, actor: User, **values: Any) -> 
     alert_clear(integration=integration)
 
 
+def oauth_check_project_type(project_type: str) -> None:
+    """The data-center rule for the OAuth path, whose region is a setting: checked before the admin is sent
+    to Iterable, and again before the code is spent. Raises ConnectError."""
+    _check_project_type(settings.ITERABLE_OAUTH_REGION, project_type)
+
+
+class _IssuedTokens(TokenProvider):
+    """The tokens of a sign-in, not stored yet: they are verified first, like a pasted key."""
+
+    def __init__(self, tokens: dict[str, Any]) -> None:
+        self.tokens = tokens
+
+    def token(self) -> str:
+        return self.tokens["access_token"]
+
+    def refresh(self, stale: str) -> str:
+        # A token issued a moment ago and refused already: renewing it would not change Iterable's mind.
+        raise AuthError("Iterable refused the token it has just issued.", code="oauth_token_refused")
+
+
+def _oauth_refused(exc: AuthError | ForbiddenError) -> ConnectError:
+    if isinstance(exc, ForbiddenError):
+        return ConnectError(
+            "Iterable granted this sign-in too few rights: it cannot create or update users, which every sync "
+            "does. Nothing was connected. Sign in again and approve write access to users (an Iterable project "
+            "admin may have to grant it).",
+            code=exc.code,
+        )
+    region = settings.ITERABLE_OAUTH_REGION
+    return ConnectError(
+        f"Iterable did not accept the token it has just issued in the {region_label(region)} data center: "
+        "this deployment's ITERABLE_OAUTH_REGION may not be your project's. Nothing was connected.",
+        code=exc.code,
+    )
+
+
 def integration_connect_oauth(
     *, workspace: Workspace, actor: User, code: str, code_verifier: str, redirect_uri: str, project_type: str
 ) -> Integration:
-    """Exchange the authorization code and store the tokens. Raises ConnectError; stores nothing then."""
+    """Exchange the authorization code, verify the token as a key would be, and store the tokens.
+    Raises ConnectError; stores nothing then."""
+    oauth_check_project_type(project_type)
     try:
         tokens = oauth.exchange_code(code=code, code_verifier=code_verifier, redirect_uri=redirect_uri)
     except AuthError as exc:
         raise ConnectError(f"Iterable did not grant access: {exc.message}", code=exc.code) from None
     except (TransportError, ServerError) as exc:
         raise _unreachable(exc, "to finish the sign-in") from None
+    region = settings.ITERABLE_OAUTH_REGION
+    client = IterableClient(region=region, tokens=_IssuedTokens(tokens), bucket_id=f"oauth-connect-{workspace.pk}")
+    _verify(IterableDestination(client, project_type=project_type), _oauth_refused, "to check the new token")
     with transaction.atomic():
         integration = _integration(workspace, Integration.Kind.ITERABLE)
         _mark_connected(
@@ -178,7 +232,7 @@ def integration_connect_oauth(
             auth_method=Integration.AuthMethod.OAUTH,
             credentials=tokens,
             key_last4="",
-            region=settings.ITERABLE_OAUTH_REGION,
+            region=region,
             project_type=project_type,
         )
         audit_record(

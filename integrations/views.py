@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -18,6 +20,7 @@ from integrations.services import (
     integration_connect_oauth,
     integration_disconnect,
     integration_reverify,
+    oauth_check_project_type,
 )
 from integrations.sync import (
     SyncNotStarted,
@@ -27,7 +30,7 @@ from integrations.sync import (
     sync_now,
 )
 from sync_logs.models import SyncRun
-from workspaces.models import Role
+from workspaces.models import Membership, Role
 from workspaces.scoping import get_membership, get_object_in_workspace, workspace_view
 
 # Tiles on the Integrations page, in order. Only Iterable can be connected so far.
@@ -47,6 +50,10 @@ DESTINATIONS = [
 ]
 WIZARD_STEPS = [("connect", "Connect"), ("mapping", "Field mapping"), ("frequency", "Sync frequency")]
 OAUTH_SESSION_KEY = "oauth_iterable"
+# The last sign-in this session finished (its state and workspace), so that a replayed callback (a reload,
+# the back button, a second tab) still ends on that workspace's page. The callback URL cannot say it: the
+# redirect URI registered with the authorization server is one fixed URL for every workspace.
+OAUTH_DONE_SESSION_KEY = "oauth_iterable_done"
 
 
 def _destination(kind: str) -> dict:
@@ -174,6 +181,11 @@ def oauth_start(request: HttpRequest, kind: str) -> HttpResponse:
         return redirect("integrations:connect", request.workspace.slug, kind)
     form = OAuthStartForm(request.POST)
     project_type = form.cleaned_data["project_type"] if form.is_valid() else Integration.ProjectType.HYBRID
+    try:
+        oauth_check_project_type(project_type)  # no round trip to Iterable for a sign-in bound to fail
+    except ConnectError as exc:
+        messages.error(request, exc.message)
+        return redirect("integrations:connect", request.workspace.slug, kind)
     redirect_uri = request.build_absolute_uri(reverse("oauth-callback", args=[kind]))
     url, state, verifier = oauth.authorization_request(redirect_uri)
     # SECURITY: state and verifier live in this user's session only, bound to the workspace.
@@ -189,17 +201,22 @@ def oauth_start(request: HttpRequest, kind: str) -> HttpResponse:
 
 @login_required
 def oauth_callback(request: HttpRequest, kind: str) -> HttpResponse:
-    """Where the authorization server sends the browser back. Single use: the session entry is popped."""
+    """Where the authorization server sends the browser back. Single use: the session entry is popped.
+
+    Every failure ends on the Iterable connect page of the workspace the sign-in started from, with what
+    went wrong; nothing is stored then.
+    """
+    _destination(kind)
     pending = request.session.pop(OAUTH_SESSION_KEY, None)
     if pending is None:
-        messages.error(request, "This Iterable sign-in was already completed or has expired. Start again.")
-        return redirect("workspaces:home")
+        return _oauth_callback_spent(request, kind)
+    request.session[OAUTH_DONE_SESSION_KEY] = {"state": pending["state"], "workspace": pending["workspace"]}
     membership = get_membership(request, pending["workspace"])
-    back = redirect("integrations:connect", membership.workspace.slug, kind)
+    back = _oauth_failed_redirect(membership, kind)
     if not membership.is_admin:
         messages.error(request, "Only workspace admins can connect integrations.")
         return back
-    if request.GET.get("state") != pending["state"]:
+    if not secrets.compare_digest(request.GET.get("state", ""), pending["state"]):
         messages.error(
             request,
             "The answer from Iterable did not match this sign-in (state mismatch). Nothing was connected; start again.",
@@ -227,6 +244,27 @@ def oauth_callback(request: HttpRequest, kind: str) -> HttpResponse:
         return back
     messages.success(request, "Connected to Iterable with OAuth. Next: map your form fields.")
     return redirect("field_mapping:mapping", membership.workspace.slug, kind)
+
+
+def _oauth_failed_redirect(membership: Membership, kind: str) -> HttpResponse:
+    # Admins go back to the connect page to try again; anyone else (demoted meanwhile) to the tiles.
+    if membership.is_admin:
+        return redirect("integrations:connect", membership.workspace.slug, kind)
+    return redirect("integrations:list", membership.workspace.slug)
+
+
+def _oauth_callback_spent(request: HttpRequest, kind: str) -> HttpResponse:
+    """A callback with no sign-in pending in this session: a replay, or one this session never started."""
+    messages.error(
+        request,
+        "This Iterable sign-in was already completed or has expired, so nothing was changed. "
+        "If Iterable is not connected yet, start again.",
+    )
+    done = request.session.get(OAUTH_DONE_SESSION_KEY) or {}
+    if done and secrets.compare_digest(request.GET.get("state", ""), done["state"]):
+        return _oauth_failed_redirect(get_membership(request, done["workspace"]), kind)
+    # SECURITY: the URL alone is not trusted to name a workspace; send the user to their own home page.
+    return redirect("workspaces:home")
 
 
 # --- Syncing --------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 It rewrites the formatted message of every record: ``Api-Key`` headers, bearer
 tokens, and JSON/form fields named like a secret keep only their last 4
-characters. Installed on the console handler in settings.LOGGING.
+characters. Installed on the console handler in settings.LOGGING, and on the
+handlers a Celery worker sets up in their place (config/celery.py).
 """
 
 from __future__ import annotations

@@ -299,3 +299,28 @@ def iterable(_iterable_server, settings):
     control.keys = keys
     control.server = _iterable_server
     return control
+
+
+@pytest.fixture
+def oauth_server(iterable, settings):
+    """The emulator as the OAuth authorization server, Flowsync configured as its client.
+
+    The client is registered for the test client's host and the US project;
+    ``oauth_server.register_oauth_client(base_url, project_id=..., region=...)`` registers
+    it again for another host (a live server's) or another project.
+    """
+    settings.ITERABLE_OAUTH_AUTHORIZE_URL = f"{iterable.server.url}/oauth/authorize"
+    settings.ITERABLE_OAUTH_TOKEN_URL = f"{iterable.server.url}/oauth/token"
+    settings.ITERABLE_OAUTH_CLIENT_ID = "flowsync-test"
+    settings.ITERABLE_OAUTH_CLIENT_SECRET = "s3cret-for-tests-only"
+    settings.ITERABLE_OAUTH_ENABLED = True
+
+    def register(base_url: str = "http://testserver", **project) -> None:
+        callback = f"{base_url}/integrations/oauth/iterable/callback/"
+        iterable.add_oauth_client(
+            settings.ITERABLE_OAUTH_CLIENT_ID, settings.ITERABLE_OAUTH_CLIENT_SECRET, [callback], **project
+        )
+
+    register()
+    iterable.register_oauth_client = register
+    return iterable

@@ -4,7 +4,7 @@
     python -m emulators.iterable --port 9100
 
 Regions are path prefixes: ``http://host:port/us`` and ``http://host:port/eu`` (no
-prefix is US); a key works only in its own region. ``/_emulator/...`` is the
+prefix is US); a key or OAuth token works only in its own region. ``/_emulator/...`` is the
 control API tests use (see :mod:`emulators.iterable.control`), ``/oauth/...`` an
 OAuth 2 authorization server (code + PKCE, refresh-token rotation).
 """
@@ -31,6 +31,7 @@ from emulators.iterable.state import (
     MOBILE,
     MOBILE_ENDPOINTS,
     READ_ONLY,
+    SERVER_SIDE,
     USERID_BASED,
     EmulatorState,
     Fault,
@@ -136,9 +137,12 @@ class Handler(BaseHTTPRequestHandler):
         bearer = self.headers.get("Authorization", "")
         if api_key is None and bearer.lower().startswith("bearer "):
             token = state.access_tokens.get(bearer[7:].strip())
-            if token is None or token["expires_at"] < time.time():
+            # Like a key, a token works only in its project's data center.
+            if token is None or token["expires_at"] < time.time() or token["region"] != region:
                 raise Reply(401, envelope("Unauthorized", "Invalid or expired access token", {"endpoint": path}))
-            return Key(key="oauth", key_type="server_side", project_id=token["project_id"], region=token["region"])
+            # A grant without users:write can read the project but not write users: a read-only key.
+            key_type = SERVER_SIDE if "users:write" in token["scope"].split() else READ_ONLY
+            return Key(key="oauth", key_type=key_type, project_id=token["project_id"], region=token["region"])
         if api_key is None:
             raise Reply(401, envelope("BadAuthorizationHeader", "Api-Key header is missing", {"endpoint": path}))
         key = state.keys.get(api_key)
@@ -418,6 +422,7 @@ def _issue_tokens(state: EmulatorState, client: dict, scope: str) -> dict:
     state.access_tokens[access] = {
         "project_id": client["project_id"],
         "region": client["region"],
+        "scope": scope,
         "expires_at": time.time() + state.oauth_token_ttl,
     }
     state.refresh_tokens[refresh] = {"client_id": client["client_id"], "scope": scope}

@@ -7,6 +7,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from integrations.models import Integration
+from sync_logs.models import SyncRun
+from tests.sync_logs.factories import run_with_records
 from workspaces.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -100,12 +102,25 @@ def test_an_unreachable_iterable_stores_nothing_and_says_so(alice_client, iterab
     assert not Integration.objects.exists()
 
 
-def test_disconnect_deletes_the_credentials_and_keeps_the_row(alice_client, iterable):
+def test_disconnect_deletes_the_credentials_and_keeps_the_history(alice_client, iterable):
     _connect(alice_client, iterable.keys.server_side)
+    run = run_with_records(Integration.objects.get(), 4, failed_every=2)
     response = alice_client.post("/w/acme/integrations/iterable/disconnect/")
     assert response.status_code == 302
     integration = Integration.objects.get()
     assert integration.credentials is None and integration.status == "disconnected" and not integration.key_last4
+    kept = SyncRun.objects.get(pk=run.pk)
+    assert kept.integration == integration and (kept.total, kept.delivered, kept.failed) == (4, 2, 2)
+    assert sorted(kept.records.values_list("identifier", "status")) == [
+        ("user0000@example.com", "failed"),
+        ("user0001@example.com", "delivered"),
+        ("user0002@example.com", "failed"),
+        ("user0003@example.com", "delivered"),
+    ]
+    assert (
+        "user0002@example.com"
+        in alice_client.get(f"/w/acme/integrations/iterable/logs/runs/{run.pk}/").content.decode()
+    )
     assert AuditEvent.objects.filter(verb="integration.disconnected").exists()
     assert alice_client.get("/w/acme/integrations/iterable/")["Location"].endswith("/connect/")
 

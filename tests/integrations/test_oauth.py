@@ -12,25 +12,26 @@ from integrations import oauth
 from integrations.destinations import destination_for
 from integrations.destinations.base import AuthError, ServerError
 from integrations.models import Integration
+from integrations.services import ConnectError, integration_connect_oauth
+from workspaces.models import Role
 
 pytestmark = pytest.mark.django_db
 CALLBACK = "http://testserver/integrations/oauth/iterable/callback/"
+CONNECT = "/w/acme/integrations/iterable/connect/"
+START = "/w/acme/integrations/iterable/oauth/start/"
 
 
 @pytest.fixture
-def oauth_server(iterable, settings):
-    settings.ITERABLE_OAUTH_AUTHORIZE_URL = f"{iterable.server.url}/oauth/authorize"
-    settings.ITERABLE_OAUTH_TOKEN_URL = f"{iterable.server.url}/oauth/token"
-    settings.ITERABLE_OAUTH_CLIENT_ID = "flowsync-test"
-    settings.ITERABLE_OAUTH_CLIENT_SECRET = "s3cret-for-tests-only"
-    settings.ITERABLE_OAUTH_ENABLED = True
-    iterable.add_oauth_client("flowsync-test", "s3cret-for-tests-only", [CALLBACK])
-    return iterable
+def eu_oauth_server(oauth_server, settings):
+    """The same client, registered for the emulator's EU project (userID-based) and configured for the EU."""
+    settings.ITERABLE_OAUTH_REGION = "eu"
+    oauth_server.register_oauth_client(project_id=2, region="eu")
+    return oauth_server
 
 
-def _authorize(client) -> str:
+def _authorize(client, project_type: str = "hybrid") -> str:
     """Start in Flowsync, let the emulator approve; returns the callback path + query."""
-    start = client.post("/w/acme/integrations/iterable/oauth/start/", {"project_type": "hybrid"})
+    start = client.post(START, {"project_type": project_type})
     assert start.status_code == 302
     query = parse_qs(urlsplit(start["Location"]).query)
     assert query["code_challenge_method"] == ["S256"] and query["code_challenge"] and query["state"]
@@ -41,6 +42,13 @@ def _authorize(client) -> str:
 
 def _messages(response) -> str:
     return " ".join(str(m) for m in response.context["messages"])
+
+
+def _refused(response, words: str, *, ends_on: str = CONNECT) -> None:
+    """A failed callback: it says why, ends on the workspace's Iterable connect page, and stored nothing."""
+    assert words in _messages(response)
+    assert response.redirect_chain[-1][0] == ends_on
+    assert not Integration.objects.exists()
 
 
 def test_full_flow_connects_and_the_client_uses_the_token(alice_client, oauth_server):
@@ -104,39 +112,77 @@ def test_a_token_endpoint_outage_during_refresh_is_retryable_not_fatal(alice_cli
 
 def test_denied_consent(alice_client, oauth_server):
     oauth_server.configure(oauth_deny_next=True)
-    response = alice_client.get(_authorize(alice_client), follow=True)
-    assert "You declined access in Iterable" in _messages(response)
-    assert response.redirect_chain[-1][0] == "/w/acme/integrations/iterable/connect/"
-    assert not Integration.objects.exists()
+    _refused(alice_client.get(_authorize(alice_client), follow=True), "You declined access in Iterable")
 
 
 def test_bad_state(alice_client, oauth_server):
-    callback = _authorize(alice_client).replace("state=", "state=tampered")
-    response = alice_client.get(callback, follow=True)
-    assert "state mismatch" in _messages(response)
-    assert not Integration.objects.exists()
+    callback = _authorize(alice_client)
+    _refused(alice_client.get(callback.replace("state=", "state=tampered"), follow=True), "state mismatch")
+    # The sign-in is spent: the genuine answer arriving after the forged one is refused, on the same page.
+    _refused(alice_client.get(callback, follow=True), "already completed or has expired")
 
 
 def test_replayed_callback(alice_client, oauth_server):
     callback = _authorize(alice_client)
     alice_client.get(callback)
     Integration.objects.all().delete()
-    response = alice_client.get(callback, follow=True)
-    assert "already completed or has expired" in _messages(response)
-    assert not Integration.objects.exists()
+    _refused(alice_client.get(callback, follow=True), "already completed or has expired")
 
 
 def test_token_endpoint_error(alice_client, oauth_server):
     oauth_server.configure(oauth_fail_token_endpoint=True)
     response = alice_client.get(_authorize(alice_client), follow=True)
-    assert "could not be reached" in _messages(response) and "Nothing was saved" in _messages(response)
-    assert not Integration.objects.exists()
+    _refused(response, "could not be reached")
+    assert "Nothing was saved" in _messages(response)
+
+
+def test_an_admin_demoted_during_the_sign_in_connects_nothing(alice_client, alice, oauth_server):
+    callback = _authorize(alice_client)
+    alice.memberships.update(role=Role.VIEWER)
+    # A viewer may not open the connect page: the integrations tiles instead.
+    _refused(alice_client.get(callback, follow=True), "Only workspace admins", ends_on="/w/acme/integrations/")
 
 
 def test_a_callback_for_another_user_session_does_nothing(alice_client, charlie_client, oauth_server):
     callback = _authorize(alice_client)
     response = charlie_client.get(callback, follow=True)
-    assert "already completed or has expired" in _messages(response)  # charlie's session never started it
+    # Charlie's session never started this sign-in, so nothing in it names a workspace: his own home page.
+    _refused(response, "already completed or has expired", ends_on="/w/bravo/")
+
+
+def test_a_grant_without_write_rights_is_refused(alice_client, oauth_server, settings):
+    settings.ITERABLE_OAUTH_SCOPES = "users:read"  # the token can read the project but not write users
+    response = alice_client.get(_authorize(alice_client), follow=True)
+    _refused(response, "cannot create or update users")
+    assert "Nothing was connected" in _messages(response)
+
+
+def test_a_token_for_another_data_center_is_refused(alice_client, oauth_server, settings):
+    settings.ITERABLE_OAUTH_REGION = "eu"  # but the client belongs to the emulator's US project
+    _refused(alice_client.get(_authorize(alice_client), follow=True), "did not accept the token")
+
+
+def test_eu_oauth_connects_a_userid_project(alice_client, eu_oauth_server):
+    response = alice_client.get(_authorize(alice_client, "userId"), follow=True)
+    assert "Connected to Iterable with OAuth" in _messages(response)
+    integration = Integration.objects.get()
+    assert (integration.region, integration.project_type) == ("eu", "userId")
+
+
+def test_eu_has_no_email_based_projects_with_oauth_either(alice_client, alice, workspace_a, eu_oauth_server):
+    # Refused before the admin is sent to Iterable...
+    response = alice_client.post(START, {"project_type": "email"}, follow=True)
+    _refused(response, "no email-based projects")
+    # ...and by the service itself, before it spends the code.
+    with pytest.raises(ConnectError, match="no email-based projects"):
+        integration_connect_oauth(
+            workspace=workspace_a,
+            actor=alice,
+            code="any",
+            code_verifier="any",
+            redirect_uri=CALLBACK,
+            project_type="email",
+        )
     assert not Integration.objects.exists()
 
 
@@ -149,5 +195,5 @@ def test_pkce_is_enforced(oauth_server):
 
 def test_start_is_refused_when_oauth_is_off(alice_client, iterable, settings):
     settings.ITERABLE_OAUTH_ENABLED = False
-    response = alice_client.post("/w/acme/integrations/iterable/oauth/start/", follow=True)
+    response = alice_client.post(START, follow=True)
     assert "no OAuth broker configured" in _messages(response)

@@ -22,3 +22,15 @@ def test_a_task_sent_from_the_app_runs_on_the_worker(start_worker):
     worker = start_worker()
     heartbeat_task.apply_async(args=["sent-by-test"], queue=worker.queue)
     wait_for(lambda: Heartbeat.objects.filter(name="sent-by-test").exists(), timeout=60, message="the task")
+
+
+def test_the_worker_log_masks_secrets(start_worker):
+    """Celery replaces the root logger's handlers in a worker; the redaction filter must survive that."""
+    worker = start_worker()
+    key, token = "srvWorkerKey1234us01", "tokWorkerToken5678"
+    # The worker logs a task's return value, and heartbeat_task returns its name: a log line with secrets in it.
+    heartbeat_task.apply_async(args=[f"Api-Key: {key} Bearer {token}"], queue=worker.queue)
+    wait_for(lambda: "succeeded" in worker.log(), timeout=60, message="the task's log line")
+    log = worker.log()
+    assert key not in log and token not in log
+    assert f"Api-Key: …{key[-4:]} Bearer …{token[-4:]}" in log
