@@ -40,3 +40,17 @@ def test_map_fields_with_live_preview(page: Page, live_server, log_in, alice, co
     assert saved["shoe_size"] == "shoeSize" and saved["first_name"] == "" and saved["email"] == "email"
     body = json.loads(page.get_by_test_id("preview-body").inner_text())
     assert body["users"][0]["dataFields"]["shoeSize"] == "M"
+
+    # Two form fields to one Iterable field: the admin picks which wins, the preview follows.
+    page.wait_for_load_state("load")
+    page.get_by_label("Iterable field for First name").select_option("firstName")
+    page.get_by_label("Iterable field for Company").select_option("firstName")
+    winner = page.get_by_label("Which form field wins for firstName")
+    expect(winner).to_be_visible()
+    expect(preview).to_contain_text('"firstName": "Acme"')  # company is listed first
+    winner.select_option("first_name")
+    expect(preview).to_contain_text('"firstName": "Ada"')
+    page.get_by_label("Use this precedence").check()
+    page.get_by_role("button", name="Save mapping").click()
+    expect(page.get_by_text("Field mapping saved.")).to_be_visible()
+    assert [m.source_key for m in FieldMapping.objects.filter(target="firstName")] == ["first_name", "company"]
