@@ -27,6 +27,11 @@ class ConnectKeyForm(forms.Form):
 class OAuthStartForm(forms.Form):
     project_type = forms.ChoiceField(choices=Integration.ProjectType.choices, initial=Integration.ProjectType.HYBRID)
 
+    def __init__(self, *args, **kwargs) -> None:
+        # Shown on the same page as the key form, which has a project_type too: ids must differ.
+        kwargs.setdefault("auto_id", "oauth-%s")
+        super().__init__(*args, **kwargs)
+
 
 class SyncSettingsForm(forms.Form):
     def __init__(self, *args: object, lists: list[dict] | None = None, **kwargs: object) -> None:

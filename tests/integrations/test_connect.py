@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -31,6 +33,14 @@ def test_it_works(alice_client, iterable):
     assert integration.status == "connected" and integration.credentials == {"api_key": iterable.keys.server_side}
     assert integration.key_last4 == iterable.keys.server_side[-4:] and integration.region == "us"
     assert AuditEvent.objects.filter(verb="integration.connected").exists()
+
+
+def test_every_label_points_at_its_own_field(alice_client, iterable, settings):
+    settings.ITERABLE_OAUTH_ENABLED = True  # both forms on the page
+    html = alice_client.get(CONNECT).content.decode()
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert set(re.findall(r'<label for="([^"]+)"', html)) <= set(ids)
 
 
 def test_it_checks_workspace(charlie_client, iterable):
