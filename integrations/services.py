@@ -67,10 +67,25 @@ def _unreachable(exc: DestinationError, doing: str = "to check the key") -> Conn
     )
 
 
+def _check_failed(exc: DestinationError) -> ConnectError:
+    """A check that failed for another reason than the key. Retryable failures (no connection, 5xx,
+    the rate budget spent even after waiting) say nothing about the key: the admin should try again."""
+    if exc.retryable:
+        return _unreachable(exc)
+    return ConnectError(f"Iterable refused the check: {exc.message}", code=exc.code)
+
+
+def _detect_region(api_key: str, preferred: str | None = None) -> str | None:
+    try:
+        return detect_region(api_key, preferred)
+    except DestinationError as exc:
+        raise _check_failed(exc) from None
+
+
 def _verify_key(api_key: str, region: str, project_type: str) -> str:
     """The region the key works in, verified for reading fields and writing users; else ConnectError."""
     if region == "auto":
-        found = detect_region(api_key)
+        found = _detect_region(api_key)
         if found is None:
             raise ConnectError(
                 "Iterable does not recognise this key in the US or the EU data center. Check you copied the whole "
@@ -85,7 +100,7 @@ def _verify_key(api_key: str, region: str, project_type: str) -> str:
         destination.verify()
     except AuthError:
         other = "eu" if region == "us" else "us"
-        if detect_region(api_key, other) == other:
+        if _detect_region(api_key, other) == other:
             raise ConnectError(
                 f"This key belongs to a project in the {region_label(other)} data center, not "
                 f"{region_label(region)}. Pick {other.upper()} (or auto-detect) and connect again.",
@@ -100,10 +115,8 @@ def _verify_key(api_key: str, region: str, project_type: str) -> str:
         ) from None
     except ForbiddenError as exc:
         raise ConnectError(exc.message, field="api_key", code=exc.code) from None
-    except (TransportError, ServerError) as exc:
-        raise _unreachable(exc) from None
     except DestinationError as exc:
-        raise ConnectError(f"Iterable refused the check: {exc.message}", code=exc.code) from None
+        raise _check_failed(exc) from None
     return region
 
 

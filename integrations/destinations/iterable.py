@@ -397,9 +397,14 @@ def _client_side_message(kind: str) -> str:
 
 
 def detect_region(api_key: str, preferred: str | None = None) -> str | None:
-    """The data center that accepts ``api_key`` (trying ``preferred`` first), or None."""
+    """The data center that accepts ``api_key`` (trying ``preferred`` first), or None when every one refuses it.
+
+    A data center that gives no answer (down, 5xx, rate budget spent) proves nothing about the key:
+    when no other one accepted it, that failure is raised (retryable) rather than calling the key unknown.
+    """
     order = [preferred] if preferred in REGIONS else []
     order += [r for r in REGIONS if r not in order]
+    unanswered: DestinationError | None = None
     for region in order:
         client = IterableClient(region=region, api_key=api_key, max_retries=1)
         try:
@@ -409,6 +414,12 @@ def detect_region(api_key: str, preferred: str | None = None) -> str | None:
             return region  # the key is known here, it just may not read fields
         except AuthError:
             continue
+        except DestinationError as exc:
+            if not exc.retryable:
+                raise
+            unanswered = exc  # the other data center may still know the key
+    if unanswered is not None:
+        raise unanswered
     return None
 
 
