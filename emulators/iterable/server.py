@@ -210,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             raise ConnectionResetError
-        raise Reply(fault.status, fault.body or envelope("GenericError", "Please try again later"))
+        raise Reply(fault.status, fault.body or envelope("GenericError", "Please try again later"), fault.headers)
 
     def _route(self, method: str, path: str):
         table = {

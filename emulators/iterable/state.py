@@ -128,6 +128,7 @@ class Fault:
     seconds: float = 0.0
     times: int = 1
     body: dict | None = None
+    headers: dict[str, str] | None = None  # e.g. a Retry-After on a 503
 
 
 class Bucket:

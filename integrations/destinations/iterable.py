@@ -15,6 +15,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -147,15 +149,17 @@ class IterableClient:
                 self.sleep(wait)
 
     def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """How long to wait before try ``attempt + 1`` of one request (``attempt`` counts from 0)."""
         if retry_after is not None:
             return retry_after
         # Exponential with full jitter: 0.5 s, 1 s, 2 s, ... capped at 30 s.
-        return random.uniform(0, min(30.0, 0.5 * 2**attempt))
+        return random.uniform(0, min(30.0, 0.5 * 2 ** min(attempt, 6)))
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Response:
         """One logical call: paced, retried, and raised as a DestinationError when it fails."""
         endpoint = f"{method} {path}"
-        attempt = 0
+        attempt = 0  # failed tries (5xx, connection errors): bounded by max_retries
+        rate_attempts = 0  # 429s of this request: they drive the backoff, and start over with each request
         rate_waited = 0.0
         refreshed = False
         headers = self._auth_headers()
@@ -179,7 +183,8 @@ class IterableClient:
                     continue
             if isinstance(error, RateLimitedError):
                 # Waiting for the budget is not a failed attempt; it is bounded in time instead.
-                wait = self._backoff(min(self.rate_limited_waits, 6), error.retry_after)
+                wait = self._backoff(rate_attempts, error.retry_after)
+                rate_attempts += 1
                 self.rate_limited_waits += 1
                 if rate_waited + wait > self.max_rate_wait:
                     raise error
@@ -188,7 +193,9 @@ class IterableClient:
                 self.sleep(wait)
                 continue
             if error.retryable and attempt < self.max_retries:
-                wait = self._backoff(attempt)
+                # A 5xx may say when to come back (Retry-After); the max wait bounds it, so that one
+                # answer cannot park a worker for an hour.
+                wait = min(self._backoff(attempt, error.retry_after), self.max_rate_wait)
                 attempt += 1
                 logger.info("Iterable %s failed (%s); retry %d in %.1fs", endpoint, error.code, attempt, wait)
                 self.sleep(wait)
@@ -204,11 +211,21 @@ def _json(raw: requests.Response) -> Any:
 
 
 def _retry_after(headers: dict[str, str]) -> float | None:
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+    """Seconds to wait from a Retry-After header, in either of its forms: delay-seconds or an HTTP-date."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "").strip()
+    if not value:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # an HTTP-date is in GMT
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def map_error(method: str, path: str, response: Response) -> DestinationError:
@@ -220,6 +237,7 @@ def map_error(method: str, path: str, response: Response) -> DestinationError:
     status = response.status
     where = f"{method} {path}"
     kwargs = {"code": code or f"http_{status}", "status": status, "params": params}
+    retry_after = _retry_after(response.headers)
     if status == 401:
         return AuthError(f"Iterable refused the credentials ({msg}) on {where}", **kwargs)
     if status == 403:
@@ -231,9 +249,9 @@ def map_error(method: str, path: str, response: Response) -> DestinationError:
     if status == 413:
         return PayloadTooLargeError(f"{where}: the request body is too large ({msg})", **kwargs)
     if status == 429:
-        return RateLimitedError(f"{where}: rate limited", retry_after=_retry_after(response.headers), **kwargs)
+        return RateLimitedError(f"{where}: rate limited", retry_after=retry_after, **kwargs)
     if status >= 500:
-        return ServerError(f"Iterable answered {status} on {where}: {msg}", **kwargs)
+        return ServerError(f"Iterable answered {status} on {where}: {msg}", retry_after=retry_after, **kwargs)
     if code == "RequestFieldsTypesMismatched":
         errors = (params or {}).get("validationErrors") or {}
         field_errors = {

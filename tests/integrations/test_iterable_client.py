@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
@@ -141,6 +143,43 @@ def test_429_honours_retry_after(iterable):
     for _ in range(3):
         assert client.request("GET", "/api/users/getFields").status == 200
     assert 1.0 in slept  # the Retry-After the emulator sent, not a guess
+
+
+def test_429_backoff_starts_over_for_each_request(iterable, settings):
+    # Real Iterable sends no Retry-After (reference 5): the backoff is ours. A client that waited out
+    # 429s before must not start a fresh request at the longest wait.
+    settings.ITERABLE_CLIENT_PACING = False  # only the backoff sleeps
+    slept: list[float] = []
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, sleep=slept.append)
+    for _ in range(8):
+        iterable.fault("/api/lists", status=429, times=1)
+        assert client.request("GET", "/api/lists").status == 200
+    assert len(slept) == 8 and max(slept) <= 0.5  # each one a first wait: 0 to 0.5 s with jitter
+    assert client.rate_limited_waits == 8  # the lifetime count (for the engine's log) still adds up
+
+
+def _http_date_in(seconds: float) -> str:
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
+
+
+@pytest.mark.parametrize(("status", "form"), [(503, "seconds"), (503, "http-date"), (429, "http-date")])
+def test_retry_after_is_honoured_in_both_forms(iterable, settings, status, form):
+    settings.ITERABLE_CLIENT_PACING = False
+    value = "4" if form == "seconds" else _http_date_in(4)
+    iterable.fault("/api/lists", status=status, times=1, headers={"Retry-After": value})
+    slept: list[float] = []
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, sleep=slept.append)
+    assert client.request("GET", "/api/lists").status == 200
+    assert len(slept) == 1 and 2 < slept[0] <= 4  # an HTTP-date has whole seconds: a little under 4
+
+
+def test_a_5xx_retry_after_is_capped_by_the_max_wait(iterable, settings):
+    settings.ITERABLE_CLIENT_PACING = False
+    iterable.fault("/api/lists", status=503, times=1, headers={"Retry-After": "3600"})
+    slept: list[float] = []
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, max_rate_wait=5, sleep=slept.append)
+    assert client.request("GET", "/api/lists").status == 200
+    assert slept == [5]
 
 
 def test_429_gives_up_after_the_wait_budget(iterable):
