@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,31 @@ FAILED_UPDATE_MESSAGES = {
     "notFoundEmails": ("not_found", "No such user in Iterable."),
     "notFoundUserIds": ("not_found", "No such user in Iterable."),
 }
+
+
+NO_USER_CODE = "error.users.noUserWithIdExists"  # byUserId's "no such user" (reference 4)
+# The HTTP status each error code of the envelope comes with (reference 5; codes not listed are 400s).
+# A 2xx whose body carries one of these codes is that error, classed as if it had come with this status.
+CODE_STATUSES = {
+    "BadApiKey": 401,
+    "BadAuthorizationHeader": 401,
+    "Unauthorized": 401,
+    "Forbidden": 403,
+    "NotFound": 404,
+    "UnknownEmailError": 404,
+    "UnknownUserIdError": 404,
+    NO_USER_CODE: 404,
+    "EmailAlreadyExists": 409,
+    "UserIdAlreadyExists": 409,
+    "ExternalKeyConflict": 409,
+    "ForgottenUserError": 409,
+    "BatchTooLarge": 413,
+    "RateLimitExceeded": 429,
+    "GenericError": 500,
+    "DatabaseError": 500,
+    "QueueEmailError": 500,
+}
+_DOTTED_CODE = re.compile(r"error(?:\.\w+)+")
 
 
 def base_url(region: str) -> str:
@@ -173,7 +199,7 @@ class IterableClient:
                 error: DestinationError = TransportError(f"{method} {path}: {type(exc).__name__}: {exc}")
             else:
                 response = Response(raw.status_code, _json(raw), dict(raw.headers))
-                if raw.status_code < 400:
+                if raw.status_code < 400 and not _error_code(response.body):
                     return response
                 error = map_error(method, path, response)
                 if isinstance(error, AuthError) and self.tokens is not None and not refreshed:
@@ -210,6 +236,12 @@ def _json(raw: requests.Response) -> Any:
         return {"msg": raw.text[:500]}
 
 
+def _error_code(body: Any) -> str:
+    """The envelope's code when it names an error. Bulk answers carry counts and no code at all."""
+    code = body.get("code") if isinstance(body, dict) else None
+    return str(code) if code and code != "Success" else ""
+
+
 def _retry_after(headers: dict[str, str]) -> float | None:
     """Seconds to wait from a Retry-After header, in either of its forms: delay-seconds or an HTTP-date."""
     value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "").strip()
@@ -229,14 +261,25 @@ def _retry_after(headers: dict[str, str]) -> float | None:
 
 
 def map_error(method: str, path: str, response: Response) -> DestinationError:
-    """Iterable's envelope ``{msg, code, params}`` to an exception. HTTP status first, code second (reference 5)."""
+    """Iterable's envelope ``{msg, code, params}`` to an exception. HTTP status first, code second (reference 5).
+
+    Also maps a 2xx whose code is not "Success" (reference 2.1: such a body is a failure), by the
+    status its code comes with (CODE_STATUSES).
+    """
     body = response.body if isinstance(response.body, dict) else {}
     code = str(body.get("code") or "")
     msg = str(body.get("msg") or body.get("message") or f"HTTP {response.status}")
     params = body.get("params")
-    status = response.status
+    if response.status >= 400 and code == "Success":
+        # "Iterable sometimes returns Success for errors" (reference 5: a bad list on lists/subscribe is
+        # 400 with msg "error.lists.invalidListId(…)"): the status decides, the msg's dotted code names it.
+        dotted = _DOTTED_CODE.match(msg)
+        code = dotted.group(0) if dotted else ""
+    status = response.status if response.status >= 400 else CODE_STATUSES.get(code, 400)
+    if code == NO_USER_CODE:
+        status = 404  # a definite "no such user", whatever status it came with (reference 4: seen with 500)
     where = f"{method} {path}"
-    kwargs = {"code": code or f"http_{status}", "status": status, "params": params}
+    kwargs = {"code": code or f"http_{status}", "status": response.status, "params": params}
     retry_after = _retry_after(response.headers)
     if status == 401:
         return AuthError(f"Iterable refused the credentials ({msg}) on {where}", **kwargs)

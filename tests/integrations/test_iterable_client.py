@@ -71,6 +71,43 @@ def test_each_error_is_mapped(iterable, setup, call, error, code):
     assert caught.value.code == code
 
 
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("InvalidEmailAddressError", base.ValidationError),
+        ("BadApiKey", base.AuthError),
+        ("GenericError", base.ServerError),
+        ("RequestFieldsTypesMismatched", base.TypeMismatchError),
+        ("error.users.noUserWithIdExists", base.NotFoundError),
+    ],
+)
+def test_a_2xx_whose_code_is_not_success_is_that_error(iterable, code, error):
+    # Success is decided by the status first, then by the envelope's code (reference 2.1, 5).
+    iterable.fault("/api/users/update", status=200, times=3, body={"msg": "refused", "code": code, "params": None})
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, max_retries=0)
+    with pytest.raises(error) as caught:
+        client.request("POST", "/api/users/update", json={"email": "a@b.co"})
+    assert caught.value.code == code
+
+
+def test_push_does_not_count_a_200_error_as_delivered(iterable):
+    body = {"msg": "Please try again later", "code": "GenericError", "params": None}
+    iterable.fault("/api/users/bulkUpdate", status=200, times=3, body=body)
+    destination = IterableDestination(IterableClient(region="us", api_key=iterable.keys.server_side, max_retries=0))
+    with pytest.raises(base.ServerError):  # retryable: the engine tries the batch again later
+        destination.push([{"email": "ada@example.com", "dataFields": {}}])
+
+
+def test_an_error_status_with_code_success_is_an_error_named_by_its_message(iterable):
+    # lists/subscribe with a bad list: 400 {"code": "Success", "msg": "error.lists.invalidListId(…)"} (reference 5).
+    body = {"msg": "error.lists.invalidListId(999)", "code": "Success", "params": {"projectId": 1, "listId": 999}}
+    iterable.fault("/api/lists/subscribe", status=400, times=1, body=body)
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, max_retries=0)
+    with pytest.raises(base.ValidationError) as caught:
+        client.request("POST", "/api/lists/subscribe", json={"listId": 999, "subscribers": [{"email": "a@b.co"}]})
+    assert caught.value.code == "error.lists.invalidListId" and caught.value.status == 400
+
+
 def test_validation_error_names_the_json_path(client):
     with pytest.raises(base.ValidationError) as caught:
         client.request("POST", "/api/users/bulkUpdate", json={"users": [{"email": "a@b.co", "preferUserId": "yes"}]})
