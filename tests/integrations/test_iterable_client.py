@@ -8,8 +8,15 @@ from email.utils import format_datetime
 
 import pytest
 
+from emulators.iterable.state import MAX_BULK_BODY
 from integrations.destinations import base
-from integrations.destinations.iterable import IterableClient, IterableDestination
+from integrations.destinations.iterable import (
+    MAX_BULK_BYTES,
+    IterableClient,
+    IterableDestination,
+    encode_body,
+    split_by_size,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -127,10 +134,51 @@ def test_type_mismatch_fails_the_batch_with_per_field_detail(destination, iterab
     assert iterable.user("bob@example.com") is None  # nothing of the refused batch was written
 
 
-def test_oversized_batch_is_413(destination):
+def test_a_batch_over_the_body_limit_is_split_before_sending(destination, iterable):
+    # reference 2.2: a bulkUpdate body is at most 4 MB. 900 users of ~5 kB each are ~4.6 MB.
     big = [{"email": f"u{i}@example.com", "dataFields": {"blob": "x" * 5000}} for i in range(900)]
+    big[600]["email"] = "not-an-email"
+    results = destination.push(big)
+    assert [r.identifier for r in results] == [r["email"] for r in big]  # one per record, in order
+    assert [r.delivered for r in results] == [i != 600 for i in range(900)]
+    assert len(iterable.requests("/api/users/bulkUpdate")) == 2  # two bodies under the limit, no 413
+
+
+def test_a_record_too_large_on_its_own_fails_without_being_sent(destination, iterable):
+    records = [
+        {"email": "ada@example.com", "dataFields": {}},
+        {"email": "big@example.com", "dataFields": {"blob": "x" * MAX_BULK_BYTES}},
+        {"email": "grace@example.com", "dataFields": {}},
+    ]
+    results = destination.push(records)
+    assert [(r.identifier, r.delivered) for r in results] == [
+        ("ada@example.com", True),
+        ("big@example.com", False),
+        ("grace@example.com", True),
+    ]
+    assert results[1].code == "payload_too_large" and iterable.user("big@example.com") is None
+
+
+def test_split_by_size_fills_each_body_up_to_the_limit_exactly():
+    records = [{"email": f"u{i}@example.com", "dataFields": {"n": i}} for i in range(10)]
+    overhead = len(encode_body(IterableDestination.bulk_body([])))
+    exact = len(encode_body(IterableDestination.bulk_body(records[:4])))  # what 4 of them weigh as a body
+    chunks = list(split_by_size(records, overhead=overhead, limit=exact))
+    assert [len(c) for c in chunks] == [4, 4, 2] and [r for c in chunks for r in c] == records
+    assert all(len(encode_body(IterableDestination.bulk_body(c))) <= exact for c in chunks)
+    assert [len(c) for c in split_by_size(records, overhead=overhead, limit=exact - 1)] == [3, 3, 3, 1]
+
+
+def test_the_client_and_the_emulator_agree_on_the_body_limit():
+    assert MAX_BULK_BYTES == MAX_BULK_BODY == 4_000_000  # reference 2.2: "Max body size: 4 MB"
+
+
+def test_a_413_still_raises_for_the_engine_to_split(destination, iterable):
+    # The size split makes a 413 unlikely, not impossible (a limit lowered on Iterable's side).
+    body = {"msg": "Request body too large", "code": "BatchTooLarge", "params": None}
+    iterable.fault("/api/users/bulkUpdate", status=413, times=1, body=body)
     with pytest.raises(base.PayloadTooLargeError):
-        destination.push(big)
+        destination.push([{"email": "ada@example.com", "dataFields": {}}])
 
 
 def test_5xx_is_retried_then_succeeds(client, iterable):
