@@ -129,5 +129,6 @@ class Destination(Protocol):
     def push(self, records: list[dict[str, Any]], *, create_new_fields: bool = False) -> list[RecordResult]:
         """Send one batch of mapped records; one result per record, in order."""
 
-    def find_existing(self, identifiers: list[str]) -> set[str]:
-        """Which of ``identifiers`` already exist in the destination."""
+    def find_existing(self, records: list[dict[str, Any]]) -> list[bool]:
+        """Whether each mapped record's user already exists in the destination, in order. Records, not
+        bare identifiers: the destination looks a user up by what the record carries (email or userId)."""

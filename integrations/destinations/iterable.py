@@ -454,17 +454,33 @@ class IterableDestination:
                 results.append(RecordResult(ident, delivered=True))
         return results
 
-    def find_existing(self, identifiers: list[str]) -> set[str]:
-        """Look each identifier up (100 rps); ``{}`` means not found (reference 4)."""
-        existing: set[str] = set()
-        for ident in identifiers:
-            if self.project_type == "userId":
-                body = self.client.request("GET", "/api/users/byUserId", params={"userId": ident}).body
-            else:
-                body = self.client.request("GET", "/api/users/getByEmail", params={"email": ident}).body
-            if isinstance(body, dict) and body.get("user"):
-                existing.add(ident)
-        return existing
+    def find_existing(self, records: list[dict[str, Any]]) -> list[bool]:
+        """Whether each record's user exists already, in order: one lookup each (100 rps per endpoint)."""
+        return [self._exists(record) for record in records]
+
+    def _exists(self, record: dict[str, Any]) -> bool:
+        email, user_id = record.get("email"), record.get("userId")
+        # A userID-based project knows users by userId only. Elsewhere the email identifies the user when
+        # the record has one; a record with only a userId is looked up by it (getByEmail would refuse it).
+        if email and self.project_type != "userId":
+            path, params = "/api/users/getByEmail", {"email": email}
+        elif user_id:
+            path, params = "/api/users/byUserId", {"userId": user_id}
+        else:
+            return False  # nothing to look it up by: the push says what is missing
+        try:
+            body = self.client.request("GET", path, params=params).body
+        except NotFoundError as exc:
+            if exc.code == NO_USER_CODE:  # byUserId's other way of saying "not found" (reference 4)
+                return False
+            raise
+        except ValidationError as exc:
+            # An identifier Iterable refuses (malformed email or userId) belongs to no user: not the
+            # whole batch's failure. The push then fails that record alone, with Iterable's reason.
+            if exc.code in ("InvalidEmailAddressError", "InvalidUserIdError"):
+                return False
+            raise
+        return isinstance(body, dict) and bool(body.get("user"))  # {} is "not found" (reference 4)
 
     def subscribe(self, list_id: int, records: list[dict[str, Any]]) -> None:
         """Add the records' users to a static list (POST /api/lists/subscribe)."""

@@ -52,9 +52,33 @@ def test_push_returns_one_result_per_record_from_the_failure_lists(destination, 
     assert iterable.user("not-an-email") is None
 
 
-def test_find_existing(destination, iterable):
-    destination.push([{"email": "ada@example.com", "dataFields": {}}])
-    assert destination.find_existing(["ada@example.com", "nobody@example.com"]) == {"ada@example.com"}
+@pytest.mark.parametrize("project_type", ["hybrid", "email"])
+def test_find_existing_looks_each_record_up_by_what_identifies_it(iterable, project_type):
+    key = iterable.keys.server_side
+    if project_type == "email":
+        key = "emailkey-123456"
+        iterable.add_key(key, project_id=3, project_type="email")
+    destination = IterableDestination(IterableClient(region="us", api_key=key), project_type=project_type)
+    destination.push(
+        [{"email": "ada@example.com", "dataFields": {}}, {"userId": "u-7", "preferUserId": True, "dataFields": {}}]
+    )
+    records = [
+        {"email": "ada@example.com"},
+        {"email": "nobody@example.com"},
+        {"userId": "u-7"},  # only a userId: looked up by it (getByEmail would refuse it with a 400)
+        {"userId": "nobody"},
+        {"email": "not-an-email"},  # refused by the lookup: not there; the push reports why per record
+    ]
+    assert destination.find_existing(records) == [True, False, True, False, False]
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_find_existing_takes_no_user_with_id_exists_for_not_found(destination, iterable, status):
+    # reference 4: besides {}, byUserId may answer this code (Block's client saw it with a 500).
+    body = {"msg": "No user exists with userId u-1", "code": "error.users.noUserWithIdExists", "params": None}
+    iterable.fault("/api/users/byUserId", status=status, times=1, body=body)
+    assert destination.find_existing([{"userId": "u-1"}]) == [False]
+    assert iterable.stats()["counts"].get("/api/users/byUserId") is None  # answered once, not retried
 
 
 @pytest.mark.parametrize(
