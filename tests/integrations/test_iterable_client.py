@@ -139,7 +139,7 @@ def test_an_error_status_with_code_success_is_an_error_named_by_its_message(iter
     assert caught.value.code == "error.lists.invalidListId" and caught.value.status == 400
 
 
-def test_validation_error_names_the_json_path(client):
+def test_validation_error_names_the_json_path(client, iterable_swagger):
     with pytest.raises(base.ValidationError) as caught:
         client.request("POST", "/api/users/bulkUpdate", json={"users": [{"email": "a@b.co", "preferUserId": "yes"}]})
     assert caught.value.field_errors == {"obj.users[0].preferUserId": "Boolean value expected"}
