@@ -230,8 +230,8 @@ class Handler(BaseHTTPRequestHandler):
             ("POST", "/api/users/update"): ("users.update", Handler.r_update),
             ("POST", "/api/users/bulkUpdate"): ("users.bulkUpdate", Handler.r_bulk_update),
             ("GET", "/api/users/getFields"): ("users.getFields", Handler.r_get_fields),
-            ("GET", "/api/users/getByEmail"): ("users.lookup", Handler.r_lookup),
-            ("GET", "/api/users/byUserId"): ("users.lookup", Handler.r_lookup),
+            ("GET", "/api/users/getByEmail"): ("users.getByEmail", Handler.r_lookup),
+            ("GET", "/api/users/byUserId"): ("users.byUserId", Handler.r_lookup),
             ("GET", "/api/lists"): ("lists.get", Handler.r_lists),
             ("POST", "/api/lists"): ("lists.create", Handler.r_list_create),
             ("POST", "/api/lists/subscribe"): ("lists.subscribe", Handler.r_subscribe),
@@ -240,9 +240,9 @@ class Handler(BaseHTTPRequestHandler):
         if (method, path) in table:
             return (*table[(method, path)], path)
         if method == "GET" and path.startswith("/api/users/byUserId/"):
-            return "users.lookup", Handler.r_lookup, "/api/users/byUserId/{userId}"
+            return "users.byUserIdPath", Handler.r_lookup, "/api/users/byUserId/{userId}"
         if method == "GET" and path.startswith("/api/users/") and path.count("/") == 3:
-            return "users.lookup", Handler.r_lookup, "/api/users/{email}"
+            return "users.byEmailPath", Handler.r_lookup, "/api/users/{email}"
         if (method, path) in MOBILE_ENDPOINTS | JAVASCRIPT_ENDPOINTS:
             return "other", Handler.r_accept, path  # allowed for client-side keys; accepted, not modelled
         return "", None, path
@@ -328,8 +328,9 @@ class Handler(BaseHTTPRequestHandler):
     def r_subscribe(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
         target = project.lists.get(body["listId"])
         if target is None:
+            # As recorded from Iterable (reference 5): a 400 whose code says "Success"; msg names the error.
             return 400, envelope(
-                "BadParams",
+                "Success",
                 f"error.lists.invalidListId({body['listId']})",
                 {"projectId": project.project_id, "listId": body["listId"]},
             )

@@ -45,6 +45,12 @@ def test_bodies_are_checked_against_iterables_swagger(api, iterable, iterable_sw
         ("mobile", "POST", "/api/users/bulkUpdate", {"users": []}, 403),
         ("javascript", "POST", "/api/users/update", {"email": "a@b.co"}, 403),
         ("server_side", "POST", "/api/users/bulkUpdate", {"users": []}, 200),
+        # reference 1.2: mobile keys may also call the in-app endpoints
+        *(
+            ("mobile", "POST", f"/api/events/{name}", {"email": "a@b.co", "messageId": "m1"}, 200)
+            for name in ("trackInAppOpen", "trackInAppClick", "trackInAppClose", "trackInAppDelivery", "inAppConsume")
+        ),
+        ("javascript", "POST", "/api/events/trackInAppOpen", {"email": "a@b.co", "messageId": "m1"}, 403),
     ],
 )
 def test_key_types_have_their_rights(api, iterable, key_type, method, path, body, status):
@@ -153,6 +159,24 @@ def test_rate_limits_answer_429(api, iterable):
     assert limited.json() == {"msg": "Exceeded rate limit.", "code": "RateLimitExceeded", "params": None}
 
 
+def test_each_lookup_endpoint_has_its_own_rate_limit(api, iterable):
+    # reference 2.3: getByEmail, /users/{email}, byUserId and byUserId/{userId}: 100 rps per project each.
+    api("POST", "/api/users/update", json={"email": "a@b.co", "userId": "u-1", "dataFields": {}})
+    lookups = [
+        ("/api/users/getByEmail", {"email": "a@b.co"}),
+        ("/api/users/a@b.co", None),
+        ("/api/users/byUserId", {"userId": "u-1"}),
+        ("/api/users/byUserId/u-1", None),
+    ]
+    iterable.configure(
+        rate_limit_overrides=dict.fromkeys(
+            ("users.getByEmail", "users.byEmailPath", "users.byUserId", "users.byUserIdPath"), 1
+        )
+    )
+    assert [api("GET", path, params=params).status_code for path, params in lookups] == [200] * 4
+    assert api("GET", "/api/users/getByEmail", params={"email": "a@b.co"}).status_code == 429
+
+
 def test_lists_and_events(api, iterable):
     list_id = iterable.add_list("Newsletter")
     assert api("GET", "/api/lists").json()["lists"][0]["name"] == "Newsletter"
@@ -160,7 +184,9 @@ def test_lists_and_events(api, iterable):
     assert sub.json()["successCount"] == 1
     assert list_id in iterable.user("a@b.co")["dataFields"]["userListIds"]
     bad = api("POST", "/api/lists/subscribe", json={"listId": 999, "subscribers": [{"email": "a@b.co"}]})
-    assert bad.status_code == 400 and "invalidListId" in bad.json()["msg"]
+    # As recorded from Iterable (reference 5): a 400 whose code says "Success", the error in msg.
+    assert bad.status_code == 400 and bad.json()["code"] == "Success"
+    assert bad.json()["msg"] == "error.lists.invalidListId(999)" and bad.json()["params"]["listId"] == 999
     assert api("POST", "/api/events/track", json={"eventName": "formSubmitted", "email": "a@b.co"}).status_code == 200
     assert iterable.events()[0]["eventName"] == "formSubmitted"
 

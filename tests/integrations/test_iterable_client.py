@@ -139,6 +139,12 @@ def test_an_error_status_with_code_success_is_an_error_named_by_its_message(iter
     assert caught.value.code == "error.lists.invalidListId" and caught.value.status == 400
 
 
+def test_subscribing_to_a_missing_list_is_an_error_whatever_its_code_says(destination):
+    with pytest.raises(base.ValidationError) as caught:
+        destination.subscribe(999, [{"email": "a@b.co"}])
+    assert caught.value.code == "error.lists.invalidListId" and caught.value.status == 400
+
+
 def test_validation_error_names_the_json_path(client, iterable_swagger):
     with pytest.raises(base.ValidationError) as caught:
         client.request("POST", "/api/users/bulkUpdate", json={"users": [{"email": "a@b.co", "preferUserId": "yes"}]})
