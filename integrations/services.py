@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -334,15 +334,24 @@ class StoredTokenProvider(TokenProvider):
         return fresh["access_token"]
 
 
+def rate_bucket_id(integration: Integration) -> str:
+    """Whose rate budget the integration's calls spend (the Redis token bucket, DESIGN guarantee 5).
+
+    Iterable's limits are per project, but its API tells no project id to a key, so the integration
+    stands for its project: the same budget for every worker and run, across key rotation and a
+    switch to OAuth. Two workspaces connected to one Iterable project still get a budget each; nothing
+    we can see says they are the same. The database name keeps two deployments (or two test databases)
+    that share a Redis from sharing budgets by coincidence of ids.
+    """
+    return f"{connection.settings_dict['NAME']}:integration-{integration.pk}"
+
+
 def credentials_client_kwargs(integration: Integration) -> dict[str, Any]:
     """How to build a client for ``integration``: its key, or a token provider for OAuth."""
     credentials = integration.credentials or {}
+    kwargs: dict[str, Any] = {"region": integration.region, "bucket_id": rate_bucket_id(integration)}
     if integration.auth_method == Integration.AuthMethod.OAUTH:
-        return {
-            "region": integration.region,
-            "tokens": StoredTokenProvider(integration.pk),
-            "bucket_id": f"oauth-{integration.pk}",
-        }
+        return {**kwargs, "tokens": StoredTokenProvider(integration.pk)}
     if not credentials.get("api_key"):
         raise AuthError("This integration is not connected.", code="not_connected")
-    return {"region": integration.region, "api_key": credentials["api_key"]}
+    return {**kwargs, "api_key": credentials["api_key"]}

@@ -277,7 +277,8 @@ def iterable_swagger(_iterable_server):
 
 
 class IterableKeys:
-    """Fresh keys for one test (fresh keys also mean fresh client-side rate buckets)."""
+    """Fresh keys for one test (fresh keys also mean fresh rate buckets for clients built from a bare key;
+    an integration's client spends its integration's bucket)."""
 
     def __init__(self) -> None:
         tag = uuid.uuid4().hex[:10]

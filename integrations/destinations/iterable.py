@@ -148,9 +148,10 @@ class IterableClient:
         self.base_url = base_url(self.region)
         self.api_key = api_key
         self.tokens = tokens
-        # The rate budget is per Iterable project; the key (or OAuth grant) stands for it.
-        ident = api_key or bucket_id or "oauth"
-        self.bucket_id = bucket_id or hashlib.sha256(ident.encode()).hexdigest()[:16]
+        # The rate budget is per Iterable project: a connected integration passes its own bucket
+        # (services.rate_bucket_id). A key being checked before any integration has it stands for
+        # its project by itself (hashed: no secret in a Redis key name).
+        self.bucket_id = bucket_id or hashlib.sha256((api_key or "oauth").encode()).hexdigest()[:16]
         self.timeout = timeout or settings.DESTINATION_TIMEOUT_SECONDS
         self.max_retries = settings.DESTINATION_MAX_RETRIES if max_retries is None else max_retries
         self.max_rate_wait = settings.DESTINATION_MAX_RATE_WAIT_SECONDS if max_rate_wait is None else max_rate_wait

@@ -122,6 +122,20 @@ def test_auto_detect_finds_the_eu_while_the_us_is_down(alice_client, iterable, s
     assert Integration.objects.get().region == "eu"
 
 
+def test_the_rate_budget_is_the_integrations_and_survives_a_new_key(alice_client, iterable):
+    # Iterable's limits are per project (reference 2.3): a second key of the same project, pasted when
+    # the first is rotated, must not bring a second, full budget with it.
+    from integrations.destinations import destination_for
+
+    _connect(alice_client, iterable.keys.server_side)
+    before = destination_for(Integration.objects.get()).client.bucket_id
+    iterable.add_key("srv-rotated-key-9876", project_id=1)
+    _connect(alice_client, "srv-rotated-key-9876")
+    integration = Integration.objects.get()
+    assert integration.credentials == {"api_key": "srv-rotated-key-9876"}
+    assert destination_for(integration).client.bucket_id == before
+
+
 def test_disconnect_deletes_the_credentials_and_keeps_the_row(alice_client, iterable):
     _connect(alice_client, iterable.keys.server_side)
     response = alice_client.post("/w/acme/integrations/iterable/disconnect/")
