@@ -182,15 +182,16 @@ def decide_batch(
     sendable, deferred = _split_duplicates(sendable)
     try:
         if sendable and not integration.overwrite_existing:
-            existing = {i.lower() for i in destination.find_existing([b.identifier for _, b in sendable])}
-            for item, built in [p for p in sendable if p[1].identifier.lower() in existing]:
-                outcomes[item.id] = Outcome(
-                    "skipped",
-                    "existing_user",
-                    "This user already exists in Iterable and the integration leaves existing users unchanged.",
-                    identifier=built.identifier,
-                )
-            sendable = [p for p in sendable if p[1].identifier.lower() not in existing]
+            found = destination.find_existing([b.payload for _, b in sendable])
+            for (item, built), exists in zip(sendable, found, strict=True):
+                if exists:
+                    outcomes[item.id] = Outcome(
+                        "skipped",
+                        "existing_user",
+                        "This user already exists in Iterable and the integration leaves existing users unchanged.",
+                        identifier=built.identifier,
+                    )
+            sendable = [pair for pair, exists in zip(sendable, found, strict=True) if not exists]
         results = (
             push_isolating(destination, [b.payload for _, b in sendable], create_new_fields=plan.create_new_fields)
             if sendable

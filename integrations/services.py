@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -68,6 +68,21 @@ def _unreachable(exc: DestinationError, doing: str = "to check the key") -> Conn
     )
 
 
+def _check_failed(exc: DestinationError, doing: str = "to check the key") -> ConnectError:
+    """A check that failed for another reason than the credentials. Retryable failures (no connection,
+    5xx, the rate budget spent even after waiting) say nothing about them: the admin should try again."""
+    if exc.retryable:
+        return _unreachable(exc, doing)
+    return ConnectError(f"Iterable refused the check: {exc.message}", code=exc.code)
+
+
+def _detect_region(api_key: str, preferred: str | None = None) -> str | None:
+    try:
+        return detect_region(api_key, preferred)
+    except DestinationError as exc:
+        raise _check_failed(exc) from None
+
+
 def _verify(
     destination: IterableDestination,
     refused: Callable[[AuthError | ForbiddenError], ConnectError],
@@ -81,16 +96,14 @@ def _verify(
         destination.verify()
     except (AuthError, ForbiddenError) as exc:
         raise refused(exc) from None
-    except (TransportError, ServerError) as exc:
-        raise _unreachable(exc, doing) from None
     except DestinationError as exc:
-        raise ConnectError(f"Iterable refused the check: {exc.message}", code=exc.code) from None
+        raise _check_failed(exc, doing) from None
 
 
 def _verify_key(api_key: str, region: str, project_type: str) -> str:
     """The region the key works in, verified for reading fields and writing users; else ConnectError."""
     if region == "auto":
-        found = detect_region(api_key)
+        found = _detect_region(api_key)
         if found is None:
             raise ConnectError(
                 "Iterable does not recognise this key in the US or the EU data center. Check you copied the whole "
@@ -104,7 +117,7 @@ def _verify_key(api_key: str, region: str, project_type: str) -> str:
         if isinstance(exc, ForbiddenError):
             return ConnectError(exc.message, field="api_key", code=exc.code)
         other = "eu" if region == "us" else "us"
-        if detect_region(api_key, other) == other:
+        if _detect_region(api_key, other) == other:
             return ConnectError(
                 f"This key belongs to a project in the {region_label(other)} data center, not "
                 f"{region_label(region)}. Pick {other.upper()} (or auto-detect) and connect again.",
@@ -375,15 +388,24 @@ class StoredTokenProvider(TokenProvider):
         return fresh["access_token"]
 
 
+def rate_bucket_id(integration: Integration) -> str:
+    """Whose rate budget the integration's calls spend (the Redis token bucket, DESIGN guarantee 5).
+
+    Iterable's limits are per project, but its API tells no project id to a key, so the integration
+    stands for its project: the same budget for every worker and run, across key rotation and a
+    switch to OAuth. Two workspaces connected to one Iterable project still get a budget each; nothing
+    we can see says they are the same. The database name keeps two deployments (or two test databases)
+    that share a Redis from sharing budgets by coincidence of ids.
+    """
+    return f"{connection.settings_dict['NAME']}:integration-{integration.pk}"
+
+
 def credentials_client_kwargs(integration: Integration) -> dict[str, Any]:
     """How to build a client for ``integration``: its key, or a token provider for OAuth."""
     credentials = integration.credentials or {}
+    kwargs: dict[str, Any] = {"region": integration.region, "bucket_id": rate_bucket_id(integration)}
     if integration.auth_method == Integration.AuthMethod.OAUTH:
-        return {
-            "region": integration.region,
-            "tokens": StoredTokenProvider(integration.pk),
-            "bucket_id": f"oauth-{integration.pk}",
-        }
+        return {**kwargs, "tokens": StoredTokenProvider(integration.pk)}
     if not credentials.get("api_key"):
         raise AuthError("This integration is not connected.", code="not_connected")
-    return {"region": integration.region, "api_key": credentials["api_key"]}
+    return {**kwargs, "api_key": credentials["api_key"]}

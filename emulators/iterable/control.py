@@ -142,11 +142,20 @@ class EmulatorControl:
         seconds: float = 0,
         times: int = 1,
         body: dict | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self._call(
             "POST",
             "faults",
-            json={"path": path, "kind": kind, "status": status, "seconds": seconds, "times": times, "body": body},
+            json={
+                "path": path,
+                "kind": kind,
+                "status": status,
+                "seconds": seconds,
+                "times": times,
+                "body": body,
+                "headers": headers,
+            },
         )
 
     def configure(self, **options: Any) -> None:

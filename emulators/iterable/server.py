@@ -12,6 +12,7 @@ OAuth 2 authorization server (code + PKCE, refresh-token rotation).
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import json
@@ -19,11 +20,12 @@ import secrets
 import socket
 import threading
 import time
+import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from emulators.iterable.spec import SwaggerSpec
+from emulators.iterable.spec import HANDLER_SHAPES, SwaggerSpec
 from emulators.iterable.state import (
     JAVASCRIPT,
     JAVASCRIPT_ENDPOINTS,
@@ -128,6 +130,13 @@ class Handler(BaseHTTPRequestHandler):
             self._send(reply.status, reply.body, reply.headers)
         except (BrokenPipeError, ConnectionResetError):
             pass
+        except Exception:  # noqa: BLE001 - the catch-all is the point: see below
+            # A bug here (or in a control call) answers as Iterable's own 5xx does (reference 5), with the
+            # envelope: a dropped connection would look like a network fault and hide the bug.
+            traceback.print_exc()
+            self.close_connection = True  # the state of this connection is unknown after a failure
+            with contextlib.suppress(OSError):  # the client may have gone already
+                self._send(500, envelope("GenericError", "Emulator error; please try again later"))
 
     # --- the API ---------------------------------------------------------------------------
 
@@ -195,7 +204,11 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError as exc:
                 raise Reply(400, envelope("BadJsonBody", f"[{path}] Invalid JSON body: {exc}")) from None
             spec = self.server.spec
-            problems = spec.validate(method, spec_path, body) if spec else {}
+            # Iterable's own document when it is there; what the handlers rely on in any case, so that
+            # a malformed body is a 400 as Iterable answers it, never a crash.
+            problems = (spec.validate(method, spec_path, body) if spec else {}) or HANDLER_SHAPES.validate(
+                method, spec_path, body
+            )
             if problems:
                 raise Reply(400, envelope("BadJsonBody", f"[{path}] Invalid JSON body", problems))
         state.log_request(method, path, body, key.key_type)
@@ -214,15 +227,15 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             raise ConnectionResetError
-        raise Reply(fault.status, fault.body or envelope("GenericError", "Please try again later"))
+        raise Reply(fault.status, fault.body or envelope("GenericError", "Please try again later"), fault.headers)
 
     def _route(self, method: str, path: str):
         table = {
             ("POST", "/api/users/update"): ("users.update", Handler.r_update),
             ("POST", "/api/users/bulkUpdate"): ("users.bulkUpdate", Handler.r_bulk_update),
             ("GET", "/api/users/getFields"): ("users.getFields", Handler.r_get_fields),
-            ("GET", "/api/users/getByEmail"): ("users.lookup", Handler.r_lookup),
-            ("GET", "/api/users/byUserId"): ("users.lookup", Handler.r_lookup),
+            ("GET", "/api/users/getByEmail"): ("users.getByEmail", Handler.r_lookup),
+            ("GET", "/api/users/byUserId"): ("users.byUserId", Handler.r_lookup),
             ("GET", "/api/lists"): ("lists.get", Handler.r_lists),
             ("POST", "/api/lists"): ("lists.create", Handler.r_list_create),
             ("POST", "/api/lists/subscribe"): ("lists.subscribe", Handler.r_subscribe),
@@ -231,9 +244,9 @@ class Handler(BaseHTTPRequestHandler):
         if (method, path) in table:
             return (*table[(method, path)], path)
         if method == "GET" and path.startswith("/api/users/byUserId/"):
-            return "users.lookup", Handler.r_lookup, "/api/users/byUserId/{userId}"
+            return "users.byUserIdPath", Handler.r_lookup, "/api/users/byUserId/{userId}"
         if method == "GET" and path.startswith("/api/users/") and path.count("/") == 3:
-            return "users.lookup", Handler.r_lookup, "/api/users/{email}"
+            return "users.byEmailPath", Handler.r_lookup, "/api/users/{email}"
         if (method, path) in MOBILE_ENDPOINTS | JAVASCRIPT_ENDPOINTS:
             return "other", Handler.r_accept, path  # allowed for client-side keys; accepted, not modelled
         return "", None, path
@@ -243,12 +256,9 @@ class Handler(BaseHTTPRequestHandler):
     def r_update(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
         if not body.get("email") and not body.get("userId"):
             return 400, envelope("BadParams", "email or userId is required")
-        fields = dict(project.fields)
-        allow_new = body.get("createNewFields", project.allow_new_fields)
-        try:
-            check_types(fields, body.get("dataFields") or {}, allow_new=allow_new)
-        except TypeMismatch as exc:
-            return 400, exc.envelope(project.project_id)
+        mismatch = _type_mismatch(project, [body], body.get("createNewFields"))
+        if mismatch:
+            return 400, mismatch
         result = write_user(project, body, create_new_fields=body.get("createNewFields"))
         if not result.ok:
             code = "InvalidEmailAddressError" if result.failure == "invalidEmails" else "InvalidUserIdError"
@@ -257,14 +267,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def r_bulk_update(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
         users = body["users"]
-        allow_new = body.get("createNewFields", project.allow_new_fields)
-        # A type mismatch anywhere fails the whole request, before anything is written.
-        fields = dict(project.fields)
-        for record in users:
-            try:
-                check_types(fields, record.get("dataFields") or {}, allow_new=allow_new)
-            except TypeMismatch as exc:
-                return 400, exc.envelope(project.project_id)
+        mismatch = _type_mismatch(project, users, body.get("createNewFields"))
+        if mismatch:
+            return 400, mismatch
         failed: dict[str, list[str]] = {name: [] for name in FAILED_LISTS}
         created: list[str] = []
         filtered: list[str] = []
@@ -327,11 +332,15 @@ class Handler(BaseHTTPRequestHandler):
     def r_subscribe(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
         target = project.lists.get(body["listId"])
         if target is None:
+            # As recorded from Iterable (reference 5): a 400 whose code says "Success"; msg names the error.
             return 400, envelope(
-                "BadParams",
+                "Success",
                 f"error.lists.invalidListId({body['listId']})",
                 {"projectId": project.project_id, "listId": body["listId"]},
             )
+        mismatch = _type_mismatch(project, body["subscribers"], None)
+        if mismatch:
+            return 400, mismatch
         failed: dict[str, list[str]] = {name: [] for name in FAILED_LISTS}
         success = 0
         field = "emailListIds" if project.project_type == "email" else "userListIds"
@@ -384,6 +393,21 @@ class Handler(BaseHTTPRequestHandler):
             self._send(*_token(state, form))
         else:
             self._send(404, envelope("NotFound", "Endpoint not found"))
+
+
+def _type_mismatch(project: Project, records: list[dict], create_new_fields: bool | None) -> dict | None:
+    """The 400 envelope when a value of any record does not fit its field's type, else None.
+
+    Checked for all records before anything is written: a mismatch anywhere fails the whole request.
+    """
+    allow_new = project.allow_new_fields if create_new_fields is None else create_new_fields
+    fields = dict(project.fields)  # a working copy: new fields typed by an earlier record count for later ones
+    for record in records:
+        try:
+            check_types(fields, record.get("dataFields") or {}, allow_new=allow_new)
+        except TypeMismatch as exc:
+            return exc.envelope(project.project_id)
+    return None
 
 
 def _redirect(url: str, params: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:

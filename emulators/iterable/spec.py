@@ -4,6 +4,9 @@ A small validator for the subset of JSON Schema that document uses (``$ref``,
 ``type``, ``required``, ``properties``, ``items``, ``enum``). Objects that declare
 ``properties`` are closed: an unknown key is an error, which is what catches a
 client that drifts from the real API (a typo such as ``dataField``).
+
+:data:`HANDLER_SHAPES` is a much smaller document of the same kind: the shapes the
+emulator's handlers rely on, checked whether Iterable's document is there or not.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 _HERE = Path(__file__).resolve()
-# The repo keeps Iterable's document in ../shared/specs (beside the checkout).
+# The repo keeps Iterable's document in ../shared/specs (beside the checkout). ITERABLE_EMULATOR_SPEC
+# points elsewhere (a path that does not exist runs without it, as a checkout without ../shared does).
 DEFAULT_SPEC = _HERE.parents[3] / "shared" / "specs" / "iterable-api-docs.json"
 
 _TYPE_WORDS = {
@@ -57,7 +61,7 @@ class SwaggerSpec:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> SwaggerSpec | None:
         """The spec at ``path`` (or the default location), or None when it is absent."""
-        candidate = Path(path) if path else DEFAULT_SPEC
+        candidate = Path(path or os.environ.get("ITERABLE_EMULATOR_SPEC") or DEFAULT_SPEC)
         if not candidate.is_file():
             return None
         return cls(json.loads(candidate.read_text()))
@@ -81,6 +85,8 @@ class SwaggerSpec:
 
     def _check(self, schema: dict, value: Any, where: str, errors: dict[str, str]) -> None:
         schema = self._resolve(schema)
+        if value is None and schema.get("x-nullable"):
+            return
         kind = schema.get("type")
         if kind and not _is_type(value, kind):
             errors[where] = _TYPE_WORDS.get(kind, f"{kind} expected")
@@ -95,9 +101,46 @@ class SwaggerSpec:
                     errors[f"{where}.{name}"] = "Missing required field"
             for name, item in value.items():
                 if name not in properties:
-                    errors[f"{where}.{name}"] = "Unknown field"
+                    if schema.get("additionalProperties") is not True:
+                        errors[f"{where}.{name}"] = "Unknown field"
                 else:
                     self._check(properties[name], item, f"{where}.{name}", errors)
         if isinstance(value, list) and "items" in schema:
             for index, item in enumerate(value):
                 self._check(schema["items"], item, f"{where}[{index}]", errors)
+
+
+def _open_object(properties: dict[str, dict], required: tuple[str, ...] = ()) -> dict:
+    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": True}
+
+
+def _body(schema: dict) -> dict:
+    return {"post": {"parameters": [{"in": "body", "name": "body", "schema": schema}]}}
+
+
+_NULLABLE_STRING = {"type": "string", "x-nullable": True}
+_USER = _open_object(
+    {"email": _NULLABLE_STRING, "userId": _NULLABLE_STRING, "dataFields": {"type": "object", "x-nullable": True}}
+)
+_USERS = {"type": "array", "items": _USER}
+
+# The keys and types the handlers (server.py) index into. Open objects: Iterable's document, when
+# present, is what catches unknown keys; this only keeps a malformed body from crashing a handler.
+HANDLER_SHAPES = SwaggerSpec(
+    {
+        "paths": {
+            "/api/users/update": _body(_USER),
+            "/api/users/bulkUpdate": _body(_open_object({"users": _USERS}, ("users",))),
+            "/api/lists": _body(_open_object({"name": {"type": "string"}}, ("name",))),
+            "/api/lists/subscribe": _body(
+                _open_object({"listId": {"type": "integer"}, "subscribers": _USERS}, ("listId", "subscribers"))
+            ),
+            "/api/events/track": _body(
+                _open_object(
+                    {"eventName": {"type": "string"}, **_USER["properties"]},
+                    ("eventName",),
+                )
+            ),
+        }
+    }
+)

@@ -20,6 +20,11 @@ MOBILE_ENDPOINTS = {
     ("POST", "/api/users/disableDevice"),
     ("POST", "/api/events/track"),
     ("POST", "/api/events/trackPushOpen"),
+    ("POST", "/api/events/trackInAppOpen"),
+    ("POST", "/api/events/trackInAppClick"),
+    ("POST", "/api/events/trackInAppClose"),
+    ("POST", "/api/events/trackInAppDelivery"),
+    ("POST", "/api/events/inAppConsume"),
     ("POST", "/api/commerce/trackPurchase"),
     ("POST", "/api/commerce/updateCart"),
     ("GET", "/api/inApp/getMessages"),
@@ -33,11 +38,17 @@ RATE_LIMITS = {
     "users.update": 500,
     "users.bulkUpdate": 5,
     "users.getFields": 3,
-    "users.lookup": 100,
+    # The four lookups: 100 rps each, not one budget between them.
+    "users.getByEmail": 100,
+    "users.byEmailPath": 100,
+    "users.byUserId": 100,
+    "users.byUserIdPath": 100,
     "events.track": 2000,
     "lists.get": 100,
 }
-MAX_BULK_BODY = 4 * 1024 * 1024
+# reference 2.2: "Max body size: 4 MB" per bulkUpdate, read as 4,000,000 bytes; the client splits
+# its batches under the same number (integrations/destinations/iterable.py MAX_BULK_BYTES).
+MAX_BULK_BODY = 4_000_000
 
 _DATE_FORMATS = [
     re.compile(r"^\d{4}-\d{2}-\d{2}$"),
@@ -128,6 +139,7 @@ class Fault:
     seconds: float = 0.0
     times: int = 1
     body: dict | None = None
+    headers: dict[str, str] | None = None  # e.g. a Retry-After on a 503
 
 
 class Bucket:

@@ -11,17 +11,27 @@ from typing import Any, Protocol
 
 
 class DestinationError(Exception):
-    """A call to a destination failed. ``retryable`` says whether trying again later may work."""
+    """A call to a destination failed. ``retryable`` says whether trying again later may work;
+    ``retry_after`` is how many seconds the destination asked us to wait first, when it said."""
 
     retryable = False
     default_code = "destination_error"
 
-    def __init__(self, message: str, *, code: str = "", status: int | None = None, params: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        status: int | None = None,
+        params: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.status = status
         self.params = params
+        self.retry_after = retry_after
 
 
 class AuthError(DestinationError):
@@ -69,10 +79,6 @@ class PayloadTooLargeError(ValidationError):
 class RateLimitedError(DestinationError):
     retryable = True
     default_code = "rate_limited"
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
 
 
 class ServerError(DestinationError):
@@ -123,5 +129,6 @@ class Destination(Protocol):
     def push(self, records: list[dict[str, Any]], *, create_new_fields: bool = False) -> list[RecordResult]:
         """Send one batch of mapped records; one result per record, in order."""
 
-    def find_existing(self, identifiers: list[str]) -> set[str]:
-        """Which of ``identifiers`` already exist in the destination."""
+    def find_existing(self, records: list[dict[str, Any]]) -> list[bool]:
+        """Whether each mapped record's user already exists in the destination, in order. Records, not
+        bare identifiers: the destination looks a user up by what the record carries (email or userId)."""

@@ -10,11 +10,15 @@ Retry-After), and maps Iterable's error envelope to the errors of base.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -60,7 +64,9 @@ ENDPOINT_RATES = {
     "POST /api/events/track": 2000,
 }
 PACE = 0.95
-MAX_BULK_BYTES = 4_000_000  # reference 2.2: 4 MB per bulkUpdate body
+# reference 2.2: "Max body size: 4 MB" per bulkUpdate, read as 4,000,000 bytes (as RudderStack does:
+# the stricter reading). The emulator answers 413 above the same number (emulators/iterable/state.py).
+MAX_BULK_BYTES = 4_000_000
 FAILED_UPDATE_MESSAGES = {
     "invalidEmails": ("invalid_email", "Iterable rejected the email address as malformed."),
     "invalidUserIds": ("invalid_user_id", "Iterable rejected the userId (empty, too long or not plain ASCII)."),
@@ -73,6 +79,31 @@ FAILED_UPDATE_MESSAGES = {
     "notFoundEmails": ("not_found", "No such user in Iterable."),
     "notFoundUserIds": ("not_found", "No such user in Iterable."),
 }
+
+
+NO_USER_CODE = "error.users.noUserWithIdExists"  # byUserId's "no such user" (reference 4)
+# The HTTP status each error code of the envelope comes with (reference 5; codes not listed are 400s).
+# A 2xx whose body carries one of these codes is that error, classed as if it had come with this status.
+CODE_STATUSES = {
+    "BadApiKey": 401,
+    "BadAuthorizationHeader": 401,
+    "Unauthorized": 401,
+    "Forbidden": 403,
+    "NotFound": 404,
+    "UnknownEmailError": 404,
+    "UnknownUserIdError": 404,
+    NO_USER_CODE: 404,
+    "EmailAlreadyExists": 409,
+    "UserIdAlreadyExists": 409,
+    "ExternalKeyConflict": 409,
+    "ForgottenUserError": 409,
+    "BatchTooLarge": 413,
+    "RateLimitExceeded": 429,
+    "GenericError": 500,
+    "DatabaseError": 500,
+    "QueueEmailError": 500,
+}
+_DOTTED_CODE = re.compile(r"error(?:\.\w+)+")
 
 
 def base_url(region: str) -> str:
@@ -117,9 +148,10 @@ class IterableClient:
         self.base_url = base_url(self.region)
         self.api_key = api_key
         self.tokens = tokens
-        # The rate budget is per Iterable project; the key (or OAuth grant) stands for it.
-        ident = api_key or bucket_id or "oauth"
-        self.bucket_id = bucket_id or hashlib.sha256(ident.encode()).hexdigest()[:16]
+        # The rate budget is per Iterable project: a connected integration passes its own bucket
+        # (services.rate_bucket_id). A key being checked before any integration has it stands for
+        # its project by itself (hashed: no secret in a Redis key name).
+        self.bucket_id = bucket_id or hashlib.sha256((api_key or "oauth").encode()).hexdigest()[:16]
         self.timeout = timeout or settings.DESTINATION_TIMEOUT_SECONDS
         self.max_retries = settings.DESTINATION_MAX_RETRIES if max_retries is None else max_retries
         self.max_rate_wait = settings.DESTINATION_MAX_RATE_WAIT_SECONDS if max_rate_wait is None else max_rate_wait
@@ -147,15 +179,18 @@ class IterableClient:
                 self.sleep(wait)
 
     def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """How long to wait before try ``attempt + 1`` of one request (``attempt`` counts from 0)."""
         if retry_after is not None:
             return retry_after
         # Exponential with full jitter: 0.5 s, 1 s, 2 s, ... capped at 30 s.
-        return random.uniform(0, min(30.0, 0.5 * 2**attempt))
+        return random.uniform(0, min(30.0, 0.5 * 2 ** min(attempt, 6)))
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Response:
         """One logical call: paced, retried, and raised as a DestinationError when it fails."""
         endpoint = f"{method} {path}"
-        attempt = 0
+        body = None if json is None else encode_body(json)
+        attempt = 0  # failed tries (5xx, connection errors): bounded by max_retries
+        rate_attempts = 0  # 429s of this request: they drive the backoff, and start over with each request
         rate_waited = 0.0
         refreshed = False
         headers = self._auth_headers()
@@ -163,13 +198,13 @@ class IterableClient:
             self._pace(endpoint)
             try:
                 raw = self.session.request(
-                    method, self.base_url + path, json=json, params=params, headers=headers, timeout=self.timeout
+                    method, self.base_url + path, data=body, params=params, headers=headers, timeout=self.timeout
                 )
             except requests.RequestException as exc:
                 error: DestinationError = TransportError(f"{method} {path}: {type(exc).__name__}: {exc}")
             else:
                 response = Response(raw.status_code, _json(raw), dict(raw.headers))
-                if raw.status_code < 400:
+                if raw.status_code < 400 and not _error_code(response.body):
                     return response
                 error = map_error(method, path, response)
                 if isinstance(error, AuthError) and self.tokens is not None and not refreshed:
@@ -179,7 +214,8 @@ class IterableClient:
                     continue
             if isinstance(error, RateLimitedError):
                 # Waiting for the budget is not a failed attempt; it is bounded in time instead.
-                wait = self._backoff(min(self.rate_limited_waits, 6), error.retry_after)
+                wait = self._backoff(rate_attempts, error.retry_after)
+                rate_attempts += 1
                 self.rate_limited_waits += 1
                 if rate_waited + wait > self.max_rate_wait:
                     raise error
@@ -188,12 +224,39 @@ class IterableClient:
                 self.sleep(wait)
                 continue
             if error.retryable and attempt < self.max_retries:
-                wait = self._backoff(attempt)
+                # A 5xx may say when to come back (Retry-After); the max wait bounds it, so that one
+                # answer cannot park a worker for an hour.
+                wait = min(self._backoff(attempt, error.retry_after), self.max_rate_wait)
                 attempt += 1
                 logger.info("Iterable %s failed (%s); retry %d in %.1fs", endpoint, error.code, attempt, wait)
                 self.sleep(wait)
                 continue
             raise error
+
+
+def encode_body(value: Any) -> bytes:
+    """A request body as the client sends it: what push measures against MAX_BULK_BYTES is what goes out."""
+    return json.dumps(value, allow_nan=False).encode()
+
+
+def split_by_size(records: list[dict[str, Any]], *, overhead: int, limit: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive runs of ``records`` whose bulk body stays within ``limit`` bytes, in order.
+
+    ``overhead`` is the size of the body with no users. The users list is encoded as the records
+    joined by ", ", so a body's size is the overhead, the records' sizes and 2 bytes between each
+    two: exact, without encoding every candidate body. A record too large on its own comes alone.
+    """
+    chunk: list[dict[str, Any]] = []
+    size = overhead
+    for record in records:
+        weight = len(encode_body(record))
+        if chunk and size + 2 + weight > limit:
+            yield chunk
+            chunk, size = [], overhead
+        size += weight + (2 if chunk else 0)
+        chunk.append(record)
+    if chunk:
+        yield chunk
 
 
 def _json(raw: requests.Response) -> Any:
@@ -203,23 +266,51 @@ def _json(raw: requests.Response) -> Any:
         return {"msg": raw.text[:500]}
 
 
+def _error_code(body: Any) -> str:
+    """The envelope's code when it names an error. Bulk answers carry counts and no code at all."""
+    code = body.get("code") if isinstance(body, dict) else None
+    return str(code) if code and code != "Success" else ""
+
+
 def _retry_after(headers: dict[str, str]) -> float | None:
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+    """Seconds to wait from a Retry-After header, in either of its forms: delay-seconds or an HTTP-date."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "").strip()
+    if not value:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # an HTTP-date is in GMT
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def map_error(method: str, path: str, response: Response) -> DestinationError:
-    """Iterable's envelope ``{msg, code, params}`` to an exception. HTTP status first, code second (reference 5)."""
+    """Iterable's envelope ``{msg, code, params}`` to an exception. HTTP status first, code second (reference 5).
+
+    Also maps a 2xx whose code is not "Success" (reference 2.1: such a body is a failure), by the
+    status its code comes with (CODE_STATUSES).
+    """
     body = response.body if isinstance(response.body, dict) else {}
     code = str(body.get("code") or "")
     msg = str(body.get("msg") or body.get("message") or f"HTTP {response.status}")
     params = body.get("params")
-    status = response.status
+    if response.status >= 400 and code == "Success":
+        # "Iterable sometimes returns Success for errors" (reference 5: a bad list on lists/subscribe is
+        # 400 with msg "error.lists.invalidListId(…)"): the status decides, the msg's dotted code names it.
+        dotted = _DOTTED_CODE.match(msg)
+        code = dotted.group(0) if dotted else ""
+    status = response.status if response.status >= 400 else CODE_STATUSES.get(code, 400)
+    if code == NO_USER_CODE:
+        status = 404  # a definite "no such user", whatever status it came with (reference 4: seen with 500)
     where = f"{method} {path}"
-    kwargs = {"code": code or f"http_{status}", "status": status, "params": params}
+    kwargs = {"code": code or f"http_{status}", "status": response.status, "params": params}
+    retry_after = _retry_after(response.headers)
     if status == 401:
         return AuthError(f"Iterable refused the credentials ({msg}) on {where}", **kwargs)
     if status == 403:
@@ -231,9 +322,9 @@ def map_error(method: str, path: str, response: Response) -> DestinationError:
     if status == 413:
         return PayloadTooLargeError(f"{where}: the request body is too large ({msg})", **kwargs)
     if status == 429:
-        return RateLimitedError(f"{where}: rate limited", retry_after=_retry_after(response.headers), **kwargs)
+        return RateLimitedError(f"{where}: rate limited", retry_after=retry_after, **kwargs)
     if status >= 500:
-        return ServerError(f"Iterable answered {status} on {where}: {msg}", **kwargs)
+        return ServerError(f"Iterable answered {status} on {where}: {msg}", retry_after=retry_after, **kwargs)
     if code == "RequestFieldsTypesMismatched":
         errors = (params or {}).get("validationErrors") or {}
         field_errors = {
@@ -323,13 +414,26 @@ class IterableDestination:
         return body
 
     def push(self, records: list[dict[str, Any]], *, create_new_fields: bool = False) -> list[RecordResult]:
-        """bulkUpdate one batch. Failures come back by identifier (reference 2.2), mapped here to records.
+        """bulkUpdate one batch; one result per record, in order.
 
-        Raises TypeMismatchError / PayloadTooLargeError when Iterable refuses the whole
-        batch for one record: the caller splits the batch to isolate it.
+        The batch goes in as many requests as keep each body under MAX_BULK_BYTES (reference 2.2).
+        Failures come back by identifier (reference 2.2), mapped here to records. Raises
+        TypeMismatchError / PayloadTooLargeError when Iterable refuses a request whole for one
+        record: the caller splits the batch to isolate it (records of requests already sent go
+        again then; upserts make that harmless).
         """
-        if not records:
-            return []
+        overhead = len(encode_body(self.bulk_body([], create_new_fields=create_new_fields)))
+        results: list[RecordResult] = []
+        for chunk in split_by_size(records, overhead=overhead, limit=MAX_BULK_BYTES):
+            if len(chunk) == 1 and overhead + len(encode_body(chunk[0])) > MAX_BULK_BYTES:
+                # It would be refused (413) however it is sent: fail it here, its neighbours still go.
+                message = f"This user's data is over Iterable's {MAX_BULK_BYTES:,}-byte request limit."
+                results.append(RecordResult(self.identifier_of(chunk[0]), False, "payload_too_large", message))
+            else:
+                results += self._push_chunk(chunk, create_new_fields=create_new_fields)
+        return results
+
+    def _push_chunk(self, records: list[dict[str, Any]], *, create_new_fields: bool) -> list[RecordResult]:
         body = self.bulk_body(records, create_new_fields=create_new_fields)
         response = self.client.request("POST", "/api/users/bulkUpdate", json=body)
         failed = (response.body or {}).get("failedUpdates") or {}
@@ -351,17 +455,33 @@ class IterableDestination:
                 results.append(RecordResult(ident, delivered=True))
         return results
 
-    def find_existing(self, identifiers: list[str]) -> set[str]:
-        """Look each identifier up (100 rps); ``{}`` means not found (reference 4)."""
-        existing: set[str] = set()
-        for ident in identifiers:
-            if self.project_type == "userId":
-                body = self.client.request("GET", "/api/users/byUserId", params={"userId": ident}).body
-            else:
-                body = self.client.request("GET", "/api/users/getByEmail", params={"email": ident}).body
-            if isinstance(body, dict) and body.get("user"):
-                existing.add(ident)
-        return existing
+    def find_existing(self, records: list[dict[str, Any]]) -> list[bool]:
+        """Whether each record's user exists already, in order: one lookup each (100 rps per endpoint)."""
+        return [self._exists(record) for record in records]
+
+    def _exists(self, record: dict[str, Any]) -> bool:
+        email, user_id = record.get("email"), record.get("userId")
+        # A userID-based project knows users by userId only. Elsewhere the email identifies the user when
+        # the record has one; a record with only a userId is looked up by it (getByEmail would refuse it).
+        if email and self.project_type != "userId":
+            path, params = "/api/users/getByEmail", {"email": email}
+        elif user_id:
+            path, params = "/api/users/byUserId", {"userId": user_id}
+        else:
+            return False  # nothing to look it up by: the push says what is missing
+        try:
+            body = self.client.request("GET", path, params=params).body
+        except NotFoundError as exc:
+            if exc.code == NO_USER_CODE:  # byUserId's other way of saying "not found" (reference 4)
+                return False
+            raise
+        except ValidationError as exc:
+            # An identifier Iterable refuses (malformed email or userId) belongs to no user: not the
+            # whole batch's failure. The push then fails that record alone, with Iterable's reason.
+            if exc.code in ("InvalidEmailAddressError", "InvalidUserIdError"):
+                return False
+            raise
+        return isinstance(body, dict) and bool(body.get("user"))  # {} is "not found" (reference 4)
 
     def subscribe(self, list_id: int, records: list[dict[str, Any]]) -> None:
         """Add the records' users to a static list (POST /api/lists/subscribe)."""
@@ -397,9 +517,14 @@ def _client_side_message(kind: str) -> str:
 
 
 def detect_region(api_key: str, preferred: str | None = None) -> str | None:
-    """The data center that accepts ``api_key`` (trying ``preferred`` first), or None."""
+    """The data center that accepts ``api_key`` (trying ``preferred`` first), or None when every one refuses it.
+
+    A data center that gives no answer (down, 5xx, rate budget spent) proves nothing about the key:
+    when no other one accepted it, that failure is raised (retryable) rather than calling the key unknown.
+    """
     order = [preferred] if preferred in REGIONS else []
     order += [r for r in REGIONS if r not in order]
+    unanswered: DestinationError | None = None
     for region in order:
         client = IterableClient(region=region, api_key=api_key, max_retries=1)
         try:
@@ -409,6 +534,12 @@ def detect_region(api_key: str, preferred: str | None = None) -> str | None:
             return region  # the key is known here, it just may not read fields
         except AuthError:
             continue
+        except DestinationError as exc:
+            if not exc.retryable:
+                raise
+            unanswered = exc  # the other data center may still know the key
+    if unanswered is not None:
+        raise unanswered
     return None
 
 

@@ -112,6 +112,42 @@ def test_an_unreachable_iterable_stores_nothing_and_says_so(alice_client, iterab
     assert not Integration.objects.exists()
 
 
+@pytest.mark.parametrize("failure", ["unreachable", "5xx", "429"])
+def test_auto_detect_with_iterable_down_stores_nothing_and_says_so(alice_client, iterable, settings, failure):
+    # Auto-detect (the form's default) probes both data centers before the key is verified: a probe
+    # that gets no answer must end in the same message as the explicit-region path, not in a 500.
+    if failure == "unreachable":
+        settings.ITERABLE_US_BASE_URL = "http://127.0.0.1:9/us"  # nothing listens there
+        settings.ITERABLE_EU_BASE_URL = "http://127.0.0.1:9/eu"
+    else:
+        settings.DESTINATION_MAX_RATE_WAIT_SECONDS = 0  # a 429 is given up at once: its budget is spent
+        iterable.fault("/api/users/getFields", status=503 if failure == "5xx" else 429, times=20)
+    response = _connect(alice_client, iterable.keys.server_side, region="auto")
+    assert response.status_code == 400
+    assert "could not be reached" in _error_text(response) and "Nothing was saved" in _error_text(response)
+    assert not Integration.objects.exists()
+
+
+def test_auto_detect_finds_the_eu_while_the_us_is_down(alice_client, iterable, settings):
+    settings.ITERABLE_US_BASE_URL = "http://127.0.0.1:9/us"
+    _connect(alice_client, iterable.keys.eu_server_side, region="auto", project_type="userId")
+    assert Integration.objects.get().region == "eu"
+
+
+def test_the_rate_budget_is_the_integrations_and_survives_a_new_key(alice_client, iterable):
+    # Iterable's limits are per project (reference 2.3): a second key of the same project, pasted when
+    # the first is rotated, must not bring a second, full budget with it.
+    from integrations.destinations import destination_for
+
+    _connect(alice_client, iterable.keys.server_side)
+    before = destination_for(Integration.objects.get()).client.bucket_id
+    iterable.add_key("srv-rotated-key-9876", project_id=1)
+    _connect(alice_client, "srv-rotated-key-9876")
+    integration = Integration.objects.get()
+    assert integration.credentials == {"api_key": "srv-rotated-key-9876"}
+    assert destination_for(integration).client.bucket_id == before
+
+
 def test_disconnect_deletes_the_credentials_and_keeps_the_history(alice_client, iterable):
     _connect(alice_client, iterable.keys.server_side)
     run = run_with_records(Integration.objects.get(), 4, failed_every=2)

@@ -7,6 +7,9 @@ import time
 import pytest
 import requests
 
+from emulators.iterable.control import EmulatorControl
+from emulators.iterable.server import start_in_thread
+
 
 @pytest.fixture
 def api(iterable):
@@ -19,9 +22,7 @@ def api(iterable):
     return call
 
 
-def test_bodies_are_checked_against_iterables_swagger(api, iterable):
-    if iterable.server.spec is None:
-        pytest.skip("../shared/specs/iterable-api-docs.json is not beside the checkout")
+def test_bodies_are_checked_against_iterables_swagger(api, iterable, iterable_swagger):
     response = api("POST", "/api/users/bulkUpdate", json={"users": [{"email": "a@b.co", "dataField": {}}]})
     assert response.status_code == 400
     assert response.json() == {
@@ -44,6 +45,12 @@ def test_bodies_are_checked_against_iterables_swagger(api, iterable):
         ("mobile", "POST", "/api/users/bulkUpdate", {"users": []}, 403),
         ("javascript", "POST", "/api/users/update", {"email": "a@b.co"}, 403),
         ("server_side", "POST", "/api/users/bulkUpdate", {"users": []}, 200),
+        # reference 1.2: mobile keys may also call the in-app endpoints
+        *(
+            ("mobile", "POST", f"/api/events/{name}", {"email": "a@b.co", "messageId": "m1"}, 200)
+            for name in ("trackInAppOpen", "trackInAppClick", "trackInAppClose", "trackInAppDelivery", "inAppConsume")
+        ),
+        ("javascript", "POST", "/api/events/trackInAppOpen", {"email": "a@b.co", "messageId": "m1"}, 403),
     ],
 )
 def test_key_types_have_their_rights(api, iterable, key_type, method, path, body, status):
@@ -152,6 +159,24 @@ def test_rate_limits_answer_429(api, iterable):
     assert limited.json() == {"msg": "Exceeded rate limit.", "code": "RateLimitExceeded", "params": None}
 
 
+def test_each_lookup_endpoint_has_its_own_rate_limit(api, iterable):
+    # reference 2.3: getByEmail, /users/{email}, byUserId and byUserId/{userId}: 100 rps per project each.
+    api("POST", "/api/users/update", json={"email": "a@b.co", "userId": "u-1", "dataFields": {}})
+    lookups = [
+        ("/api/users/getByEmail", {"email": "a@b.co"}),
+        ("/api/users/a@b.co", None),
+        ("/api/users/byUserId", {"userId": "u-1"}),
+        ("/api/users/byUserId/u-1", None),
+    ]
+    iterable.configure(
+        rate_limit_overrides=dict.fromkeys(
+            ("users.getByEmail", "users.byEmailPath", "users.byUserId", "users.byUserIdPath"), 1
+        )
+    )
+    assert [api("GET", path, params=params).status_code for path, params in lookups] == [200] * 4
+    assert api("GET", "/api/users/getByEmail", params={"email": "a@b.co"}).status_code == 429
+
+
 def test_lists_and_events(api, iterable):
     list_id = iterable.add_list("Newsletter")
     assert api("GET", "/api/lists").json()["lists"][0]["name"] == "Newsletter"
@@ -159,7 +184,9 @@ def test_lists_and_events(api, iterable):
     assert sub.json()["successCount"] == 1
     assert list_id in iterable.user("a@b.co")["dataFields"]["userListIds"]
     bad = api("POST", "/api/lists/subscribe", json={"listId": 999, "subscribers": [{"email": "a@b.co"}]})
-    assert bad.status_code == 400 and "invalidListId" in bad.json()["msg"]
+    # As recorded from Iterable (reference 5): a 400 whose code says "Success", the error in msg.
+    assert bad.status_code == 400 and bad.json()["code"] == "Success"
+    assert bad.json()["msg"] == "error.lists.invalidListId(999)" and bad.json()["params"]["listId"] == 999
     assert api("POST", "/api/events/track", json={"eventName": "formSubmitted", "email": "a@b.co"}).status_code == 200
     assert iterable.events()[0]["eventName"] == "formSubmitted"
 
@@ -176,3 +203,78 @@ def test_latency_and_fault_knobs(api, iterable):
     iterable.fault("/api/lists", kind="drop", times=1)
     with pytest.raises(requests.ConnectionError):
         api("GET", "/api/lists")
+
+
+# --- Without Iterable's Swagger document (a checkout without ../shared/specs) ---------------------
+
+
+@pytest.fixture(scope="module")
+def bare_server(tmp_path_factory):
+    server = start_in_thread(spec_path=str(tmp_path_factory.mktemp("no-spec") / "absent.json"))
+    assert server.spec is None
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def bare_api(bare_server):
+    control = EmulatorControl(bare_server.url)
+    control.reset()
+    control.add_key("bare-key-123456")
+    list_id = control.add_list("Newsletter")
+
+    def call(method, path, *, json=None):
+        json = json(list_id) if callable(json) else json
+        return requests.request(
+            method, f"{bare_server.url}/us{path}", headers={"Api-Key": "bare-key-123456"}, json=json, timeout=10
+        )
+
+    return call
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "problems"),
+    [
+        ("/api/users/bulkUpdate", {}, {"obj.users": "Missing required field"}),
+        ("/api/users/bulkUpdate", {"users": "ada"}, {"obj.users": "Array value expected"}),
+        ("/api/users/bulkUpdate", {"users": [1]}, {"obj.users[0]": "Object value expected"}),
+        (
+            "/api/users/bulkUpdate",
+            {"users": [{"email": "a@b.co", "dataFields": "x"}]},
+            {"obj.users[0].dataFields": "Object value expected"},
+        ),
+        ("/api/users/update", [], {"obj": "Object value expected"}),
+        ("/api/users/update", {"email": 5}, {"obj.email": "String value expected"}),
+        ("/api/lists", {}, {"obj.name": "Missing required field"}),
+        ("/api/lists/subscribe", {"subscribers": []}, {"obj.listId": "Missing required field"}),
+        ("/api/lists/subscribe", {"listId": "abc", "subscribers": []}, {"obj.listId": "Integer value expected"}),
+        ("/api/events/track", {"email": "a@b.co"}, {"obj.eventName": "Missing required field"}),
+    ],
+)
+def test_without_the_swagger_a_malformed_body_is_a_400_not_a_crash(bare_api, path, body, problems):
+    response = bare_api("POST", path, json=body)
+    assert response.status_code == 400
+    assert response.json() == {"msg": f"[{path}] Invalid JSON body", "code": "BadJsonBody", "params": problems}
+
+
+def test_a_type_mismatch_on_subscribe_fails_the_request_with_the_envelope(bare_api):
+    bare_api("POST", "/api/users/update", json={"email": "a@b.co", "dataFields": {"age": 3}})
+    response = bare_api(
+        "POST",
+        "/api/lists/subscribe",
+        json=lambda list_id: {
+            "listId": list_id,
+            "subscribers": [
+                {"email": "b@b.co", "dataFields": {"age": 4}},
+                {"email": "c@b.co", "dataFields": {"age": "x"}},
+            ],
+        },
+    )
+    assert response.status_code == 400 and response.json()["code"] == "RequestFieldsTypesMismatched"
+    assert bare_api("GET", "/api/users/getByEmail?email=b@b.co").json() == {}  # nothing of it was written
+
+
+def test_an_emulator_bug_answers_500_with_the_envelope_not_a_dropped_connection(bare_server):
+    response = requests.post(f"{bare_server.url}/_emulator/keys", json={}, timeout=10)  # no "key": a KeyError
+    assert response.status_code == 500
+    assert response.json() == {"msg": "Emulator error; please try again later", "code": "GenericError", "params": None}

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
+from emulators.iterable.state import MAX_BULK_BODY
 from integrations.destinations import base
-from integrations.destinations.iterable import IterableClient, IterableDestination
+from integrations.destinations.iterable import (
+    MAX_BULK_BYTES,
+    IterableClient,
+    IterableDestination,
+    encode_body,
+    split_by_size,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -43,9 +52,33 @@ def test_push_returns_one_result_per_record_from_the_failure_lists(destination, 
     assert iterable.user("not-an-email") is None
 
 
-def test_find_existing(destination, iterable):
-    destination.push([{"email": "ada@example.com", "dataFields": {}}])
-    assert destination.find_existing(["ada@example.com", "nobody@example.com"]) == {"ada@example.com"}
+@pytest.mark.parametrize("project_type", ["hybrid", "email"])
+def test_find_existing_looks_each_record_up_by_what_identifies_it(iterable, project_type):
+    key = iterable.keys.server_side
+    if project_type == "email":
+        key = "emailkey-123456"
+        iterable.add_key(key, project_id=3, project_type="email")
+    destination = IterableDestination(IterableClient(region="us", api_key=key), project_type=project_type)
+    destination.push(
+        [{"email": "ada@example.com", "dataFields": {}}, {"userId": "u-7", "preferUserId": True, "dataFields": {}}]
+    )
+    records = [
+        {"email": "ada@example.com"},
+        {"email": "nobody@example.com"},
+        {"userId": "u-7"},  # only a userId: looked up by it (getByEmail would refuse it with a 400)
+        {"userId": "nobody"},
+        {"email": "not-an-email"},  # refused by the lookup: not there; the push reports why per record
+    ]
+    assert destination.find_existing(records) == [True, False, True, False, False]
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_find_existing_takes_no_user_with_id_exists_for_not_found(destination, iterable, status):
+    # reference 4: besides {}, byUserId may answer this code (Block's client saw it with a 500).
+    body = {"msg": "No user exists with userId u-1", "code": "error.users.noUserWithIdExists", "params": None}
+    iterable.fault("/api/users/byUserId", status=status, times=1, body=body)
+    assert destination.find_existing([{"userId": "u-1"}]) == [False]
+    assert iterable.stats()["counts"].get("/api/users/byUserId") is None  # answered once, not retried
 
 
 @pytest.mark.parametrize(
@@ -69,7 +102,50 @@ def test_each_error_is_mapped(iterable, setup, call, error, code):
     assert caught.value.code == code
 
 
-def test_validation_error_names_the_json_path(client):
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("InvalidEmailAddressError", base.ValidationError),
+        ("BadApiKey", base.AuthError),
+        ("GenericError", base.ServerError),
+        ("RequestFieldsTypesMismatched", base.TypeMismatchError),
+        ("error.users.noUserWithIdExists", base.NotFoundError),
+    ],
+)
+def test_a_2xx_whose_code_is_not_success_is_that_error(iterable, code, error):
+    # Success is decided by the status first, then by the envelope's code (reference 2.1, 5).
+    iterable.fault("/api/users/update", status=200, times=3, body={"msg": "refused", "code": code, "params": None})
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, max_retries=0)
+    with pytest.raises(error) as caught:
+        client.request("POST", "/api/users/update", json={"email": "a@b.co"})
+    assert caught.value.code == code
+
+
+def test_push_does_not_count_a_200_error_as_delivered(iterable):
+    body = {"msg": "Please try again later", "code": "GenericError", "params": None}
+    iterable.fault("/api/users/bulkUpdate", status=200, times=3, body=body)
+    destination = IterableDestination(IterableClient(region="us", api_key=iterable.keys.server_side, max_retries=0))
+    with pytest.raises(base.ServerError):  # retryable: the engine tries the batch again later
+        destination.push([{"email": "ada@example.com", "dataFields": {}}])
+
+
+def test_an_error_status_with_code_success_is_an_error_named_by_its_message(iterable):
+    # lists/subscribe with a bad list: 400 {"code": "Success", "msg": "error.lists.invalidListId(…)"} (reference 5).
+    body = {"msg": "error.lists.invalidListId(999)", "code": "Success", "params": {"projectId": 1, "listId": 999}}
+    iterable.fault("/api/lists/subscribe", status=400, times=1, body=body)
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, max_retries=0)
+    with pytest.raises(base.ValidationError) as caught:
+        client.request("POST", "/api/lists/subscribe", json={"listId": 999, "subscribers": [{"email": "a@b.co"}]})
+    assert caught.value.code == "error.lists.invalidListId" and caught.value.status == 400
+
+
+def test_subscribing_to_a_missing_list_is_an_error_whatever_its_code_says(destination):
+    with pytest.raises(base.ValidationError) as caught:
+        destination.subscribe(999, [{"email": "a@b.co"}])
+    assert caught.value.code == "error.lists.invalidListId" and caught.value.status == 400
+
+
+def test_validation_error_names_the_json_path(client, iterable_swagger):
     with pytest.raises(base.ValidationError) as caught:
         client.request("POST", "/api/users/bulkUpdate", json={"users": [{"email": "a@b.co", "preferUserId": "yes"}]})
     assert caught.value.field_errors == {"obj.users[0].preferUserId": "Boolean value expected"}
@@ -88,10 +164,51 @@ def test_type_mismatch_fails_the_batch_with_per_field_detail(destination, iterab
     assert iterable.user("bob@example.com") is None  # nothing of the refused batch was written
 
 
-def test_oversized_batch_is_413(destination):
+def test_a_batch_over_the_body_limit_is_split_before_sending(destination, iterable):
+    # reference 2.2: a bulkUpdate body is at most 4 MB. 900 users of ~5 kB each are ~4.6 MB.
     big = [{"email": f"u{i}@example.com", "dataFields": {"blob": "x" * 5000}} for i in range(900)]
+    big[600]["email"] = "not-an-email"
+    results = destination.push(big)
+    assert [r.identifier for r in results] == [r["email"] for r in big]  # one per record, in order
+    assert [r.delivered for r in results] == [i != 600 for i in range(900)]
+    assert len(iterable.requests("/api/users/bulkUpdate")) == 2  # two bodies under the limit, no 413
+
+
+def test_a_record_too_large_on_its_own_fails_without_being_sent(destination, iterable):
+    records = [
+        {"email": "ada@example.com", "dataFields": {}},
+        {"email": "big@example.com", "dataFields": {"blob": "x" * MAX_BULK_BYTES}},
+        {"email": "grace@example.com", "dataFields": {}},
+    ]
+    results = destination.push(records)
+    assert [(r.identifier, r.delivered) for r in results] == [
+        ("ada@example.com", True),
+        ("big@example.com", False),
+        ("grace@example.com", True),
+    ]
+    assert results[1].code == "payload_too_large" and iterable.user("big@example.com") is None
+
+
+def test_split_by_size_fills_each_body_up_to_the_limit_exactly():
+    records = [{"email": f"u{i}@example.com", "dataFields": {"n": i}} for i in range(10)]
+    overhead = len(encode_body(IterableDestination.bulk_body([])))
+    exact = len(encode_body(IterableDestination.bulk_body(records[:4])))  # what 4 of them weigh as a body
+    chunks = list(split_by_size(records, overhead=overhead, limit=exact))
+    assert [len(c) for c in chunks] == [4, 4, 2] and [r for c in chunks for r in c] == records
+    assert all(len(encode_body(IterableDestination.bulk_body(c))) <= exact for c in chunks)
+    assert [len(c) for c in split_by_size(records, overhead=overhead, limit=exact - 1)] == [3, 3, 3, 1]
+
+
+def test_the_client_and_the_emulator_agree_on_the_body_limit():
+    assert MAX_BULK_BYTES == MAX_BULK_BODY == 4_000_000  # reference 2.2: "Max body size: 4 MB"
+
+
+def test_a_413_still_raises_for_the_engine_to_split(destination, iterable):
+    # The size split makes a 413 unlikely, not impossible (a limit lowered on Iterable's side).
+    body = {"msg": "Request body too large", "code": "BatchTooLarge", "params": None}
+    iterable.fault("/api/users/bulkUpdate", status=413, times=1, body=body)
     with pytest.raises(base.PayloadTooLargeError):
-        destination.push(big)
+        destination.push([{"email": "ada@example.com", "dataFields": {}}])
 
 
 def test_5xx_is_retried_then_succeeds(client, iterable):
@@ -141,6 +258,43 @@ def test_429_honours_retry_after(iterable):
     for _ in range(3):
         assert client.request("GET", "/api/users/getFields").status == 200
     assert 1.0 in slept  # the Retry-After the emulator sent, not a guess
+
+
+def test_429_backoff_starts_over_for_each_request(iterable, settings):
+    # Real Iterable sends no Retry-After (reference 5): the backoff is ours. A client that waited out
+    # 429s before must not start a fresh request at the longest wait.
+    settings.ITERABLE_CLIENT_PACING = False  # only the backoff sleeps
+    slept: list[float] = []
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, sleep=slept.append)
+    for _ in range(8):
+        iterable.fault("/api/lists", status=429, times=1)
+        assert client.request("GET", "/api/lists").status == 200
+    assert len(slept) == 8 and max(slept) <= 0.5  # each one a first wait: 0 to 0.5 s with jitter
+    assert client.rate_limited_waits == 8  # the lifetime count (for the engine's log) still adds up
+
+
+def _http_date_in(seconds: float) -> str:
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
+
+
+@pytest.mark.parametrize(("status", "form"), [(503, "seconds"), (503, "http-date"), (429, "http-date")])
+def test_retry_after_is_honoured_in_both_forms(iterable, settings, status, form):
+    settings.ITERABLE_CLIENT_PACING = False
+    value = "4" if form == "seconds" else _http_date_in(4)
+    iterable.fault("/api/lists", status=status, times=1, headers={"Retry-After": value})
+    slept: list[float] = []
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, sleep=slept.append)
+    assert client.request("GET", "/api/lists").status == 200
+    assert len(slept) == 1 and 2 < slept[0] <= 4  # an HTTP-date has whole seconds: a little under 4
+
+
+def test_a_5xx_retry_after_is_capped_by_the_max_wait(iterable, settings):
+    settings.ITERABLE_CLIENT_PACING = False
+    iterable.fault("/api/lists", status=503, times=1, headers={"Retry-After": "3600"})
+    slept: list[float] = []
+    client = IterableClient(region="us", api_key=iterable.keys.server_side, max_rate_wait=5, sleep=slept.append)
+    assert client.request("GET", "/api/lists").status == 200
+    assert slept == [5]
 
 
 def test_429_gives_up_after_the_wait_budget(iterable):

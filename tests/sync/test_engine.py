@@ -71,6 +71,16 @@ def test_one_bad_record_in_a_batch_fails_alone(integration, capture, iterable):
     assert OutboxItem.objects.get(contact__email="bad@example.com").status == "failed"
 
 
+def test_a_batch_refused_as_too_large_is_split_and_delivered(integration, capture, iterable):
+    capture(4)
+    body = {"msg": "Request body too large", "code": "BatchTooLarge", "params": None}
+    iterable.fault("/api/users/bulkUpdate", status=413, times=1, body=body)
+    run = _run(integration)
+    assert (run.status, run.delivered) == ("succeeded", 4)
+    sent = [len(r["body"]["users"]) for r in iterable.requests("/api/users/bulkUpdate") if r["body"]["users"]]
+    assert sent == [2, 2]  # the halves (the refused whole came before the emulator's log)
+
+
 def test_a_bad_value_fails_its_record_before_sending(integration, capture):
     contact = capture(1)[0]
     contact.data["age"] = 36.5  # (contacts are immutable in the app; this stands for a stored legacy value)
