@@ -36,6 +36,17 @@ def test_invalid_submission_shows_errors_keeps_values_and_stores_nothing(client,
     assert Contact.objects.count() == 0
 
 
+def test_a_nul_character_is_refused_with_the_field_named(client, flow):
+    # %00 reaches request.POST as a NUL character, which PostgreSQL cannot store.
+    response = client.post(
+        f"/f/{flow.public_id}/",
+        "email=a%40b.co&first_name=Ada%00",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400 and "First name must not contain NUL" in response.content.decode()
+    assert Contact.objects.count() == 0
+
+
 def test_unknown_posted_field_is_named(client, flow):
     response = client.post(f"/f/{flow.public_id}/", {"email": "a@b.co", "injected": "x"})
     assert response.status_code == 400 and "unknown field &#x27;injected&#x27;" in response.content.decode()
