@@ -230,6 +230,29 @@ def test_rate_limit_per_ip(api, flow, settings):
     assert statuses == [201, 201, 429]
 
 
+def test_the_ip_limit_counts_requests_and_the_flow_limit_counts_contacts(api, flow, settings):
+    settings.RATELIMIT_API_PER_IP, settings.RATELIMIT_API_PER_FLOW = 2, 8
+    batch = {"contacts": [{"flow": flow.public_id, "fields": {"email": f"u{i}@example.com"}} for i in range(4)]}
+    assert [api(batch).status_code for _ in range(2)] == [200, 200]  # 2 requests, 8 contacts: both budgets full
+    settings.RATELIMIT_API_PER_IP = 10
+    assert api(batch).status_code == 429  # the flow's budget, not the IP's, refuses the 9th contact
+
+
+def test_another_workspace_cannot_spend_a_flows_budget(api, flow, settings, workspace_b, charlie):
+    """Public ids are printed on public pages: naming another workspace's flow must cost that flow nothing."""
+    from flows.services import capture_token_rotate
+
+    settings.RATELIMIT_API_PER_FLOW = 3
+    other_token = capture_token_rotate(workspace=workspace_b, actor=charlie)
+    foreign = {"contacts": [{"flow": flow.public_id, "fields": {"email": "x@example.com"}}] * 3}
+    for _ in range(3):
+        response = api(foreign, token=other_token)
+        assert response.status_code == 200
+        assert {r["code"] for r in response.json()["results"]} == {"flow_not_found"}
+    statuses = [api({"flow": flow.public_id, "fields": {"email": f"u{i}@example.com"}}).status_code for i in range(4)]
+    assert statuses == [201, 201, 201, 429]
+
+
 # Any code point JSON can carry, lone surrogates ("\ud800") and NUL included: the default
 # st.text() leaves surrogates out, and they are exactly what PostgreSQL refuses to store.
 texts = st.text(st.characters(codec=None, categories=None), max_size=30) | st.sampled_from(
