@@ -162,21 +162,31 @@ def field_move(request: HttpRequest, flow_id: int, field_id: int) -> HttpRespons
 @workspace_view()
 def contact_list(request: HttpRequest) -> HttpResponse:
     form = ContactSearchForm(request.GET)
-    form.is_valid()
-    params = form.cleaned_data
-    page = selectors.contacts_page(
-        workspace=request.workspace,
-        q=params.get("q", ""),
-        flow_public_id=params.get("flow", ""),
-        cursor=params.get("cursor", ""),
-        size=settings.CONTACTS_PAGE_SIZE,
-    )
+    if form.is_valid():
+        params = form.cleaned_data
+        page = selectors.contacts_page(
+            workspace=request.workspace,
+            q=params["q"],
+            flow_public_id=params["flow"],
+            cursor=params["cursor"],
+            size=settings.CONTACTS_PAGE_SIZE,
+        )
+        search_error = ""
+    else:
+        # Say why and list nothing: every contact under a search box would read as its result.
+        # Still 200, or htmx would not swap the message in.
+        params = {name: request.GET.get(name, "").replace("\x00", "")[:254] for name in ("q", "flow", "cursor")}
+        page = selectors.ContactPage(contacts=[], next_cursor=None)
+        search_error = " ".join(
+            f"{form.fields[name].label}: {message}" for name, messages in form.errors.items() for message in messages
+        )
     context = {
         "page": page,
-        "q": params.get("q", ""),
-        "flow_filter": params.get("flow", ""),
+        "q": params["q"],
+        "flow_filter": params["flow"],
+        "search_error": search_error,
         "flows": selectors.flows_for(workspace=request.workspace),
-        "is_first_page": not params.get("cursor"),
+        "is_first_page": not params["cursor"],
     }
     template = (
         "flows/contact_list.html#contact-rows"
