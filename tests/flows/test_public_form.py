@@ -90,6 +90,28 @@ def test_the_form_is_csrf_protected(flow):
     )
 
 
+@pytest.mark.parametrize(
+    ("setting", "data", "status", "words"),
+    [
+        ("DATA_UPLOAD_MAX_MEMORY_SIZE", {"email": "a@b.co", "first_name": "x" * 2000}, 413, "too large"),
+        ("DATA_UPLOAD_MAX_NUMBER_FIELDS", {f"k{i}": "1" for i in range(20)}, 400, "too many fields"),
+    ],
+)
+def test_an_oversized_post_gets_the_form_page_with_a_clear_message(flow, settings, setting, data, status, words):
+    from django.test import Client
+
+    setattr(settings, setting, 10 if setting.endswith("FIELDS") else 1000)
+    # As a browser posts it, CSRF checks on: CSRF middleware reads the body first, so a body
+    # over Django's limits used to end in its bare 400 page before the view could answer.
+    strict = Client(enforce_csrf_checks=True)
+    token = str(strict.get(f"/f/{flow.public_id}/").context["csrf_token"])
+    response = strict.post(f"/f/{flow.public_id}/", {**data, "csrfmiddlewaretoken": token})
+    html = response.content.decode()
+    assert response.status_code == status
+    assert words in html and 'name="email"' in html  # the form itself, to send again
+    assert Contact.objects.count() == 0
+
+
 def test_junk_in_the_url_is_404_not_500(client):
     assert client.get("/f/%00abc/").status_code == 404
     assert client.get("/f/" + "x" * 40 + "/").status_code == 404
