@@ -5,6 +5,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.models import User
+from accounts.services import EMAIL_TAKEN
 
 
 class SignupForm(forms.Form):
@@ -15,7 +16,7 @@ class SignupForm(forms.Form):
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip().lower()
         if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists. Log in instead.")
+            raise forms.ValidationError(EMAIL_TAKEN)
         return email
 
     def clean(self) -> dict:

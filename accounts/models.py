@@ -17,6 +17,12 @@ class UserManager(BaseUserManager["User"]):
         user.save(using=self._db)
         return user
 
+    def get_by_natural_key(self, username: str) -> User:
+        # The login path (ModelBackend, createsuperuser): an email's case means nothing to its
+        # owner, so Erin@Example.com is erin@example.com. Matched on lower(email), which the
+        # case-insensitive unique index covers (one row at most, found by index).
+        return self.alias(email_lower=Lower("email")).get(email_lower=str(username).strip().lower())
+
     def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
         extra.setdefault("is_staff", False)
         extra.setdefault("is_superuser", False)

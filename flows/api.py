@@ -15,14 +15,19 @@ a batch answers per item. See README "Capture API".
 from __future__ import annotations
 
 import json
-from collections import Counter
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from flows.services import ItemResult, capture_token_authenticate, contacts_capture_batch
+from flows.services import (
+    ItemResult,
+    capture_flows,
+    capture_token_authenticate,
+    contacts_capture_batch,
+    contacts_per_flow,
+)
 from lib import ratelimit
 
 
@@ -50,6 +55,11 @@ def contacts_endpoint(request: HttpRequest) -> JsonResponse:
         response["Allow"] = "POST"
         return response
 
+    # The per-IP limit counts requests, not contacts: it is a flood guard, checked before the
+    # token is looked up or the body read (so it cannot know the contact count), and many
+    # customers send through shared egress IPs (integration platforms, cloud NAT) where a
+    # per-contact IP budget would let one tenant's batches throttle the others. Volume is
+    # metered per flow below, per contact, once the flows are known to be the token's.
     ip_verdict = ratelimit.hit("api-ip", ratelimit.client_ip(request), limit=settings.RATELIMIT_API_PER_IP)
     if not ip_verdict.allowed:
         return _rate_limited(ip_verdict.retry_after)
@@ -101,15 +111,15 @@ def contacts_endpoint(request: HttpRequest) -> JsonResponse:
     else:
         return _error(400, "invalid", 'The body must be a JSON object: one contact, or {"contacts": [...]}.')
 
-    per_flow = Counter(
-        item.get("flow") for item in items if isinstance(item, dict) and isinstance(item.get("flow"), str)
-    )
-    for public_id, count in per_flow.items():
-        verdict = ratelimit.hit("api-flow", public_id[:40], limit=settings.RATELIMIT_API_PER_FLOW, cost=count)
+    # Only the token's own flows are charged, keyed by pk: public ids are printed on public
+    # pages, and another workspace naming one must not spend that flow's budget.
+    flows = capture_flows(workspace=token.workspace, items=items)
+    for flow_pk, count in contacts_per_flow(items=items, flows=flows).items():
+        verdict = ratelimit.hit("api-flow", str(flow_pk), limit=settings.RATELIMIT_API_PER_FLOW, cost=count)
         if not verdict.allowed:
             return _rate_limited(verdict.retry_after)
 
-    results = contacts_capture_batch(workspace=token.workspace, items=items)
+    results = contacts_capture_batch(workspace=token.workspace, items=items, flows=flows)
     if single:
         result = results[0]
         if result.contact is not None:

@@ -61,6 +61,7 @@ class FieldEditForm(forms.Form):
 
 
 class ContactSearchForm(forms.Form):
-    q = forms.CharField(required=False, max_length=254)
-    flow = forms.CharField(required=False, max_length=32)
-    cursor = forms.CharField(required=False, max_length=200)
+    # The labels name the parameter in the error shown above the (empty) list.
+    q = forms.CharField(required=False, max_length=254, label="Search")
+    flow = forms.CharField(required=False, max_length=32, label="Flow")
+    cursor = forms.CharField(required=False, max_length=200, label="Page")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,6 +29,7 @@ from flows.validation import FieldSpec, clean_submission, normalize_email
 from lib.tokens import hash_token, new_token
 from lib.ttlcache import TTLCache
 from workspaces.models import Workspace
+from workspaces.scoping import scoped
 from workspaces.services import audit_record
 
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
@@ -230,12 +232,12 @@ def contact_capture(
 _capture_cache: TTLCache = TTLCache()
 
 
-def _capture_flow(workspace_id: int, public_id: str) -> tuple[ConversionFlow, list[FieldSpec]] | None:
+def _capture_flow(workspace: Workspace, public_id: str) -> tuple[ConversionFlow, list[FieldSpec]] | None:
     def load() -> tuple[ConversionFlow, list[FieldSpec]] | None:
-        flow = ConversionFlow.objects.filter(workspace_id=workspace_id, public_id=public_id).first()
+        flow = scoped(ConversionFlow, workspace).filter(public_id=public_id).first()
         return (flow, field_specs(flow)) if flow else None
 
-    return _capture_cache.get_or_set(("flow", workspace_id, public_id), settings.CAPTURE_CACHE_SECONDS, load)
+    return _capture_cache.get_or_set(("flow", workspace.pk, public_id), settings.CAPTURE_CACHE_SECONDS, load)
 
 
 @dataclass
@@ -246,16 +248,40 @@ class ItemResult:
     code: str = ""
 
 
-def contacts_capture_batch(*, workspace: Workspace, items: Sequence[Any]) -> list[ItemResult]:
+CaptureFlows = dict[str, tuple[ConversionFlow, list[FieldSpec]]]
+
+
+def _item_public_id(item: Any) -> str | None:
+    public_id = item.get("flow") if isinstance(item, Mapping) else None
+    return public_id if is_public_id(public_id) else None
+
+
+def capture_flows(*, workspace: Workspace, items: Sequence[Any]) -> CaptureFlows:
+    """The flows of ``workspace`` that ``items`` name, with their field specs, by public id.
+    A public id of another workspace's flow (they are printed on public pages) is simply absent."""
+    public_ids = {public_id for item in items if (public_id := _item_public_id(item))}
+    loaded = {public_id: _capture_flow(workspace, public_id) for public_id in public_ids}
+    return {public_id: entry for public_id, entry in loaded.items() if entry}
+
+
+def contacts_per_flow(*, items: Sequence[Any], flows: CaptureFlows) -> Counter[int]:
+    """How many items name each of ``flows``, by flow pk: what a request costs each flow's rate budget.
+    Items naming no flow of the workspace cost no flow anything (they are refused per item)."""
+    return Counter(flows[public_id][0].pk for item in items if (public_id := _item_public_id(item)) in flows)
+
+
+def contacts_capture_batch(
+    *, workspace: Workspace, items: Sequence[Any], flows: CaptureFlows | None = None
+) -> list[ItemResult]:
     """Capture many API items, each ``{"flow": <public id>, "fields": {...}}``.
 
     Each item stands alone: a bad one is reported and skipped, the good ones are
-    stored together in one INSERT.
+    stored together in one INSERT. ``flows`` is :func:`capture_flows` of the same
+    items, when the caller already has it.
     """
-    flow_ids = {item.get("flow") for item in items if isinstance(item, Mapping) and is_public_id(item.get("flow"))}
-    loaded = {public_id: _capture_flow(workspace.pk, public_id) for public_id in flow_ids}
-    flows = {public_id: entry[0] for public_id, entry in loaded.items() if entry}
-    specs = {public_id: entry[1] for public_id, entry in loaded.items() if entry}
+    loaded = capture_flows(workspace=workspace, items=items) if flows is None else flows
+    specs = {public_id: entry[1] for public_id, entry in loaded.items()}
+    flows_by_id = {public_id: entry[0] for public_id, entry in loaded.items()}
     results: list[ItemResult] = []
     pending: list[tuple[ItemResult, Contact]] = []
     for index, item in enumerate(items):
@@ -270,7 +296,7 @@ def contacts_capture_batch(*, workspace: Workspace, items: Sequence[Any]) -> lis
             result.code = "invalid"
             continue
         public_id = item.get("flow")
-        flow = flows.get(public_id) if isinstance(public_id, str) else None
+        flow = flows_by_id.get(public_id) if isinstance(public_id, str) else None
         if flow is None:
             result.errors = {"flow": "required: the public id of a flow in this workspace (see Flows > Share)"}
             result.code = "flow_not_found" if public_id else "invalid"

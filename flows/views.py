@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from flows import selectors
@@ -162,21 +163,31 @@ def field_move(request: HttpRequest, flow_id: int, field_id: int) -> HttpRespons
 @workspace_view()
 def contact_list(request: HttpRequest) -> HttpResponse:
     form = ContactSearchForm(request.GET)
-    form.is_valid()
-    params = form.cleaned_data
-    page = selectors.contacts_page(
-        workspace=request.workspace,
-        q=params.get("q", ""),
-        flow_public_id=params.get("flow", ""),
-        cursor=params.get("cursor", ""),
-        size=settings.CONTACTS_PAGE_SIZE,
-    )
+    if form.is_valid():
+        params = form.cleaned_data
+        page = selectors.contacts_page(
+            workspace=request.workspace,
+            q=params["q"],
+            flow_public_id=params["flow"],
+            cursor=params["cursor"],
+            size=settings.CONTACTS_PAGE_SIZE,
+        )
+        search_error = ""
+    else:
+        # Say why and list nothing: every contact under a search box would read as its result.
+        # Still 200, or htmx would not swap the message in.
+        params = {name: request.GET.get(name, "").replace("\x00", "")[:254] for name in ("q", "flow", "cursor")}
+        page = selectors.ContactPage(contacts=[], next_cursor=None)
+        search_error = " ".join(
+            f"{form.fields[name].label}: {message}" for name, messages in form.errors.items() for message in messages
+        )
     context = {
         "page": page,
-        "q": params.get("q", ""),
-        "flow_filter": params.get("flow", ""),
+        "q": params["q"],
+        "flow_filter": params["flow"],
+        "search_error": search_error,
         "flows": selectors.flows_for(workspace=request.workspace),
-        "is_first_page": not params.get("cursor"),
+        "is_first_page": not params["cursor"],
     }
     template = (
         "flows/contact_list.html#contact-rows"
@@ -219,34 +230,22 @@ def api_settings(request: HttpRequest) -> HttpResponse:
 # --- Public form page (no login) ------------------------------------------------------------------
 
 
-def public_form(request: HttpRequest, public_id: str) -> HttpResponse:
+def _public_flow(public_id: str) -> ConversionFlow:
     if not is_public_id(public_id):
         raise Http404("No such form")
-    flow = get_object_or_404(ConversionFlow.objects.prefetch_related("fields"), public_id=public_id)
-    if not flow.is_enabled:
-        return render(request, "flows/public_closed.html", {"flow": flow}, status=410)
+    return get_object_or_404(ConversionFlow.objects.prefetch_related("fields"), public_id=public_id)
+
+
+def _form_page(
+    request: HttpRequest,
+    flow: ConversionFlow,
+    *,
+    values: dict[str, object] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    values, errors = values or {}, errors or {}
     fields = list(flow.fields.all())
-    values: dict[str, object] = {}
-    errors: dict[str, str] = {}
-    status = 200
-    if request.method == "POST":
-        verdicts = [
-            ratelimit.hit("form-ip", ratelimit.client_ip(request), limit=settings.RATELIMIT_FORM_PER_IP),
-            ratelimit.hit("form-flow", flow.public_id, limit=settings.RATELIMIT_FORM_PER_FLOW),
-        ]
-        blocked = next((v for v in verdicts if not v.allowed), None)
-        if blocked:
-            response = render(
-                request, "flows/public_rate_limited.html", {"flow": flow, "retry": blocked.retry_after}, status=429
-            )
-            response["Retry-After"] = str(blocked.retry_after)
-            return response
-        values = {key: request.POST.get(key) for key in request.POST if key != "csrfmiddlewaretoken"}
-        try:
-            contact_capture(flow=flow, raw=values, source=Contact.Source.FORM, from_form=True)
-            return redirect("public-form-thanks", flow.public_id)
-        except CaptureRejected as exc:
-            errors, status = exc.errors, 400
     rows = [{"field": f, "value": values.get(f.key, ""), "error": errors.get(f.key)} for f in fields]
     stray = {k: v for k, v in errors.items() if k not in {f.key for f in fields}}
     return render(
@@ -255,6 +254,55 @@ def public_form(request: HttpRequest, public_id: str) -> HttpResponse:
         {"flow": flow, "rows": rows, "stray_errors": stray, "FieldType": FieldType},
         status=status,
     )
+
+
+def _unreadable_body(request: HttpRequest) -> tuple[int, str] | None:
+    """Parse the POST body; over Django's limits, the status and the words for the submitter."""
+    try:
+        request.POST  # noqa: B018 - parsing is the point
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024
+        return 413, f"This submission is too large (over {limit} KB). Shorten the longest answers and send it again."
+    except TooManyFieldsSent:
+        return 400, "This submission has too many fields. Reload the form and send it again."
+    return None
+
+
+# CSRF is checked, just not by the middleware: it reads the body before any view runs, and a
+# body over Django's limits would end there in its bare 400 page. public_form reads the body
+# itself first and answers with the form and a message; the CSRF check follows, on every POST.
+@csrf_exempt
+def public_form(request: HttpRequest, public_id: str) -> HttpResponse:
+    flow = _public_flow(public_id)
+    if not flow.is_enabled:
+        return render(request, "flows/public_closed.html", {"flow": flow}, status=410)
+    if request.method == "POST" and (problem := _unreadable_body(request)):
+        status, message = problem
+        return _form_page(request, flow, errors={"form": message}, status=status)
+    return _public_form_checked(request, flow)
+
+
+@csrf_protect
+def _public_form_checked(request: HttpRequest, flow: ConversionFlow) -> HttpResponse:
+    if request.method != "POST":
+        return _form_page(request, flow)
+    verdicts = [
+        ratelimit.hit("form-ip", ratelimit.client_ip(request), limit=settings.RATELIMIT_FORM_PER_IP),
+        ratelimit.hit("form-flow", flow.public_id, limit=settings.RATELIMIT_FORM_PER_FLOW),
+    ]
+    blocked = next((v for v in verdicts if not v.allowed), None)
+    if blocked:
+        response = render(
+            request, "flows/public_rate_limited.html", {"flow": flow, "retry": blocked.retry_after}, status=429
+        )
+        response["Retry-After"] = str(blocked.retry_after)
+        return response
+    values = {key: request.POST.get(key) for key in request.POST if key != "csrfmiddlewaretoken"}
+    try:
+        contact_capture(flow=flow, raw=values, source=Contact.Source.FORM, from_form=True)
+    except CaptureRejected as exc:
+        return _form_page(request, flow, values=values, errors=exc.errors, status=400)
+    return redirect("public-form-thanks", flow.public_id)
 
 
 def public_form_thanks(request: HttpRequest, public_id: str) -> HttpResponse:

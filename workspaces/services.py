@@ -166,7 +166,10 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
 
 
 def _owners_left_after(membership: Membership) -> int:
-    return Membership.objects.filter(workspace=membership.workspace, role=Role.OWNER).exclude(pk=membership.pk).count()
+    # Locks the owners' rows (callers are atomic): two owners leaving or demoting each other
+    # at once are serialized, and the second sees the first's change, so one owner stays.
+    owners = Membership.objects.select_for_update().filter(workspace=membership.workspace, role=Role.OWNER)
+    return sum(1 for pk in owners.values_list("pk", flat=True) if pk != membership.pk)
 
 
 @transaction.atomic

@@ -15,6 +15,7 @@ urlpatterns = [
     path(W + "settings/", views.workspace_settings, name="settings"),
     path(W + "settings/members/", views.members, name="members"),
     path(W + "settings/members/invite/", views.member_invite, name="member-invite"),
+    path(W + "settings/members/leave/", views.member_leave, name="member-leave"),
     path(W + "settings/members/<int:membership_id>/role/", views.member_role, name="member-role"),
     path(W + "settings/members/<int:membership_id>/remove/", views.member_remove, name="member-remove"),
     path(

@@ -153,6 +153,21 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     return _member_action(request, remove)
 
 
+# Any member may leave, viewers included (they can change nothing else); the service keeps
+# the last owner, audits it as member.left, and checks nothing more: it is their own membership.
+@workspace_view(write_role=Role.VIEWER)
+@require_POST
+def member_leave(request: HttpRequest) -> HttpResponse:
+    workspace = request.workspace
+    try:
+        membership_remove(membership=request.membership, actor_membership=request.membership)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("workspaces:members", workspace.slug)
+    messages.success(request, f"You left {workspace.name}.")
+    return redirect("workspaces:home")
+
+
 @workspace_view(min_role=Role.ADMIN)
 @require_POST
 def invitation_revoke_view(request: HttpRequest, invitation_id: int) -> HttpResponse:

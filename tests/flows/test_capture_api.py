@@ -136,6 +136,21 @@ BAD_REQUESTS = [
         "invalid",
         "2000",
     ),
+    # PostgreSQL's text and jsonb store neither of these: refused as input, never a 500 at INSERT.
+    (
+        "lone surrogate",
+        dict(body={"flow": "$FLOW", "fields": {"email": "a@b.co", "first_name": "\ud800"}}),
+        422,
+        "invalid",
+        "First name",
+    ),
+    (
+        "NUL",
+        dict(body={"flow": "$FLOW", "fields": {"email": "a@b.co", "first_name": "Ada\u0000"}}),
+        422,
+        "invalid",
+        "NUL",
+    ),
     (
         "too many fields",
         dict(body={"flow": "$FLOW", "fields": {f"k{i}": 1 for i in range(101)}}),
@@ -159,6 +174,19 @@ def test_bad_input_gets_a_clear_4xx_and_stores_nothing(api, flow, case, request_
     assert error["code"] == code
     assert word.lower() in json.dumps(error).lower()
     assert Contact.objects.count() == 0
+
+
+def test_a_lone_surrogate_in_a_batch_rejects_its_item_only(api, flow):
+    # The batch path stores with bulk_create, not the single-contact INSERT: the same refusal must hold there.
+    items = [
+        {"flow": flow.public_id, "fields": {"email": "one@example.com", "first_name": "x\udfff"}},
+        {"flow": flow.public_id, "fields": {"email": "two@example.com", "first_name": "Ada"}},
+    ]
+    response = api({"contacts": items})
+    assert response.status_code == 200, response.content
+    assert [r["status"] for r in response.json()["results"]] == ["rejected", "created"]
+    assert "First name" in response.json()["results"][0]["errors"]["first_name"]
+    assert list(Contact.objects.values_list("email", flat=True)) == ["two@example.com"]
 
 
 def test_disabled_flow_is_refused(api, flow):
@@ -202,17 +230,50 @@ def test_rate_limit_per_ip(api, flow, settings):
     assert statuses == [201, 201, 429]
 
 
+def test_the_ip_limit_counts_requests_and_the_flow_limit_counts_contacts(api, flow, settings):
+    settings.RATELIMIT_API_PER_IP, settings.RATELIMIT_API_PER_FLOW = 2, 8
+    batch = {"contacts": [{"flow": flow.public_id, "fields": {"email": f"u{i}@example.com"}} for i in range(4)]}
+    assert [api(batch).status_code for _ in range(2)] == [200, 200]  # 2 requests, 8 contacts: both budgets full
+    settings.RATELIMIT_API_PER_IP = 10
+    assert api(batch).status_code == 429  # the flow's budget, not the IP's, refuses the 9th contact
+
+
+def test_another_workspace_cannot_spend_a_flows_budget(api, flow, settings, workspace_b, charlie):
+    """Public ids are printed on public pages: naming another workspace's flow must cost that flow nothing."""
+    from flows.services import capture_token_rotate
+
+    settings.RATELIMIT_API_PER_FLOW = 3
+    other_token = capture_token_rotate(workspace=workspace_b, actor=charlie)
+    foreign = {"contacts": [{"flow": flow.public_id, "fields": {"email": "x@example.com"}}] * 3}
+    for _ in range(3):
+        response = api(foreign, token=other_token)
+        assert response.status_code == 200
+        assert {r["code"] for r in response.json()["results"]} == {"flow_not_found"}
+    statuses = [api({"flow": flow.public_id, "fields": {"email": f"u{i}@example.com"}}).status_code for i in range(4)]
+    assert statuses == [201, 201, 201, 429]
+
+
+# Any code point JSON can carry, lone surrogates ("\ud800") and NUL included: the default
+# st.text() leaves surrogates out, and they are exactly what PostgreSQL refuses to store.
+texts = st.text(st.characters(codec=None, categories=None), max_size=30) | st.sampled_from(
+    ["\ud800", "x\udfff", "a\x00"]
+)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4),
     max_leaves=12,
 )
 field_keys = st.sampled_from(["email", "first_name", "age", "birthday", "vip", "size", "phone", "other"])
+# Random fields are nearly always refused for some other reason; a valid email and one free
+# text field make an item that is stored unless that text is refused, so the text reaches the database.
+fields = st.dictionaries(field_keys, json_values) | st.fixed_dictionaries(
+    {"email": st.just("ada@example.com"), "first_name": texts}
+)
 item = (
     st.fixed_dictionaries(
         {
             "flow": st.sampled_from(["$FLOW", "nope"]) | json_values,
-            "fields": st.dictionaries(field_keys, json_values) | json_values,
+            "fields": fields | json_values,
         }
     )
     | json_values

@@ -82,6 +82,23 @@ def test_filter_by_flow(alice_client, contacts, workspace_a):
     assert _emails(response) == ["elsewhere@example.com"]
 
 
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("q=" + "a" * 300, "Search: Ensure this value has at most 254"),
+        ("q=person%00", "Null characters"),
+        ("flow=" + "x" * 40, "Flow: Ensure this value has at most 32"),
+    ],
+)
+def test_an_invalid_search_says_why_and_lists_nothing(alice_client, contacts, query, words):
+    # Not every contact under the search box: that would read as the search's result.
+    for headers in ({}, {"HX-Request": "true"}):
+        response = alice_client.get(f"/w/acme/contacts/?{query}", headers=headers)
+        html = response.content.decode()
+        assert response.status_code == 200  # htmx swaps only 2xx answers in: the message must show
+        assert words in html and "person0" not in html
+
+
 def test_bad_cursor_is_ignored(alice_client, contacts):
     assert alice_client.get("/w/acme/contacts/?cursor=%%%garbage").status_code == 200
 

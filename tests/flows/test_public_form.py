@@ -36,6 +36,17 @@ def test_invalid_submission_shows_errors_keeps_values_and_stores_nothing(client,
     assert Contact.objects.count() == 0
 
 
+def test_a_nul_character_is_refused_with_the_field_named(client, flow):
+    # %00 reaches request.POST as a NUL character, which PostgreSQL cannot store.
+    response = client.post(
+        f"/f/{flow.public_id}/",
+        "email=a%40b.co&first_name=Ada%00",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400 and "First name must not contain NUL" in response.content.decode()
+    assert Contact.objects.count() == 0
+
+
 def test_unknown_posted_field_is_named(client, flow):
     response = client.post(f"/f/{flow.public_id}/", {"email": "a@b.co", "injected": "x"})
     assert response.status_code == 400 and "unknown field &#x27;injected&#x27;" in response.content.decode()
@@ -77,6 +88,28 @@ def test_the_form_is_csrf_protected(flow):
     assert (
         strict.post(f"/f/{flow.public_id}/", {"email": "a@b.co", "csrfmiddlewaretoken": str(token)}).status_code == 302
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "data", "status", "words"),
+    [
+        ("DATA_UPLOAD_MAX_MEMORY_SIZE", {"email": "a@b.co", "first_name": "x" * 2000}, 413, "too large"),
+        ("DATA_UPLOAD_MAX_NUMBER_FIELDS", {f"k{i}": "1" for i in range(20)}, 400, "too many fields"),
+    ],
+)
+def test_an_oversized_post_gets_the_form_page_with_a_clear_message(flow, settings, setting, data, status, words):
+    from django.test import Client
+
+    setattr(settings, setting, 10 if setting.endswith("FIELDS") else 1000)
+    # As a browser posts it, CSRF checks on: CSRF middleware reads the body first, so a body
+    # over Django's limits used to end in its bare 400 page before the view could answer.
+    strict = Client(enforce_csrf_checks=True)
+    token = str(strict.get(f"/f/{flow.public_id}/").context["csrf_token"])
+    response = strict.post(f"/f/{flow.public_id}/", {**data, "csrfmiddlewaretoken": token})
+    html = response.content.decode()
+    assert response.status_code == status
+    assert words in html and 'name="email"' in html  # the form itself, to send again
+    assert Contact.objects.count() == 0
 
 
 def test_junk_in_the_url_is_404_not_500(client):

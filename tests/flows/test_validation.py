@@ -26,6 +26,8 @@ BAD = [
     (FieldType.TEXT, "x" * 2001, "at most 2000"),
     (FieldType.TEXT, "a\x00b", "NUL"),
     (FieldType.DATE, "2024-01-01\x00", "NUL"),
+    (FieldType.TEXT, "a\ud800", "lone surrogate"),
+    (FieldType.EMAIL, "ada\udfff@example.com", "lone surrogate"),
     (FieldType.EMAIL, "ada@", "not a valid email"),
     (FieldType.EMAIL, "ada @example.com", "not a valid email"),
     (FieldType.PHONE, "12", "not a phone number"),

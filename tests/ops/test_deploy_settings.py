@@ -50,7 +50,7 @@ def _settings_in_subprocess(env: dict[str, str]) -> dict:
         "'SECURE_COOKIES': s.SESSION_COOKIE_SECURE and s.CSRF_COOKIE_SECURE, 'HSTS': s.SECURE_HSTS_SECONDS,"
         "'SSL_REDIRECT': s.SECURE_SSL_REDIRECT, 'PROXY': s.SECURE_PROXY_SSL_HEADER, 'SECRET': s.SECRET_KEY,"
         "'STATIC': s.STORAGES['staticfiles']['BACKEND'], 'EMAIL': s.EMAIL_BACKEND,"
-        "'KEYS': s.FLOWSYNC_ENCRYPTION_KEYS}))"
+        "'KEYS': s.FLOWSYNC_ENCRYPTION_KEYS, 'REDIRECT_EXEMPT': s.SECURE_REDIRECT_EXEMPT}))"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG"))}
     out = subprocess.run(
@@ -150,3 +150,46 @@ def test_the_filesystem_broker_keeps_its_files_under_its_folder(tmp_path):
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broker"]
     assert list((broker_dir / "control").glob("*.exchange"))
+
+
+@pytest.mark.django_db
+def test_the_web_healthcheck_is_answered_200_under_the_compose_settings(settings):
+    """The request the compose healthcheck makes, replayed through Django with the web service's settings:
+    not a 400 for its Host, not a 301 to HTTPS (it speaks plain HTTP on loopback)."""
+    from urllib.parse import urlsplit
+
+    from django.test import Client
+
+    from health.probe import health_request
+
+    assert COMPOSE["services"]["web"]["healthcheck"]["test"] == ["CMD", "python", "-m", "health.probe"]
+    env = _service_env("web", PROVIDED)
+    values = _settings_in_subprocess(env)
+    settings.DEBUG = values["DEBUG"]
+    settings.ALLOWED_HOSTS = values["HOSTS"]
+    settings.SECURE_SSL_REDIRECT = values["SSL_REDIRECT"]
+    settings.SECURE_REDIRECT_EXEMPT = values["REDIRECT_EXEMPT"]
+    settings.SECURE_PROXY_SSL_HEADER = tuple(values["PROXY"])
+    probe = health_request(env)
+    url = urlsplit(probe.full_url)
+    assert (url.scheme, url.netloc) == ("http", "127.0.0.1:8000")  # gunicorn's bind in the Dockerfile
+    client = Client()  # built after the settings change: its middleware reads them when first used
+    response = client.get(url.path, headers=dict(probe.header_items()))
+    assert response.status_code == 200, response.content
+    assert response.json()["database"] == "ok"
+    # Every other page still redirects to HTTPS, and an unknown Host is still refused.
+    assert client.get("/accounts/login/", headers=dict(probe.header_items())).status_code == 301
+    assert client.get(url.path, headers={"Host": "127.0.0.1:8000"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("allowed_hosts", "host"),
+    [("flowsync.example.com", "flowsync.example.com"), (".example.com,x.org", "example.com"), ("*", "localhost")],
+)
+def test_the_healthcheck_sends_a_host_that_allowed_hosts_accepts(allowed_hosts, host):
+    from django.http.request import validate_host
+
+    from health.probe import health_host
+
+    assert health_host(allowed_hosts) == host
+    assert validate_host(host, allowed_hosts.split(","))

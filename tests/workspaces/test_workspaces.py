@@ -151,6 +151,27 @@ def test_remove_member(alice_client, bob):
     assert AuditEvent.objects.filter(verb="member.removed", target="bob@example.com").exists()
 
 
+def test_a_viewer_can_leave_and_it_is_audited(bob_client, bob):
+    response = bob_client.post("/w/acme/settings/members/leave/")
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert not Membership.objects.filter(user=bob).exists()
+    event = AuditEvent.objects.get(verb="member.left")
+    assert (event.actor_email, event.target, event.data) == ("bob@example.com", "bob@example.com", {"role": "viewer"})
+    assert bob_client.get("/w/acme/").status_code == 404
+
+
+def test_the_last_owner_cannot_leave(alice_client, alice):
+    response = alice_client.post("/w/acme/settings/members/leave/", follow=True)
+    assert "at least one owner" in response.content.decode()
+    assert Membership.objects.filter(user=alice, role=Role.OWNER).exists()
+    assert not AuditEvent.objects.filter(verb="member.left").exists()
+
+
+def test_the_members_page_offers_leaving(bob_client, bob):
+    html = bob_client.get("/w/acme/settings/members/").content.decode()
+    assert 'action="/w/acme/settings/members/leave/"' in html
+
+
 def test_audit_log_page_lists_membership_changes(alice_client, bob):
     membership = Membership.objects.get(user=bob)
     alice_client.post(f"/w/acme/settings/members/{membership.pk}/role/", {"role": Role.ADMIN})
