@@ -132,3 +132,15 @@ def set_path(target: dict, dotted: str, value: Any) -> None:
             child = node[part] = {}
         node = child
     node[leaf] = value
+
+
+def leaf_paths(data: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"address": {"city": "Oslo"}}`` -> ``{"address.city": "Oslo"}``: what ``set_path`` builds, flat again."""
+    leaves: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            leaves.update(leaf_paths(value, f"{path}."))
+        else:
+            leaves[path] = value
+    return leaves

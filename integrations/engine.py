@@ -22,6 +22,7 @@ from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from field_mapping.coercion import leaf_paths, set_path
 from field_mapping.services import BuiltRecord, MappingPlan, build_record, mapping_plan, schema_refresh
 from flows.models import Contact, ConversionFlow
 from integrations.destinations import destination_for
@@ -70,6 +71,7 @@ class Claimed:
     attempts: int
     data: dict[str, Any]
     flow_id: int = 0
+    sent_before: bool = False
 
 
 def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
@@ -91,13 +93,13 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
             # 'pending' written out, not a parameter: the planner must see it to use the partial outbox_pending.
             f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = 'pending' AND id > %s "
             f"AND next_attempt_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
-            f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id"
+            f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id, o.sent_before"
         )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, after_id, now, size])
             rows = cursor.fetchall()
         return sorted(
-            (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4]) for r in rows),
+            (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4], r[5]) for r in rows),
             key=lambda c: c.id,
         )
     with transaction.atomic():
@@ -105,7 +107,7 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
             OutboxItem.objects.select_for_update(skip_locked=True)
             .filter(integration_id=run.integration_id, status=Status.PENDING, id__gt=after_id, next_attempt_at__lte=now)
             .order_by("id")
-            .values_list("id", "contact_id", "attempts")[:size]
+            .values_list("id", "contact_id", "attempts", "sent_before")[:size]
         )
         if claimed:
             OutboxItem.objects.filter(id__in=[r[0] for r in claimed]).update(
@@ -113,7 +115,7 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
             )
     found = Contact.objects.filter(id__in=[r[1] for r in claimed]).values_list("id", "data", "flow_id")
     by_id = {cid: (data, flow_id) for cid, data, flow_id in found}
-    return [Claimed(r[0], r[1], r[2], *by_id.get(r[1], ({}, 0))) for r in claimed]
+    return [Claimed(r[0], r[1], r[2], *by_id.get(r[1], ({}, 0)), sent_before=r[3]) for r in claimed]
 
 
 def release(items: list[Claimed]) -> None:
@@ -160,6 +162,63 @@ def _split_duplicates(pairs: list[tuple[Claimed, BuiltRecord]]) -> tuple[list, l
     return kept, deferred
 
 
+SUPERSEDED_MESSAGE = "A newer capture of this person reached Iterable first and set every value this one had."
+
+
+def _without_newer_values(
+    *, integration: Integration, plan: MappingPlan, pairs: list[tuple[Claimed, BuiltRecord]]
+) -> tuple[list[tuple[Claimed, BuiltRecord]], list[tuple[Claimed, BuiltRecord]]]:
+    """Keep a row sent before from overwriting what a newer capture of the same person put in Iterable.
+
+    A row that waits out a retry backoff, or that Retry queued again, can be overtaken by a later
+    capture of the same person; an upsert of the old row would then put its older values back. The
+    values the newer captures set are taken out of it. Returns the pairs to send (their payloads
+    trimmed) and those left with nothing to send. Rows on their first attempt go in capture order,
+    so this costs nothing on the hot path.
+    """
+    again = [pair for pair in pairs if pair[0].sent_before]
+    if not again:
+        return pairs, []
+    newer: dict[str, list[int]] = {}
+    for identifier, contact_id in SyncRecord.objects.filter(
+        run__integration_id=integration.pk,
+        status=SyncRecord.Status.DELIVERED,
+        identifier__in={built.identifier for _, built in again},
+        contact_id__gt=min(item.contact_id for item, _ in again),
+    ).values_list("identifier", "contact_id"):
+        newer.setdefault(identifier, []).append(contact_id)
+    if not newer:
+        return pairs, []
+    newer_data = dict(
+        Contact.objects.filter(id__in={cid for ids in newer.values() for cid in ids}).values_list("id", "data")
+    )
+    kept, superseded = [], []
+    for item, built in pairs:
+        later = [cid for cid in newer.get(built.identifier, ()) if cid > item.contact_id] if item.sent_before else []
+        if not later:
+            kept.append((item, built))
+            continue
+        taken: set[str] = set()
+        for cid in later:
+            newer_record = build_record(newer_data.get(cid, {}), plan)
+            if newer_record.payload is not None:
+                taken |= set(leaf_paths(newer_record.payload["dataFields"]))
+        remaining = {
+            path: value for path, value in leaf_paths(built.payload["dataFields"]).items() if path not in taken
+        }
+        if not remaining:
+            superseded.append((item, built))
+            continue
+        data_fields: dict[str, Any] = {}
+        for path, value in remaining.items():
+            set_path(data_fields, path, value)
+        built.payload = {**built.payload, "dataFields": data_fields}
+        if not any(isinstance(v, dict) for v in data_fields.values()):
+            built.payload.pop("mergeNestedObjects", None)
+        kept.append((item, built))
+    return kept, superseded
+
+
 def record_batch(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome]) -> None:
     """The database half of a batch: every outcome written."""
     _record(run=run, items=[i for i in items if i.id in outcomes], outcomes=outcomes)
@@ -180,6 +239,9 @@ def decide_batch(
         else:
             sendable.append((item, built))
     sendable, deferred = _split_duplicates(sendable)
+    sendable, superseded = _without_newer_values(integration=integration, plan=plan, pairs=sendable)
+    for item, built in superseded:
+        outcomes[item.id] = Outcome("skipped", "superseded", SUPERSEDED_MESSAGE, identifier=built.identifier)
     try:
         if sendable and not integration.overwrite_existing:
             found = destination.find_existing([b.payload for _, b in sendable])
@@ -300,6 +362,7 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
                 next_attempt_at=now + RETRY_DELAYS[min(attempts - 1, len(RETRY_DELAYS) - 1)],
                 run_id=None,
                 claimed_at=None,
+                sent_before=True,
             )
         update_outbox(ids, changes, count_attempt=attempts is None)
     write_log_rows(log_rows)

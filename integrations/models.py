@@ -116,6 +116,10 @@ class OutboxItem(models.Model):
     next_attempt_at = models.DateTimeField(auto_now_add=True)
     run = models.ForeignKey("sync_logs.SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Sent before (it waits out a retry backoff, or Retry queued it again): a later capture of the
+    # same person may have been delivered meanwhile, so the engine checks before sending it again.
+    # db_default: rows inserted by the previous release during a deploy get it too.
+    sent_before = models.BooleanField(default=False, db_default=False)
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -148,6 +148,7 @@ def _requeue(rows: QuerySet[OutboxItem]) -> int:
         claimed_at=None,
         error_code="",
         error_message="",
+        sent_before=True,  # a newer capture of the same person may have gone meanwhile (engine checks)
     )
 
 

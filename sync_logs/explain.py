@@ -38,6 +38,10 @@ _BY_CODE: dict[str, Explanation] = {
         "The contact has no email (or userId), so Iterable cannot tell who it is.",
         "Make the identifier field required in the flow, or map the field that holds it.",
     ),
+    "superseded": Explanation(
+        "A newer capture of this person reached Iterable first and already set every value this one had.",
+        "Nothing to do: sending this older one would have put older values back.",
+    ),
     "existing_user": Explanation(
         "The user already exists in Iterable and this integration leaves existing users unchanged.",
         "Nothing to do; choose “Update existing users” in the sync settings to overwrite them.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from field_mapping.coercion import CoercionError, coerce, is_empty, set_path
+from field_mapping.coercion import CoercionError, coerce, is_empty, leaf_paths, set_path
 
 GOOD = [
     ("string", "Ada", "Ada"),
@@ -76,3 +76,10 @@ def test_dotted_paths_build_nested_objects():
     set_path(data, "address.zip", "0150")
     set_path(data, "name", "Ada")
     assert data == {"address": {"city": "Oslo", "zip": "0150"}, "name": "Ada"}
+
+
+def test_leaf_paths_undo_set_path():
+    data: dict = {}
+    for path, value in {"address.city": "Oslo", "address.geo.lat": 59.9, "name": "Ada"}.items():
+        set_path(data, path, value)
+    assert leaf_paths(data) == {"address.city": "Oslo", "address.geo.lat": 59.9, "name": "Ada"}

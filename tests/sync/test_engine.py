@@ -12,7 +12,7 @@ from django.utils import timezone
 from flows.services import contact_capture
 from integrations import engine
 from integrations.models import Integration, OutboxItem
-from integrations.sync import SyncNotStarted, integration_pause, integration_resume, sync_now
+from integrations.sync import SyncNotStarted, integration_pause, integration_resume, retry_failed, sync_now
 from sync_logs.models import SyncRecord, SyncRun
 
 pytestmark = pytest.mark.django_db
@@ -111,6 +111,38 @@ def test_5xx_is_retried_later_with_backoff_then_delivered(integration, capture, 
     assert _run(integration).total == 0  # not due yet
     OutboxItem.objects.update(next_attempt_at=timezone.now())
     assert _run(integration).delivered == 2
+
+
+def test_a_retry_never_puts_back_values_a_newer_capture_delivered(integration, capture, iterable, settings):
+    # The older capture fails and waits out its backoff; a newer capture of the same person is
+    # delivered meanwhile. When the old one is retried it sends only what the newer one did not set.
+    settings.DESTINATION_MAX_RETRIES = 0
+    [old] = capture(1, first_name="Old", age=30, notes="from the booth")
+    iterable.fault("/api/users/bulkUpdate", status=503, times=1)
+    _run(integration)
+    capture(1, first_name="New", age=31)
+    assert _run(integration).delivered == 1  # the old row is not due yet
+    OutboxItem.objects.filter(contact=old).update(next_attempt_at=timezone.now())
+    run = _run(integration)
+    assert run.delivered == 1
+    assert iterable.user("user0@example.com")["dataFields"] == {
+        "firstName": "New",
+        "age": 31,
+        "notes": "from the booth",
+    }
+    assert SyncRecord.objects.get(run=run).payload["dataFields"] == {"notes": "from the booth"}
+
+
+def test_a_retry_with_nothing_newer_to_add_is_skipped_as_superseded(integration, capture, iterable):
+    capture(1, first_name="Old")
+    iterable.fault("/api/users/bulkUpdate", status=400, times=1, body={"code": "BadParams", "msg": "no"})
+    _run(integration)  # a permanent failure: Retry (below) queues it again
+    capture(1, first_name="New")
+    _run(integration)
+    run = engine.run_sync(retry_failed(integration=integration, actor=None).run.pk)
+    record = SyncRecord.objects.get(run=run)
+    assert (record.status, record.error_code) == ("skipped", "superseded")
+    assert iterable.user("user0@example.com")["dataFields"]["firstName"] == "New"
 
 
 def test_retries_are_bounded(integration, capture, iterable, settings):
