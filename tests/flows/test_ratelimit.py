@@ -64,3 +64,20 @@ def test_retry_after_is_when_a_hit_fits_again_and_refusals_are_not_counted(monke
     assert refused[-1].retry_after == 12
     clock[0] += refused[-1].retry_after
     assert ratelimit.hit("test", ident, limit=30).allowed  # told when, and let in then
+
+
+def test_redis_counters_are_plain_cache_integers_that_expire(redis_cache, monkeypatch):
+    """The pipelined path writes what the cache API reads: the refusal's decr and a later window's get."""
+    from django.core.cache import cache
+
+    monkeypatch.setattr(ratelimit, "_clock", lambda: 1_800_000_030.0)  # mid-window
+    ident = uuid.uuid4().hex
+    window = int(1_800_000_030 // ratelimit.WINDOW_SECONDS)
+    key = f"rl:test:{ident}:{window}"
+    ratelimit.hit("test", ident, limit=10, cost=4)
+    assert cache.get(key) == 4
+    raw = cache.make_and_validate_key(key)
+    assert 0 < cache._cache.get_client(raw).ttl(raw) <= ratelimit.COUNTER_SECONDS
+    cache.set(f"rl:test:{ident}:{window - 1}", 100, timeout=60)  # a busy previous window weighs in
+    assert not ratelimit.hit("test", ident, limit=10).allowed
+    assert cache.get(key) == 4  # the refused hit was taken back
