@@ -185,10 +185,13 @@ class IterableClient:
         # Exponential with full jitter: 0.5 s, 1 s, 2 s, ... capped at 30 s.
         return random.uniform(0, min(30.0, 0.5 * 2 ** min(attempt, 6)))
 
-    def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Response:
-        """One logical call: paced, retried, and raised as a DestinationError when it fails."""
+    def request(
+        self, method: str, path: str, *, json: Any = None, data: bytes | None = None, params: dict | None = None
+    ) -> Response:
+        """One logical call: paced, retried, and raised as a DestinationError when it fails.
+        ``data`` is a body already encoded as JSON (push builds it from records encoded once)."""
         endpoint = f"{method} {path}"
-        body = None if json is None else encode_body(json)
+        body = data if json is None else encode_body(json)
         attempt = 0  # failed tries (5xx, connection errors): bounded by max_retries
         rate_attempts = 0  # 429s of this request: they drive the backoff, and start over with each request
         rate_waited = 0.0
@@ -239,24 +242,21 @@ def encode_body(value: Any) -> bytes:
     return json.dumps(value, allow_nan=False).encode()
 
 
-def split_by_size(records: list[dict[str, Any]], *, overhead: int, limit: int) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive runs of ``records`` whose bulk body stays within ``limit`` bytes, in order.
+def split_by_size(sizes: list[int], *, overhead: int, limit: int) -> Iterator[slice]:
+    """Consecutive runs of records (by their encoded ``sizes``) whose bulk body stays within ``limit`` bytes.
 
-    ``overhead`` is the size of the body with no users. The users list is encoded as the records
-    joined by ", ", so a body's size is the overhead, the records' sizes and 2 bytes between each
-    two: exact, without encoding every candidate body. A record too large on its own comes alone.
+    ``overhead`` is the size of the body with no users. The users list is the records joined by
+    ", ", so a body's size is the overhead, the records' sizes and 2 bytes between each two: exact,
+    without encoding every candidate body. A record too large on its own comes alone.
     """
-    chunk: list[dict[str, Any]] = []
-    size = overhead
-    for record in records:
-        weight = len(encode_body(record))
-        if chunk and size + 2 + weight > limit:
-            yield chunk
-            chunk, size = [], overhead
-        size += weight + (2 if chunk else 0)
-        chunk.append(record)
-    if chunk:
-        yield chunk
+    start, size = 0, overhead
+    for index, weight in enumerate(sizes):
+        if index > start and size + 2 + weight > limit:
+            yield slice(start, index)
+            start, size = index, overhead
+        size += weight + (2 if index > start else 0)
+    if start < len(sizes):
+        yield slice(start, len(sizes))
 
 
 def _json(raw: requests.Response) -> Any:
@@ -422,20 +422,31 @@ class IterableDestination:
         record: the caller splits the batch to isolate it (records of requests already sent go
         again then; upserts make that harmless).
         """
-        overhead = len(encode_body(self.bulk_body([], create_new_fields=create_new_fields)))
+        # Each record is encoded once: its size decides the requests, its bytes go into the body.
+        encoded = [encode_body(record) for record in records]
+        head, tail = self._body_frame(create_new_fields)
+        overhead = len(head) + len(tail)
         results: list[RecordResult] = []
-        for chunk in split_by_size(records, overhead=overhead, limit=MAX_BULK_BYTES):
-            if len(chunk) == 1 and overhead + len(encode_body(chunk[0])) > MAX_BULK_BYTES:
+        for part in split_by_size([len(e) for e in encoded], overhead=overhead, limit=MAX_BULK_BYTES):
+            chunk = records[part]
+            if len(chunk) == 1 and overhead + len(encoded[part.start]) > MAX_BULK_BYTES:
                 # It would be refused (413) however it is sent: fail it here, its neighbours still go.
                 message = f"This user's data is over Iterable's {MAX_BULK_BYTES:,}-byte request limit."
                 results.append(RecordResult(self.identifier_of(chunk[0]), False, "payload_too_large", message))
             else:
-                results += self._push_chunk(chunk, create_new_fields=create_new_fields)
+                body = head + b", ".join(encoded[part]) + tail
+                results += self._push_chunk(chunk, body)
         return results
 
-    def _push_chunk(self, records: list[dict[str, Any]], *, create_new_fields: bool) -> list[RecordResult]:
-        body = self.bulk_body(records, create_new_fields=create_new_fields)
-        response = self.client.request("POST", "/api/users/bulkUpdate", json=body)
+    @classmethod
+    def _body_frame(cls, create_new_fields: bool) -> tuple[bytes, bytes]:
+        """The bytes of a bulk body before and after its users (``users`` is its first key)."""
+        empty = encode_body(cls.bulk_body([], create_new_fields=create_new_fields))
+        head, tail = empty.split(b"[]", 1)
+        return head + b"[", b"]" + tail
+
+    def _push_chunk(self, records: list[dict[str, Any]], body: bytes) -> list[RecordResult]:
+        response = self.client.request("POST", "/api/users/bulkUpdate", data=body)
         failed = (response.body or {}).get("failedUpdates") or {}
         reasons: dict[str, tuple[str, str]] = {}
         for list_name, (code, message) in FAILED_UPDATE_MESSAGES.items():

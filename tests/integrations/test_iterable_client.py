@@ -191,12 +191,13 @@ def test_a_record_too_large_on_its_own_fails_without_being_sent(destination, ite
 
 def test_split_by_size_fills_each_body_up_to_the_limit_exactly():
     records = [{"email": f"u{i}@example.com", "dataFields": {"n": i}} for i in range(10)]
+    sizes = [len(encode_body(r)) for r in records]
     overhead = len(encode_body(IterableDestination.bulk_body([])))
     exact = len(encode_body(IterableDestination.bulk_body(records[:4])))  # what 4 of them weigh as a body
-    chunks = list(split_by_size(records, overhead=overhead, limit=exact))
+    chunks = [records[part] for part in split_by_size(sizes, overhead=overhead, limit=exact)]
     assert [len(c) for c in chunks] == [4, 4, 2] and [r for c in chunks for r in c] == records
     assert all(len(encode_body(IterableDestination.bulk_body(c))) <= exact for c in chunks)
-    assert [len(c) for c in split_by_size(records, overhead=overhead, limit=exact - 1)] == [3, 3, 3, 1]
+    assert [p.stop - p.start for p in split_by_size(sizes, overhead=overhead, limit=exact - 1)] == [3, 3, 3, 1]
 
 
 def test_the_client_and_the_emulator_agree_on_the_body_limit():
@@ -341,3 +342,11 @@ def test_eu_keys_work_only_in_eu(iterable):
         IterableClient(region="eu", api_key=iterable.keys.eu_server_side).request("GET", "/api/users/getFields").status
         == 200
     )
+
+
+@pytest.mark.parametrize("create_new_fields", [False, True])
+def test_a_body_joined_from_records_encoded_once_is_the_bulk_body(create_new_fields):
+    records = [{"email": "ü@example.com", "dataFields": {"a": [1, 2]}}, {"userId": "u-2", "dataFields": {}}]
+    head, tail = IterableDestination._body_frame(create_new_fields)
+    joined = head + b", ".join(encode_body(r) for r in records) + tail
+    assert joined == encode_body(IterableDestination.bulk_body(records, create_new_fields=create_new_fields))
