@@ -144,6 +144,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "field-mapping-schemas-refresh": {
+        "task": "field_mapping.tasks.schemas_refresh_task",
+        "schedule": 600.0,  # checks every 10 minutes for schemas older than an hour
+        "options": {"expires": 550},
+    },
     "sync-logs-purge": {
         "task": "sync_logs.tasks.sync_logs_purge_task",
         "schedule": 3600.0,

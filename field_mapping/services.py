@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -24,6 +25,7 @@ from workspaces.services import audit_record
 
 SCHEMA_MAX_AGE = timedelta(minutes=10)
 SCHEMA_RETRY_AFTER = timedelta(minutes=1)
+SCHEMA_CHECK_EVERY = timedelta(hours=1)  # how stale a schema may get before the beat task checks for drift
 # Profile fields Iterable manages itself, or that a form has no business writing (reference 3).
 SYSTEM_FIELDS = {
     "signupDate",
@@ -94,6 +96,26 @@ def schema_for(*, integration: Integration, max_age: timedelta | None = SCHEMA_M
     if stale and not failed_lately:
         schema = schema_refresh(integration=integration)
     return schema
+
+
+def schemas_refresh_stale(*, max_age: timedelta = SCHEMA_CHECK_EVERY) -> int:
+    """Fetch the schema of every connected, mapped integration whose copy is older than ``max_age``.
+
+    Drift is found by comparing the mapping with the schema; a sync refetches it, but an
+    integration synced by hand only would show drift only once someone opens its mapping. The
+    hourly beat task calls this so the tile says so first. Returns how many were fetched.
+    """
+    cutoff = timezone.now() - max_age
+    due = (
+        Integration.objects.filter(status=Integration.Status.CONNECTED, mappings__isnull=False)
+        .filter(Q(schema__isnull=True) | Q(schema__fetched_at__isnull=True) | Q(schema__fetched_at__lt=cutoff))
+        .distinct()
+    )
+    count = 0
+    for integration in due.iterator():
+        schema_refresh(integration=integration)  # a failure is kept on the schema, with the last good copy
+        count += 1
+    return count
 
 
 def mappable_fields(schema: DestinationSchema) -> list[tuple[str, str]]:

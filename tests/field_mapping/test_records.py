@@ -190,3 +190,19 @@ def test_a_created_field_is_not_drift(alice_client, connected, flows, contact):
     destination_for(connected).push([build_record(contact.data, plan).payload], create_new_fields=True)
     schema_refresh(integration=connected)
     assert build_record(contact.data, mapping_plan(integration=connected)).status == "ok"
+
+
+def test_drift_reaches_the_tile_without_a_sync_or_a_visit(alice_client, connected, flows, iterable):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from field_mapping.models import DestinationSchema
+    from field_mapping.services import schemas_refresh_stale
+
+    alice_client.post(URL, mapping_post(email="email", age="age"))
+    iterable.set_fields({"age": "string"})
+    assert schemas_refresh_stale() == 0  # the copy is fresh: nothing fetched
+    DestinationSchema.objects.update(fetched_at=timezone.now() - timedelta(hours=2))
+    assert schemas_refresh_stale() == 1
+    assert "&#x27;age&#x27; is now string" in alice_client.get("/w/acme/integrations/").content.decode()

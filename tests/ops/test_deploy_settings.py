@@ -193,3 +193,13 @@ def test_the_healthcheck_sends_a_host_that_allowed_hosts_accepts(allowed_hosts, 
 
     assert health_host(allowed_hosts) == host
     assert validate_host(host, allowed_hosts.split(","))
+
+
+def test_every_beat_entry_names_a_task_the_worker_knows():
+    from django.conf import settings
+
+    from config.celery import app
+
+    app.loader.import_default_modules()  # what a worker does at start: autodiscovery included
+    missing = {name for name, entry in settings.CELERY_BEAT_SCHEDULE.items() if entry["task"] not in app.tasks}
+    assert not missing
