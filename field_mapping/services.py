@@ -3,6 +3,7 @@ that turns a contact into the record a sync sends (and the preview shows)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,6 +24,7 @@ from workspaces.models import AuditEvent
 from workspaces.scoping import scoped
 from workspaces.services import audit_record
 
+logger = logging.getLogger(__name__)
 SCHEMA_MAX_AGE = timedelta(minutes=10)
 SCHEMA_RETRY_AFTER = timedelta(minutes=1)
 SCHEMA_CHECK_EVERY = timedelta(hours=1)  # how stale a schema may get before the beat task checks for drift
@@ -113,7 +115,11 @@ def schemas_refresh_stale(*, max_age: timedelta = SCHEMA_CHECK_EVERY) -> int:
     )
     count = 0
     for integration in due.iterator():
-        schema_refresh(integration=integration)  # a failure is kept on the schema, with the last good copy
+        try:
+            schema_refresh(integration=integration)  # Iterable's refusal is kept on the schema, with the last copy
+        except Exception:  # one integration's bug must not stop the sweep for every other workspace
+            logger.exception("Schema refresh failed for integration %s", integration.pk)
+            continue
         count += 1
     return count
 

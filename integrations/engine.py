@@ -166,57 +166,68 @@ SUPERSEDED_MESSAGE = "A newer capture of this person reached Iterable first and 
 
 
 def _without_newer_values(
-    *, integration: Integration, plan: MappingPlan, pairs: list[tuple[Claimed, BuiltRecord]]
+    *, integration: Integration, pairs: list[tuple[Claimed, BuiltRecord]]
 ) -> tuple[list[tuple[Claimed, BuiltRecord]], list[tuple[Claimed, BuiltRecord]]]:
     """Keep a row sent before from overwriting what a newer capture of the same person put in Iterable.
 
-    A row that waits out a retry backoff, or that Retry queued again, can be overtaken by a later
-    capture of the same person; an upsert of the old row would then put its older values back. The
-    values the newer captures set are taken out of it. Returns the pairs to send (their payloads
-    trimmed) and those left with nothing to send. Rows on their first attempt go in capture order,
-    so this costs nothing on the hot path.
+    A row that waits out a retry backoff, that Retry queued again, or that a backfill queued late
+    can be overtaken by a later capture of the same person; an upsert of the old row would then
+    put its older values back. The values the newer captures were delivered with (their log rows'
+    payloads: what was sent, whatever the mapping is now) are taken out of it. Returns the pairs to
+    send (their payloads trimmed) and those left with nothing to send. Rows on their first attempt
+    go in capture order, so this costs nothing on the hot path.
     """
     again = [pair for pair in pairs if pair[0].sent_before]
     if not again:
         return pairs, []
-    newer: dict[str, list[int]] = {}
-    for identifier, contact_id in SyncRecord.objects.filter(
+    newer: dict[str, dict[int, dict]] = {}  # identifier -> newer contact id -> a payload it was delivered with
+    for identifier, contact_id, payload in SyncRecord.objects.filter(
         run__integration_id=integration.pk,
         status=SyncRecord.Status.DELIVERED,
         identifier__in={built.identifier for _, built in again},
         contact_id__gt=min(item.contact_id for item, _ in again),
-    ).values_list("identifier", "contact_id"):
-        newer.setdefault(identifier, []).append(contact_id)
+    ).values_list("identifier", "contact_id", "payload"):
+        if payload:
+            newer.setdefault(identifier, {})[contact_id] = payload
     if not newer:
         return pairs, []
-    newer_data = dict(
-        Contact.objects.filter(id__in={cid for ids in newer.values() for cid in ids}).values_list("id", "data")
-    )
     kept, superseded = [], []
     for item, built in pairs:
-        later = [cid for cid in newer.get(built.identifier, ()) if cid > item.contact_id] if item.sent_before else []
-        if not later:
+        later = newer.get(built.identifier, {}) if item.sent_before else {}
+        taken: set[str] = set()
+        for contact_id, payload in later.items():
+            if contact_id > item.contact_id:
+                taken |= set(_sent_values(payload, built.identifier))
+        if not taken:
             kept.append((item, built))
             continue
-        taken: set[str] = set()
-        for cid in later:
-            newer_record = build_record(newer_data.get(cid, {}), plan)
-            if newer_record.payload is not None:
-                taken |= set(leaf_paths(newer_record.payload["dataFields"]))
-        remaining = {
-            path: value for path, value in leaf_paths(built.payload["dataFields"]).items() if path not in taken
-        }
+        remaining = {k: v for k, v in _sent_values(built.payload, built.identifier).items() if k not in taken}
         if not remaining:
             superseded.append((item, built))
             continue
-        data_fields: dict[str, Any] = {}
+        payload = {k: v for k, v in built.payload.items() if not (k in _TOP_VALUES and k in taken)}
+        payload["dataFields"] = {}
         for path, value in remaining.items():
-            set_path(data_fields, path, value)
-        built.payload = {**built.payload, "dataFields": data_fields}
-        if not any(isinstance(v, dict) for v in data_fields.values()):
-            built.payload.pop("mergeNestedObjects", None)
+            if path.startswith(_DATA_PREFIX):
+                set_path(payload["dataFields"], path[len(_DATA_PREFIX) :], value)
+        if not any(isinstance(v, dict) for v in payload["dataFields"].values()):
+            payload.pop("mergeNestedObjects", None)
+        built.payload = payload
         kept.append((item, built))
     return kept, superseded
+
+
+_DATA_PREFIX = "dataFields."
+_TOP_VALUES = ("email", "userId")  # in a hybrid project the one that does not identify the record is a value
+
+
+def _sent_values(payload: dict[str, Any], identifier: str) -> dict[str, Any]:
+    """The values a payload sets, by path: its dataFields leaves and the identifier it is not keyed by."""
+    values = {_DATA_PREFIX + path: value for path, value in leaf_paths(payload.get("dataFields") or {}).items()}
+    for key in _TOP_VALUES:
+        if payload.get(key) and payload[key] != identifier:
+            values[key] = payload[key]
+    return values
 
 
 def record_batch(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome]) -> None:
@@ -239,7 +250,7 @@ def decide_batch(
         else:
             sendable.append((item, built))
     sendable, deferred = _split_duplicates(sendable)
-    sendable, superseded = _without_newer_values(integration=integration, plan=plan, pairs=sendable)
+    sendable, superseded = _without_newer_values(integration=integration, pairs=sendable)
     for item, built in superseded:
         outcomes[item.id] = Outcome("skipped", "superseded", SUPERSEDED_MESSAGE, identifier=built.identifier)
     try:
@@ -274,6 +285,8 @@ def decide_batch(
             identifier=built.identifier,
         )
     delivered = [(item, built) for item, built in sendable if outcomes[item.id].status == "delivered"]
+    # A superseded row's person is in Iterable already: its submission still gets its list and event.
+    delivered += superseded
     if delivered and (integration.list_id or integration.event_name):
         _extras(integration=integration, destination=destination, delivered=delivered, outcomes=outcomes)
     return outcomes, deferred
@@ -483,6 +496,10 @@ def _run_batches(*, run: SyncRun, integration: Integration, destination: Destina
                 after_id = 0  # one pass from the start for rows that came back behind us (reaped, requeued)
                 continue
             after_id = items[-1].id
+            if previous is not None and any(item.sent_before for item in items):
+                # A row sent before is checked against what was delivered since (_without_newer_values):
+                # the last batch's log rows must be written first.
+                previous.result()
             try:
                 outcomes, deferred = decide_batch(
                     integration=integration, destination=destination, plan=plan, items=items

@@ -93,12 +93,14 @@ def outbox_backfill(*, integration: Integration) -> int:
     now = timezone.now()
     for low in range(first, last + 1, BACKFILL_CHUNK):
         sql = (
-            f"INSERT INTO {outbox} ({_COLUMNS}) "  # noqa: S608
-            f"SELECT %s, c.id, 'pending', 0, %s, %s, '', '' FROM {contacts} c "
+            # sent_before: an earlier contact queued now may be older than a capture of the same person
+            # delivered already; the engine then keeps it from putting older values back.
+            f"INSERT INTO {outbox} ({_COLUMNS}, sent_before) "  # noqa: S608
+            f"SELECT %s, c.id, 'pending', 0, %s, %s, '', '', %s FROM {contacts} c "
             f"WHERE c.workspace_id = %s AND c.id >= %s AND c.id < %s "
             f"ON CONFLICT (integration_id, contact_id) DO NOTHING"
         )
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, [integration.pk, now, now, integration.workspace_id, low, low + BACKFILL_CHUNK])
+            cursor.execute(sql, [integration.pk, now, now, True, integration.workspace_id, low, low + BACKFILL_CHUNK])
             queued += max(cursor.rowcount, 0)
     return queued

@@ -216,7 +216,7 @@ def oauth_callback(request: HttpRequest, kind: str) -> HttpResponse:
     if not membership.is_admin:
         messages.error(request, "Only workspace admins can connect integrations.")
         return back
-    if not secrets.compare_digest(request.GET.get("state", ""), pending["state"]):
+    if not _same_state(request, pending["state"]):
         messages.error(
             request,
             "The answer from Iterable did not match this sign-in (state mismatch). Nothing was connected; start again.",
@@ -246,6 +246,11 @@ def oauth_callback(request: HttpRequest, kind: str) -> HttpResponse:
     return redirect("field_mapping:mapping", membership.workspace.slug, kind)
 
 
+def _same_state(request: HttpRequest, expected: str) -> bool:
+    # As bytes: compare_digest raises TypeError on a str that is not ASCII, and the URL is anyone's.
+    return secrets.compare_digest(request.GET.get("state", "").encode(), expected.encode())
+
+
 def _oauth_failed_redirect(membership: Membership, kind: str) -> HttpResponse:
     # Admins go back to the connect page to try again; anyone else (demoted meanwhile) to the tiles.
     if membership.is_admin:
@@ -261,7 +266,7 @@ def _oauth_callback_spent(request: HttpRequest, kind: str) -> HttpResponse:
         "If Iterable is not connected yet, start again.",
     )
     done = request.session.get(OAUTH_DONE_SESSION_KEY) or {}
-    if done and secrets.compare_digest(request.GET.get("state", ""), done["state"]):
+    if done and _same_state(request, done["state"]):
         return _oauth_failed_redirect(get_membership(request, done["workspace"]), kind)
     # SECURITY: the URL alone is not trusted to name a workspace; send the user to their own home page.
     return redirect("workspaces:home")

@@ -15,6 +15,9 @@ _PLAIN = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 _GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
+MAX_LENGTH = 100  # longer than any number a form field holds (a long has 19 digits)
+
+
 class NotANumber(ValueError):
     """The message says what is wrong with the text, for the person who typed it."""
 
@@ -22,6 +25,8 @@ class NotANumber(ValueError):
 def parse_number(text: str) -> int | float:
     """``"12,500"`` -> 12500, ``"1.5"`` -> 1.5, ``"1e3"`` -> 1000.0; raises NotANumber."""
     text = text.strip()
+    if len(text) > MAX_LENGTH:  # also keeps int() under Python's limit on digits (ValueError past 4,300)
+        raise NotANumber(f"'{text[:20]}…' is too long to be a number")
     if _GROUPED.match(text):
         text = text.replace(",", "")
     elif "," in text:

@@ -33,6 +33,7 @@ BAD = [
     ("long", "ten", "field f: 'ten' is not a number"),
     ("double", "1,5", "ambiguous: write decimals with a dot"),  # never read as 15
     ("long", "1_000", "is not a number"),
+    ("long", "9" * 5000, "too long to be a number"),  # int() itself would refuse past 4,300 digits
     ("long", 3.5, "not a whole number"),
     ("long", True, "is true/false, not a number"),
     ("long", 2**70, "too large"),

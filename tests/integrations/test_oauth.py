@@ -122,6 +122,13 @@ def test_bad_state(alice_client, oauth_server):
     _refused(alice_client.get(callback, follow=True), "already completed or has expired")
 
 
+def test_a_state_that_is_not_ascii_is_a_mismatch_not_a_500(alice_client, oauth_server):
+    callback = _authorize(alice_client)
+    _refused(alice_client.get(callback.replace("state=", "state=%C3%A9"), follow=True), "state mismatch")
+    # Spent now; a replay with such a state is not trusted to name a workspace, and is not a 500 either.
+    assert alice_client.get(callback.replace("state=", "state=%C3%A9")).status_code == 302
+
+
 def test_replayed_callback(alice_client, oauth_server):
     callback = _authorize(alice_client)
     alice_client.get(callback)

@@ -145,6 +145,44 @@ def test_a_retry_with_nothing_newer_to_add_is_skipped_as_superseded(integration,
     assert iterable.user("user0@example.com")["dataFields"]["firstName"] == "New"
 
 
+def test_the_check_uses_what_was_delivered_not_todays_mapping(integration, capture, iterable, alice):
+    # The newer capture went out without notes; notes are mapped since. The old row keeps its notes.
+    capture(1, first_name="Old", notes="from the booth")
+    iterable.fault("/api/users/bulkUpdate", status=400, times=1, body={"code": "BadParams", "msg": "no"})
+    _run(integration)
+    capture(1, first_name="New", notes="later")
+    SyncRecord.objects.all().delete()  # start the log over: only the newer delivery below counts
+    integration.mappings.filter(source_key="notes").update(target="")
+    _run(integration)
+    integration.mappings.filter(source_key="notes").update(target="notes")
+    run = engine.run_sync(retry_failed(integration=integration, actor=None).run.pk)
+    assert SyncRecord.objects.get(run=run).payload["dataFields"] == {"notes": "from the booth"}
+    assert iterable.user("user0@example.com")["dataFields"]["firstName"] == "New"
+
+
+def test_a_backfilled_older_contact_does_not_overwrite_a_newer_one(integration, flow, capture, iterable, alice):
+    from integrations.sync import integration_sync_settings_save
+
+    OutboxItem.objects.all().delete()
+    integration.status = Integration.Status.DISCONNECTED  # captured before the integration was connected
+    integration.save()
+    capture(1, first_name="Old", age=30)
+    integration.status = Integration.Status.CONNECTED
+    integration.save()
+    capture(1, first_name="New")
+    _run(integration)
+    integration_sync_settings_save(
+        integration=integration,
+        actor=alice,
+        frequency=integration.frequency,
+        overwrite_existing=True,
+        backfill=True,
+    )
+    run = _run(integration)
+    assert iterable.user("user0@example.com")["dataFields"] == {"firstName": "New", "age": 30}
+    assert SyncRecord.objects.get(run=run).payload["dataFields"] == {"age": 30}
+
+
 def test_retries_are_bounded(integration, capture, iterable, settings):
     settings.DESTINATION_MAX_RETRIES = 0
     settings.SYNC_MAX_ATTEMPTS = 2
