@@ -143,6 +143,7 @@ class EmulatorControl:
         times: int = 1,
         body: dict | None = None,
         headers: dict[str, str] | None = None,
+        after: int = 0,
     ) -> None:
         self._call(
             "POST",
@@ -155,6 +156,7 @@ class EmulatorControl:
                 "times": times,
                 "body": body,
                 "headers": headers,
+                "after": after,
             },
         )
 

@@ -140,6 +140,7 @@ class Fault:
     times: int = 1
     body: dict | None = None
     headers: dict[str, str] | None = None  # e.g. a Retry-After on a 503
+    after: int = 0  # matching requests let through before the fault starts (fail the 2nd request of a batch)
 
 
 class Bucket:
@@ -221,6 +222,9 @@ class EmulatorState:
         with self.lock:
             for fault in self.faults:
                 if fault.path in (path, "*") and fault.times > 0:
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     fault.times -= 1
                     if fault.times == 0:
                         self.faults.remove(fault)

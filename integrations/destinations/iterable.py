@@ -433,9 +433,20 @@ class IterableDestination:
                 # It would be refused (413) however it is sent: fail it here, its neighbours still go.
                 message = f"This user's data is over Iterable's {MAX_BULK_BYTES:,}-byte request limit."
                 results.append(RecordResult(self.identifier_of(chunk[0]), False, "payload_too_large", message))
-            else:
-                body = head + b", ".join(encoded[part]) + tail
+                continue
+            body = head + b", ".join(encoded[part]) + tail
+            try:
                 results += self._push_chunk(chunk, body)
+            except DestinationError as exc:
+                if not results or not exc.retryable:
+                    raise  # nothing went yet, or the caller acts on it (isolates a bad record, stops the run)
+                # An outage after some requests went: those records are delivered, these and the rest
+                # wait for the retry. Failing them all would log delivered users as failed.
+                results += [
+                    RecordResult(self.identifier_of(r), False, exc.code, exc.message, retryable=True)
+                    for r in records[part.start :]
+                ]
+                break
         return results
 
     @classmethod

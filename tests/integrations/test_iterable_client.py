@@ -174,6 +174,16 @@ def test_a_batch_over_the_body_limit_is_split_before_sending(destination, iterab
     assert len(iterable.requests("/api/users/bulkUpdate")) == 2  # two bodies under the limit, no 413
 
 
+def test_an_outage_after_the_first_request_keeps_what_was_delivered(destination, iterable):
+    big = [{"email": f"u{i}@example.com", "dataFields": {"blob": "x" * 5000}} for i in range(900)]
+    iterable.fault("/api/users/bulkUpdate", status=503, after=1, times=20)  # from the 2nd request on
+    results = destination.push(big)
+    split = sum(r.delivered for r in results)
+    assert 0 < split < 900 and all(r.delivered for r in results[:split])
+    assert all(not r.delivered and r.retryable and r.code for r in results[split:])
+    assert iterable.user("u0@example.com") is not None and iterable.user("u899@example.com") is None
+
+
 def test_a_record_too_large_on_its_own_fails_without_being_sent(destination, iterable):
     records = [
         {"email": "ada@example.com", "dataFields": {}},
