@@ -242,7 +242,7 @@ def validate_choices(
     available: dict[str, str],
     sources: list[SourceField],
     confirm_shared: bool,
-    schema_fields: dict[str, str] | None = None,
+    schema_fields: dict[str, str],
 ) -> None:
     """Raise MappingInvalid naming each problem: identifier missing, bad new names, shared targets.
 
@@ -251,7 +251,6 @@ def validate_choices(
     """
     errors: dict[str, str] = {}
     by_key = {s.key: s for s in sources}
-    schema_fields = available if schema_fields is None else schema_fields
     for choice in choices:
         if choice.create_new:
             problem = new_field_name_problem(choice.target, available=available, schema_fields=schema_fields)

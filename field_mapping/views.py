@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -95,11 +96,11 @@ def _render(
     errors: dict[str, str],
     status: int = 200,
     template: str = "field_mapping/mapping.html",
-    refetch: bool = True,
+    schema_max_age: timedelta | None = SCHEMA_MAX_AGE,
 ) -> HttpResponse:
     # The preview re-renders on every change: it works from the cached copy, so typing in the
     # form never spends Iterable's getFields budget (3 per second per project).
-    schema = schema_for(integration=integration, max_age=SCHEMA_MAX_AGE if refetch else None)
+    schema = schema_for(integration=integration, max_age=schema_max_age)
     available = dict(mappable_fields(schema))
     sources = source_fields(integration=integration)
     by_key = {c.source_key: c for c in choices}
@@ -163,7 +164,7 @@ def mapping_preview(request: HttpRequest, kind: str) -> HttpResponse:
         confirm_shared=confirm_shared,
         errors={},
         template="field_mapping/mapping.html#preview",
-        refetch=False,
+        schema_max_age=None,
     )
 
 

@@ -119,7 +119,7 @@ def contacts_endpoint(request: HttpRequest) -> JsonResponse:
         if not verdict.allowed:
             return _rate_limited(verdict.retry_after)
 
-    results = contacts_capture_batch(workspace=token.workspace, items=items, flows=flows)
+    results = contacts_capture_batch(items=items, flows=flows)
     if single:
         result = results[0]
         if result.contact is not None:

@@ -232,12 +232,12 @@ def contact_capture(
 _capture_cache: TTLCache = TTLCache()
 
 
-def _capture_flow(workspace: Workspace, public_id: str) -> tuple[ConversionFlow, list[FieldSpec]] | None:
-    def load() -> tuple[ConversionFlow, list[FieldSpec]] | None:
-        flow = scoped(ConversionFlow, workspace).filter(public_id=public_id).first()
-        return (flow, field_specs(flow)) if flow else None
-
-    return _capture_cache.get_or_set(("flow", workspace.pk, public_id), settings.CAPTURE_CACHE_SECONDS, load)
+def _capture_flows_load(
+    workspace: Workspace, public_ids: list[str]
+) -> dict[str, tuple[ConversionFlow, list[FieldSpec]]]:
+    """The flows of ``workspace`` among ``public_ids``, with their field specs: two queries however many."""
+    flows = scoped(ConversionFlow, workspace).filter(public_id__in=public_ids).prefetch_related("fields")
+    return {flow.public_id: (flow, field_specs(flow)) for flow in flows}
 
 
 @dataclass
@@ -260,8 +260,15 @@ def capture_flows(*, workspace: Workspace, items: Sequence[Any]) -> CaptureFlows
     """The flows of ``workspace`` that ``items`` name, with their field specs, by public id.
     A public id of another workspace's flow (they are printed on public pages) is simply absent."""
     public_ids = {public_id for item in items if (public_id := _item_public_id(item))}
-    loaded = {public_id: _capture_flow(workspace, public_id) for public_id in public_ids}
-    return {public_id: entry for public_id, entry in loaded.items() if entry}
+    cached = _capture_cache.get_many_or_set(
+        [("flow", workspace.pk, public_id) for public_id in public_ids],
+        settings.CAPTURE_CACHE_SECONDS,
+        lambda keys: {
+            ("flow", workspace.pk, public_id): entry
+            for public_id, entry in _capture_flows_load(workspace, [key[2] for key in keys]).items()
+        },
+    )
+    return {key[2]: entry for key, entry in cached.items()}
 
 
 def contacts_per_flow(*, items: Sequence[Any], flows: CaptureFlows) -> Counter[int]:
@@ -270,18 +277,13 @@ def contacts_per_flow(*, items: Sequence[Any], flows: CaptureFlows) -> Counter[i
     return Counter(flows[public_id][0].pk for item in items if (public_id := _item_public_id(item)) in flows)
 
 
-def contacts_capture_batch(
-    *, workspace: Workspace, items: Sequence[Any], flows: CaptureFlows | None = None
-) -> list[ItemResult]:
-    """Capture many API items, each ``{"flow": <public id>, "fields": {...}}``.
+def contacts_capture_batch(*, items: Sequence[Any], flows: CaptureFlows) -> list[ItemResult]:
+    """Capture many API items, each ``{"flow": <public id>, "fields": {...}}``, into ``flows``
+    (:func:`capture_flows` of the same items: the workspace's flows they name).
 
     Each item stands alone: a bad one is reported and skipped, the good ones are
-    stored together in one INSERT. ``flows`` is :func:`capture_flows` of the same
-    items, when the caller already has it.
+    stored together in one INSERT.
     """
-    loaded = capture_flows(workspace=workspace, items=items) if flows is None else flows
-    specs = {public_id: entry[1] for public_id, entry in loaded.items()}
-    flows_by_id = {public_id: entry[0] for public_id, entry in loaded.items()}
     results: list[ItemResult] = []
     pending: list[tuple[ItemResult, Contact]] = []
     for index, item in enumerate(items):
@@ -296,15 +298,13 @@ def contacts_capture_batch(
             result.code = "invalid"
             continue
         public_id = item.get("flow")
-        flow = flows_by_id.get(public_id) if isinstance(public_id, str) else None
-        if flow is None:
+        entry = flows.get(public_id) if isinstance(public_id, str) else None
+        if entry is None:
             result.errors = {"flow": "required: the public id of a flow in this workspace (see Flows > Share)"}
             result.code = "flow_not_found" if public_id else "invalid"
             continue
         try:
-            pending.append(
-                (result, _build_contact(flow, specs[public_id], item.get("fields"), Contact.Source.API, False))
-            )
+            pending.append((result, _build_contact(*entry, item.get("fields"), Contact.Source.API, False)))
         except CaptureRejected as exc:
             result.errors, result.code = exc.errors, exc.code
     if pending:

@@ -176,7 +176,10 @@ def contact_list(request: HttpRequest) -> HttpResponse:
     else:
         # Say why and list nothing: every contact under a search box would read as its result.
         # Still 200, or htmx would not swap the message in.
-        params = {name: request.GET.get(name, "").replace("\x00", "")[:254] for name in ("q", "flow", "cursor")}
+        params = {
+            name: request.GET.get(name, "").replace("\x00", "")[: form.fields[name].max_length]
+            for name in ("q", "flow", "cursor")
+        }
         page = selectors.ContactPage(contacts=[], next_cursor=None)
         search_error = " ".join(
             f"{form.fields[name].label}: {message}" for name, messages in form.errors.items() for message in messages

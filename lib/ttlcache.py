@@ -33,6 +33,31 @@ class TTLCache(Generic[V]):
                 self._data[key] = (time.monotonic() + ttl, value)
         return value
 
+    def get_many_or_set(
+        self, keys: list[Hashable], ttl: float, factory: Callable[[list[Hashable]], dict[Hashable, V]]
+    ) -> dict[Hashable, V]:
+        """The cached values of ``keys``; the misses come from one ``factory(misses)`` call, which
+        returns what it found by key (what it does not find stays a miss, as in get_or_set)."""
+        found: dict[Hashable, V] = {}
+        if ttl > 0:
+            now = time.monotonic()
+            with self._lock:
+                for key in keys:
+                    hit = self._data.get(key)
+                    if hit is not None and hit[0] > now:
+                        found[key] = hit[1]
+        misses = [key for key in keys if key not in found]
+        if misses:
+            loaded = factory(misses)
+            found.update(loaded)
+            if ttl > 0 and loaded:
+                with self._lock:
+                    if len(self._data) + len(loaded) > self._maxsize:
+                        self._data.clear()
+                    expires = time.monotonic() + ttl
+                    self._data.update((key, (expires, value)) for key, value in loaded.items())
+        return found
+
     def discard(self, key: Hashable) -> None:
         with self._lock:
             self._data.pop(key, None)

@@ -168,3 +168,5 @@ def test_own_workspace_with_another_workspaces_object_ids_gets_404(
         # A view that refuses GET whatever the id (POST-only) answers 405 to B's own ids too.
         assert charlie_client.get(path).status_code == (405 if own_get == 405 else 404), path
         assert charlie_client.post(path, {"name": "x", "role": "viewer"}).status_code == 404, path
+    if own_get == 405:  # POST-only: B's own ids must not 404 either, or the 404s above prove nothing
+        assert charlie_client.post(own_path, {"name": "x", "role": "viewer"}).status_code != 404, own_path

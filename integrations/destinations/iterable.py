@@ -237,6 +237,9 @@ class IterableClient:
             raise error
 
 
+USERS_SEPARATOR = b", "  # what json.dumps puts between list items
+
+
 def encode_body(value: Any) -> bytes:
     """A request body as the client sends it: what push measures against MAX_BULK_BYTES is what goes out."""
     return json.dumps(value, allow_nan=False).encode()
@@ -246,15 +249,16 @@ def split_by_size(sizes: list[int], *, overhead: int, limit: int) -> Iterator[sl
     """Consecutive runs of records (by their encoded ``sizes``) whose bulk body stays within ``limit`` bytes.
 
     ``overhead`` is the size of the body with no users. The users list is the records joined by
-    ", ", so a body's size is the overhead, the records' sizes and 2 bytes between each two: exact,
-    without encoding every candidate body. A record too large on its own comes alone.
+    USERS_SEPARATOR, so a body's size is the overhead, the records' sizes and a separator between
+    each two: exact, without encoding every candidate body. A record too large on its own comes alone.
     """
     start, size = 0, overhead
+    gap = len(USERS_SEPARATOR)
     for index, weight in enumerate(sizes):
-        if index > start and size + 2 + weight > limit:
+        if index > start and size + gap + weight > limit:
             yield slice(start, index)
             start, size = index, overhead
-        size += weight + (2 if index > start else 0)
+        size += weight + (gap if index > start else 0)
     if start < len(sizes):
         yield slice(start, len(sizes))
 
@@ -424,8 +428,7 @@ class IterableDestination:
         """
         # Each record is encoded once: its size decides the requests, its bytes go into the body.
         encoded = [encode_body(record) for record in records]
-        head, tail = self._body_frame(create_new_fields)
-        overhead = len(head) + len(tail)
+        overhead = len(self.bulk_body_bytes([], create_new_fields=create_new_fields))
         results: list[RecordResult] = []
         for part in split_by_size([len(e) for e in encoded], overhead=overhead, limit=MAX_BULK_BYTES):
             chunk = records[part]
@@ -434,7 +437,7 @@ class IterableDestination:
                 message = f"This user's data is over Iterable's {MAX_BULK_BYTES:,}-byte request limit."
                 results.append(RecordResult(self.identifier_of(chunk[0]), False, "payload_too_large", message))
                 continue
-            body = head + b", ".join(encoded[part]) + tail
+            body = self.bulk_body_bytes(encoded[part], create_new_fields=create_new_fields)
             try:
                 results += self._push_chunk(chunk, body)
             except DestinationError as exc:
@@ -450,11 +453,12 @@ class IterableDestination:
         return results
 
     @classmethod
-    def _body_frame(cls, create_new_fields: bool) -> tuple[bytes, bytes]:
-        """The bytes of a bulk body before and after its users (``users`` is its first key)."""
-        empty = encode_body(cls.bulk_body([], create_new_fields=create_new_fields))
-        head, tail = empty.split(b"[]", 1)
-        return head + b"[", b"]" + tail
+    def bulk_body_bytes(cls, encoded_records: list[bytes], *, create_new_fields: bool) -> bytes:
+        """``encode_body(bulk_body(records))`` from records already encoded one by one: push encodes each
+        record once, to measure it and to send it. ``users`` is the body's first key, so the users go
+        where the encoded empty body has its first ``[]``."""
+        head, tail = encode_body(cls.bulk_body([], create_new_fields=create_new_fields)).split(b"[]", 1)
+        return head + b"[" + USERS_SEPARATOR.join(encoded_records) + b"]" + tail
 
     def _push_chunk(self, records: list[dict[str, Any]], body: bytes) -> list[RecordResult]:
         response = self.client.request("POST", "/api/users/bulkUpdate", data=body)

@@ -122,7 +122,7 @@ def test_an_empty_nested_field_is_sent_as_a_nested_null(connected, flows, alice_
 
 @pytest.mark.parametrize("kind", ["string", "long", "double", "boolean", "date"])
 @pytest.mark.parametrize("value", [None, "", "   "])
-def test_empty_input_of_every_type_is_not_sent(connected, kind, value):
+def test_empty_input_of_every_type_is_not_sent(kind, value):
     plan = MappingPlan(
         project_type="email",
         fields=[PlannedField("email", "email", "string", False), PlannedField("x", "x", kind, False)],

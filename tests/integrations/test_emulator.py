@@ -22,7 +22,7 @@ def api(iterable):
     return call
 
 
-def test_bodies_are_checked_against_iterables_swagger(api, iterable, iterable_swagger):
+def test_bodies_are_checked_against_iterables_swagger(api, iterable_swagger):
     response = api("POST", "/api/users/bulkUpdate", json={"users": [{"email": "a@b.co", "dataField": {}}]})
     assert response.status_code == 400
     assert response.json() == {

@@ -357,6 +357,5 @@ def test_eu_keys_work_only_in_eu(iterable):
 @pytest.mark.parametrize("create_new_fields", [False, True])
 def test_a_body_joined_from_records_encoded_once_is_the_bulk_body(create_new_fields):
     records = [{"email": "ü@example.com", "dataFields": {"a": [1, 2]}}, {"userId": "u-2", "dataFields": {}}]
-    head, tail = IterableDestination._body_frame(create_new_fields)
-    joined = head + b", ".join(encode_body(r) for r in records) + tail
+    joined = IterableDestination.bulk_body_bytes([encode_body(r) for r in records], create_new_fields=create_new_fields)
     assert joined == encode_body(IterableDestination.bulk_body(records, create_new_fields=create_new_fields))

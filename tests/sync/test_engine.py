@@ -145,7 +145,7 @@ def test_a_retry_with_nothing_newer_to_add_is_skipped_as_superseded(integration,
     assert iterable.user("user0@example.com")["dataFields"]["firstName"] == "New"
 
 
-def test_the_check_uses_what_was_delivered_not_todays_mapping(integration, capture, iterable, alice):
+def test_the_check_uses_what_was_delivered_not_todays_mapping(integration, capture, iterable):
     # The newer capture went out without notes; notes are mapped since. The old row keeps its notes.
     capture(1, first_name="Old", notes="from the booth")
     iterable.fault("/api/users/bulkUpdate", status=400, times=1, body={"code": "BadParams", "msg": "no"})
@@ -160,7 +160,7 @@ def test_the_check_uses_what_was_delivered_not_todays_mapping(integration, captu
     assert iterable.user("user0@example.com")["dataFields"]["firstName"] == "New"
 
 
-def test_a_backfilled_older_contact_does_not_overwrite_a_newer_one(integration, flow, capture, iterable, alice):
+def test_a_backfilled_older_contact_does_not_overwrite_a_newer_one(integration, capture, iterable, alice):
     from integrations.sync import integration_sync_settings_save
 
     OutboxItem.objects.all().delete()
