@@ -477,11 +477,12 @@ class IterableDestination:
             try:
                 sent = self._push_chunk([records[i] for i in left], body)
             except TypeMismatchError as exc:
-                named = answers.RefusedValues(answers.refused_values(exc))
+                refusals = answers.refused_values(exc)
+                named = answers.RefusedValues(refusals)
                 carriers = {i: found for i in left if (found := named.carried_by(records[i]))}
                 if not carriers:
                     raise  # it names nothing any record carries: the caller bisects
-                self.refused.add(answers.refused_values(exc))
+                self.refused.add(refusals)
                 for i, found in carriers.items():
                     results[i] = answers.refused_result(self.identifier_of(records[i]), found)
                 left = [i for i in left if i not in carriers]
