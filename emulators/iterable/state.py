@@ -141,6 +141,11 @@ class Fault:
     body: dict | None = None
     headers: dict[str, str] | None = None  # e.g. a Retry-After on a 503
     after: int = 0  # matching requests let through before the fault starts (fail the 2nd request of a batch)
+    # kind "status" with ``raw``: that text as the body, not JSON (a proxy's HTML page, an empty body).
+    raw: str | None = None
+    content_type: str = "text/html"
+    # kind "truncate": the request is carried out, then its JSON answer is cut to ``cut`` bytes (half by default).
+    cut: int | None = None
 
 
 class Bucket:
@@ -174,6 +179,9 @@ class EmulatorState:
             self.rate_limits_on = True
             self.rate_limit_overrides: dict[str, float] = {}
             self.retry_after: int | None = None
+            # RequestFieldsTypesMismatched's params.validationErrors: "every" field a request gets wrong (each
+            # with the first value refused for it), or only the "first" one. The reference's example has one field.
+            self.mismatch_report = "every"
             self.buckets: dict[tuple[int, str], Bucket] = {}
             self.faults: list[Fault] = []
             self.requests: list[dict] = []
