@@ -21,7 +21,7 @@ def _address(email: str) -> str:
     return (email or "").strip().lower()
 
 
-def in_words(seconds: int) -> str:
+def _in_words(seconds: int) -> str:
     """'in 40 seconds', 'in 1 minute', 'in 15 minutes': how long a refusal lasts."""
     if seconds < 60:
         return f"in {seconds} second{'s' if seconds != 1 else ''}"
@@ -39,13 +39,13 @@ def login_refusal(request: HttpRequest, email: str) -> str | None:
     if not account.allowed:
         return (
             "Too many failed log-ins for this email address. "
-            f"Try again {in_words(account.retry_after)}, or reset your password."
+            f"Try again {_in_words(account.retry_after)}, or reset your password."
         )
     network = ratelimit.peek(
         "login-ip", ratelimit.client_ip(request), limit=settings.LOGIN_FAILURES_PER_IP, window=window
     )
     if not network.allowed:
-        return f"Too many failed log-ins from your network. Try again {in_words(network.retry_after)}."
+        return f"Too many failed log-ins from your network. Try again {_in_words(network.retry_after)}."
     return None
 
 
@@ -62,7 +62,7 @@ def signup_refusal(request: HttpRequest) -> str | None:
     )
     if verdict.allowed:
         return None
-    return f"Too many sign-ups from your network. Try again {in_words(verdict.retry_after)}."
+    return f"Too many sign-ups from your network. Try again {_in_words(verdict.retry_after)}."
 
 
 def password_reset_refusal(email: str) -> str | None:
@@ -71,7 +71,7 @@ def password_reset_refusal(email: str) -> str | None:
         return None
     return (
         "A reset link was requested for this address a moment ago: check your inbox and spam folder, "
-        f"or ask again {in_words(verdict.retry_after)}."
+        f"or ask again {_in_words(verdict.retry_after)}."
     )
 
 
@@ -81,5 +81,5 @@ def verification_resend_refusal(user: User) -> str | None:
         return None
     return (
         "We sent a link a moment ago: check your inbox and spam folder, "
-        f"or ask for another {in_words(verdict.retry_after)}."
+        f"or ask for another {_in_words(verdict.retry_after)}."
     )

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -46,10 +47,10 @@ def _unique_slug(name: str) -> str:
 DAY = timedelta(days=1)
 
 
-def _over_quota(queryset: object, limit: int) -> bool:
+def _over_quota(queryset: QuerySet, limit: int) -> bool:
     """Whether ``queryset`` (rows made in the last day) already holds ``limit`` rows; 0 is no limit.
     Counts at most ``limit`` rows, however many there are."""
-    return limit > 0 and queryset[:limit].count() >= limit  # type: ignore[index]
+    return limit > 0 and queryset[:limit].count() >= limit
 
 
 @transaction.atomic
