@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.template import loader
 
+from accounts import throttles
 from accounts.models import User
-from accounts.services import EMAIL_TAKEN
+from mailer.services import mail_queue
 
 
 class SignupForm(forms.Form):
@@ -13,11 +16,10 @@ class SignupForm(forms.Form):
     email = forms.EmailField(label="Work email")
     password = forms.CharField(widget=forms.PasswordInput, label="Password", strip=False)
 
+    # SECURITY: no "already taken" error here: the answer must not tell which addresses have
+    # accounts (accounts.services.user_signup mails the owner instead).
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(EMAIL_TAKEN)
-        return email
+        return self.cleaned_data["email"].strip().lower()
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -31,5 +33,46 @@ class SignupForm(forms.Form):
         return cleaned
 
 
-class EmailAuthenticationForm(AuthenticationForm):
+class ThrottledLoginMixin:
+    """Failed log-ins are limited per address typed and per client address (accounts/throttles.py).
+
+    The limit is checked before the password: during a lockout every attempt gets the lockout's
+    message, the right password included, and only failures are counted.
+    """
+
+    def clean(self) -> dict:
+        email = self.data.get("username", "")
+        refusal = throttles.login_refusal(self.request, email)
+        if refusal:
+            raise forms.ValidationError(refusal, code="locked_out")
+        try:
+            return super().clean()  # type: ignore[misc]
+        except forms.ValidationError as exc:
+            if exc.code == "invalid_login":  # a wrong password, an unknown address, a non-staff on /admin/
+                throttles.login_failed(self.request, email)
+            raise
+
+
+class EmailAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
     username = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True}))
+
+
+class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
+    pass
+
+
+class QueuedPasswordResetForm(PasswordResetForm):
+    """Django's reset form, its mail sent after commit by the mail task instead of in the request."""
+
+    def send_mail(  # type: ignore[override]
+        self,
+        subject_template_name: str,
+        email_template_name: str,
+        context: dict,
+        from_email: str | None,
+        to_email: str,
+        html_email_template_name: str | None = None,
+    ) -> None:
+        subject = loader.render_to_string(subject_template_name, context)
+        body = loader.render_to_string(email_template_name, context)
+        mail_queue(to=[to_email], subject=subject, body=body)

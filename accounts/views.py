@@ -1,15 +1,20 @@
 from __future__ import annotations
 
-from django.contrib.auth import login
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.core.exceptions import ValidationError
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from accounts.forms import EmailAuthenticationForm, SignupForm
-from accounts.services import user_create
+from accounts import throttles
+from accounts.forms import EmailAuthenticationForm, QueuedPasswordResetForm, SignupForm
+from accounts.services import email_verification_send, user_email_verify, user_signup
+from accounts.tokens import email_verification_user
 
 
 def _safe_next(request: HttpRequest) -> str | None:
@@ -24,18 +29,51 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("workspaces:home")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            user = user_create(
-                email=form.cleaned_data["email"],
+        refusal = throttles.signup_refusal(request)
+        if refusal:
+            form.add_error(None, refusal)
+        else:
+            email = form.cleaned_data["email"]
+            user_signup(
+                email=email,
                 password=form.cleaned_data["password"],
                 name=form.cleaned_data["name"],
+                next_url=_safe_next(request) or "",
             )
-        except ValidationError as exc:  # the address was taken since the form checked it
-            form.add_error(None, exc)
-        else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            return redirect(_safe_next(request) or "workspaces:create")
+            # SECURITY: the same page for a new and a taken address (user_signup says why).
+            return render(request, "registration/signup_sent.html", {"email": email})
     return render(request, "registration/signup.html", {"form": form, "next": _safe_next(request) or ""})
+
+
+@login_required
+def verify_pending(request: HttpRequest) -> HttpResponse:
+    """ "Check your inbox": where an unverified user lands, with a (throttled) resend."""
+    next_url = _safe_next(request) or ""
+    if request.user.email_verified:
+        return redirect(next_url or "workspaces:home")
+    if request.method == "POST":
+        refusal = throttles.verification_resend_refusal(request.user)
+        if refusal:
+            messages.error(request, refusal)
+        else:
+            email_verification_send(user=request.user, next_url=next_url)
+            messages.success(request, f"We sent a new link to {request.user.email}.")
+        return redirect(reverse("accounts:verify-pending") + ("?" + urlencode({"next": next_url}) if next_url else ""))
+    return render(request, "registration/verify_pending.html", {"next": next_url})
+
+
+def verify_email(request: HttpRequest, token: str) -> HttpResponse:
+    """The link from the verification mail. It proves the address and logs nobody in."""
+    user = email_verification_user(token)
+    if user is None:
+        return render(request, "registration/verify_invalid.html", status=400)
+    user_email_verify(user=user)
+    next_url = _safe_next(request)
+    messages.success(request, f"Thanks, {user.email} is confirmed.")
+    if request.user.is_authenticated and request.user.pk == user.pk:
+        return redirect(next_url or "workspaces:home")
+    login_url = reverse("accounts:login")
+    return redirect(login_url + ("?" + urlencode({"next": next_url}) if next_url else ""))
 
 
 class LoginView(auth_views.LoginView):
@@ -44,9 +82,29 @@ class LoginView(auth_views.LoginView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = QueuedPasswordResetForm
     success_url = reverse_lazy("accounts:password_reset_done")
     email_template_name = "registration/password_reset_email.txt"
+
+    @property
+    def extra_email_context(self) -> dict[str, str]:  # type: ignore[override]
+        # SECURITY: the link is built from SITE_URL, never from the request's Host header, which
+        # whoever asks for the reset chooses (a link to their own host would hand them the token).
+        return {"site_url": settings.SITE_URL}
+
+    def form_valid(self, form: QueuedPasswordResetForm) -> HttpResponse:
+        # Counted for the address typed, account or not: the refusal reads the same either way.
+        refusal = throttles.password_reset_refusal(form.cleaned_data["email"])
+        if refusal:
+            form.add_error("email", refusal)
+            return self.form_invalid(form)
+        return super().form_valid(form)
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def form_valid(self, form):  # type: ignore[no-untyped-def]
+        # The link came from the inbox: following it proves the address as the verification link does.
+        user_email_verify(user=form.user)
+        return super().form_valid(form)

@@ -43,7 +43,9 @@ def _seed(rows: int):
 
     user = User.objects.filter(email="bench-logs@example.com").first()
     if user is None:
-        user = User.objects.create_user(email="bench-logs@example.com", password="bench-logs-password")
+        user = User.objects.create_user(
+            email="bench-logs@example.com", password="bench-logs-password", email_verified_at=timezone.now()
+        )
         workspace_create(name="Bench logs", owner=user)
     workspace = user.memberships.get().workspace
     integration, _ = Integration.objects.get_or_create(

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "accounts",
+    "mailer",
     "workspaces",
     "flows",
     "integrations",
@@ -182,7 +183,26 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Seconds per SMTP operation: a stalled mail server fails the send (and the task retries) instead of
+# holding a worker forever. Mail is sent by mailer.tasks.mail_send_task, never in a web request.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Flowsync <noreply@flowsync.localhost>")
+MAIL_MAX_RETRIES = env_int("MAIL_MAX_RETRIES", 5)
+MAIL_RETRY_SECONDS = env_int("MAIL_RETRY_SECONDS", 30)  # the first retry's delay; it doubles each time
+
+# --- Abuse limits (accounts/throttles.py, workspaces/services.py); 0 turns one off ----------------
+# Failed log-ins (app and admin) per email address and per client address, counted over a sliding
+# window of LOGIN_LOCKOUT_SECONDS: past the limit every attempt is refused until failures age out.
+LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 10)
+LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 50)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
+PASSWORD_RESET_EVERY_SECONDS = env_int("PASSWORD_RESET_EVERY_SECONDS", 300)  # one reset mail per address
+SIGNUPS_PER_IP_PER_HOUR = env_int("SIGNUPS_PER_IP_PER_HOUR", 10)
+INVITATIONS_PER_USER_PER_DAY = env_int("INVITATIONS_PER_USER_PER_DAY", 20)
+INVITATIONS_PER_WORKSPACE_PER_DAY = env_int("INVITATIONS_PER_WORKSPACE_PER_DAY", 50)
+WORKSPACES_PER_USER_PER_DAY = env_int("WORKSPACES_PER_USER_PER_DAY", 10)
+EMAIL_VERIFICATION_MAX_AGE_SECONDS = env_int("EMAIL_VERIFICATION_MAX_AGE_SECONDS", 3 * 24 * 3600)
+EMAIL_VERIFICATION_RESEND_SECONDS = env_int("EMAIL_VERIFICATION_RESEND_SECONDS", 120)
 
 # --- HTTP security ------------------------------------------------------------------
 # FLOWSYNC_HTTPS is on in production (docker-compose.yml): secure cookies, HSTS, redirect.

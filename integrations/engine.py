@@ -153,8 +153,9 @@ def release(items: list[Claimed], *, run: SyncRun, sent: bool = False) -> None:
 def push_isolating(
     destination: Destination, records: list[dict[str, Any]], *, create_new_fields: bool
 ) -> list[RecordResult]:
-    """Push ``records``; when the destination refuses the whole batch for one record
-    (type mismatch, too large), split it in halves until the culprits stand alone."""
+    """Push ``records``; when the destination refuses the whole batch for one record and cannot say
+    which (a type mismatch naming no value a record carries, a 413), split it in halves until the
+    culprits stand alone. Refusals that name their values are handled inside push, in one round."""
     try:
         return destination.push(records, create_new_fields=create_new_fields)
     except (TypeMismatchError, PayloadTooLargeError) as exc:
@@ -336,24 +337,29 @@ def _extras(
     outcomes: dict[int, Outcome],
     lease: Lease | None = None,
 ) -> None:
-    """The optional list subscription and event per delivered contact. The user is in Iterable already,
-    so a failure here is noted on the record, not turned into a failed delivery.
+    """The optional list subscription and event per delivered contact.
 
-    Each event carries a stable id (``event_id``): a contact sent again (a retry, a reaped run's rows)
-    updates its event in Iterable instead of adding a second one. A list subscription is a set: a
-    repeat changes nothing."""
+    The user is in Iterable already. A step refused for good (a bad list, a forgotten user) is
+    noted on the record, which stays delivered. A step that may pass later (an outage, an answer
+    not understood) fails the record retryably: the contact goes again, push, list and event
+    (an upsert, an idempotent subscription; a contact whose subscription failed gets no event now).
+    Each event carries a stable id (``event_id``), so a contact sent again (a retry, a reaped run's
+    rows) updates its event in Iterable instead of adding a second one.
+    """
     check = lease.check if lease is not None else lambda: None
     if integration.list_id:
         check()
         try:
-            destination.subscribe(integration.list_id, [b.payload for _, b in delivered])
+            subscribed = destination.subscribe(integration.list_id, [b.payload for _, b in delivered])
         except (AuthError, ForbiddenError):
             raise
         except DestinationError as exc:
-            for item, _ in delivered:
-                outcomes[
-                    item.id
-                ].message = f"Delivered; adding to the list '{integration.list_name}' failed: {exc.message}"
+            subscribed = [RecordResult(b.identifier, False, exc.code, exc.message, exc.retryable) for _, b in delivered]
+        step = f"adding to the list '{integration.list_name}'"
+        for (item, _), result in zip(delivered, subscribed, strict=True):
+            if not result.delivered:
+                _extra_failed(outcomes[item.id], step, result)
+        delivered = [pair for pair in delivered if not outcomes[pair[0].id].retryable]
     if integration.event_name:
         flows = dict(ConversionFlow.objects.filter(id__in={i.flow_id for i, _ in delivered}).values_list("id", "name"))
         for item, built in delivered:
@@ -368,7 +374,17 @@ def _extras(
             except (AuthError, ForbiddenError):
                 raise
             except DestinationError as exc:
-                outcomes[item.id].message = f"Delivered; tracking '{integration.event_name}' failed: {exc.message}"
+                result = RecordResult(built.identifier, False, exc.code, exc.message, exc.retryable)
+                _extra_failed(outcomes[item.id], f"tracking '{integration.event_name}'", result)
+
+
+def _extra_failed(outcome: Outcome, step: str, result: RecordResult) -> None:
+    if result.retryable:
+        outcome.status, outcome.code, outcome.retryable = "failed", result.code, True
+        outcome.message = f"The user is in Iterable, but {step} failed: {result.message}"
+        return
+    note = f"Delivered; {step} failed: {result.message}"
+    outcome.message = f"{outcome.message} {note}" if outcome.message else note
 
 
 def event_id(integration_id: int, contact_id: int) -> str:

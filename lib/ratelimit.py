@@ -1,12 +1,14 @@
 """Sliding-window rate limits kept in the Django cache (Redis in production).
 
-Counts are kept per one-minute window, and a hit is judged against the current
-window plus the previous one weighted by how much of it still lies inside the
-last 60 seconds. A plain fixed window would let a burst straddling a minute
-boundary through at twice the limit; the weighted estimate does not, at the
-price of one more cache read. Counters live in the shared cache, so every web
-process sees the same count; with the development LocMem cache each process
-counts alone, which is fine for one machine.
+Counts are kept per window (a minute unless the caller says otherwise), and a
+hit is judged against the current window plus the previous one weighted by how
+much of it still lies inside the last window's length. A plain fixed window
+would let a burst straddling a boundary through at twice the limit; the
+weighted estimate does not, at the price of one more cache read. ``cooldown``
+is the other shape: one hit, then none until a fixed time has passed. Counters
+live in the shared cache, so every web process sees the same count; with the
+development LocMem cache each process counts alone, which is fine for one
+machine.
 """
 
 from __future__ import annotations
@@ -35,27 +37,76 @@ class Verdict:
     retry_after: int = 0
 
 
-def hit(scope: str, ident: str, *, limit: int, cost: int = 1) -> Verdict:
-    """Count ``cost`` against ``scope:ident``; ``limit`` per minute, 0 means no limit."""
+def hit(scope: str, ident: str, *, limit: int, cost: int = 1, window: int = WINDOW_SECONDS) -> Verdict:
+    """Count ``cost`` against ``scope:ident``; ``limit`` per ``window`` seconds, 0 means no limit."""
     if limit <= 0:
         return Verdict(True)
-    now = _clock()
-    window, into = divmod(now, WINDOW_SECONDS)
-    if not _SAFE_IDENT.match(ident):  # caller-supplied junk never becomes a raw cache key
-        ident = hashlib.sha256(ident.encode(errors="replace")).hexdigest()[:32]
-    prefix = f"rl:{scope}:{ident}:"
-    key = f"{prefix}{int(window)}"
-    count, previous = _add_and_read(key, f"{prefix}{int(window) - 1}", cost)
-    estimate = count + previous * (1 - into / WINDOW_SECONDS)
+    key, previous_key, into = _keys(scope, ident, window)
+    count, previous = _add_and_read(key, previous_key, cost, window)
+    estimate = count + previous * (1 - into / window)
     if estimate > limit:
         # A refused hit is not counted: a client that waits as told is then let in.
         with contextlib.suppress(ValueError):  # evicted meanwhile: nothing to take back
             cache.decr(key, cost)
-        return Verdict(False, retry_after=_wait(count - cost, previous, into, limit - cost))
+        return Verdict(False, retry_after=_wait(count - cost, previous, into, limit - cost, window))
     return Verdict(True)
 
 
-def _add_and_read(key: str, previous_key: str, cost: int) -> tuple[int, int]:
+def peek(scope: str, ident: str, *, limit: int, window: int = WINDOW_SECONDS) -> Verdict:
+    """Whether one more hit would fit, without counting it.
+
+    For limits on what went wrong (failed log-ins): the check comes before the attempt, and
+    only a failure is counted afterwards with :func:`hit`, so a refused attempt is never judged
+    on its merits (the right password during a lockout does not log in).
+    """
+    if limit <= 0:
+        return Verdict(True)
+    key, previous_key, into = _keys(scope, ident, window)
+    counts = cache.get_many([key, previous_key])
+    count, previous = int(counts.get(key, 0)), int(counts.get(previous_key, 0))
+    if count + 1 + previous * (1 - into / window) > limit:
+        return Verdict(False, retry_after=_wait(count, previous, into, limit - 1, window))
+    return Verdict(True)
+
+
+def cooldown(scope: str, ident: str, *, seconds: int) -> Verdict:
+    """At most one hit per ``seconds`` for ``scope:ident`` (one reset mail per address, ...).
+
+    ``cache.add`` is an atomic "set if absent" (SET NX on Redis), so of two requests at once
+    exactly one gets through; the stored value is when the wait ends, to say how long is left.
+    """
+    if seconds <= 0:
+        return Verdict(True)
+    now = _clock()
+    key = f"cd:{scope}:{_safe_ident(ident)}"
+    if cache.add(key, now + seconds, timeout=seconds):
+        return Verdict(True)
+    ends = cache.get(key)
+    if ends is not None and ends <= now:
+        # Over by this clock, still held by the cache's (they agree but for a moment; a test moves
+        # this one): the cool-down is over.
+        cache.set(key, now + seconds, timeout=seconds)
+        return Verdict(True)
+    return Verdict(False, retry_after=max(1, math.ceil((ends or now + seconds) - now)))
+
+
+def _safe_ident(ident: str) -> str:
+    if _SAFE_IDENT.match(ident):
+        return ident
+    # Caller-supplied junk (or an email address) never becomes a raw cache key.
+    return hashlib.sha256(ident.encode(errors="replace")).hexdigest()[:32]
+
+
+def _keys(scope: str, ident: str, window: int) -> tuple[str, str, float]:
+    """The counters of the current and the previous window, and how far into the current one we are."""
+    number, into = divmod(_clock(), window)
+    prefix = f"rl:{scope}:{_safe_ident(ident)}:"
+    if window != WINDOW_SECONDS:  # a minute's counters keep their old names (no reset on deploy)
+        prefix += f"{window}:"
+    return f"{prefix}{int(number)}", f"{prefix}{int(number) - 1}", into
+
+
+def _add_and_read(key: str, previous_key: str, cost: int, window: int) -> tuple[int, int]:
     """Add ``cost`` to the counter ``key`` and read the counter ``previous_key``.
 
     Every capture request passes here twice, so on Redis it is one pipelined round trip (INCRBY,
@@ -67,15 +118,15 @@ def _add_and_read(key: str, previous_key: str, cost: int) -> tuple[int, int]:
         raw_key = backend.make_and_validate_key(key)
         pipe = _redis_client(backend, raw_key).pipeline(transaction=False)
         pipe.incrby(raw_key, cost)
-        pipe.expire(raw_key, COUNTER_SECONDS)
+        pipe.expire(raw_key, _counter_seconds(window))
         pipe.get(backend.make_and_validate_key(previous_key))
         count, _, previous = pipe.execute()
         return int(count), int(previous or 0)
-    cache.add(key, 0, timeout=COUNTER_SECONDS)
+    cache.add(key, 0, timeout=_counter_seconds(window))
     try:
         count = cache.incr(key, cost)
     except ValueError:  # evicted between add and incr: start the window again
-        cache.set(key, cost, timeout=COUNTER_SECONDS)
+        cache.set(key, cost, timeout=_counter_seconds(window))
         count = cost
     return count, cache.get(previous_key, 0)
 
@@ -93,18 +144,22 @@ def _redis_client(backend: RedisCache, raw_key: str):
     return client
 
 
-def _wait(current: int, previous: int, into: float, room: int) -> int:
+def _counter_seconds(window: int) -> int:
+    return 2 * window + 5  # a window's count is kept while the next one still weighs it
+
+
+def _wait(current: int, previous: int, into: float, room: int, window: int = WINDOW_SECONDS) -> int:
     """Seconds until the weighted count drops to ``room`` (what a hit of this cost may find)."""
     if room < 0:  # the hit alone is over the limit: it never fits
-        return WINDOW_SECONDS
+        return window
     if current <= room and previous:
         # Later in this window, once enough of the previous one has slid out.
-        at = WINDOW_SECONDS * (1 - (room - current) / previous)
-        if at < WINDOW_SECONDS:
+        at = window * (1 - (room - current) / previous)
+        if at < window:
             return max(1, math.ceil(at - into))
     # In the next window, where this window's count is the one that slides out.
-    then = 0.0 if current <= room else WINDOW_SECONDS * (1 - room / current)
-    return max(1, math.ceil(WINDOW_SECONDS - into + then))
+    then = 0.0 if current <= room else window * (1 - room / current)
+    return max(1, math.ceil(window - into + then))
 
 
 def client_ip(request: HttpRequest) -> str:

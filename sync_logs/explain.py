@@ -27,6 +27,10 @@ _MISMATCH = re.compile(
 )
 
 
+# The engine's dropped-fields warning: "Delivered without the field(s) `notes`, `x`: Iterable dropped them ...".
+_FILTERED = re.compile(r"Delivered without the field\(s\) (?P<fields>.+?): Iterable dropped")
+
+
 @dataclass(frozen=True)
 class Explanation:
     summary: str
@@ -91,6 +95,12 @@ _BY_CODE: dict[str, Explanation] = {
         "Use a server-side key with full rights.",
     ),
     "not_found": Explanation("Iterable has no such user.", "Check the identifier, then retry."),
+    "unexpected_answer": Explanation(
+        "Iterable's answer was not the one it documents (a proxy's page, an empty or cut-off body, or counts "
+        "that do not add up), so nothing proves this contact arrived.",
+        "Nothing to fix in the contact: it goes again automatically (sending it twice is harmless). If this "
+        "keeps happening, check what sits between Flowsync and Iterable (a proxy or firewall).",
+    ),
     "invalid": Explanation(
         "Iterable refused the request's content.",
         "See the record for Iterable's full answer; fix the mapping or the value, then retry.",
@@ -119,6 +129,7 @@ ALIASES = {
 KNOWN_CODES = (
     "mapping_error",
     "type_mismatch",
+    "fields_filtered_out",
     *_BY_CODE,
     *ALIASES,
     "destination_error",
@@ -149,6 +160,15 @@ def explain(code: str, message: str, retryable: bool = False) -> Explanation:
         return Explanation(
             "Iterable rejected a value whose type differs from the field's type there.",
             "Fix the mapping or the form.",
+        )
+    if code == "fields_filtered_out":
+        fields = _FILTERED.search(message)
+        names = fields["fields"] if fields else "some fields"
+        return Explanation(
+            f"Delivered, but Iterable dropped {names}: the project does not have them and does not add unknown "
+            "fields, so those values were not stored.",
+            "In the field mapping, map them to fields Iterable has, or tick “Create new field” for them; "
+            "contacts synced after that carry them.",
         )
     if code == "mapping_error":  # the mapper's own words name the field and the value (coercion, drift)
         return Explanation(

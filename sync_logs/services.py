@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
@@ -17,8 +16,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from integrations.models import Integration
+from mailer.services import mail_queue
 from sync_logs.models import AlertState, SyncRecord, SyncRun
-from workspaces.models import Membership, Role, Workspace
+from workspaces.models import Membership, Role
 from workspaces.services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -164,6 +164,9 @@ def alert_clear(*, integration: Integration, actor: User | None = None) -> None:
 
 
 def _alert_email(integration: Integration, reason: str) -> None:
+    """Queue the alert for the workspace's owners and admins. Sent by the mail task after commit,
+    with retries: a mail server that is down or slow never fails or holds up the sync that raised it
+    (and the banner shows the alert whatever becomes of the mail)."""
     workspace = integration.workspace
     recipients = list(
         Membership.objects.filter(workspace=workspace, role__in=[Role.OWNER, Role.ADMIN], user__is_active=True)
@@ -174,25 +177,16 @@ def _alert_email(integration: Integration, reason: str) -> None:
         return
     link = settings.SITE_URL + reverse("sync_logs:runs", args=[workspace.slug, integration.kind])
     name = integration.get_kind_display()
-    try:
-        _send(workspace, name, reason, link, recipients)
-    except Exception:  # a mail server down must not fail the sync that raised the alert; the banner still shows it
-        logger.exception("Could not email the alert for integration %s", integration.pk)
-
-
-def _send(workspace: Workspace, name: str, reason: str, link: str, recipients: list[str]) -> None:
-    send_mail(
+    mail_queue(
+        to=recipients,
         subject=f"[Flowsync] {name} sync for {workspace.name} needs your attention",
-        message=(
+        body=(
             f"The {name} integration of the workspace {workspace.name} needs attention:\n\n"
             f"{reason}\n\n"
             f"Sync logs: {link}\n\n"
             "Contacts are never dropped: failed ones can be retried from the sync logs once the cause is fixed.\n"
             "You get at most one such email per integration per hour."
         ),
-        from_email=None,
-        recipient_list=recipients,
-        fail_silently=False,
     )
 
 

@@ -42,6 +42,23 @@ def _test_settings(settings) -> None:
     }
 
 
+@pytest.fixture(autouse=True)
+def _mail_task_in_process(request, monkeypatch) -> None:
+    """Mail tasks run in the test's own process (Celery's ``apply``, retries included), so what they
+    send lands in Django's locmem outbox (``mail.outbox``), from live-server requests too. They are
+    still queued after commit: a test wraps the request in ``django_capture_on_commit_callbacks
+    (execute=True)`` (a transactional test commits for real). Tests with a real worker (marked
+    ``worker``) keep the broker; tests/mailer/test_mail_worker.py takes that route."""
+    if request.node.get_closest_marker("worker"):
+        return
+    from mailer.tasks import mail_send_task
+
+    def in_process(args=None, kwargs=None, **options):
+        return mail_send_task.apply(args, kwargs)
+
+    monkeypatch.setattr(mail_send_task, "apply_async", in_process)
+
+
 @pytest.fixture
 def workspace_a(db):
     return WorkspaceFactory(name="Acme", slug="acme")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import factory
+from django.utils import timezone
 
 from accounts.models import User
 from flows.models import Contact, ConversionFlow, FieldType, FlowField
@@ -15,6 +16,8 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
 
     email = factory.Sequence(lambda n: f"user{n}@example.com")
     name = factory.Faker("name")
+    # Verified, as every account that reaches a workspace is: UserFactory(email_verified_at=None) for one that is not.
+    email_verified_at = factory.LazyFunction(timezone.now)
 
     @classmethod
     def _create(cls, model_class: type[User], *args: object, **kwargs: object) -> User:

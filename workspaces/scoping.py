@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse
 
+from accounts.decorators import unverified_redirect
 from workspaces.models import ROLE_RANK, Membership, Role, Workspace
 
 M = TypeVar("M", bound=models.Model)
@@ -48,6 +49,11 @@ def workspace_view(min_role: str = Role.VIEWER, write_role: str = Role.ADMIN) ->
         def wrapper(request: HttpRequest, workspace_slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
+            # SECURITY: an address nobody proved reaches no workspace (checked before the
+            # membership, so an unverified account learns nothing about which slugs exist).
+            unverified = unverified_redirect(request)
+            if unverified is not None:
+                return unverified
             membership = get_membership(request, workspace_slug)
             required = min_role if request.method in SAFE_METHODS else max_role(min_role, write_role)
             if not membership.has_role(required):

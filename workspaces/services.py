@@ -6,14 +6,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import User
 from lib.tokens import hash_token, new_token
+from mailer.services import mail_queue
 from workspaces.models import AuditEvent, Invitation, Membership, Role, Workspace
 
 RESERVED_SLUGS = {"new", "admin", "api", "static", "accounts", "f", "w", "invitations"}
@@ -43,11 +44,30 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
+DAY = timedelta(days=1)
+
+
+def _over_quota(queryset: QuerySet, limit: int) -> bool:
+    """Whether ``queryset`` (rows made in the last day) already holds ``limit`` rows; 0 is no limit.
+    Counts at most ``limit`` rows, however many there are."""
+    return limit > 0 and queryset[:limit].count() >= limit
+
+
 @transaction.atomic
 def workspace_create(*, name: str, owner: User) -> Workspace:
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Give the workspace a name."})
+    # The owner's row locked: two creations at once are counted one after the other.
+    User.objects.select_for_update().filter(pk=owner.pk).first()
+    made = Workspace.objects.filter(created_by=owner, created_at__gte=timezone.now() - DAY)
+    if _over_quota(made, settings.WORKSPACES_PER_USER_PER_DAY):
+        raise ValidationError(
+            {
+                "name": f"You created {settings.WORKSPACES_PER_USER_PER_DAY} workspaces in the last 24 hours, "
+                "the most allowed. Try again tomorrow."
+            }
+        )
     for _ in range(3):  # two people racing for the same slug: try the next one
         try:
             with transaction.atomic():
@@ -80,13 +100,15 @@ def _check_can_assign(*, actor_membership: Membership, role: str) -> None:
 def invitation_create(
     *, workspace: Workspace, email: str, role: str, actor_membership: Membership
 ) -> tuple[Invitation, str]:
-    """Create an invitation and email its link. Returns it with the raw token (shown nowhere else)."""
+    """Create an invitation and email its link (after commit). Returns it with the raw token (shown nowhere else)."""
     _check_can_assign(actor_membership=actor_membership, role=role)
     email = email.strip().lower()
     if Membership.objects.filter(workspace=workspace, user__email__iexact=email).exists():
         raise ValidationError({"email": f"{email} is already a member of this workspace."})
     raw = new_token("inv_")
+    inviter = actor_membership.user
     with transaction.atomic():
+        _check_invitation_quotas(workspace=workspace, inviter=inviter)
         # A new invitation for the same address replaces the pending one.
         Invitation.objects.filter(workspace=workspace, email__iexact=email, accepted_at=None, revoked_at=None).update(
             revoked_at=timezone.now()
@@ -96,25 +118,53 @@ def invitation_create(
             email=email,
             role=role,
             token_hash=hash_token(raw),
-            invited_by=actor_membership.user,
+            invited_by=inviter,
             expires_at=timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS),
         )
-        audit_record(
-            workspace=workspace, actor=actor_membership.user, verb="member.invited", target=email, data={"role": role}
+        audit_record(workspace=workspace, actor=inviter, verb="member.invited", target=email, data={"role": role})
+        link = settings.SITE_URL + reverse("workspaces:invitation-accept", args=[raw])
+        mail_queue(
+            to=[email],
+            subject=f"You're invited to {workspace.name} on Flowsync",
+            body=(
+                f"{inviter.display_name} invited you to join the workspace "
+                f'"{workspace.name}" on Flowsync as {Role(role).label.lower()}.\n\n'
+                f"Accept the invitation: {link}\n\n"
+                f"The link works for {settings.INVITATION_TTL_DAYS} days."
+            ),
         )
-    link = settings.SITE_URL + reverse("workspaces:invitation-accept", args=[raw])
-    send_mail(
-        subject=f"You're invited to {workspace.name} on Flowsync",
-        message=(
-            f"{actor_membership.user.display_name} invited you to join the workspace "
-            f'"{workspace.name}" on Flowsync as {Role(role).label.lower()}.\n\n'
-            f"Accept the invitation: {link}\n\n"
-            f"The link works for {settings.INVITATION_TTL_DAYS} days."
-        ),
-        from_email=None,
-        recipient_list=[email],
-    )
     return invitation, raw
+
+
+def _check_invitation_quotas(*, workspace: Workspace, inviter: User) -> None:
+    """Refuse past the day's invitations per inviter (every workspace of theirs) and per workspace.
+
+    Counted from the invitations themselves (replaced and revoked ones included: each was a mail),
+    under row locks on the workspace, then the inviter (always in that order), so two invitations
+    sent at once cannot both take the last one.
+    """
+    Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
+    User.objects.select_for_update().filter(pk=inviter.pk).first()
+    since = timezone.now() - DAY
+    if _over_quota(
+        Invitation.objects.filter(invited_by=inviter, created_at__gte=since), settings.INVITATIONS_PER_USER_PER_DAY
+    ):
+        raise ValidationError(
+            {
+                "email": f"You sent {settings.INVITATIONS_PER_USER_PER_DAY} invitations in the last 24 hours, "
+                "the most allowed. Try again tomorrow."
+            }
+        )
+    if _over_quota(
+        Invitation.objects.filter(workspace=workspace, created_at__gte=since),
+        settings.INVITATIONS_PER_WORKSPACE_PER_DAY,
+    ):
+        raise ValidationError(
+            {
+                "email": f"This workspace sent {settings.INVITATIONS_PER_WORKSPACE_PER_DAY} invitations in the last "
+                "24 hours, the most allowed. Try again tomorrow."
+            }
+        )
 
 
 def invitation_revoke(*, invitation: Invitation, actor: User) -> None:
@@ -136,10 +186,13 @@ def invitation_problem(invitation: Invitation | None, user: User) -> str | None:
     if invitation.expires_at < timezone.now():
         return "This invitation has expired. Ask the workspace admin for a new one."
     if user.email.lower() != invitation.email.lower():
+        # SECURITY: whoever holds the link but is not the invitee learns no address from it.
         return (
-            f"This invitation was sent to {invitation.email}, but you are logged in as {user.email}. "
-            "Log in with the invited address to accept it."
+            f"This invitation was sent to another address, and you are logged in as {user.email}. "
+            "Log in with the address that received it to accept it."
         )
+    if not user.email_verified:
+        return "Confirm your email address first: follow the link we mailed you, then open the invitation again."
     return None
 
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accounts.decorators import verified_email_required
 from flows.models import Contact, ConversionFlow
 from workspaces import selectors
 from workspaces.forms import InviteForm, RoleForm, WorkspaceForm
@@ -28,7 +28,7 @@ from workspaces.services import (
 )
 
 
-@login_required
+@verified_email_required
 def home(request: HttpRequest) -> HttpResponse:
     """Send the user to the workspace they used last, or let them make one."""
     memberships = selectors.memberships_for_user(user=request.user)
@@ -39,7 +39,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("workspaces:dashboard", target.workspace.slug)
 
 
-@login_required
+@verified_email_required
 def workspace_create_view(request: HttpRequest) -> HttpResponse:
     form = WorkspaceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -182,7 +182,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     return render(request, "workspaces/audit.html", {"events": selectors.audit_events(workspace=request.workspace)})
 
 
-@login_required
+@verified_email_required
 def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
     invitation = invitation_find(raw_token=token)
     problem = invitation_problem(invitation, request.user)

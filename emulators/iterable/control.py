@@ -59,6 +59,7 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
                 "rate_limits_on",
                 "rate_limit_overrides",
                 "retry_after",
+                "mismatch_report",
                 "oauth_deny_next",
                 "oauth_token_ttl",
                 "oauth_fail_token_endpoint",
@@ -144,7 +145,12 @@ class EmulatorControl:
         body: dict | None = None,
         headers: dict[str, str] | None = None,
         after: int = 0,
+        raw: str | None = None,
+        content_type: str = "text/html",
+        cut: int | None = None,
     ) -> None:
+        """Answer the next ``times`` requests to ``path`` badly. Kinds: "status" (``status`` with ``body``, or
+        ``raw`` text), "timeout", "drop", and "truncate" (carried out, its answer cut to ``cut`` bytes)."""
         self._call(
             "POST",
             "faults",
@@ -157,6 +163,9 @@ class EmulatorControl:
                 "body": body,
                 "headers": headers,
                 "after": after,
+                "raw": raw,
+                "content_type": content_type,
+                "cut": cut,
             },
         )
 

@@ -40,7 +40,15 @@ from emulators.iterable.state import (
     Key,
     Project,
 )
-from emulators.iterable.users import TypeMismatch, check_types, find_user, public_user, valid_email, write_user
+from emulators.iterable.users import (
+    TypeMismatch,
+    check_types,
+    find_user,
+    public_user,
+    type_mismatch_envelope,
+    valid_email,
+    write_user,
+)
 
 FAILED_LISTS = (
     "invalidEmails",
@@ -92,10 +100,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = dict(headers or {})
         self.send_response(status)
-        self.send_header("Content-Type", "application/json" if not isinstance(body, bytes) else "text/html")
+        default_type = "application/json" if not isinstance(body, bytes) else "text/html"
+        self.send_header("Content-Type", headers.pop("Content-Type", default_type))
         self.send_header("Content-Length", str(len(raw)))
-        for name, value in (headers or {}).items():
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(raw)
@@ -186,7 +196,8 @@ class Handler(BaseHTTPRequestHandler):
         if not state.rate_ok(key.project_id, route):
             headers = {"Retry-After": str(state.retry_after)} if state.retry_after else {}
             raise Reply(429, envelope("RateLimitExceeded", "Exceeded rate limit."), headers)
-        self._apply_fault(state.next_fault(path))
+        fault = state.next_fault(path)
+        self._apply_fault(fault)
         if state.latency_ms:
             time.sleep(state.latency_ms / 1000)
         body: Any = None
@@ -215,10 +226,16 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             project = state.projects[key.project_id]
             status, payload = handler(self, project, body, query, path)
+        if fault is not None and fault.kind == "truncate":
+            # Carried out, but the answer arrives cut (a proxy's buffer, a dropped tail): valid HTTP, broken JSON.
+            encoded = json.dumps(payload).encode()
+            payload = encoded[: len(encoded) // 2 if fault.cut is None else fault.cut]
+            self._send(status, payload, {"Content-Type": "application/json"})
+            return
         self._send(status, payload)
 
     def _apply_fault(self, fault: Fault | None) -> None:
-        if fault is None:
+        if fault is None or fault.kind == "truncate":
             return
         if fault.kind == "timeout":
             time.sleep(fault.seconds)
@@ -227,7 +244,14 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             raise ConnectionResetError
+        if fault.raw is not None:  # not JSON: a proxy's page, an empty body
+            headers = {**(fault.headers or {}), "Content-Type": fault.content_type}
+            raise Reply(fault.status, fault.raw.encode(), headers)
         raise Reply(fault.status, fault.body or envelope("GenericError", "Please try again later"), fault.headers)
+
+    @property
+    def _report_first(self) -> bool:
+        return self.server.state.mismatch_report == "first"
 
     def _route(self, method: str, path: str):
         table = {
@@ -256,7 +280,7 @@ class Handler(BaseHTTPRequestHandler):
     def r_update(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
         if not body.get("email") and not body.get("userId"):
             return 400, envelope("BadParams", "email or userId is required")
-        mismatch = _type_mismatch(project, [body], body.get("createNewFields"))
+        mismatch = _type_mismatch(project, [body], body.get("createNewFields"), report_first=self._report_first)
         if mismatch:
             return 400, mismatch
         result = write_user(project, body, create_new_fields=body.get("createNewFields"))
@@ -267,7 +291,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def r_bulk_update(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
         users = body["users"]
-        mismatch = _type_mismatch(project, users, body.get("createNewFields"))
+        mismatch = _type_mismatch(project, users, body.get("createNewFields"), report_first=self._report_first)
         if mismatch:
             return 400, mismatch
         failed: dict[str, list[str]] = {name: [] for name in FAILED_LISTS}
@@ -338,7 +362,7 @@ class Handler(BaseHTTPRequestHandler):
                 f"error.lists.invalidListId({body['listId']})",
                 {"projectId": project.project_id, "listId": body["listId"]},
             )
-        mismatch = _type_mismatch(project, body["subscribers"], None)
+        mismatch = _type_mismatch(project, body["subscribers"], None, report_first=self._report_first)
         if mismatch:
             return 400, mismatch
         failed: dict[str, list[str]] = {name: [] for name in FAILED_LISTS}
@@ -375,8 +399,9 @@ class Handler(BaseHTTPRequestHandler):
         # Swagger's TrackRequest.id: "If an event exists with that id, the event will be updated. If none
         # is specified, a new id will automatically be generated and returned."
         event["id"] = str(event.get("id") or secrets.token_hex(12))
-        same = next((n for n, known in enumerate(project.events) if known["id"] == event["id"]), None)
+        same = project.event_positions.get(event["id"])
         if same is None:
+            project.event_positions[event["id"]] = len(project.events)
             project.events.append(event)
         else:
             project.events[same] = event
@@ -403,19 +428,26 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, envelope("NotFound", "Endpoint not found"))
 
 
-def _type_mismatch(project: Project, records: list[dict], create_new_fields: bool | None) -> dict | None:
+def _type_mismatch(
+    project: Project, records: list[dict], create_new_fields: bool | None, *, report_first: bool = False
+) -> dict | None:
     """The 400 envelope when a value of any record does not fit its field's type, else None.
 
     Checked for all records before anything is written: a mismatch anywhere fails the whole request.
+    ``params.validationErrors`` names every field refused (or only the first, ``report_first``), each with
+    the first value refused for it: one value per field, as the reference's shape allows.
     """
     allow_new = project.allow_new_fields if create_new_fields is None else create_new_fields
     fields = dict(project.fields)  # a working copy: new fields typed by an earlier record count for later ones
+    found: dict[str, TypeMismatch] = {}  # per field, the first value refused for it
     for record in records:
-        try:
-            check_types(fields, record.get("dataFields") or {}, allow_new=allow_new)
-        except TypeMismatch as exc:
-            return exc.envelope(project.project_id)
-    return None
+        check_types(fields, record.get("dataFields") or {}, allow_new=allow_new, mismatches=found)
+        if found and report_first:
+            break
+    if not found:
+        return None
+    mismatches = list(found.values())
+    return type_mismatch_envelope(project.project_id, mismatches[:1] if report_first else mismatches)
 
 
 def _redirect(url: str, params: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:

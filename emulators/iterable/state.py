@@ -107,6 +107,7 @@ class Project:
     by_user_id: dict[str, int] = field(default_factory=dict)
     lists: dict[int, dict] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
+    event_positions: dict[str, int] = field(default_factory=dict)  # event id -> its index in events
     next_user: int = 1
 
     def __post_init__(self) -> None:
@@ -141,6 +142,11 @@ class Fault:
     body: dict | None = None
     headers: dict[str, str] | None = None  # e.g. a Retry-After on a 503
     after: int = 0  # matching requests let through before the fault starts (fail the 2nd request of a batch)
+    # kind "status" with ``raw``: that text as the body, not JSON (a proxy's HTML page, an empty body).
+    raw: str | None = None
+    content_type: str = "text/html"
+    # kind "truncate": the request is carried out, then its JSON answer is cut to ``cut`` bytes (half by default).
+    cut: int | None = None
 
 
 class Bucket:
@@ -174,6 +180,9 @@ class EmulatorState:
             self.rate_limits_on = True
             self.rate_limit_overrides: dict[str, float] = {}
             self.retry_after: int | None = None
+            # RequestFieldsTypesMismatched's params.validationErrors: "every" field a request gets wrong (each
+            # with the first value refused for it), or only the "first" one. The reference's example has one field.
+            self.mismatch_report = "every"
             self.buckets: dict[tuple[int, str], Bucket] = {}
             self.faults: list[Fault] = []
             self.requests: list[dict] = []

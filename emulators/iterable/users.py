@@ -20,26 +20,29 @@ class TypeMismatch(Exception):
         super().__init__(field_name)
         self.field_name, self.expected, self.value = field_name, expected, value
 
-    def envelope(self, project_id: int) -> dict:
+    def detail(self) -> dict:
         return {
-            "msg": (
-                f"Project {project_id}: The request does not have the same data types as the data previously "
-                f"submitted. Field '{self.field_name}' already exists for type 'user' and has a data type of "
-                f"'{self.expected}' but possible types '{', '.join(incoming_types(self.value))}' in the request."
-            ),
-            "code": "RequestFieldsTypesMismatched",
-            "params": {
-                "validationErrors": {
-                    self.field_name: {
-                        "incomingTypes": incoming_types(self.value),
-                        "expectedType": self.expected,
-                        "_type": "UnexpectedType",
-                        "offendingValue": self.value if not isinstance(self.value, dict | list) else str(self.value),
-                        "category": "user",
-                    }
-                }
-            },
+            "incomingTypes": incoming_types(self.value),
+            "expectedType": self.expected,
+            "_type": "UnexpectedType",
+            "offendingValue": self.value if not isinstance(self.value, dict | list) else str(self.value),
+            "category": "user",
         }
+
+
+def type_mismatch_envelope(project_id: int, mismatches: list[TypeMismatch]) -> dict:
+    """Iterable's 400 for values that do not fit their fields' types (reference 3): the message names the
+    first field, ``params.validationErrors`` each field with its refused value."""
+    first = mismatches[0]
+    return {
+        "msg": (
+            f"Project {project_id}: The request does not have the same data types as the data previously "
+            f"submitted. Field '{first.field_name}' already exists for type 'user' and has a data type of "
+            f"'{first.expected}' but possible types '{', '.join(incoming_types(first.value))}' in the request."
+        ),
+        "code": "RequestFieldsTypesMismatched",
+        "params": {"validationErrors": {m.field_name: m.detail() for m in mismatches}},
+    }
 
 
 def valid_email(value: Any) -> bool:
@@ -65,10 +68,13 @@ def _flatten(data: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def check_types(fields: dict[str, str], data: dict, *, allow_new: bool) -> tuple[list[str], list[str]]:
+def check_types(
+    fields: dict[str, str], data: dict, *, allow_new: bool, mismatches: dict[str, TypeMismatch] | None = None
+) -> tuple[list[str], list[str]]:
     """Type-check ``data`` against ``fields``, adding new fields to ``fields`` (a working copy).
 
-    Returns (created, filtered_out); raises :class:`TypeMismatch`.
+    Returns (created, filtered_out); raises :class:`TypeMismatch`, or with ``mismatches`` collects the
+    first one per field there and goes on.
     """
     created: list[str] = []
     filtered: list[str] = []
@@ -77,7 +83,9 @@ def check_types(fields: dict[str, str], data: dict, *, allow_new: bool) -> tuple
             continue
         if path in fields:
             if not fits(fields[path], value):
-                raise TypeMismatch(path, fields[path], value)
+                if mismatches is None:
+                    raise TypeMismatch(path, fields[path], value)
+                mismatches.setdefault(path, TypeMismatch(path, fields[path], value))
         elif allow_new:
             fields[path] = infer_type(value)
             created.append(path)

@@ -93,6 +93,15 @@ class TransportError(DestinationError):
     default_code = "transport_error"
 
 
+class UnexpectedAnswerError(DestinationError):
+    """A 2xx whose body is not the documented answer (a proxy's page, an empty or cut-off body, counts
+    that do not add up). Nothing proves the request took effect, so it is tried again later; a
+    resend is harmless (upserts, idempotent subscriptions)."""
+
+    retryable = True
+    default_code = "unexpected_answer"
+
+
 @dataclass(frozen=True)
 class DestinationField:
     name: str
@@ -127,8 +136,15 @@ class Destination(Protocol):
         """The destination's user fields and their types."""
 
     def push(self, records: list[dict[str, Any]], *, create_new_fields: bool = False) -> list[RecordResult]:
-        """Send one batch of mapped records; one result per record, in order."""
+        """Send one batch of mapped records; one result per record, in order. A delivered result may carry
+        a code and message: delivered with a warning (e.g. fields the destination dropped)."""
 
     def find_existing(self, records: list[dict[str, Any]]) -> list[bool]:
         """Whether each mapped record's user already exists in the destination, in order. Records, not
         bare identifiers: the destination looks a user up by what the record carries (email or userId)."""
+
+    def subscribe(self, list_id: int, records: list[dict[str, Any]]) -> list[RecordResult]:
+        """Add the records' users to a list; one result per record, in order (delivered = subscribed)."""
+
+    def track(self, event_name: str, record: dict[str, Any], data_fields: dict[str, Any]) -> None:
+        """One event for the record's user; raises a :class:`DestinationError` when it is not confirmed."""

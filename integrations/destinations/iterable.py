@@ -24,6 +24,7 @@ from typing import Any
 import requests
 from django.conf import settings
 
+from integrations.destinations import iterable_answers as answers
 from integrations.destinations.base import (
     AuthError,
     ConflictError,
@@ -67,18 +68,6 @@ PACE = 0.95
 # reference 2.2: "Max body size: 4 MB" per bulkUpdate, read as 4,000,000 bytes (as RudderStack does:
 # the stricter reading). The emulator answers 413 above the same number (emulators/iterable/state.py).
 MAX_BULK_BYTES = 4_000_000
-FAILED_UPDATE_MESSAGES = {
-    "invalidEmails": ("invalid_email", "Iterable rejected the email address as malformed."),
-    "invalidUserIds": ("invalid_user_id", "Iterable rejected the userId (empty, too long or not plain ASCII)."),
-    "invalidDataEmails": ("invalid_data", "Iterable rejected a data field value of this user."),
-    "invalidDataUserIds": ("invalid_data", "Iterable rejected a data field value of this user."),
-    "conflictEmails": ("conflict", "Another Iterable user already has this email or userId."),
-    "conflictUserIds": ("conflict", "Another Iterable user already has this email or userId."),
-    "forgottenEmails": ("forgotten", "This user asked to be forgotten (GDPR) in Iterable; not updated."),
-    "forgottenUserIds": ("forgotten", "This user asked to be forgotten (GDPR) in Iterable; not updated."),
-    "notFoundEmails": ("not_found", "No such user in Iterable."),
-    "notFoundUserIds": ("not_found", "No such user in Iterable."),
-}
 
 
 NO_USER_CODE = "error.users.noUserWithIdExists"  # byUserId's "no such user" (reference 4)
@@ -353,6 +342,8 @@ class IterableDestination:
     def __init__(self, client: IterableClient, *, project_type: str = "hybrid") -> None:
         self.client = client
         self.project_type = project_type
+        # Values Iterable refused so far: an instance lives for one sync run (engine.run_sync).
+        self.refused = answers.RefusedValues()
 
     @classmethod
     def for_integration(cls, integration) -> IterableDestination:
@@ -421,36 +412,50 @@ class IterableDestination:
         """bulkUpdate one batch; one result per record, in order.
 
         The batch goes in as many requests as keep each body under MAX_BULK_BYTES (reference 2.2).
-        Failures come back by identifier (reference 2.2), mapped here to records. Raises
-        TypeMismatchError / PayloadTooLargeError when Iterable refuses a request whole for one
-        record: the caller splits the batch to isolate it (records of requests already sent go
-        again then; upserts make that harmless).
+        Failures come back by identifier (reference 2.2), mapped here to records; an answer not in
+        its documented shape delivers nothing (iterable_answers.read_bulk_answer). A request refused
+        whole for values Iterable names (RequestFieldsTypesMismatched, params.validationErrors) fails
+        the records carrying them and goes again at once without them; those values fail later
+        records of this sync unsent. Raises TypeMismatchError when a refusal names nothing usable,
+        PayloadTooLargeError on a 413: the caller splits the batch to isolate the record (records
+        of requests already sent go again then; upserts make that harmless).
         """
+        results: list[RecordResult | None] = [None] * len(records)
+        sendable: list[int] = []
+        for index, record in enumerate(records):
+            if refusals := self.refused.carried_by(record):
+                results[index] = answers.refused_result(self.identifier_of(record), refusals)
+            else:
+                sendable.append(index)
         # Each record is encoded once: its size decides the requests, its bytes go into the body.
-        encoded = [encode_body(record) for record in records]
+        encoded = [encode_body(records[i]) for i in sendable]
         overhead = len(self.bulk_body_bytes([], create_new_fields=create_new_fields))
-        results: list[RecordResult] = []
         for part in split_by_size([len(e) for e in encoded], overhead=overhead, limit=MAX_BULK_BYTES):
-            chunk = records[part]
-            if len(chunk) == 1 and overhead + len(encoded[part.start]) > MAX_BULK_BYTES:
+            indices = sendable[part]
+            if len(indices) == 1 and overhead + len(encoded[part.start]) > MAX_BULK_BYTES:
                 # It would be refused (413) however it is sent: fail it here, its neighbours still go.
                 message = f"This user's data is over Iterable's {MAX_BULK_BYTES:,}-byte request limit."
-                results.append(RecordResult(self.identifier_of(chunk[0]), False, "payload_too_large", message))
+                results[indices[0]] = RecordResult(
+                    self.identifier_of(records[indices[0]]), False, "payload_too_large", message
+                )
                 continue
-            body = self.bulk_body_bytes(encoded[part], create_new_fields=create_new_fields)
             try:
-                results += self._push_chunk(chunk, body)
+                chunk = self._push_refusing(
+                    [records[i] for i in indices], encoded[part], create_new_fields=create_new_fields
+                )
             except DestinationError as exc:
-                if not results or not exc.retryable:
-                    raise  # nothing went yet, or the caller acts on it (isolates a bad record, stops the run)
-                # An outage after some requests went: those records are delivered, these and the rest
-                # wait for the retry. Failing them all would log delivered users as failed.
-                results += [
-                    RecordResult(self.identifier_of(r), False, exc.code, exc.message, retryable=True)
-                    for r in records[part.start :]
-                ]
+                if not exc.retryable or all(r is None for r in results):
+                    raise  # the caller acts on it (isolates a bad record, stops the run), or nothing is decided yet
+                # An outage after some records were decided (delivered, or failed for their own reason): those
+                # keep their result, these and the rest wait for the retry.
+                for i in sendable[part.start :]:
+                    results[i] = RecordResult(
+                        self.identifier_of(records[i]), False, exc.code, exc.message, retryable=True
+                    )
                 break
-        return results
+            for i, result in zip(indices, chunk, strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
 
     @classmethod
     def bulk_body_bytes(cls, encoded_records: list[bytes], *, create_new_fields: bool) -> bytes:
@@ -460,26 +465,41 @@ class IterableDestination:
         head, tail = encode_body(cls.bulk_body([], create_new_fields=create_new_fields)).split(b"[]", 1)
         return head + b"[" + USERS_SEPARATOR.join(encoded_records) + b"]" + tail
 
+    def _push_refusing(
+        self, records: list[dict[str, Any]], encoded: list[bytes], *, create_new_fields: bool
+    ) -> list[RecordResult]:
+        """One request's records. Each refusal that names values takes out the records carrying them
+        (failed with Iterable's reason) and sends the rest again: one round per refusal, not a bisection."""
+        results: list[RecordResult | None] = [None] * len(records)
+        left = list(range(len(records)))
+        while left:
+            body = self.bulk_body_bytes([encoded[i] for i in left], create_new_fields=create_new_fields)
+            try:
+                sent = self._push_chunk([records[i] for i in left], body)
+            except TypeMismatchError as exc:
+                refusals = answers.refused_values(exc)
+                named = answers.RefusedValues(refusals)
+                carriers = {i: found for i in left if (found := named.carried_by(records[i]))}
+                if not carriers:
+                    raise  # it names nothing any record carries: the caller bisects
+                self.refused.add(refusals)
+                for i, found in carriers.items():
+                    results[i] = answers.refused_result(self.identifier_of(records[i]), found)
+                left = [i for i in left if i not in carriers]
+                continue
+            for i, result in zip(left, sent, strict=True):
+                results[i] = result
+            break
+        return [r for r in results if r is not None]
+
     def _push_chunk(self, records: list[dict[str, Any]], body: bytes) -> list[RecordResult]:
         response = self.client.request("POST", "/api/users/bulkUpdate", data=body)
-        failed = (response.body or {}).get("failedUpdates") or {}
-        reasons: dict[str, tuple[str, str]] = {}
-        for list_name, (code, message) in FAILED_UPDATE_MESSAGES.items():
-            for value in failed.get(list_name) or []:
-                reasons.setdefault(str(value), (code, message))
-        for list_name in ("invalidEmails", "invalidUserIds"):  # deprecated top-level copies
-            for value in (response.body or {}).get(list_name) or []:
-                reasons.setdefault(str(value), FAILED_UPDATE_MESSAGES[list_name])
-        results = []
-        for record in records:
-            ids = {str(record.get("email")), str(record.get("userId"))} - {"None"}
-            hit = next((reasons[i] for i in ids if i in reasons), None)
-            ident = self.identifier_of(record)
-            if hit:
-                results.append(RecordResult(ident, delivered=False, code=hit[0], message=hit[1]))
-            else:
-                results.append(RecordResult(ident, delivered=True))
-        return results
+        return self._bulk_results("bulkUpdate", response, records)
+
+    def _bulk_results(self, what: str, response: Response, records: list[dict[str, Any]]) -> list[RecordResult]:
+        return answers.read_bulk_answer(
+            what=what, status=response.status, body=response.body, records=records, identifier_of=self.identifier_of
+        )
 
     def find_existing(self, records: list[dict[str, Any]]) -> list[bool]:
         """Whether each record's user exists already, in order: one lookup each (100 rps per endpoint)."""
@@ -496,7 +516,7 @@ class IterableDestination:
         else:
             return False  # nothing to look it up by: the push says what is missing
         try:
-            body = self.client.request("GET", path, params=params).body
+            response = self.client.request("GET", path, params=params)
         except NotFoundError as exc:
             if exc.code == NO_USER_CODE:  # byUserId's other way of saying "not found" (reference 4)
                 return False
@@ -507,12 +527,16 @@ class IterableDestination:
             if exc.code in ("InvalidEmailAddressError", "InvalidUserIdError"):
                 return False
             raise
-        return isinstance(body, dict) and bool(body.get("user"))  # {} is "not found" (reference 4)
+        return answers.lookup_found(what=path, status=response.status, body=response.body)
 
-    def subscribe(self, list_id: int, records: list[dict[str, Any]]) -> None:
-        """Add the records' users to a static list (POST /api/lists/subscribe)."""
+    def subscribe(self, list_id: int, records: list[dict[str, Any]]) -> list[RecordResult]:
+        """Add the records' users to a static list (POST /api/lists/subscribe); one result per record.
+        Its answer is the bulk one (reference 6.3), read as strictly as bulkUpdate's."""
         subscribers = [{k: r[k] for k in ("email", "userId") if r.get(k)} for r in records]
-        self.client.request("POST", "/api/lists/subscribe", json={"listId": list_id, "subscribers": subscribers})
+        response = self.client.request(
+            "POST", "/api/lists/subscribe", json={"listId": list_id, "subscribers": subscribers}
+        )
+        return self._bulk_results("lists/subscribe", response, records)
 
     def track(
         self, event_name: str, record: dict[str, Any], data_fields: dict[str, Any], *, event_id: str = ""
@@ -525,7 +549,8 @@ class IterableDestination:
             **{k: record[k] for k in ("email", "userId") if record.get(k)},
             **({"id": event_id} if event_id else {}),
         }
-        self.client.request("POST", "/api/events/track", json=body)
+        response = self.client.request("POST", "/api/events/track", json=body)
+        answers.check_envelope(what="events/track", status=response.status, body=response.body)
 
     def lists(self) -> list[dict[str, Any]]:
         body = self.client.request("GET", "/api/lists").body

@@ -1,11 +1,12 @@
-"""In real headless Chromium: sign up, make a workspace and a flow with a custom
-field, fill the public form, and find the contact in the list."""
+"""In real headless Chromium: sign up, confirm the address from the mail, log in, make a
+workspace and a flow with a custom field, fill the public form, and find the contact in the list."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+from django.core import mail
 from playwright.sync_api import Page, expect
 
 from flows.models import Contact
@@ -13,13 +14,23 @@ from flows.models import Contact
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_signup_create_flow_submit_and_see_contact(page: Page, live_server):
-    base = live_server.url
+def test_signup_create_flow_submit_and_see_contact(page: Page, live_server, settings):
+    base = settings.SITE_URL = live_server.url  # links in mails point at the live server
     page.goto(f"{base}/accounts/signup/")
     page.get_by_label("Your name").fill("Hana")
     page.get_by_label("Work email").fill("hana@example.com")
     page.get_by_label("Password").fill("a-long-passphrase")
     page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+
+    # The live server runs in this process: its mail task sent to Django's locmem outbox.
+    [message] = mail.outbox
+    assert message.to == ["hana@example.com"]
+    page.goto(re.search(rf"{re.escape(base)}/accounts/verify/\S+", message.body).group(0))
+    expect(page.get_by_text("hana@example.com is confirmed")).to_be_visible()
+    page.get_by_label("Email").fill("hana@example.com")
+    page.get_by_label("Password").fill("a-long-passphrase")
+    page.get_by_role("button", name="Log in").click()
 
     expect(page).to_have_url(re.compile(r"/new/$"))
     page.get_by_label("Workspace name").fill("Hana's Bakery")

@@ -151,19 +151,6 @@ def test_validation_error_names_the_json_path(client, iterable_swagger):
     assert caught.value.field_errors == {"obj.users[0].preferUserId": "Boolean value expected"}
 
 
-def test_type_mismatch_fails_the_batch_with_per_field_detail(destination, iterable):
-    destination.push([{"email": "ada@example.com", "dataFields": {"age": 36}}])
-    with pytest.raises(base.TypeMismatchError) as caught:
-        destination.push(
-            [
-                {"email": "bob@example.com", "dataFields": {"age": 40}},
-                {"email": "eve@example.com", "dataFields": {"age": "ten"}},
-            ]
-        )
-    assert "age" in caught.value.field_errors and "long" in caught.value.field_errors["age"]
-    assert iterable.user("bob@example.com") is None  # nothing of the refused batch was written
-
-
 def test_a_batch_over_the_body_limit_is_split_before_sending(destination, iterable):
     # reference 2.2: a bulkUpdate body is at most 4 MB. 900 users of ~5 kB each are ~4.6 MB.
     big = [{"email": f"u{i}@example.com", "dataFields": {"blob": "x" * 5000}} for i in range(900)]

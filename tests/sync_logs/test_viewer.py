@@ -152,6 +152,12 @@ def test_contact_history_across_runs(alice_client, integration, capture, iterabl
         ("http_503", "x", "error on its side"),
         ("mapping_error", "field age: 'ten' is not a number", "field age: 'ten' is not a number"),
         ("SomethingNew", "raw words", "raw words"),
+        ("unexpected_answer", "x", "nothing proves this contact arrived"),
+        (
+            "fields_filtered_out",
+            "Delivered without the field(s) `notes`, `size`: Iterable dropped them (...)",
+            "Delivered, but Iterable dropped `notes`, `size`",
+        ),
     ],
 )
 def test_explanations(code, message, expected):
