@@ -7,8 +7,9 @@ same row in one pass; a batch refused whole for one record is split until the
 record is isolated; an auth failure stops the run and keeps the rows pending.
 
 Runs are fenced (guarantee 10, integrations/lease.py): a claim, a batch's outcomes and the
-finish each first move the run's heartbeat WHERE it is still running, in the same transaction,
-and outbox rows are changed only WHERE they are still this run's and in flight. A run the
+finish each move the run's heartbeat WHERE it is still running, in their transaction (rolled
+back when it matched nothing), and outbox rows are changed only WHERE they are still this run's
+and in flight. A run the
 reaper closed gets LeaseLost at its next claim, send or write, and stops. A batch's outcomes
 (outbox rows, log rows, the run's counts) commit together or not at all (guarantee 11).
 """
@@ -24,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -92,9 +93,8 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
     has claimed stay behind until vacuum, and starting every claim from the
     lowest id would step over all of them again (quadratic in a big backlog).
 
-    Fenced: raises LeaseLost, claiming nothing, when the run is no longer running. The
-    heartbeat's UPDATE holds the run's row until the claim commits, so the reaper cannot
-    close the run in between and leave the new claim in flight under a closed run.
+    Fenced: raises LeaseLost, claiming nothing (rolled back), when the run is no longer running:
+    a claim never leaves rows in flight under a run the reaper closed.
     """
     now = timezone.now()
     if connection.vendor == "postgresql":
@@ -108,15 +108,14 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
             f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id, o.sent_before"
         )
         with transaction.atomic(), connection.cursor() as cursor:
-            _fence(run)
             cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, after_id, now, size])
             rows = cursor.fetchall()
+            _fence(run)
         return sorted(
             (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4], r[5]) for r in rows),
             key=lambda c: c.id,
         )
     with transaction.atomic():
-        _fence(run)
         claimed = list(
             OutboxItem.objects.select_for_update(skip_locked=True)
             .filter(integration_id=run.integration_id, status=Status.PENDING, id__gt=after_id, next_attempt_at__lte=now)
@@ -127,14 +126,16 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
             OutboxItem.objects.filter(id__in=[r[0] for r in claimed]).update(
                 status=Status.IN_FLIGHT, run=run, claimed_at=now
             )
+        _fence(run)
     found = Contact.objects.filter(id__in=[r[1] for r in claimed]).values_list("id", "data", "flow_id")
     by_id = {cid: (data, flow_id) for cid, data, flow_id in found}
     return [Claimed(r[0], r[1], r[2], *by_id.get(r[1], ({}, 0)), sent_before=r[3]) for r in claimed]
 
 
-def _fence(run: SyncRun) -> None:
-    """Move the run's heartbeat inside the caller's transaction, or raise LeaseLost."""
-    if not lease_renew(run.pk):
+def _fence(run: SyncRun, **changes: Any) -> None:
+    """The end of a transaction of the run: move its heartbeat (and apply ``changes``), or raise
+    LeaseLost so that the transaction rolls back."""
+    if not lease_renew(run.pk, **changes):
         raise LeaseLost(f"sync run {run.pk} is no longer running")
 
 
@@ -397,10 +398,10 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
 
     One transaction, fenced: all of it commits or none (a worker killed half-way, a database
     error in the COPY), so a contact marked delivered always has its log row and its count.
-    First the run's heartbeat WHERE it is running (LeaseLost, nothing written, when the reaper
-    closed it; the row's lock then keeps the reaper out until commit), then the outbox rows
-    WHERE they are still this run's and in flight. A row no longer held (its contact deleted
-    meanwhile) gets no log row and no count.
+    Outbox rows change only WHERE they are still this run's and in flight (a row no longer held,
+    its contact deleted meanwhile, gets no log row and no count); the run's counts go last, with
+    its heartbeat, WHERE it is still running: when the reaper closed it, LeaseLost and nothing
+    of the batch is written.
 
     Outbox rows are updated per group of identical changes, not per row: a batch that failed
     whole (an outage) is one UPDATE, not a thousand.
@@ -436,7 +437,6 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
             now,
         )
     with transaction.atomic():
-        _fence(run)
         held: list[int] = []
         for (status, attempts, code, stored), ids in groups.items():
             changes: dict[str, Any] = {"status": status, "error_code": code, "error_message": stored}
@@ -450,17 +450,18 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
                     sent_before=True,
                 )
             held += update_outbox(ids, changes, run_id=run.pk, count_attempt=attempts is None)
+        fault_point("sync.before_log_rows")  # tests kill a worker here (tests/sync/test_worker_sync.py)
+        write_log_rows([log_rows[outbox_id] for outbox_id in sorted(held)])
         counts = {"delivered": 0, "skipped": 0, "failed": 0}
         for outbox_id in held:
             counts[outcomes[outbox_id].status] += 1
-        SyncRun.objects.filter(pk=run.pk).update(
+        _fence(
+            run,
             total=F("total") + len(held),
             delivered=F("delivered") + counts["delivered"],
             skipped=F("skipped") + counts["skipped"],
             failed=F("failed") + counts["failed"],
         )
-        fault_point("sync.before_log_rows")  # tests kill a worker here (tests/sync/test_worker_sync.py)
-        write_log_rows([log_rows[outbox_id] for outbox_id in sorted(held)])
 
 
 def update_outbox(ids: list[int], changes: dict[str, Any], *, run_id: int, count_attempt: bool = False) -> list[int]:
@@ -725,17 +726,26 @@ def runs_reap(*, timeout: timedelta | None = None) -> int:
     reaped = 0
     for run_id in list(SyncRun.objects.filter(stale).values_list("id", flat=True)):
         with transaction.atomic():
-            # Locked and checked again: a heartbeat that moved since the list was read wins. SKIP LOCKED:
-            # a run whose row is locked is claiming or writing a batch this very moment; waiting for it
-            # could park the reaper behind a frozen process. The next tick looks again.
+            # Locked and checked again: a heartbeat that moved since the list was read wins. SKIP LOCKED
+            # and NOWAIT: a run whose row or in-flight rows are locked is committing a claim or a batch
+            # this very moment. The reaper never waits for it (it would wait behind a frozen process, or
+            # deadlock with the batch's fence); the next tick looks again.
             if not SyncRun.objects.select_for_update(skip_locked=True).filter(stale, pk=run_id).values_list("id"):
+                continue
+            try:
+                with transaction.atomic():
+                    rows = OutboxItem.objects.select_for_update(nowait=True).filter(
+                        run_id=run_id, status=Status.IN_FLIGHT
+                    )
+                    in_flight = list(rows.values_list("id", flat=True))
+            except DatabaseError:
                 continue
             SyncRun.objects.filter(pk=run_id).update(
                 status=SyncRun.Status.ABANDONED,
                 finished_at=timezone.now(),
                 error_summary="The worker stopped answering; its contacts went back to the queue.",
             )
-            OutboxItem.objects.filter(run_id=run_id, status=Status.IN_FLIGHT).update(
+            OutboxItem.objects.filter(id__in=in_flight).update(
                 status=Status.PENDING, run=None, claimed_at=None, sent_before=True
             )
             reaped += 1

@@ -11,9 +11,10 @@ whatever the run is blocked on (an HTTP call, a rate wait, a slow query, a lock)
 each transport's loops. Its blind spot is a run blocked forever in a live process: the keeper stops
 renewing at SYNC_RUN_MAX_SECONDS after the run started, so such a run is reaped all the same.
 
-The keeper only keeps the lease; the fences are the conditional writes: ``lease_renew`` (inside the
-claim's transaction and the batch's outcome transaction in engine.py) moves the heartbeat only
-``WHERE status = 'running'``, and a run whose renewal matched no row raises :class:`LeaseLost`.
+The keeper only keeps the lease; the fences are the conditional writes: ``lease_renew`` (the last
+statement of a claim's transaction and of a batch's outcome transaction in engine.py) moves the
+heartbeat only ``WHERE status = 'running'``, and a run whose renewal matched no row raises
+:class:`LeaseLost` and rolls back.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -36,13 +38,19 @@ class LeaseLost(Exception):
     It must write nothing more and send nothing more."""
 
 
-def lease_renew(run_id: int) -> bool:
-    """Move the run's heartbeat, if it is still running. False: the run lost its lease.
+def lease_renew(run_id: int, **changes: Any) -> bool:
+    """Move the run's heartbeat (and apply ``changes`` to the run), if it is still running. False: the
+    run lost its lease.
 
-    Inside a transaction it also locks the run's row until commit, so the reaper (which locks it
-    first too) cannot close the run half-way through that transaction.
+    As the last statement of a transaction it is that transaction's fence: it waits for a reaper
+    that holds the run's row, then sees the run abandoned and the caller rolls back; or it locks the
+    row first, and the reaper (SKIP LOCKED) leaves the run alone until the commit. Last, so that the
+    row is held only for the commit: the run's claims and writes, in two threads, barely wait on
+    each other.
     """
-    return bool(SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.RUNNING).update(heartbeat_at=timezone.now()))
+    return bool(
+        SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.RUNNING).update(heartbeat_at=timezone.now(), **changes)
+    )
 
 
 class Lease:
@@ -95,7 +103,7 @@ class Lease:
                     return
                 try:
                     if not lease_renew(self.run_id):
-                        logger.warning("Sync run %s lost its lease (closed by the reaper)", self.run_id)
+                        logger.info("Sync run %s is no longer running: its lease keeper stops", self.run_id)
                         self._lost.set()
                         return
                 except DatabaseError:

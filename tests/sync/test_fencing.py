@@ -17,6 +17,7 @@ from integrations.models import OutboxItem
 from integrations.sync import backfill_reset, sync_now
 from sync_logs.models import SyncRecord, SyncRun
 from tests.conftest import wait_for
+from tests.sync.conftest import delivered_log_rows_per_contact
 
 pytestmark = pytest.mark.django_db
 
@@ -32,13 +33,6 @@ def _reap_now(run: SyncRun) -> None:
     """What the reaper does to a run whose heartbeat is older than SYNC_RUN_TIMEOUT_SECONDS."""
     SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert engine.runs_reap() == 1
-
-
-def _delivered_log_rows_per_contact() -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for contact_id in SyncRecord.objects.filter(status="delivered").values_list("contact_id", flat=True):
-        counts[contact_id] = counts.get(contact_id, 0) + 1
-    return counts
 
 
 def test_a_reaped_run_claims_nothing(integration, capture):
@@ -125,7 +119,7 @@ def test_a_run_reaped_while_its_push_is_out_stops_and_writes_nothing(integration
     iterable.configure(latency_ms=0)
     again = engine.run_sync(sync_now(integration=integration).pk)
     assert (again.status, again.delivered) == ("succeeded", 4)
-    assert sorted(_delivered_log_rows_per_contact().values()) == [1, 1, 1, 1]
+    assert sorted(delivered_log_rows_per_contact().values()) == [1, 1, 1, 1]
 
 
 def _reap_while(run: SyncRun, results: list[int]) -> threading.Thread:
