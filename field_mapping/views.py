@@ -8,7 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from field_mapping.forms import NEW, choices_from_post, initial_choices
+from field_mapping.forms import NEW, choices_from_post, initial_choices, initial_confirmation
 from field_mapping.services import (
     SCHEMA_MAX_AGE,
     MappingInvalid,
@@ -105,15 +105,20 @@ def _render(
     sources = source_fields(integration=integration)
     by_key = {c.source_key: c for c in choices}
     problems = mapping_problems(mappings=list(integration.mappings.all()), schema=schema)
-    rows = [
-        {
-            "source": s,
-            "choice": by_key.get(s.key, RowChoice(s.key)),
-            "error": errors.get(s.key),
-            "problem": problems.get(s.key),
-        }
-        for s in sources
-    ]
+    rows = []
+    for s in sources:
+        choice = by_key.get(s.key, RowChoice(s.key))
+        rows.append(
+            {
+                "source": s,
+                "choice": choice,
+                # A saved target the fetched fields lack (drift, or no schema yet) stays selected, so the
+                # page shows the mapping as saved instead of silently offering "Don't sync".
+                "unlisted": bool(choice.target) and not choice.create_new and choice.target not in available,
+                "error": errors.get(s.key),
+                "problem": problems.get(s.key),
+            }
+        )
     context = {
         "integration": integration,
         "destination": {"kind": integration.kind, "name": integration.get_kind_display()},
@@ -145,10 +150,10 @@ def mapping_step(request: HttpRequest, kind: str) -> HttpResponse:
         messages.success(request, "Field mapping saved.")
         return redirect("field_mapping:mapping", request.workspace.slug, kind)
     schema = schema_for(integration=integration)
-    choices = initial_choices(
-        source_fields(integration=integration), list(integration.mappings.all()), dict(mappable_fields(schema))
-    )
-    return _render(request, integration, choices=choices, confirm_shared=False, errors={})
+    saved = list(integration.mappings.all())
+    choices = initial_choices(source_fields(integration=integration), saved, dict(mappable_fields(schema)))
+    confirm_shared = initial_confirmation(choices, saved)
+    return _render(request, integration, choices=choices, confirm_shared=confirm_shared, errors={})
 
 
 @workspace_view(min_role=Role.ADMIN)

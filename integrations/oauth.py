@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from authlib.common.security import generate_token
@@ -33,6 +34,12 @@ def _session(redirect_uri: str | None = None) -> OAuth2Session:
         code_challenge_method="S256",
         token_endpoint_auth_method="client_secret_basic",
     )
+
+
+def authorization_origin() -> str:
+    """scheme://host[:port] of the authorization server's sign-in page (the CSP's form-action names it)."""
+    parts = urlsplit(settings.ITERABLE_OAUTH_AUTHORIZE_URL)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def authorization_request(redirect_uri: str) -> tuple[str, str, str]:

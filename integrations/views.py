@@ -138,7 +138,13 @@ def integration_connect(request: HttpRequest, kind: str) -> HttpResponse:
         "step": "connect",
         **_oauth_context(),
     }
-    return render(request, "integrations/connect.html", context, status=400 if form.errors else 200)
+    response = render(request, "integrations/connect.html", context, status=400 if form.errors else 200)
+    if settings.ITERABLE_OAUTH_ENABLED:
+        # SECURITY: the CSP's form-action is 'self', and browsers hold the redirect that follows a form
+        # post to it too: the OAuth form posts here and is sent on to the authorization server, so this
+        # page, and only this one, also allows that server (the attribute django-csp's @csp_update sets).
+        response._csp_update = {"form-action": [oauth.authorization_origin()]}
+    return response
 
 
 @workspace_view(min_role=Role.ADMIN)
