@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_int, env_list, env_secret, env_str
+from config.env import env_bool, env_int, env_list, env_networks, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("FLOWSYNC_VAR_DIR", str(BASE_DIR / "var")))
@@ -45,6 +45,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "lib.middleware.request_body_limit",  # first: before anything reads the body
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -194,7 +195,15 @@ SECURE_SSL_REDIRECT = HTTPS and env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", HTTPS) else None
+# BEHIND_PROXY: requests reach gunicorn only through our reverse proxy (docker-compose.yml), so its
+# X-Forwarded-Proto and X-Forwarded-For can be believed; gunicorn must not be reachable otherwise.
+BEHIND_PROXY = env_bool("BEHIND_PROXY", HTTPS)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
+# Who the client is (lib/ratelimit.client_ip, for per-IP limits): X-Forwarded-For is read from the
+# right past this many proxies of ours, each of which appended one entry, and past any hop inside
+# FLOWSYNC_TRUSTED_PROXIES (CIDRs). 0 and no networks: REMOTE_ADDR, the header is ignored.
+FLOWSYNC_TRUSTED_PROXY_COUNT = env_int("FLOWSYNC_TRUSTED_PROXY_COUNT", 1 if BEHIND_PROXY else 0)
+FLOWSYNC_TRUSTED_PROXIES = env_networks("FLOWSYNC_TRUSTED_PROXIES")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
@@ -267,6 +276,11 @@ RATELIMIT_FORM_PER_FLOW = env_int("RATELIMIT_FORM_PER_FLOW", 600)
 RATELIMIT_API_PER_IP = env_int("RATELIMIT_API_PER_IP", 600)
 RATELIMIT_API_PER_FLOW = env_int("RATELIMIT_API_PER_FLOW", 6000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CAPTURE_MAX_BODY_BYTES + 1024
+# Any request body, multipart file parts included, is refused over this before it is read
+# (lib.middleware.request_body_limit). Room above the capture limit, so that the capture API and
+# the public form still answer a body just over theirs in their own words. deploy/nginx.conf's
+# client_max_body_size is the same number.
+REQUEST_MAX_BODY_BYTES = env_int("REQUEST_MAX_BODY_BYTES", CAPTURE_MAX_BODY_BYTES + 1024 * 1024)
 CONTACTS_PAGE_SIZE = env_int("CONTACTS_PAGE_SIZE", 50)
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7)
 
