@@ -49,6 +49,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "lib.middleware.session_idle_timeout",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -207,6 +208,9 @@ FLOWSYNC_TRUSTED_PROXIES = env_networks("FLOWSYNC_TRUSTED_PROXIES")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+# A session ends after this long without a request (lib.middleware.session_idle_timeout slides it).
+SESSION_IDLE_TIMEOUT_SECONDS = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 8 * 3600)
+SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_SECONDS
 X_FRAME_OPTIONS = "DENY"
 
 # --- Static files -------------------------------------------------------------------

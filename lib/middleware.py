@@ -1,8 +1,9 @@
-"""Project-wide request middleware."""
+"""Project-wide request middleware: the request-body cap and the idle-session expiry."""
 
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -59,3 +60,30 @@ def _body_too_large(request: HttpRequest, cap: int) -> HttpResponse:
     if request.path.startswith("/api/"):  # the capture API's error envelope (flows/api.py)
         return JsonResponse({"error": {"code": "body_too_large", "message": message}}, status=413)
     return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
+
+
+SESSION_TOUCHED_KEY = "_flowsync_touched"
+_clock = time.time  # a module attribute, so a test can move this clock alone
+
+
+def session_idle_timeout(get_response: Handler) -> Handler:
+    """End a session after ``SESSION_IDLE_TIMEOUT_SECONDS`` without a request (a sliding expiry).
+
+    Each request of a live session moves its expiry to now + the timeout, by saving the session,
+    but at most once a minute (SESSION_SAVE_EVERY_REQUEST would write the session row on every
+    request). A session past its expiry is gone already: the session store no longer loads it, and
+    the cookie's max-age has run out too. Goes after SessionMiddleware.
+    """
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        session = request.session
+        if request.COOKIES.get(settings.SESSION_COOKIE_NAME):
+            timeout = settings.SESSION_IDLE_TIMEOUT_SECONDS
+            now = int(_clock())
+            touched = session.get(SESSION_TOUCHED_KEY)  # loads it: None when expired or unknown
+            if session.session_key and (touched is None or now - touched >= min(60, timeout // 10)):
+                session[SESSION_TOUCHED_KEY] = now  # modified, so saved with a fresh expiry
+                session.set_expiry(timeout)
+        return get_response(request)
+
+    return middleware
