@@ -134,3 +134,10 @@ def test_a_multipart_post_is_refused_unparsed(client, flow):
     html = response.content.decode()
     assert response.status_code == 415 and "takes no files" in html and 'name="email"' in html
     assert Contact.objects.count() == 0
+
+
+def test_an_email_without_a_dotted_domain_is_refused_with_the_field_named(client, flow):
+    response = submit(client, flow, {"email": "user@localhost", "first_name": "Ada"})
+    html = response.content.decode()
+    assert response.status_code == 400 and "needs a full domain after the @" in html
+    assert Contact.objects.count() == 0
