@@ -6,10 +6,11 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.models import User
 from accounts.services import EMAIL_TAKEN
+from lib.names import validate_name
 
 
 class SignupForm(forms.Form):
-    name = forms.CharField(max_length=150, required=False, label="Your name")
+    name = forms.CharField(max_length=150, required=False, label="Your name", validators=[validate_name])
     email = forms.EmailField(label="Work email")
     password = forms.CharField(widget=forms.PasswordInput, label="Password", strip=False)
 

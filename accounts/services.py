@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
+from lib.names import clean_name
 
 EMAIL_TAKEN = "An account with this email already exists. Log in instead."
 
@@ -17,6 +18,6 @@ def user_create(*, email: str, password: str, name: str = "") -> User:
     """
     try:
         with transaction.atomic():  # a savepoint: the surrounding transaction stays usable
-            return User.objects.create_user(email=email.strip().lower(), password=password, name=name.strip())
+            return User.objects.create_user(email=email.strip().lower(), password=password, name=clean_name(name))
     except IntegrityError:
         raise ValidationError({"email": EMAIL_TAKEN}) from None
