@@ -11,15 +11,16 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_int, env_list, env_networks, env_secret, env_str
+from config.env import env_bool, env_int, env_list, env_networks, env_secret, env_str, require_deployment_secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("FLOWSYNC_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
-# The fallback key is only good for local development; `manage.py check --deploy`
-# flags it and docker-compose.yml refuses to start without a real one.
-SECRET_KEY = env_secret("SECRET_KEY", "dev-insecure-flowsync-key-change-me-0123456789abcdef")
+# The fallback key is only good for local development: with DEBUG off the app refuses to start
+# on it (below, after FLOWSYNC_ENCRYPTION_KEYS), and docker-compose.yml without a real one.
+DEVELOPMENT_SECRET_KEY = "dev-insecure-flowsync-key-change-me-0123456789abcdef"
+SECRET_KEY = env_secret("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
@@ -237,6 +238,14 @@ ADMIN_URL = env_str("ADMIN_URL", "admin/")
 # --- Secrets at rest (lib/crypto.py) -------------------------------------------------------
 # Comma-separated Fernet keys, newest first. Empty in development: derived from SECRET_KEY.
 FLOWSYNC_ENCRYPTION_KEYS = [k.strip() for k in env_secret("FLOWSYNC_ENCRYPTION_KEYS", "").split(",") if k.strip()]
+# Fail closed: DEBUG off means a deployment, whose sessions must not be signed with a key printed
+# above, nor its stored credentials encrypted with one derived from it.
+require_deployment_secrets(
+    debug=DEBUG,
+    secret_key=SECRET_KEY,
+    development_key=DEVELOPMENT_SECRET_KEY,
+    encryption_keys=FLOWSYNC_ENCRYPTION_KEYS,
+)
 
 # --- Destinations --------------------------------------------------------------------------
 # Base URLs are settings so the app, the tests and the benchmarks can point at the emulator.

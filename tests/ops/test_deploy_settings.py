@@ -153,21 +153,78 @@ def test_compose_has_the_production_shape():
     assert services["postgres"]["environment"]["POSTGRES_DB"] == "flowsync"
 
 
+def _without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
 def test_development_defaults_need_no_server():
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    """What ./run starts with: DEBUG on, and nothing else set (no secrets, no servers)."""
+    clean = _without("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "FLOWSYNC_ENCRYPTION_KEYS")
     code = (
         "import json, django; django.setup(); from django.conf import settings as s;"
         "print(json.dumps([s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.SESSION_COOKIE_SECURE]))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
-        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "1"},
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert json.loads(out.stdout) == [False, "django.db.backends.sqlite3", "filesystem://", False]
+    assert json.loads(out.stdout) == [True, "django.db.backends.sqlite3", "filesystem://", False]
+
+
+def _start(command: list[str], **env: str) -> subprocess.CompletedProcess:
+    clean = _without("DEBUG", "SECRET_KEY", "FLOWSYNC_ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL")
+    return subprocess.run(
+        command,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+
+# What each process of the production shape loads first: gunicorn the WSGI module, the migrate
+# service manage.py, the Celery worker and beat the app's configuration.
+STARTS = {
+    "gunicorn": [sys.executable, "-c", "import config.wsgi"],
+    "manage.py": [sys.executable, "manage.py", "check"],
+    "celery": [sys.executable, "-c", "from config.celery import app; app.loader.import_default_modules()"],
+}
+GOOD_KEYS = PROVIDED["FLOWSYNC_ENCRYPTION_KEYS"]
+
+
+@pytest.mark.parametrize("process", STARTS)
+def test_with_debug_off_nothing_starts_on_the_development_secret_key(process):
+    out = _start(STARTS[process], FLOWSYNC_ENCRYPTION_KEYS=GOOD_KEYS)
+    assert out.returncode != 0
+    assert "Flowsync will not start: DEBUG is off, so this is a deployment; SECRET_KEY is not set" in out.stderr
+    from config.settings import DEVELOPMENT_SECRET_KEY
+
+    spelled_out = _start(STARTS[process], FLOWSYNC_ENCRYPTION_KEYS=GOOD_KEYS, SECRET_KEY=DEVELOPMENT_SECRET_KEY)
+    assert spelled_out.returncode != 0 and "the development key is refused" in spelled_out.stderr
+
+
+@pytest.mark.parametrize("process", STARTS)
+def test_with_debug_off_nothing_starts_without_encryption_keys(process):
+    out = _start(STARTS[process], SECRET_KEY="k" * 50)
+    assert out.returncode != 0
+    assert (
+        "FLOWSYNC_ENCRYPTION_KEYS is not set" in out.stderr
+        and "SECRET_KEY" not in out.stderr.split("Flowsync will")[-1]
+    )
+
+
+def test_with_both_secrets_a_deployment_starts_and_with_debug_on_it_needs_neither():
+    assert _start(STARTS["manage.py"], SECRET_KEY="k" * 50, FLOWSYNC_ENCRYPTION_KEYS=GOOD_KEYS).returncode == 0
+    assert _start(STARTS["manage.py"], DEBUG="1").returncode == 0
+
+
+def test_a_malformed_encryption_key_is_refused_even_in_development():
+    out = _start(STARTS["manage.py"], DEBUG="1", FLOWSYNC_ENCRYPTION_KEYS=f"{GOOD_KEYS.split(',')[0]},not-a-key")
+    assert out.returncode != 0 and "FLOWSYNC_ENCRYPTION_KEYS: key 2 is not a Fernet key" in out.stderr
 
 
 def test_a_typo_in_a_boolean_is_refused():
