@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from accounts.models import User
-from accounts.services import user_create
+from accounts.services import user_signup
 from flows.models import ConversionFlow, FieldType, FlowField
 from flows.services import flow_create, flow_field_add, flow_field_update, flow_update
 from lib.names import validate_name
@@ -95,7 +95,8 @@ def test_the_services_refuse_them_too(alice, workspace_a):
             lambda: workspace_rename(workspace=workspace_a, name=BAD, actor=alice),
             lambda: flow_create(workspace=workspace_a, name=BAD, actor=alice),
             lambda: flow_update(flow=flow, actor=alice, name=BAD),
-            lambda: user_create(email="new@example.com", password="a-long-passphrase", name=BAD),
+            lambda: user_signup(email="new@example.com", password="a-long-passphrase", name=BAD),
+            lambda: user_signup(email=alice.email, password="a-long-passphrase", name=BAD),
         ],
         "label": [
             lambda: flow_field_add(flow=flow, kind="custom", key="shoe", label=BAD, field_type="text", actor=alice),
