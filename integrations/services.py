@@ -27,6 +27,7 @@ from integrations.destinations.iterable import (
     IterableDestination,
     TokenProvider,
     detect_region,
+    key_known_in,
     region_label,
 )
 from integrations.models import Integration
@@ -76,9 +77,10 @@ def _check_failed(exc: DestinationError, doing: str = "to check the key") -> Con
     return ConnectError(f"Iterable refused the check: {exc.message}", code=exc.code)
 
 
-def _detect_region(api_key: str, preferred: str | None = None) -> str | None:
+def _checked(check: Callable[..., Any], *args: Any) -> Any:
+    """``check(*args)``, its failure worded for the admin (ConnectError)."""
     try:
-        return detect_region(api_key, preferred)
+        return check(*args)
     except DestinationError as exc:
         raise _check_failed(exc) from None
 
@@ -103,7 +105,7 @@ def _verify(
 def _verify_key(api_key: str, region: str, project_type: str) -> str:
     """The region the key works in, verified for reading fields and writing users; else ConnectError."""
     if region == "auto":
-        found = _detect_region(api_key)
+        found = _checked(detect_region, api_key)
         if found is None:
             raise ConnectError(
                 "Iterable does not recognise this key in the US or the EU data center. Check you copied the whole "
@@ -117,7 +119,7 @@ def _verify_key(api_key: str, region: str, project_type: str) -> str:
         if isinstance(exc, ForbiddenError):
             return ConnectError(exc.message, field="api_key", code=exc.code)
         other = "eu" if region == "us" else "us"
-        if _detect_region(api_key, other) == other:
+        if _checked(key_known_in, api_key, other):
             return ConnectError(
                 f"This key belongs to a project in the {region_label(other)} data center, not "
                 f"{region_label(region)}. Pick {other.upper()} (or auto-detect) and connect again.",

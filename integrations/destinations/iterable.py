@@ -399,33 +399,58 @@ class IterableDestination:
     def verify(self) -> VerifyResult:
         """Prove the credentials can read the schema and write users, without changing anything.
 
-        Probes: getFields (read rights), then bulkUpdate with no users (write rights:
-        a server-side key gets 200, a read-only key 403). A 403 on getFields means a
-        client-side key; users/update without an identifier tells mobile (400) from
-        JavaScript (403). Raises AuthError / ForbiddenError with what to do.
+        Judged by what the key can do, not by the status of a refusal: Iterable's Swagger document
+        lists only 401 "Invalid API key" for getFields, bulkUpdate and users/update, so a refusal
+        (401 or 403) says no more than "not with this key". getFields proves reading; bulkUpdate
+        with no users proves writing (nothing changes). A key that reads and may not write is
+        read-only. A key that may not read is a client-side key when a call only such keys (and
+        server-side ones) may make gets past the key check (client_side_kind), else Iterable does
+        not know it here. Raises AuthError (unknown) or ForbiddenError (the wrong kind) with what to do.
         """
         try:
             self.client.request("GET", "/api/users/getFields")
-        except ForbiddenError:
-            raise ForbiddenError(_client_side_message(self._client_side_kind()), code="client_side_key") from None
-        try:
-            self.client.request("POST", "/api/users/bulkUpdate", json={"users": []})
-        except ForbiddenError:
+        except (AuthError, ForbiddenError) as refused:
+            kind = self.client_side_kind()
+            if kind is not None:
+                raise ForbiddenError(_client_side_message(kind), code="client_side_key") from None
+            if isinstance(refused, AuthError):
+                raise refused from None
+            raise AuthError(refused.message, code=refused.code, status=refused.status) from None
+        if not self._may("POST", "/api/users/bulkUpdate", {"users": []}):
             raise ForbiddenError(
                 "This is a read-only key: it can read your project but cannot create or update users. "
                 + CREATE_KEY_HINT,
                 code="read_only_key",
-            ) from None
+            )
         return VerifyResult(region=self.client.region, key_type="server_side")
 
-    def _client_side_kind(self) -> str:
-        try:
-            self.client.request("POST", "/api/users/update", json={"dataFields": {}})
-        except ForbiddenError:
-            return "javascript"
-        except ValidationError:
+    def client_side_kind(self) -> str | None:
+        """Which client-side key this is ("mobile", "javascript"), or None when it is neither.
+
+        Each probe is a call that key type may make (reference 1.2), sent without anything that
+        identifies a user or a device, so Iterable refuses its content (400) once the key is through:
+        nothing is written. A key Iterable does not know is refused (401) before the content is read.
+        """
+        if self._may("POST", "/api/users/update", {"dataFields": {}}):
             return "mobile"
-        return "mobile"
+        if self._may("POST", "/api/users/registerBrowserToken", {}):
+            return "javascript"
+        return None
+
+    def key_known(self) -> bool:
+        """Whether this data center knows the key, whatever it may call."""
+        return self._may("GET", "/api/users/getFields") or self.client_side_kind() is not None
+
+    def _may(self, method: str, path: str, body: Any = None) -> bool:
+        """Whether the key may call the endpoint: it answered, or refused the content rather than the key.
+        Failures that say nothing about the key (5xx, timeouts, the rate budget) are raised."""
+        try:
+            self.client.request(method, path, json=body)
+        except (AuthError, ForbiddenError):
+            return False
+        except ValidationError:
+            return True
+        return True
 
     # --- schema ----------------------------------------------------------------------------
 
@@ -576,24 +601,28 @@ def _client_side_message(kind: str) -> str:
     )
 
 
-def detect_region(api_key: str, preferred: str | None = None) -> str | None:
-    """The data center that accepts ``api_key`` (trying ``preferred`` first), or None when every one refuses it.
+def key_known_in(api_key: str, region: str) -> bool:
+    """Whether the data center knows ``api_key``, whatever the key may call (interactive calls: an
+    admin waits for the connect page). Raises what says nothing about the key (down, 5xx, busy)."""
+    return IterableDestination(IterableClient(region=region, api_key=api_key, interactive=True)).key_known()
 
-    A data center that gives no answer (down, 5xx, rate budget spent) proves nothing about the key:
-    when no other one accepted it, that failure is raised (retryable) rather than calling the key unknown.
+
+def detect_region(api_key: str, preferred: str | None = None) -> str | None:
+    """The data center that knows ``api_key`` (trying ``preferred`` first), or None when none does.
+
+    A data center that gives no answer (down, 5xx) proves nothing about the key: when no other one
+    knows it, that failure is raised (retryable) rather than calling the key unknown. No room in the
+    rate budget is raised at once: the other data center would spend the same budget.
     """
     order = [preferred] if preferred in REGIONS else []
     order += [r for r in REGIONS if r not in order]
     unanswered: DestinationError | None = None
     for region in order:
-        client = IterableClient(region=region, api_key=api_key, max_retries=1)
         try:
-            client.request("GET", "/api/users/getFields")
-            return region
-        except ForbiddenError:
-            return region  # the key is known here, it just may not read fields
-        except AuthError:
-            continue
+            if key_known_in(api_key, region):
+                return region
+        except BusyError:
+            raise
         except DestinationError as exc:
             if not exc.retryable:
                 raise
