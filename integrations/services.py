@@ -16,6 +16,7 @@ from accounts.models import User
 from integrations import oauth
 from integrations.destinations.base import (
     AuthError,
+    BusyError,
     DestinationError,
     ForbiddenError,
     ServerError,
@@ -71,7 +72,9 @@ def _unreachable(exc: DestinationError, doing: str = "to check the key") -> Conn
 
 def _check_failed(exc: DestinationError, doing: str = "to check the key") -> ConnectError:
     """A check that failed for another reason than the credentials. Retryable failures (no connection,
-    5xx, the rate budget spent even after waiting) say nothing about them: the admin should try again."""
+    5xx, no room in the rate budget) say nothing about them: the admin should try again."""
+    if isinstance(exc, BusyError):
+        return ConnectError(f"{exc.message} Nothing was saved.", code=exc.code)
     if exc.retryable:
         return _unreachable(exc, doing)
     return ConnectError(f"Iterable refused the check: {exc.message}", code=exc.code)
@@ -133,7 +136,8 @@ def _verify_key(api_key: str, region: str, project_type: str) -> str:
             code="unknown_key",
         )
 
-    _verify(IterableDestination(IterableClient(region=region, api_key=api_key), project_type=project_type), refused)
+    client = IterableClient(region=region, api_key=api_key, interactive=True)
+    _verify(IterableDestination(client, project_type=project_type), refused)
     return region
 
 
@@ -237,7 +241,9 @@ def integration_connect_oauth(
     except (TransportError, ServerError) as exc:
         raise _unreachable(exc, "to finish the sign-in") from None
     region = settings.ITERABLE_OAUTH_REGION
-    client = IterableClient(region=region, tokens=_IssuedTokens(tokens), bucket_id=f"oauth-connect-{workspace.pk}")
+    client = IterableClient(
+        region=region, tokens=_IssuedTokens(tokens), bucket_id=f"oauth-connect-{workspace.pk}", interactive=True
+    )
     _verify(IterableDestination(client, project_type=project_type), _oauth_refused, "to check the new token")
     with transaction.atomic():
         integration = _integration(workspace, Integration.Kind.ITERABLE)
@@ -298,16 +304,23 @@ def integration_mark_needs_attention(*, integration: Integration, code: str, mes
 
 
 def integration_reverify(*, integration: Integration, actor: User | None) -> bool:
-    """Check the stored credentials again; returns whether they still work (and records why not)."""
+    """Check the stored credentials again; returns whether they still work (and records why not).
+
+    Asked from a web page (the app's button, the admin's action): interactive calls, so a slow or busy
+    Iterable gets a quick "try again" instead of holding the web thread."""
     from integrations.destinations import destination_for
 
     try:
-        destination_for(integration).verify()
-    except (TransportError, ServerError) as exc:
-        # The destination being down says nothing about the key: keep the status.
-        integration.error_message = f"Could not reach Iterable to check ({exc.code}); try again shortly."
-        return False
+        destination_for(integration, interactive=True).verify()
     except DestinationError as exc:
+        if exc.retryable:
+            # Iterable being down or busy says nothing about the key: keep the status.
+            integration.error_message = (
+                exc.message
+                if isinstance(exc, BusyError)
+                else f"Could not reach Iterable to check ({exc.code}); try again shortly."
+            )
+            return False
         message = (
             exc.message
             if isinstance(exc, ForbiddenError)
