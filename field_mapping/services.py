@@ -78,13 +78,10 @@ def schema_refresh(*, integration: Integration, interactive: bool = False) -> De
     schema, _ = DestinationSchema.objects.get_or_create(integration=integration)
     try:
         fields = destination_for(integration, interactive=interactive).fetch_fields()
-    except BusyError as exc:
-        schema.last_error = exc.message
-        schema.save(update_fields=["last_error"])
-        return schema
     except DestinationError as exc:
         schema.last_error = exc.message
-        schema.last_error_at = timezone.now()
+        if not isinstance(exc, BusyError):
+            schema.last_error_at = timezone.now()
         schema.save(update_fields=["last_error", "last_error_at"])
         return schema
     schema.fields = {f.name: f.type for f in fields}
@@ -105,7 +102,7 @@ def _refresh_claimed(integration: Integration, why: str) -> bool:
 
 
 def schema_refresh_requested(*, integration: Integration) -> tuple[DestinationSchema, bool]:
-    """ "Refresh fields": fetch now, unless the fields were fetched (or are being fetched) for this
+    """The "Refresh fields" button: fetch now, unless the fields were fetched (or are being fetched) for this
     integration moments ago. Returns the schema and whether this request fetched it."""
     if not _refresh_claimed(integration, "button"):
         schema, _ = DestinationSchema.objects.get_or_create(integration=integration)
