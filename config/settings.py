@@ -298,6 +298,9 @@ DESTINATION_TIMEOUT_SECONDS = env_int("DESTINATION_TIMEOUT_SECONDS", 30)
 DESTINATION_MAX_RETRIES = env_int("DESTINATION_MAX_RETRIES", 3)
 # How long one call may wait in total for rate-limit (429) backoff before giving up for now.
 DESTINATION_MAX_RATE_WAIT_SECONDS = env_int("DESTINATION_MAX_RATE_WAIT_SECONDS", 120)
+# Calls made inside a web request (connect, re-verify, refresh fields, the list picker): this
+# timeout, no retries, no 429 waited out. Web threads serve every tenant's forms and capture API.
+DESTINATION_WEB_TIMEOUT_SECONDS = env_int("DESTINATION_WEB_TIMEOUT_SECONDS", 5)
 # Pace Iterable calls under the documented per-project limits (reference 2.3). Off only for a
 # project whose limits Iterable raised, or a benchmark of the engine itself: 429s are still honoured.
 ITERABLE_CLIENT_PACING = env_bool("ITERABLE_CLIENT_PACING", True)

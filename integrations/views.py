@@ -319,14 +319,19 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
 
 
 def _destination_lists(integration: Integration) -> tuple[list[dict], str]:
-    """The destination's lists for the dropdown, or why they could not be read."""
+    """The destination's lists for the dropdown, or why they could not be read (one interactive call:
+    a slow or busy destination answers "try again" rather than holding the page). Without them, the
+    list already chosen stays a choice, so the other settings can still be saved."""
     from integrations.destinations import destination_for
-    from integrations.destinations.base import DestinationError
+    from integrations.destinations.base import BusyError, DestinationError
 
     try:
-        return destination_for(integration).lists(), ""
+        return destination_for(integration, interactive=True).lists(), ""
     except DestinationError as exc:
-        return [], f"Could not load Iterable's lists ({exc.code})."
+        kept = [{"id": integration.list_id, "name": integration.list_name}] if integration.list_id else []
+        if isinstance(exc, BusyError):
+            return kept, f"Could not load Iterable's lists: {exc.message}"
+        return kept, f"Could not load Iterable's lists ({exc.code})."
 
 
 def _start_sync(request: HttpRequest, integration: Integration, kind: str, prefix: str = "") -> HttpResponse:
