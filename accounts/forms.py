@@ -8,11 +8,12 @@ from django.template import loader
 
 from accounts import throttles
 from accounts.models import User
+from lib.names import validate_name
 from mailer.services import mail_queue
 
 
 class SignupForm(forms.Form):
-    name = forms.CharField(max_length=150, required=False, label="Your name")
+    name = forms.CharField(max_length=150, required=False, label="Your name", validators=[validate_name])
     email = forms.EmailField(label="Work email")
     password = forms.CharField(widget=forms.PasswordInput, label="Password", strip=False)
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.tokens import email_verification_token
 from lib import ratelimit
+from lib.names import clean_name
 from mailer.services import mail_queue
 
 # A stranger can type anyone's address into the sign-up form: its owner hears about it at most this often.
@@ -35,11 +36,12 @@ def user_signup(*, email: str, password: str, name: str = "", next_url: str = ""
     of use only once its owner has followed the link from their inbox.
     """
     email = email.strip().lower()
+    name = clean_name(name)  # first: a refused name must read the same whether or not the address is taken
     existing = _user_by_email(email)
     if existing is None:
         try:
             with transaction.atomic():  # a savepoint: the surrounding transaction stays usable
-                user = User.objects.create_user(email=email, password=password, name=name.strip())
+                user = User.objects.create_user(email=email, password=password, name=name)
         except IntegrityError:  # the same address signed up at the same moment (a double submit)
             existing = _user_by_email(email)
         else:

@@ -1,9 +1,18 @@
-"""What the benchmark scripts share: their database, a free port, a process's peak memory."""
+"""What the benchmark scripts share: their database, their settings' secrets, a free port, a process's peak memory."""
 
 from __future__ import annotations
 
+import base64
 import socket
 from pathlib import Path
+
+# The benchmarks run with DEBUG off, as a deployment does, so settings want real-looking secrets
+# (config/env.py require_deployment_secrets). These are benchmark-only and fixed, so a benchmark
+# database kept between runs stays readable.
+BENCH_SECRETS = {
+    "SECRET_KEY": "flowsync-bench-only-not-a-secret-0123456789abcdefghijklmn",
+    "FLOWSYNC_ENCRYPTION_KEYS": base64.urlsafe_b64encode(b"flowsync-bench-only-not-a-secret").decode(),
+}
 
 
 def ensure_database(url: str) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ensure_database, free_port, peak_rss_mb  # noqa: E402 - after the path is set
+from bench.common import BENCH_SECRETS, ensure_database, free_port, peak_rss_mb  # noqa: E402 - after the path is set
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench_sync"
 BULK_RPS = 5
@@ -204,6 +204,7 @@ def main() -> None:
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": db_url,
         "DEBUG": "0",
+        **BENCH_SECRETS,
         "LOG_LEVEL": "WARNING",
         "ITERABLE_US_BASE_URL": f"http://127.0.0.1:{port}/us",
         "ITERABLE_EU_BASE_URL": f"http://127.0.0.1:{port}/eu",

@@ -8,6 +8,7 @@ convention, so they never have to sit in the process environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -50,6 +51,14 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated CIDRs (``10.0.0.0/8, fd00::/8``); a bare address is a network of one."""
+    try:
+        return [ipaddress.ip_network(item) for item in env_list(name)]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from exc
+
+
 def env_secret(name: str, default: str = "") -> str:
     """Read ``NAME``, or the contents of the file named by ``NAME_FILE``."""
     file_path = os.environ.get(f"{name}_FILE")
@@ -59,3 +68,36 @@ def env_secret(name: str, default: str = "") -> str:
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={file_path!r} cannot be read: {exc}") from exc
     return os.environ.get(name, default)
+
+
+def require_deployment_secrets(
+    *, debug: bool, secret_key: str, development_key: str, encryption_keys: list[str]
+) -> None:
+    """Refuse to start a deployment (DEBUG off) on the development SECRET_KEY or without Fernet keys.
+
+    Every process reads settings first (gunicorn, the Celery worker and beat, manage.py), so each
+    of them stops here with one message that says what to set. Malformed keys are refused whatever
+    DEBUG says: they would fail only later, at the first credential stored.
+    """
+    from cryptography.fernet import Fernet
+
+    problems = []
+    for position, key in enumerate(encryption_keys, start=1):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            problems.append(f"FLOWSYNC_ENCRYPTION_KEYS: key {position} is not a Fernet key (32 url-safe base64 bytes)")
+    if not debug:
+        if secret_key in {"", development_key}:
+            problems.append(
+                "SECRET_KEY is not set (the development key is refused): set a long random value, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+            )
+        if not encryption_keys:
+            problems.append(
+                "FLOWSYNC_ENCRYPTION_KEYS is not set: Fernet keys for stored credentials, newest first, e.g. "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            )
+    if problems:
+        scope = "" if debug else "DEBUG is off, so this is a deployment; "
+        raise ImproperlyConfigured(f"Flowsync will not start: {scope}" + "; ".join(problems) + ".")

@@ -10,16 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
-from config.env import env_bool, env_int, env_list, env_secret, env_str
+from config.env import env_bool, env_int, env_list, env_networks, env_secret, env_str, require_deployment_secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("FLOWSYNC_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
-# The fallback key is only good for local development; `manage.py check --deploy`
-# flags it and docker-compose.yml refuses to start without a real one.
-SECRET_KEY = env_secret("SECRET_KEY", "dev-insecure-flowsync-key-change-me-0123456789abcdef")
+# The fallback key is only good for local development: with DEBUG off the app refuses to start
+# on it (below, after FLOWSYNC_ENCRYPTION_KEYS), and docker-compose.yml without a real one.
+DEVELOPMENT_SECRET_KEY = "dev-insecure-flowsync-key-change-me-0123456789abcdef"
+SECRET_KEY = env_secret("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
@@ -35,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "csp",
     "accounts",
     "mailer",
     "workspaces",
@@ -46,9 +49,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every response carries the policy: redirects, static files and errors included.
+    "csp.middleware.CSPMiddleware",
+    "lib.middleware.request_body_limit",  # before anything reads the body (the policy header reads none)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "lib.middleware.session_idle_timeout",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -214,11 +221,41 @@ SECURE_SSL_REDIRECT = HTTPS and env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", HTTPS) else None
+# BEHIND_PROXY: requests reach gunicorn only through our reverse proxy (docker-compose.yml), so its
+# X-Forwarded-Proto and X-Forwarded-For can be believed; gunicorn must not be reachable otherwise.
+BEHIND_PROXY = env_bool("BEHIND_PROXY", HTTPS)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
+# Who the client is (lib/ratelimit.client_ip, for per-IP limits): X-Forwarded-For is read from the
+# right past this many proxies of ours, each of which appended one entry, and past any hop inside
+# FLOWSYNC_TRUSTED_PROXIES (CIDRs). 0 and no networks: REMOTE_ADDR, the header is ignored.
+FLOWSYNC_TRUSTED_PROXY_COUNT = env_int("FLOWSYNC_TRUSTED_PROXY_COUNT", 1 if BEHIND_PROXY else 0)
+FLOWSYNC_TRUSTED_PROXIES = env_networks("FLOWSYNC_TRUSTED_PROXIES")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+# A session ends after this long without a request (lib.middleware.session_idle_timeout slides it).
+SESSION_IDLE_TIMEOUT_SECONDS = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 8 * 3600)
+SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_SECONDS
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): the browser runs only the scripts and styles served from
+# static/ (htmx, js/app.js, the admin's), never code or style written into a page, so data that
+# reaches a page (a member's email, a flow's name) cannot run as script there. Templates use data
+# attributes and classes; tests/test_page_security.py checks every page and every response.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        # The OAuth connect page adds the authorization server (integrations.views.integration_connect).
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- Static files -------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -244,6 +281,14 @@ ADMIN_URL = env_str("ADMIN_URL", "admin/")
 # --- Secrets at rest (lib/crypto.py) -------------------------------------------------------
 # Comma-separated Fernet keys, newest first. Empty in development: derived from SECRET_KEY.
 FLOWSYNC_ENCRYPTION_KEYS = [k.strip() for k in env_secret("FLOWSYNC_ENCRYPTION_KEYS", "").split(",") if k.strip()]
+# Fail closed: DEBUG off means a deployment, whose sessions must not be signed with a key printed
+# above, nor its stored credentials encrypted with one derived from it.
+require_deployment_secrets(
+    debug=DEBUG,
+    secret_key=SECRET_KEY,
+    development_key=DEVELOPMENT_SECRET_KEY,
+    encryption_keys=FLOWSYNC_ENCRYPTION_KEYS,
+)
 
 # --- Destinations --------------------------------------------------------------------------
 # Base URLs are settings so the app, the tests and the benchmarks can point at the emulator.
@@ -253,6 +298,9 @@ DESTINATION_TIMEOUT_SECONDS = env_int("DESTINATION_TIMEOUT_SECONDS", 30)
 DESTINATION_MAX_RETRIES = env_int("DESTINATION_MAX_RETRIES", 3)
 # How long one call may wait in total for rate-limit (429) backoff before giving up for now.
 DESTINATION_MAX_RATE_WAIT_SECONDS = env_int("DESTINATION_MAX_RATE_WAIT_SECONDS", 120)
+# Calls made inside a web request (connect, re-verify, refresh fields, the list picker): this
+# timeout, no retries, no 429 waited out. Web threads serve every tenant's forms and capture API.
+DESTINATION_WEB_TIMEOUT_SECONDS = env_int("DESTINATION_WEB_TIMEOUT_SECONDS", 5)
 # Pace Iterable calls under the documented per-project limits (reference 2.3). Off only for a
 # project whose limits Iterable raised, or a benchmark of the engine itself: 429s are still honoured.
 ITERABLE_CLIENT_PACING = env_bool("ITERABLE_CLIENT_PACING", True)
@@ -292,6 +340,11 @@ RATELIMIT_FORM_PER_FLOW = env_int("RATELIMIT_FORM_PER_FLOW", 600)
 RATELIMIT_API_PER_IP = env_int("RATELIMIT_API_PER_IP", 600)
 RATELIMIT_API_PER_FLOW = env_int("RATELIMIT_API_PER_FLOW", 6000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CAPTURE_MAX_BODY_BYTES + 1024
+# Any request body, multipart file parts included, is refused over this before it is read
+# (lib.middleware.request_body_limit). Room above the capture limit, so that the capture API and
+# the public form still answer a body just over theirs in their own words. deploy/nginx.conf's
+# client_max_body_size is the same number.
+REQUEST_MAX_BODY_BYTES = env_int("REQUEST_MAX_BODY_BYTES", CAPTURE_MAX_BODY_BYTES + 1024 * 1024)
 CONTACTS_PAGE_SIZE = env_int("CONTACTS_PAGE_SIZE", 50)
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7)
 

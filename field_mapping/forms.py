@@ -41,3 +41,14 @@ def initial_choices(
         else:
             choices.append(RowChoice(source.key, suggest_target(source, available)))
     return choices
+
+
+def initial_confirmation(choices: list[RowChoice], saved: list[FieldMapping]) -> bool:
+    """Whether the precedence of ``choices`` (from ``initial_choices``) stands confirmed.
+
+    Saving refuses shared targets unconfirmed, so those of the saved mapping were confirmed: they
+    reopen confirmed. A suggestion for a row saved without a mapping (a field added to a flow since)
+    that joins or makes a shared target is a new question, asked again."""
+    saved_keys = {m.source_key for m in saved}
+    shared = shared_targets(choices)
+    return bool(shared) and shared == shared_targets([c for c in choices if c.source_key in saved_keys])

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -18,7 +19,7 @@ from field_mapping.coercion import CoercionError, coerce, is_empty, set_path
 from field_mapping.models import DestinationSchema, FieldMapping
 from flows.models import FieldType, FlowField
 from integrations.destinations import destination_for
-from integrations.destinations.base import DestinationError
+from integrations.destinations.base import BusyError, DestinationError
 from integrations.models import Integration
 from workspaces.models import AuditEvent
 from workspaces.scoping import scoped
@@ -27,6 +28,7 @@ from workspaces.services import audit_record
 logger = logging.getLogger(__name__)
 SCHEMA_MAX_AGE = timedelta(minutes=10)
 SCHEMA_RETRY_AFTER = timedelta(minutes=1)
+SCHEMA_REFRESH_DEBOUNCE = timedelta(seconds=10)  # one fetch per integration in this long, from any page
 SCHEMA_CHECK_EVERY = timedelta(hours=1)  # how stale a schema may get before the beat task checks for drift
 # Profile fields Iterable manages itself, or that a form has no business writing (reference 3).
 SYSTEM_FIELDS = {
@@ -67,14 +69,19 @@ USER_ID_MAX_LENGTH = 52  # reference 6.1
 # --- Schema -------------------------------------------------------------------------------------
 
 
-def schema_refresh(*, integration: Integration) -> DestinationSchema:
-    """Fetch the destination's fields now. On failure keep the last good copy and say why."""
+def schema_refresh(*, integration: Integration, interactive: bool = False) -> DestinationSchema:
+    """Fetch the destination's fields now. On failure keep the last good copy and say why.
+
+    ``interactive``: inside a web request (one short call, no retries, no waiting for the rate
+    budget). No room in the budget is said on the schema too, but is not a failure of the
+    destination: the automatic fetch does not wait SCHEMA_RETRY_AFTER for it."""
     schema, _ = DestinationSchema.objects.get_or_create(integration=integration)
     try:
-        fields = destination_for(integration).fetch_fields()
+        fields = destination_for(integration, interactive=interactive).fetch_fields()
     except DestinationError as exc:
         schema.last_error = exc.message
-        schema.last_error_at = timezone.now()
+        if not isinstance(exc, BusyError):
+            schema.last_error_at = timezone.now()
         schema.save(update_fields=["last_error", "last_error_at"])
         return schema
     schema.fields = {f.name: f.type for f in fields}
@@ -85,18 +92,41 @@ def schema_refresh(*, integration: Integration) -> DestinationSchema:
     return schema
 
 
-def schema_for(*, integration: Integration, max_age: timedelta | None = SCHEMA_MAX_AGE) -> DestinationSchema:
+def _refresh_claimed(integration: Integration, why: str) -> bool:
+    """Whether this request may fetch the integration's fields now: one fetch per integration per
+    SCHEMA_REFRESH_DEBOUNCE and ``why`` ("button", "stale"), claimed in the shared cache (an atomic
+    add), so that many pages asking at once (20 admins pressing "Refresh fields") make one call and
+    the others show the cached copy. A press right after a page's own fetch still fetches."""
+    key = f"schema-refresh:{why}:{integration.pk}"
+    return cache.add(key, True, timeout=int(SCHEMA_REFRESH_DEBOUNCE.total_seconds()))
+
+
+def schema_refresh_requested(*, integration: Integration) -> tuple[DestinationSchema, bool]:
+    """The "Refresh fields" button: fetch now, unless the fields were fetched (or are being fetched) for this
+    integration moments ago. Returns the schema and whether this request fetched it."""
+    if not _refresh_claimed(integration, "button"):
+        schema, _ = DestinationSchema.objects.get_or_create(integration=integration)
+        return schema, False
+    return schema_refresh(integration=integration, interactive=True), True
+
+
+def schema_for(
+    *, integration: Integration, max_age: timedelta | None = SCHEMA_MAX_AGE, interactive: bool = False
+) -> DestinationSchema:
     """The cached schema, fetched first when it is missing or older than ``max_age`` (None: any
     copy will do). After a failed fetch the next automatic one waits SCHEMA_RETRY_AFTER, so a
-    page that keeps loading while Iterable is down does not hammer it ("Refresh fields" still can)."""
+    page that keeps loading while Iterable is down does not hammer it ("Refresh fields" still can);
+    pages loading at once fetch once (debounced like "Refresh fields")."""
     schema = DestinationSchema.objects.filter(integration=integration).first()
-    if schema is None:
-        return schema_refresh(integration=integration)
     now = timezone.now()
-    stale = max_age is not None and (schema.fetched_at is None or now - schema.fetched_at > max_age)
-    failed_lately = schema.last_error_at is not None and now - schema.last_error_at < SCHEMA_RETRY_AFTER
-    if stale and not failed_lately:
-        schema = schema_refresh(integration=integration)
+    stale = schema is None or (max_age is not None and (schema.fetched_at is None or now - schema.fetched_at > max_age))
+    failed_lately = (
+        schema is not None and schema.last_error_at is not None and now - schema.last_error_at < SCHEMA_RETRY_AFTER
+    )
+    if stale and not failed_lately and _refresh_claimed(integration, "stale"):
+        return schema_refresh(integration=integration, interactive=interactive)
+    if schema is None:
+        schema, _ = DestinationSchema.objects.get_or_create(integration=integration)
     return schema
 
 
@@ -346,7 +376,7 @@ def mapping_save(
 
     Audited as a numbered version: the whole mapping, plus what changed since the last one.
     """
-    schema = schema_for(integration=integration)  # before the transaction: it may call Iterable
+    schema = schema_for(integration=integration, interactive=True)  # before the transaction: it may call Iterable
     available = dict(mappable_fields(schema))
     sources = source_fields(integration=integration)
     validate_choices(

@@ -6,9 +6,10 @@ from datetime import timedelta
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from field_mapping.forms import NEW, choices_from_post, initial_choices
+from field_mapping.forms import NEW, choices_from_post, initial_choices, initial_confirmation
 from field_mapping.services import (
     SCHEMA_MAX_AGE,
     MappingInvalid,
@@ -20,7 +21,7 @@ from field_mapping.services import (
     mappings_from_choices,
     record_preview,
     schema_for,
-    schema_refresh,
+    schema_refresh_requested,
     shared_targets,
     source_fields,
     validate_choices,
@@ -100,20 +101,25 @@ def _render(
 ) -> HttpResponse:
     # The preview re-renders on every change: it works from the cached copy, so typing in the
     # form never spends Iterable's getFields budget (3 per second per project).
-    schema = schema_for(integration=integration, max_age=schema_max_age)
+    schema = schema_for(integration=integration, max_age=schema_max_age, interactive=True)
     available = dict(mappable_fields(schema))
     sources = source_fields(integration=integration)
     by_key = {c.source_key: c for c in choices}
     problems = mapping_problems(mappings=list(integration.mappings.all()), schema=schema)
-    rows = [
-        {
-            "source": s,
-            "choice": by_key.get(s.key, RowChoice(s.key)),
-            "error": errors.get(s.key),
-            "problem": problems.get(s.key),
-        }
-        for s in sources
-    ]
+    rows = []
+    for s in sources:
+        choice = by_key.get(s.key, RowChoice(s.key))
+        rows.append(
+            {
+                "source": s,
+                "choice": choice,
+                # A saved target the fetched fields lack (drift, or no schema yet) stays selected, so the
+                # page shows the mapping as saved instead of silently offering "Don't sync".
+                "unlisted": bool(choice.target) and not choice.create_new and choice.target not in available,
+                "error": errors.get(s.key),
+                "problem": problems.get(s.key),
+            }
+        )
     context = {
         "integration": integration,
         "destination": {"kind": integration.kind, "name": integration.get_kind_display()},
@@ -144,11 +150,11 @@ def mapping_step(request: HttpRequest, kind: str) -> HttpResponse:
             )
         messages.success(request, "Field mapping saved.")
         return redirect("field_mapping:mapping", request.workspace.slug, kind)
-    schema = schema_for(integration=integration)
-    choices = initial_choices(
-        source_fields(integration=integration), list(integration.mappings.all()), dict(mappable_fields(schema))
-    )
-    return _render(request, integration, choices=choices, confirm_shared=False, errors={})
+    schema = schema_for(integration=integration, interactive=True)
+    saved = list(integration.mappings.all())
+    choices = initial_choices(source_fields(integration=integration), saved, dict(mappable_fields(schema)))
+    confirm_shared = initial_confirmation(choices, saved)
+    return _render(request, integration, choices=choices, confirm_shared=confirm_shared, errors={})
 
 
 @workspace_view(min_role=Role.ADMIN)
@@ -172,8 +178,11 @@ def mapping_preview(request: HttpRequest, kind: str) -> HttpResponse:
 @require_POST
 def schema_refresh_view(request: HttpRequest, kind: str) -> HttpResponse:
     integration = _integration(request, kind)
-    schema = schema_refresh(integration=integration)
-    if schema.last_error:
+    schema, fetched = schema_refresh_requested(integration=integration)
+    if not fetched:
+        copy = f"the copy fetched {timesince(schema.fetched_at)} ago" if schema.fetched_at else "what there is"
+        messages.info(request, f"Iterable's fields were fetched moments ago (or are being fetched): showing {copy}.")
+    elif schema.last_error:
         messages.error(request, f"Could not fetch Iterable's fields: {schema.last_error} The last copy is kept.")
     else:
         messages.success(request, f"Fetched {len(schema.fields)} fields from Iterable.")

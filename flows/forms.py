@@ -3,16 +3,22 @@ from __future__ import annotations
 from django import forms
 
 from flows.models import CUSTOM_FIELD_TYPES, STANDARD_FIELDS, ConversionFlow, FieldType, FlowField
+from lib.names import validate_name
 
 
 class FlowCreateForm(forms.Form):
-    name = forms.CharField(max_length=120, label="Flow name", widget=forms.TextInput(attrs={"autofocus": True}))
+    name = forms.CharField(
+        max_length=120,
+        label="Flow name",
+        widget=forms.TextInput(attrs={"autofocus": True}),
+        validators=[validate_name],
+    )
 
 
 class FlowSettingsForm(forms.Form):
     # A plain Form, not a ModelForm: validating must not change the flow in memory,
     # so that flow_update() sees (and audits) what really changed.
-    name = forms.CharField(max_length=120)
+    name = forms.CharField(max_length=120, validators=[validate_name])
     headline = forms.CharField(max_length=200, required=False, label="Headline shown above the form")
     thank_you_message = forms.CharField(max_length=500)
     is_enabled = forms.BooleanField(required=False, label="Accepting submissions")
@@ -34,7 +40,7 @@ class StandardFieldForm(forms.Form):
 
 
 class CustomFieldForm(forms.Form):
-    label = forms.CharField(max_length=120)
+    label = forms.CharField(max_length=120, validators=[validate_name])
     key = forms.CharField(max_length=60, help_text="Lower-case letters, digits and _ (e.g. shoe_size).")
     field_type = forms.ChoiceField(
         choices=[(t.value, t.label) for t in CUSTOM_FIELD_TYPES],
@@ -46,7 +52,7 @@ class CustomFieldForm(forms.Form):
 
 
 class FieldEditForm(forms.Form):
-    label = forms.CharField(max_length=120)
+    label = forms.CharField(max_length=120, validators=[validate_name])
     required = forms.BooleanField(required=False)
     choices = forms.CharField(required=False, help_text="Options, comma-separated.")
 

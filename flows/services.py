@@ -26,6 +26,7 @@ from flows.models import (
     FlowField,
 )
 from flows.validation import FieldSpec, clean_submission, normalize_email
+from lib.names import clean_name
 from lib.tokens import hash_token, new_token
 from lib.ttlcache import TTLCache
 from workspaces.models import Workspace
@@ -46,7 +47,7 @@ def is_public_id(value: object) -> bool:
 
 @transaction.atomic
 def flow_create(*, workspace: Workspace, name: str, actor: User) -> ConversionFlow:
-    flow = ConversionFlow.objects.create(workspace=workspace, name=name.strip())
+    flow = ConversionFlow.objects.create(workspace=workspace, name=clean_name(name))
     # Every flow starts with the field that identifies a contact almost everywhere.
     flow_field_add(flow=flow, kind=FlowField.Kind.STANDARD, key="email", required=True, actor=None)
     audit_record(workspace=workspace, actor=actor, verb="flow.created", target=flow.name)
@@ -55,6 +56,8 @@ def flow_create(*, workspace: Workspace, name: str, actor: User) -> ConversionFl
 
 def flow_update(*, flow: ConversionFlow, actor: User, **changes: Any) -> ConversionFlow:
     allowed = {"name", "is_enabled", "headline", "thank_you_message"}
+    if "name" in changes:
+        changes["name"] = clean_name(changes["name"])
     changed = {k: v for k, v in changes.items() if k in allowed and getattr(flow, k) != v}
     for key, value in changed.items():
         setattr(flow, key, value)
@@ -95,6 +98,7 @@ def flow_field_add(
 ) -> FlowField:
     """Add a field. Standard fields take their label and type from the catalogue."""
     key = (key or "").strip().lower()
+    label = clean_name(label, field="label")
     if kind == FlowField.Kind.STANDARD:
         if key not in STANDARD_FIELDS:
             raise ValidationError({"key": f"'{key}' is not a standard field."})
@@ -135,7 +139,7 @@ def flow_field_add(
 def flow_field_update(
     *, field: FlowField, label: str, required: bool, choices: Sequence[str] | str | None, actor: User
 ) -> FlowField:
-    field.label = label.strip()[:120] or field.label
+    field.label = clean_name(label, field="label")[:120] or field.label
     field.required = required
     if field.field_type == FieldType.CHOICE:
         cleaned = _clean_choices(choices)

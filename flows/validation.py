@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import EmailValidator
 
 from flows.models import FieldType
 from lib.numbers import NotANumber, parse_number
@@ -25,6 +25,9 @@ MAX_FIELDS_PER_SUBMISSION = 100
 _PHONE_ALLOWED = re.compile(r"^\+?[0-9 ().\-/]+$")
 _FORM_TRUE = {"on", "true", "1", "yes"}
 _FORM_FALSE = {"", "off", "false", "0", "no"}
+# Django's validate_email lets "user@localhost" through (its allowlist) and takes "user@[10.0.0.1]";
+# neither is an address a marketing platform accepts, so every sync of it would fail.
+_validate_email = EmailValidator(allowlist=[])
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,11 @@ def _email(value: Any) -> str:
     value = _text(value)
     if len(value) > 254:
         raise Invalid("must be at most 254 characters")
+    local, at, domain = value.rpartition("@")
+    if at and local and domain and (domain.startswith("[") or "." not in domain.strip(".")):
+        raise Invalid(f"'{value}' is not a valid email address: it needs a full domain after the @, like example.com")
     try:
-        validate_email(value)
+        _validate_email(value)
     except ValidationError:
         raise Invalid(f"'{value}' is not a valid email address") from None
     return value

@@ -271,6 +271,14 @@ def _unreadable_body(request: HttpRequest) -> tuple[int, str] | None:
     return None
 
 
+def _multipart(request: HttpRequest) -> tuple[int, str] | None:
+    """The form has no file fields and the browser sends it urlencoded: a multipart body is someone
+    else's upload (Django would spool its file parts to disk, outside its memory limit)."""
+    if request.content_type == "multipart/form-data":
+        return 415, "This form takes no files. Fill it in on this page and send it again."
+    return None
+
+
 # CSRF is checked, just not by the middleware: it reads the body before any view runs, and a
 # body over Django's limits would end there in its bare 400 page. public_form reads the body
 # itself first and answers with the form and a message; the CSRF check follows, on every POST.
@@ -279,7 +287,7 @@ def public_form(request: HttpRequest, public_id: str) -> HttpResponse:
     flow = _public_flow(public_id)
     if not flow.is_enabled:
         return render(request, "flows/public_closed.html", {"flow": flow}, status=410)
-    if request.method == "POST" and (problem := _unreadable_body(request)):
+    if request.method == "POST" and (problem := _multipart(request) or _unreadable_body(request)):
         status, message = problem
         return _form_page(request, flow, errors={"form": message}, status=status)
     return _public_form_checked(request, flow)

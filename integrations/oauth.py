@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from authlib.common.security import generate_token
@@ -35,6 +36,12 @@ def _session(redirect_uri: str | None = None) -> OAuth2Session:
     )
 
 
+def authorization_origin() -> str:
+    """scheme://host[:port] of the authorization server's sign-in page (the CSP's form-action names it)."""
+    parts = urlsplit(settings.ITERABLE_OAUTH_AUTHORIZE_URL)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def authorization_request(redirect_uri: str) -> tuple[str, str, str]:
     """(URL to send the browser to, state, code_verifier). Keep state and verifier in the session."""
     state = secrets.token_urlsafe(24)
@@ -56,11 +63,11 @@ def _normalize(token: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _token_call(fn: Any, **kwargs: Any) -> dict[str, Any]:
+def _token_call(fn: Any, *, timeout: float, **kwargs: Any) -> dict[str, Any]:
     # Authlib raises only when the JSON body has an "error" key; it does not look at the
     # HTTP status, so a body without access_token is checked here too.
     try:
-        token = fn(settings.ITERABLE_OAUTH_TOKEN_URL, timeout=settings.DESTINATION_TIMEOUT_SECONDS, **kwargs)
+        token = fn(settings.ITERABLE_OAUTH_TOKEN_URL, timeout=timeout, **kwargs)
     except OAuthError as exc:
         if exc.error in _TRANSIENT:
             raise ServerError(f"The authorization server failed: {exc.error}", code=exc.error) from None
@@ -83,14 +90,23 @@ def _token_call(fn: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def exchange_code(*, code: str, code_verifier: str, redirect_uri: str) -> dict[str, Any]:
+    """Called by the OAuth callback, inside the web request: the web timeout."""
     session = _session(redirect_uri)
-    return _token_call(session.fetch_token, grant_type="authorization_code", code=code, code_verifier=code_verifier)
+    return _token_call(
+        session.fetch_token,
+        timeout=settings.DESTINATION_WEB_TIMEOUT_SECONDS,
+        grant_type="authorization_code",
+        code=code,
+        code_verifier=code_verifier,
+    )
 
 
 def refresh(refresh_token: str) -> dict[str, Any]:
     if not refresh_token:
         raise AuthError("No refresh token is stored: connect again.", code="oauth_no_refresh_token")
-    return _token_call(_session().refresh_token, refresh_token=refresh_token)
+    return _token_call(
+        _session().refresh_token, timeout=settings.DESTINATION_TIMEOUT_SECONDS, refresh_token=refresh_token
+    )
 
 
 def needs_refresh(credentials: dict[str, Any], now: float | None = None) -> bool:

@@ -16,6 +16,7 @@ from accounts.models import User
 from integrations import oauth
 from integrations.destinations.base import (
     AuthError,
+    BusyError,
     DestinationError,
     ForbiddenError,
     ServerError,
@@ -27,6 +28,7 @@ from integrations.destinations.iterable import (
     IterableDestination,
     TokenProvider,
     detect_region,
+    key_known_in,
     region_label,
 )
 from integrations.models import Integration
@@ -70,15 +72,18 @@ def _unreachable(exc: DestinationError, doing: str = "to check the key") -> Conn
 
 def _check_failed(exc: DestinationError, doing: str = "to check the key") -> ConnectError:
     """A check that failed for another reason than the credentials. Retryable failures (no connection,
-    5xx, the rate budget spent even after waiting) say nothing about them: the admin should try again."""
+    5xx, no room in the rate budget) say nothing about them: the admin should try again."""
+    if isinstance(exc, BusyError):
+        return ConnectError(f"{exc.message} Nothing was saved.", code=exc.code)
     if exc.retryable:
         return _unreachable(exc, doing)
     return ConnectError(f"Iterable refused the check: {exc.message}", code=exc.code)
 
 
-def _detect_region(api_key: str, preferred: str | None = None) -> str | None:
+def _checked(check: Callable[..., Any], *args: Any) -> Any:
+    """``check(*args)``, its failure worded for the admin (ConnectError)."""
     try:
-        return detect_region(api_key, preferred)
+        return check(*args)
     except DestinationError as exc:
         raise _check_failed(exc) from None
 
@@ -103,7 +108,7 @@ def _verify(
 def _verify_key(api_key: str, region: str, project_type: str) -> str:
     """The region the key works in, verified for reading fields and writing users; else ConnectError."""
     if region == "auto":
-        found = _detect_region(api_key)
+        found = _checked(detect_region, api_key)
         if found is None:
             raise ConnectError(
                 "Iterable does not recognise this key in the US or the EU data center. Check you copied the whole "
@@ -117,7 +122,7 @@ def _verify_key(api_key: str, region: str, project_type: str) -> str:
         if isinstance(exc, ForbiddenError):
             return ConnectError(exc.message, field="api_key", code=exc.code)
         other = "eu" if region == "us" else "us"
-        if _detect_region(api_key, other) == other:
+        if _checked(key_known_in, api_key, other):
             return ConnectError(
                 f"This key belongs to a project in the {region_label(other)} data center, not "
                 f"{region_label(region)}. Pick {other.upper()} (or auto-detect) and connect again.",
@@ -131,7 +136,8 @@ def _verify_key(api_key: str, region: str, project_type: str) -> str:
             code="unknown_key",
         )
 
-    _verify(IterableDestination(IterableClient(region=region, api_key=api_key), project_type=project_type), refused)
+    client = IterableClient(region=region, api_key=api_key, interactive=True)
+    _verify(IterableDestination(client, project_type=project_type), refused)
     return region
 
 
@@ -235,7 +241,9 @@ def integration_connect_oauth(
     except (TransportError, ServerError) as exc:
         raise _unreachable(exc, "to finish the sign-in") from None
     region = settings.ITERABLE_OAUTH_REGION
-    client = IterableClient(region=region, tokens=_IssuedTokens(tokens), bucket_id=f"oauth-connect-{workspace.pk}")
+    client = IterableClient(
+        region=region, tokens=_IssuedTokens(tokens), bucket_id=f"oauth-connect-{workspace.pk}", interactive=True
+    )
     _verify(IterableDestination(client, project_type=project_type), _oauth_refused, "to check the new token")
     with transaction.atomic():
         integration = _integration(workspace, Integration.Kind.ITERABLE)
@@ -296,16 +304,23 @@ def integration_mark_needs_attention(*, integration: Integration, code: str, mes
 
 
 def integration_reverify(*, integration: Integration, actor: User | None) -> bool:
-    """Check the stored credentials again; returns whether they still work (and records why not)."""
+    """Check the stored credentials again; returns whether they still work (and records why not).
+
+    Asked from a web page (the app's button, the admin's action): interactive calls, so a slow or busy
+    Iterable gets a quick "try again" instead of holding the web thread."""
     from integrations.destinations import destination_for
 
     try:
-        destination_for(integration).verify()
-    except (TransportError, ServerError) as exc:
-        # The destination being down says nothing about the key: keep the status.
-        integration.error_message = f"Could not reach Iterable to check ({exc.code}); try again shortly."
-        return False
+        destination_for(integration, interactive=True).verify()
     except DestinationError as exc:
+        if exc.retryable:
+            # Iterable being down or busy says nothing about the key: keep the status.
+            integration.error_message = (
+                exc.message
+                if isinstance(exc, BusyError)
+                else f"Could not reach Iterable to check ({exc.code}); try again shortly."
+            )
+            return False
         message = (
             exc.message
             if isinstance(exc, ForbiddenError)

@@ -138,7 +138,13 @@ def integration_connect(request: HttpRequest, kind: str) -> HttpResponse:
         "step": "connect",
         **_oauth_context(),
     }
-    return render(request, "integrations/connect.html", context, status=400 if form.errors else 200)
+    response = render(request, "integrations/connect.html", context, status=400 if form.errors else 200)
+    if settings.ITERABLE_OAUTH_ENABLED:
+        # SECURITY: the CSP's form-action is 'self', and browsers hold the redirect that follows a form
+        # post to it too: the OAuth form posts here and is sent on to the authorization server, so this
+        # page, and only this one, also allows that server (the attribute django-csp's @csp_update sets).
+        response._csp_update = {"form-action": [oauth.authorization_origin()]}
+    return response
 
 
 @workspace_view(min_role=Role.ADMIN)
@@ -313,14 +319,19 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
 
 
 def _destination_lists(integration: Integration) -> tuple[list[dict], str]:
-    """The destination's lists for the dropdown, or why they could not be read."""
+    """The destination's lists for the dropdown, or why they could not be read (one interactive call:
+    a slow or busy destination answers "try again" rather than holding the page). Without them, the
+    list already chosen stays a choice, so the other settings can still be saved."""
     from integrations.destinations import destination_for
-    from integrations.destinations.base import DestinationError
+    from integrations.destinations.base import BusyError, DestinationError
 
     try:
-        return destination_for(integration).lists(), ""
+        return destination_for(integration, interactive=True).lists(), ""
     except DestinationError as exc:
-        return [], f"Could not load Iterable's lists ({exc.code})."
+        kept = [{"id": integration.list_id, "name": integration.list_name}] if integration.list_id else []
+        if isinstance(exc, BusyError):
+            return kept, f"Could not load Iterable's lists: {exc.message}"
+        return kept, f"Could not load Iterable's lists ({exc.code})."
 
 
 def _start_sync(request: HttpRequest, integration: Integration, kind: str, prefix: str = "") -> HttpResponse:

@@ -7,20 +7,29 @@ script; without it each process keeps its own (fine for one machine).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
 from django.conf import settings
 
+# The clock is Redis's own (TIME), read when the token is taken: a time the caller read before
+# its round trip would date the take too early (by a slow first connection, a busy machine, or
+# another machine's clock), and the next caller's token would come that much too soon.
+# ARGV[3] is the longest wait the caller accepts: a token that would come later is not taken
+# (the bucket is left as it was) and only the wait is returned, so the caller can decide.
 _LUA = """
 local tokens_key, stamp_key = KEYS[1], KEYS[2]
-local rate, capacity, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rate, capacity, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local tokens = tonumber(redis.call('GET', tokens_key) or capacity)
 local stamp = tonumber(redis.call('GET', stamp_key) or now)
 tokens = math.min(capacity, tokens + math.max(0, now - stamp) * rate)
 tokens = tokens - 1
 local wait = 0
 if tokens < 0 then wait = -tokens / rate end
+if max_wait >= 0 and wait > max_wait then return tostring(wait) end
 local ttl = math.ceil(capacity / rate) + 60
 redis.call('SET', tokens_key, tokens, 'EX', ttl)
 redis.call('SET', stamp_key, now, 'EX', ttl)
@@ -45,18 +54,23 @@ def _redis():
     return _redis_client
 
 
-def reserve(name: str, *, rate: float, capacity: float = 1.0) -> float:
+def reserve(name: str, *, rate: float, capacity: float = 1.0, max_wait: float = math.inf) -> float:
     """Take a token from bucket ``name``; returns how long to wait first (0 when one was free).
 
-    A caller that gets a wait must sleep it: the token is already its own.
+    A caller that gets a wait of at most ``max_wait`` must sleep it: the token is already its own.
+    A longer wait takes nothing: the caller learns when a token would be free and may come back
+    then (``max_wait=0``: take a token only if one is free now).
     """
-    now = time.time()
     client = _redis()
     if client is not None:
-        return float(_script(keys=[f"bucket:{name}:t", f"bucket:{name}:s"], args=[rate, capacity, now]))
+        limit = -1 if math.isinf(max_wait) else max_wait
+        return float(_script(keys=[f"bucket:{name}:t", f"bucket:{name}:s"], args=[rate, capacity, limit]))
     with _local_lock:
+        now = time.monotonic()
         tokens, stamp = _local.get(name, (capacity, now))
         tokens = min(capacity, tokens + max(0.0, now - stamp) * rate)
         tokens -= 1  # may go negative: later callers queue behind this one
-        _local[name] = (tokens, now)
-        return max(0.0, -tokens / rate)
+        wait = max(0.0, -tokens / rate)
+        if wait <= max_wait:
+            _local[name] = (tokens, now)
+        return wait

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import math
 import re
 import time
@@ -163,10 +164,58 @@ def _wait(current: int, previous: int, into: float, room: int, window: int = WIN
 
 
 def client_ip(request: HttpRequest) -> str:
-    """The caller's address. Behind a trusted proxy, the address our proxy appended to X-Forwarded-For
-    (the last hop: earlier hops are whatever the client chose to send)."""
-    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[-1].strip()[:64]
-    return request.META.get("REMOTE_ADDR", "")[:64]
+    """The address per-IP limits and lockouts count by: the client's, as our own proxies saw it.
+
+    X-Forwarded-For is read from the right, and only as far as our trusted proxies wrote it
+    (:func:`_client_address`); everything left of that is whatever the client chose to send.
+    An IPv6 client is counted by its /64, the block one subscriber or server usually holds
+    (it can pick any address inside it at will), written as that network's first address so
+    that the answer is still an IP address (django-axes stores one). "unknown" when no hop
+    is readable.
+    """
+    address = _client_address(request.META)
+    if address is None:
+        return "unknown"
+    if address.version == 6:
+        return str(ipaddress.IPv6Address(int(address) & _IPV6_64_MASK))
+    return str(address)
+
+
+_IPV6_64_MASK = ((1 << 64) - 1) << 64
+
+
+def _client_address(meta: dict) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Walk the hops nearest first: REMOTE_ADDR, then X-Forwarded-For from its right end.
+
+    A hop is one of our proxies when it is among the first FLOWSYNC_TRUSTED_PROXY_COUNT (by
+    position: each of them appended one entry) or inside FLOWSYNC_TRUSTED_PROXIES (by network);
+    the first hop that is not is the client. When the header has fewer entries than the proxy
+    count, the request did not come through them all: REMOTE_ADDR is all we know. A hop that is
+    not an address stops the walk at the last readable one (a trusted proxy never writes one).
+    """
+    count = settings.FLOWSYNC_TRUSTED_PROXY_COUNT
+    networks = settings.FLOWSYNC_TRUSTED_PROXIES
+    forwarded = [hop.strip() for hop in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    if len(forwarded) < count:
+        return _parse_address(meta.get("REMOTE_ADDR", ""))
+    found = None
+    for depth, raw in enumerate([meta.get("REMOTE_ADDR", ""), *reversed(forwarded)]):
+        address = _parse_address(raw)
+        if address is None:
+            if depth < count:  # a proxy by position whose address we need not read (a unix socket)
+                continue
+            break
+        found = address
+        if depth >= count and not any(address in network for network in networks):
+            break
+    return found
+
+
+def _parse_address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(raw.strip()[:64])
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped:  # a dual-stack socket's view of an IPv4 client
+        return address.ipv4_mapped
+    return address

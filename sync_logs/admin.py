@@ -158,6 +158,10 @@ class SyncRecordAdmin(ReadOnlyAdmin):
     sortable_by = ()
     show_full_result_count = False
     paginator = LargeTablePaginator
+
+    class Media:
+        css = {"all": ("css/admin.css",)}  # a class for the payload: the CSP allows no inline style
+
     fields = (
         "run_link",
         "workspace",
@@ -201,6 +205,4 @@ class SyncRecordAdmin(ReadOnlyAdmin):
     def payload_pretty(self, record: SyncRecord) -> str:
         if record.payload is None:
             return "—"
-        return format_html(
-            '<pre style="white-space: pre-wrap">{}</pre>', json.dumps(record.payload, indent=2, sort_keys=True)
-        )
+        return format_html('<pre class="payload">{}</pre>', json.dumps(record.payload, indent=2, sort_keys=True))

@@ -337,6 +337,16 @@ def iterable(_iterable_server, settings):
 
 
 @pytest.fixture
+def web(iterable, settings):
+    """The emulator for calls made inside a web request: a worker's patience as by default (retries,
+    minutes of 429 waits), the web's timeout shorter than the emulator's slow answers."""
+    settings.DESTINATION_WEB_TIMEOUT_SECONDS = 0.5
+    settings.DESTINATION_MAX_RETRIES = 3
+    settings.DESTINATION_MAX_RATE_WAIT_SECONDS = 120
+    return iterable
+
+
+@pytest.fixture
 def oauth_server(iterable, settings):
     """The emulator as the OAuth authorization server, Flowsync configured as its client.
 

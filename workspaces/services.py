@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import User
+from lib.names import clean_name
 from lib.tokens import hash_token, new_token
 from mailer.services import mail_queue
 from workspaces.models import AuditEvent, Invitation, Membership, Role, Workspace
@@ -55,7 +56,7 @@ def _over_quota(queryset: QuerySet, limit: int) -> bool:
 
 @transaction.atomic
 def workspace_create(*, name: str, owner: User) -> Workspace:
-    name = name.strip()
+    name = clean_name(name)
     if not name:
         raise ValidationError({"name": "Give the workspace a name."})
     # The owner's row locked: two creations at once are counted one after the other.
@@ -84,7 +85,7 @@ def workspace_create(*, name: str, owner: User) -> Workspace:
 
 def workspace_rename(*, workspace: Workspace, name: str, actor: User) -> Workspace:
     old = workspace.name
-    workspace.name = name.strip()
+    workspace.name = clean_name(name)
     workspace.save(update_fields=["name"])
     audit_record(workspace=workspace, actor=actor, verb="workspace.renamed", target=workspace.name, data={"from": old})
     return workspace

@@ -17,6 +17,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=0, help="delay every API answer")
     parser.add_argument("--no-rate-limits", action="store_true", help="do not answer 429 above the documented limits")
     parser.add_argument(
+        "--refusal-status",
+        type=int,
+        choices=(401, 403),
+        default=403,
+        help="how a key type is refused an endpoint it may not call (Iterable's Swagger lists 401)",
+    )
+    parser.add_argument(
         "--key",
         action="append",
         default=[],
@@ -37,6 +44,7 @@ def main() -> None:
     server = EmulatorHTTPServer((args.host, args.port), spec=spec, verbose=args.verbose)
     server.state.latency_ms = args.latency_ms
     server.state.rate_limits_on = not args.no_rate_limits
+    server.state.refusal_status = args.refusal_status
     for item in args.key:
         parts = item.split(":")
         key, key_type, project, region = parts + ["", "server_side", "1", "us"][len(parts) :]

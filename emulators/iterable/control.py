@@ -23,7 +23,7 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
             state.reset()
             return 200, {"ok": True}
         if action == "keys" and method == "POST":
-            options = {k: body[k] for k in ("project_type", "allow_new_fields") if k in body}
+            options = {k: body[k] for k in ("project_type", "allow_new_fields", "refusal_status") if k in body}
             key = state.add_key(
                 body["key"], body["type"], int(body.get("project_id", 1)), body.get("region", "us"), **options
             )
@@ -54,8 +54,13 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
             state.faults.append(Fault(**body))
             return 200, {"faults": len(state.faults)}
         if action == "config" and method == "POST":
+            if body.get("refusal_status", 403) not in (401, 403):
+                return 400, {"error": "refusal_status must be 401 or 403"}
             for name in (
                 "latency_ms",
+                "arrival_jitter_ms",
+                "refusal_status",
+                "rate_burst",
                 "rate_limits_on",
                 "rate_limit_overrides",
                 "retry_after",
@@ -72,7 +77,7 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
             wanted = query.get("path")
             return 200, {"requests": [r for r in state.requests if not wanted or r["path"] == wanted]}
         if action == "stats" and method == "GET":
-            return 200, {"counts": state.counts, "rate_limited": state.rate_limited}
+            return 200, {"counts": state.counts, "rate_limited": state.rate_limited, "arrived": state.arrived}
         if action == "oauth/clients" and method == "POST":
             state.project(int(body.get("project_id", 1)), region=body.get("region", "us"))
             state.oauth_clients[body["client_id"]] = {

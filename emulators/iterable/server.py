@@ -16,6 +16,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import random
 import secrets
 import socket
 import threading
@@ -166,28 +167,31 @@ class Handler(BaseHTTPRequestHandler):
             raise Reply(401, envelope("BadAuthorizationHeader", "Api-Key header is missing", {"endpoint": path}))
         key = state.keys.get(api_key)
         if key is None or key.region != region:
-            raise Reply(401, envelope("BadApiKey", "Invalid API key", {"ip": self.client_address[0], "endpoint": path}))
+            raise self._invalid_key(path)
         return key
 
-    @staticmethod
-    def _check_rights(key: Key, method: str, path: str) -> None:
+    def _invalid_key(self, path: str) -> Reply:
+        return Reply(401, envelope("BadApiKey", "Invalid API key", {"ip": self.client_address[0], "endpoint": path}))
+
+    def _check_rights(self, key: Key, method: str, path: str) -> None:
         allowed = {
             READ_ONLY: method == "GET",
             MOBILE: (method, path) in MOBILE_ENDPOINTS,
             JAVASCRIPT: (method, path) in JAVASCRIPT_ENDPOINTS,
         }.get(key.key_type, True)
-        if not allowed:
-            raise Reply(
-                403,
-                envelope(
-                    "Forbidden",
-                    f"{method} {path} is forbidden with this API key type ({key.key_type}). "
-                    "Please use a server-side key.",
-                ),
-            )
+        if allowed:
+            return
+        if (key.refusal_status or self.server.state.refusal_status) == 401:
+            # What Iterable's Swagger document lists for these endpoints: the answer to an unknown key.
+            raise self._invalid_key(path)
+        message = f"{method} {path} is forbidden with this API key type ({key.key_type}). Please use a server-side key."
+        raise Reply(403, envelope("Forbidden", message))
 
     def _api(self, method: str, path: str, query: dict[str, str], region: str) -> None:
         state = self.server.state
+        state.log_arrival(path)
+        if state.arrival_jitter_ms:
+            time.sleep(random.uniform(0, state.arrival_jitter_ms) / 1000)
         route, handler, spec_path = self._route(method, path)
         if handler is None:
             raise Reply(404, envelope("NotFound", f"Endpoint not found: {method} {path}"))

@@ -130,6 +130,10 @@ class Key:
     key_type: str
     project_id: int
     region: str = "us"
+    # The status a call this key type may not make is refused with: None follows the emulator's
+    # refusal_status. Iterable's Swagger lists only 401 "Invalid API key" on getFields, bulkUpdate
+    # and users/update, and 403 on users/merge for "a specific API key type": either may come.
+    refusal_status: int | None = None
 
 
 @dataclass
@@ -150,16 +154,20 @@ class Fault:
 
 
 class Bucket:
-    """A token bucket: ``rate`` per second, one second of burst."""
+    """A token bucket: ``rate`` per second, ``burst`` requests of burst (default: one second's worth).
 
-    def __init__(self, rate: float) -> None:
+    Iterable says its limits are a leaky bucket and documents no burst (reference 2.3): a burst of 1
+    is the strictest reading, where two requests closer than 1/rate are a 429."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
         self.rate = rate
-        self.tokens = rate
+        self.capacity = rate if burst is None else max(1.0, burst)
+        self.tokens = self.capacity
         self.stamp = time.monotonic()
 
     def take(self) -> bool:
         now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
             self.tokens -= 1
@@ -177,6 +185,11 @@ class EmulatorState:
             self.projects: dict[int, Project] = {}
             self.keys: dict[str, Key] = {}
             self.latency_ms = 0
+            # Each API request waits a random 0..arrival_jitter_ms before the rate limit sees it, as if it
+            # had spent that long on the network: requests sent evenly arrive unevenly.
+            self.arrival_jitter_ms = 0
+            self.refusal_status = 403  # see Key.refusal_status
+            self.rate_burst: float | None = None  # see Bucket
             self.rate_limits_on = True
             self.rate_limit_overrides: dict[str, float] = {}
             self.retry_after: int | None = None
@@ -187,6 +200,7 @@ class EmulatorState:
             self.faults: list[Fault] = []
             self.requests: list[dict] = []
             self.counts: dict[str, int] = {}
+            self.arrived: dict[str, int] = {}  # every API request by path, whatever it was answered
             self.rate_limited: dict[str, int] = {}
             # OAuth 2 authorization server
             self.oauth_clients: dict[str, dict] = {}
@@ -206,12 +220,22 @@ class EmulatorState:
                     setattr(self.projects[project_id], name, value)
             return self.projects[project_id]
 
-    def add_key(self, key: str, key_type: str, project_id: int, region: str = "us", **project_options: Any) -> Key:
+    def add_key(
+        self,
+        key: str,
+        key_type: str,
+        project_id: int,
+        region: str = "us",
+        refusal_status: int | None = None,
+        **project_options: Any,
+    ) -> Key:
         if key_type not in KEY_TYPES:
             raise ValueError(f"key type must be one of {KEY_TYPES}")
+        if refusal_status not in (None, 401, 403):
+            raise ValueError("refusal_status must be 401 or 403")
         with self.lock:
             self.project(project_id, region=region, **project_options)
-            self.keys[key] = Key(key=key, key_type=key_type, project_id=project_id, region=region)
+            self.keys[key] = Key(key, key_type, project_id, region, refusal_status)
             return self.keys[key]
 
     def rate_ok(self, project_id: int, route: str) -> bool:
@@ -221,7 +245,7 @@ class EmulatorState:
         with self.lock:
             bucket = self.buckets.get((project_id, route))
             if bucket is None or bucket.rate != rate:
-                bucket = self.buckets[(project_id, route)] = Bucket(rate)
+                bucket = self.buckets[(project_id, route)] = Bucket(rate, self.rate_burst)
             allowed = bucket.take()
             if not allowed:
                 self.rate_limited[route] = self.rate_limited.get(route, 0) + 1
@@ -239,6 +263,10 @@ class EmulatorState:
                         self.faults.remove(fault)
                     return fault
         return None
+
+    def log_arrival(self, path: str) -> None:
+        with self.lock:
+            self.arrived[path] = self.arrived.get(path, 0) + 1
 
     def log_request(self, method: str, path: str, body: Any, auth: str) -> None:
         with self.lock:

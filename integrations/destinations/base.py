@@ -6,6 +6,7 @@ four verbs of :class:`Destination` and the :class:`DestinationError` hierarchy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -79,6 +80,20 @@ class PayloadTooLargeError(ValidationError):
 class RateLimitedError(DestinationError):
     retryable = True
     default_code = "rate_limited"
+
+
+class BusyError(RateLimitedError):
+    """A call someone waits for in a web request found no room in the rate budget (ours, or the
+    destination's 429) and was not waited for. ``try_again_in`` is whole seconds, at least 1."""
+
+    default_code = "busy"
+
+    def __init__(self, destination: str, retry_after: float | None, **kwargs: Any) -> None:
+        self.try_again_in = max(1, math.ceil(retry_after or 1))
+        kwargs.setdefault("code", self.default_code)
+        super().__init__(
+            f"{destination} is busy, try again in {self.try_again_in} s.", retry_after=retry_after, **kwargs
+        )
 
 
 class ServerError(DestinationError):

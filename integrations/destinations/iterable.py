@@ -27,6 +27,7 @@ from django.conf import settings
 from integrations.destinations import iterable_answers as answers
 from integrations.destinations.base import (
     AuthError,
+    BusyError,
     ConflictError,
     DestinationError,
     DestinationField,
@@ -129,8 +130,13 @@ class IterableClient:
         timeout: float | None = None,
         max_retries: int | None = None,
         max_rate_wait: float | None = None,
+        interactive: bool = False,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``interactive``: the calls are made inside a web request, where someone waits for the page.
+        Then the timeout is DESTINATION_WEB_TIMEOUT_SECONDS, nothing is retried and no 429 is waited
+        out; the rate budget is waited for only when the call's turn comes within one request
+        interval of its endpoint. Otherwise the call raises BusyError ("try again in N s")."""
         if not api_key and tokens is None:
             raise ValueError("an API key or an OAuth token provider is needed")
         self.region = region if region in REGIONS else "us"
@@ -141,9 +147,14 @@ class IterableClient:
         # (services.rate_bucket_id). A key being checked before any integration has it stands for
         # its project by itself (hashed: no secret in a Redis key name).
         self.bucket_id = bucket_id or hashlib.sha256((api_key or "oauth").encode()).hexdigest()[:16]
-        self.timeout = timeout or settings.DESTINATION_TIMEOUT_SECONDS
-        self.max_retries = settings.DESTINATION_MAX_RETRIES if max_retries is None else max_retries
-        self.max_rate_wait = settings.DESTINATION_MAX_RATE_WAIT_SECONDS if max_rate_wait is None else max_rate_wait
+        self.interactive = interactive
+        if interactive:
+            self.timeout = timeout or settings.DESTINATION_WEB_TIMEOUT_SECONDS
+            self.max_retries, self.max_rate_wait = 0, 0.0
+        else:
+            self.timeout = timeout or settings.DESTINATION_TIMEOUT_SECONDS
+            self.max_retries = settings.DESTINATION_MAX_RETRIES if max_retries is None else max_retries
+            self.max_rate_wait = settings.DESTINATION_MAX_RATE_WAIT_SECONDS if max_rate_wait is None else max_rate_wait
         self.sleep = sleep
         self.session = requests.Session()
         self.session.headers.update(
@@ -161,11 +172,31 @@ class IterableClient:
         return {"Authorization": f"Bearer {token}"}
 
     def _pace(self, endpoint: str) -> None:
+        """Take this request's token from the project's budget at the moment it is sent.
+
+        A token is taken only when one is free now; otherwise the worker sleeps until one should be
+        and asks again. Reserving a future slot instead would time the reservation, not the send: a
+        worker that woke late would send its request right before the next worker's, and two
+        requests that close are a 429 for a limiter with no burst. PACE keeps the sends 5% further
+        apart than the limit, which absorbs the jitter between taking a token and the request
+        arriving (about 10 ms at bulkUpdate's 5 per second).
+
+        An interactive call goes ahead of the waiting workers (they ask again and find the token
+        gone) but waits at most one interval for it; further out, BusyError says when to try again.
+        """
         rate = ENDPOINT_RATES.get(endpoint)
-        if rate and settings.ITERABLE_CLIENT_PACING:
-            wait = ratebucket.reserve(f"iterable:{self.bucket_id}:{endpoint}", rate=rate * PACE)
+        if not rate or not settings.ITERABLE_CLIENT_PACING:
+            return
+        name, pace = f"iterable:{self.bucket_id}:{endpoint}", rate * PACE
+        if self.interactive:
+            wait = ratebucket.reserve(name, rate=pace, max_wait=1 / pace)
+            if wait > 1 / pace:
+                raise BusyError("Iterable", wait)
             if wait > 0:
                 self.sleep(wait)
+            return
+        while (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
+            self.sleep(wait)
 
     def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """How long to wait before try ``attempt + 1`` of one request (``attempt`` counts from 0)."""
@@ -204,6 +235,8 @@ class IterableClient:
                     refreshed = True
                     headers = self._auth_headers(fresh=True, stale=headers["Authorization"][7:])
                     continue
+            if isinstance(error, RateLimitedError) and self.interactive:
+                raise BusyError("Iterable", error.retry_after, status=error.status, params=error.params)
             if isinstance(error, RateLimitedError):
                 # Waiting for the budget is not a failed attempt; it is bounded in time instead.
                 wait = self._backoff(rate_attempts, error.retry_after)
@@ -346,43 +379,69 @@ class IterableDestination:
         self.refused = answers.RefusedValues()
 
     @classmethod
-    def for_integration(cls, integration) -> IterableDestination:
+    def for_integration(cls, integration, *, interactive: bool = False) -> IterableDestination:
         from integrations.services import credentials_client_kwargs
 
-        return cls(IterableClient(**credentials_client_kwargs(integration)), project_type=integration.project_type)
+        client = IterableClient(**credentials_client_kwargs(integration), interactive=interactive)
+        return cls(client, project_type=integration.project_type)
 
     # --- verify ----------------------------------------------------------------------------
 
     def verify(self) -> VerifyResult:
         """Prove the credentials can read the schema and write users, without changing anything.
 
-        Probes: getFields (read rights), then bulkUpdate with no users (write rights:
-        a server-side key gets 200, a read-only key 403). A 403 on getFields means a
-        client-side key; users/update without an identifier tells mobile (400) from
-        JavaScript (403). Raises AuthError / ForbiddenError with what to do.
+        Judged by what the key can do, not by the status of a refusal: Iterable's Swagger document
+        lists only 401 "Invalid API key" for getFields, bulkUpdate and users/update, so a refusal
+        (401 or 403) says no more than "not with this key". getFields proves reading; bulkUpdate
+        with no users proves writing (nothing changes). A key that reads and may not write is
+        read-only. A key that may not read is a client-side key when a call only such keys (and
+        server-side ones) may make gets past the key check (client_side_kind), else Iterable does
+        not know it here. Raises AuthError (unknown) or ForbiddenError (the wrong kind) with what to do.
         """
         try:
             self.client.request("GET", "/api/users/getFields")
-        except ForbiddenError:
-            raise ForbiddenError(_client_side_message(self._client_side_kind()), code="client_side_key") from None
-        try:
-            self.client.request("POST", "/api/users/bulkUpdate", json={"users": []})
-        except ForbiddenError:
+        except (AuthError, ForbiddenError) as refused:
+            kind = self.client_side_kind()
+            if kind is not None:
+                raise ForbiddenError(_client_side_message(kind), code="client_side_key") from None
+            if isinstance(refused, AuthError):
+                raise refused from None
+            raise AuthError(refused.message, code=refused.code, status=refused.status) from None
+        if not self._may("POST", "/api/users/bulkUpdate", {"users": []}):
             raise ForbiddenError(
                 "This is a read-only key: it can read your project but cannot create or update users. "
                 + CREATE_KEY_HINT,
                 code="read_only_key",
-            ) from None
+            )
         return VerifyResult(region=self.client.region, key_type="server_side")
 
-    def _client_side_kind(self) -> str:
-        try:
-            self.client.request("POST", "/api/users/update", json={"dataFields": {}})
-        except ForbiddenError:
-            return "javascript"
-        except ValidationError:
+    def client_side_kind(self) -> str | None:
+        """Which client-side key this is ("mobile", "javascript"), or None when it is neither.
+
+        Each probe is a call that key type may make (reference 1.2), sent without anything that
+        identifies a user or a device, so Iterable refuses its content (400) once the key is through:
+        nothing is written. A key Iterable does not know is refused (401) before the content is read.
+        """
+        if self._may("POST", "/api/users/update", {"dataFields": {}}):
             return "mobile"
-        return "mobile"
+        if self._may("POST", "/api/users/registerBrowserToken", {}):
+            return "javascript"
+        return None
+
+    def key_known(self) -> bool:
+        """Whether this data center knows the key, whatever it may call."""
+        return self._may("GET", "/api/users/getFields") or self.client_side_kind() is not None
+
+    def _may(self, method: str, path: str, body: Any = None) -> bool:
+        """Whether the key may call the endpoint: it answered, or refused the content rather than the key.
+        Failures that say nothing about the key (5xx, timeouts, the rate budget) are raised."""
+        try:
+            self.client.request(method, path, json=body)
+        except (AuthError, ForbiddenError):
+            return False
+        except ValidationError:
+            return True
+        return True
 
     # --- schema ----------------------------------------------------------------------------
 
@@ -571,24 +630,28 @@ def _client_side_message(kind: str) -> str:
     )
 
 
-def detect_region(api_key: str, preferred: str | None = None) -> str | None:
-    """The data center that accepts ``api_key`` (trying ``preferred`` first), or None when every one refuses it.
+def key_known_in(api_key: str, region: str) -> bool:
+    """Whether the data center knows ``api_key``, whatever the key may call (interactive calls: an
+    admin waits for the connect page). Raises what says nothing about the key (down, 5xx, busy)."""
+    return IterableDestination(IterableClient(region=region, api_key=api_key, interactive=True)).key_known()
 
-    A data center that gives no answer (down, 5xx, rate budget spent) proves nothing about the key:
-    when no other one accepted it, that failure is raised (retryable) rather than calling the key unknown.
+
+def detect_region(api_key: str, preferred: str | None = None) -> str | None:
+    """The data center that knows ``api_key`` (trying ``preferred`` first), or None when none does.
+
+    A data center that gives no answer (down, 5xx) proves nothing about the key: when no other one
+    knows it, that failure is raised (retryable) rather than calling the key unknown. No room in the
+    rate budget is raised at once: the other data center would spend the same budget.
     """
     order = [preferred] if preferred in REGIONS else []
     order += [r for r in REGIONS if r not in order]
     unanswered: DestinationError | None = None
     for region in order:
-        client = IterableClient(region=region, api_key=api_key, max_retries=1)
         try:
-            client.request("GET", "/api/users/getFields")
-            return region
-        except ForbiddenError:
-            return region  # the key is known here, it just may not read fields
-        except AuthError:
-            continue
+            if key_known_in(api_key, region):
+                return region
+        except BusyError:
+            raise
         except DestinationError as exc:
             if not exc.retryable:
                 raise

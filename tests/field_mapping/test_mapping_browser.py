@@ -54,3 +54,15 @@ def test_map_fields_with_live_preview(page: Page, live_server, log_in, alice, co
     page.get_by_role("button", name="Save mapping").click()
     expect(page.get_by_text("Field mapping saved.")).to_be_visible()
     assert [m.source_key for m in FieldMapping.objects.filter(target="firstName")] == ["first_name", "company"]
+
+    # The next visit shows the mapping as saved, precedence confirmed, and saving again is accepted.
+    page.goto(f"{live_server.url}/w/acme/integrations/iterable/mapping/")
+    page.wait_for_load_state("load")
+    expect(page.get_by_label("Which form field wins for firstName")).to_have_value("first_name")
+    expect(page.get_by_label("Use this precedence")).to_be_checked()
+    expect(page.get_by_label("New field name for Shoe size")).to_have_value("shoeSize")
+    expect(page.get_by_test_id("preview-body")).to_contain_text('"firstName": "Ada"')
+    page.get_by_role("button", name="Save mapping").click()
+    expect(page.get_by_text("Field mapping saved.")).to_be_visible()
+    expect(page.get_by_test_id("form-error")).to_have_count(0)
+    assert [m.source_key for m in FieldMapping.objects.filter(target="firstName")] == ["first_name", "company"]

@@ -8,6 +8,7 @@ from django.utils import timezone
 from field_mapping.models import DestinationSchema, FieldMapping
 from field_mapping.services import source_fields
 from tests.field_mapping.conftest import mapping_post
+from tests.html import form_values
 from workspaces.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -179,3 +180,68 @@ def test_the_mapping_page_survives_a_new_flow_field(alice_client, connected, flo
     FlowFieldFactory(flow=flows[0], key="birthday", label="Birthday", field_type="date")
     response = alice_client.get(URL)
     assert _selected(response, "first_name") == "firstName" and _selected(response, "birthday") == "birthday"
+
+
+def _saved() -> dict[str, tuple]:
+    return {
+        m.source_key: (m.target, m.target_type, m.create_new, m.send_empty, m.position)
+        for m in FieldMapping.objects.all()
+    }
+
+
+def test_a_saved_mapping_reopens_as_saved_and_saves_again_unchanged(alice_client, connected, flows):
+    """Every attribute comes back on the next visit, the confirmed precedence included: the form as
+    rendered, submitted untouched, is accepted and stores the same mapping."""
+    data = mapping_post(
+        email="email",
+        company="firstName",
+        first_name="firstName",  # company comes first in the table: first_name must be picked to win
+        age="age",
+        empty__age="on",
+        new__shoe_size="shoeSize",
+        job_title="",
+        confirm_shared="on",
+    )
+    assert alice_client.post(URL, {**data, "first__firstName": "first_name"}).status_code == 302
+    saved = _saved()
+    assert [k for k, *_ in sorted(saved.items(), key=lambda kv: kv[1][4]) if saved[k][0] == "firstName"] == [
+        "first_name",
+        "company",
+    ]
+
+    response = alice_client.get(URL)
+    assert response.context["confirm_shared"] is True
+    submitted = form_values(response.content.decode(), "mapping-form")
+    assert submitted["confirm_shared"] == "on"
+    assert submitted["first__firstName"] == "first_name"
+    assert submitted["empty__age"] == "on" and "empty__email" not in submitted
+    assert (submitted["target__shoe_size"], submitted["new__shoe_size"]) == ("__new__", "shoeSize")
+    assert submitted["target__job_title"] == "" and submitted["target__company"] == "firstName"
+
+    assert alice_client.post(URL, submitted).status_code == 302  # was refused: precedence "unconfirmed"
+    assert _saved() == saved
+
+
+def test_a_shared_target_a_new_field_joins_is_asked_again(alice_client, connected, flows):
+    """The confirmation covered the shared targets as saved; a suggestion for a field added since that
+    joins one is a new question."""
+    data = mapping_post(email="email", first_name="jobTitle", job_title="jobTitle", confirm_shared="on")
+    assert alice_client.post(URL, data).status_code == 302
+    assert alice_client.get(URL).context["confirm_shared"] is True
+    from tests.factories import FlowFieldFactory
+
+    FlowFieldFactory(flow=flows[1], key="jobtitle", label="Job title")  # suggested: jobTitle
+    response = alice_client.get(URL)
+    assert response.context["shared"]["jobTitle"] == ["first_name", "job_title", "jobtitle"]
+    assert response.context["confirm_shared"] is False
+
+
+def test_a_saved_target_gone_from_iterable_stays_selected(alice_client, connected, flows, iterable):
+    """Drift: the page shows the saved target (and why it is a problem), not "Don't sync"."""
+    assert alice_client.post(URL, mapping_post(email="email", age="age")).status_code == 302
+    iterable.set_fields({"age": None})  # gone from the project
+    alice_client.post("/w/acme/integrations/iterable/mapping/refresh/")
+    response = alice_client.get(URL)
+    assert form_values(response.content.decode(), "mapping-form")["target__age"] == "age"
+    row = next(r for r in response.context["rows"] if r["source"].key == "age")
+    assert "Iterable no longer has the field 'age'" in row["problem"]

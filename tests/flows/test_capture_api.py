@@ -154,6 +154,13 @@ BAD_REQUESTS = [
         "lone surrogate",
     ),
     (
+        "email without a dotted domain",
+        dict(body={"flow": "$FLOW", "fields": {"email": "user@localhost"}}),
+        422,
+        "invalid",
+        "Email: 'user@localhost' is not a valid email address: it needs a full domain after the @",
+    ),
+    (
         "NUL",
         dict(body={"flow": "$FLOW", "fields": {"email": "a@b.co", "first_name": "Ada\u0000"}}),
         422,

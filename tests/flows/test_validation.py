@@ -12,6 +12,7 @@ SIZE = FieldSpec("size", "Size", FieldType.CHOICE, choices=("S", "M"))
 GOOD = [
     (FieldType.TEXT, "  hello ", "hello"),
     (FieldType.EMAIL, "Ada@Example.com", "Ada@Example.com"),
+    (FieldType.EMAIL, "ada@mail.example.co.uk", "ada@mail.example.co.uk"),
     (FieldType.PHONE, "+44 (20) 7946-0958", "+44 (20) 7946-0958"),
     (FieldType.NUMBER, 42, 42),
     (FieldType.NUMBER, "42", 42),
@@ -30,6 +31,12 @@ BAD = [
     (FieldType.EMAIL, "ada\udfff@example.com", "lone surrogate"),
     (FieldType.EMAIL, "ada@", "not a valid email"),
     (FieldType.EMAIL, "ada @example.com", "not a valid email"),
+    # Django's own validator takes these; Iterable does not (every sync would fail them).
+    (FieldType.EMAIL, "ada@localhost", "needs a full domain after the @"),
+    (FieldType.EMAIL, "ada@localhost.", "needs a full domain after the @"),
+    (FieldType.EMAIL, "ada@intranet", "needs a full domain after the @"),
+    (FieldType.EMAIL, "ada@[127.0.0.1]", "needs a full domain after the @"),
+    (FieldType.EMAIL, "ada@[IPv6:::1]", "needs a full domain after the @"),
     (FieldType.PHONE, "12", "not a phone number"),
     (FieldType.PHONE, "call me", "not a phone number"),
     (FieldType.NUMBER, "ten", "'ten' is not a number"),

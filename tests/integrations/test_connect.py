@@ -80,9 +80,16 @@ def test_the_key_is_encrypted_at_rest_and_never_rendered(alice_client, iterable)
         ("read_only", "us", "api_key", "read-only key"),
         ("mobile", "us", "api_key", "mobile key"),
         ("javascript", "us", "api_key", "JavaScript key"),
+        ("read_only", "auto", "api_key", "read-only key"),
+        ("mobile", "auto", "api_key", "mobile key"),
+        ("javascript", "auto", "api_key", "JavaScript key"),
     ],
 )
-def test_bad_keys_are_refused_with_what_to_do(alice_client, iterable, which, region, field, words):
+@pytest.mark.parametrize("refusal_status", [401, 403])
+def test_bad_keys_are_refused_with_what_to_do(alice_client, iterable, which, region, field, words, refusal_status):
+    # Iterable's Swagger lists only 401 "Invalid API key" where a key type is refused (getFields,
+    # bulkUpdate, users/update); the emulator answers either way, and the verdict must not change.
+    iterable.configure(refusal_status=refusal_status)
     key = "wrong-key-123456" if which == "wrong" else getattr(iterable.keys, which)
     response = _connect(alice_client, key, region=region)
     assert response.status_code == 400
@@ -91,6 +98,26 @@ def test_bad_keys_are_refused_with_what_to_do(alice_client, iterable, which, reg
     if which != "eu_server_side":
         assert "Server-side" in _error_text(response)  # says how to get the right key
     assert not Integration.objects.exists()
+
+
+@pytest.mark.parametrize(("key_status", "others_status"), [(401, 403), (403, 401)])
+def test_the_refusal_status_may_differ_per_key(alice_client, iterable, key_status, others_status):
+    iterable.configure(refusal_status=others_status)
+    iterable.add_key("ro-own-status-1234", "read_only", refusal_status=key_status)
+    iterable.add_key("mob-own-status-1234", "mobile", refusal_status=key_status)
+    assert "read-only key" in _error_text(_connect(alice_client, "ro-own-status-1234"))
+    assert "mobile key" in _error_text(_connect(alice_client, "mob-own-status-1234"))
+    assert iterable.users() == []  # the probes identify no user: nothing was written
+    assert not Integration.objects.exists()
+
+
+@pytest.mark.parametrize("refusal_status", [401, 403])
+def test_a_mobile_key_of_the_eu_is_told_apart_from_an_unknown_one(alice_client, iterable, refusal_status):
+    iterable.configure(refusal_status=refusal_status)
+    iterable.add_key("mob-eu-key-5678", "mobile", project_id=2, region="eu")
+    assert "mobile key" in _error_text(_connect(alice_client, "mob-eu-key-5678", region="auto", project_type="userId"))
+    response = _connect(alice_client, "mob-eu-key-5678", region="us", project_type="userId")
+    assert "belongs to a project in the EU" in _error_text(response)
 
 
 def test_auto_detect_finds_the_eu_data_center(alice_client, iterable):
@@ -124,7 +151,8 @@ def test_auto_detect_with_iterable_down_stores_nothing_and_says_so(alice_client,
         iterable.fault("/api/users/getFields", status=503 if failure == "5xx" else 429, times=20)
     response = _connect(alice_client, iterable.keys.server_side, region="auto")
     assert response.status_code == 400
-    assert "could not be reached" in _error_text(response) and "Nothing was saved" in _error_text(response)
+    said = "Iterable is busy, try again in" if failure == "429" else "could not be reached"
+    assert said in _error_text(response) and "Nothing was saved" in _error_text(response)
     assert not Integration.objects.exists()
 
 
@@ -179,6 +207,17 @@ def test_reverify_a_revoked_key_needs_attention(alice_client, iterable):
     assert integration.status == "needs_attention" and "revoked" in integration.error_message
     assert "Needs attention" in alice_client.get("/w/acme/integrations/").content.decode()
     assert "revoked" in response.content.decode()
+
+
+@pytest.mark.parametrize("refusal_status", [401, 403])
+def test_reverify_a_key_that_lost_its_write_rights_says_read_only(alice_client, iterable, refusal_status):
+    _connect(alice_client, iterable.keys.server_side)
+    iterable.configure(refusal_status=refusal_status)
+    iterable.add_key(iterable.keys.server_side, "read_only")  # changed in Iterable since it was connected
+    alice_client.post("/w/acme/integrations/iterable/reverify/")
+    integration = Integration.objects.get()
+    assert integration.status == "needs_attention" and integration.error_code == "read_only_key"
+    assert "read-only key" in integration.error_message and "revoked" not in integration.error_message
 
 
 def test_reverify_a_good_key(alice_client, iterable):

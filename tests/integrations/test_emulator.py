@@ -60,6 +60,38 @@ def test_key_types_have_their_rights(api, iterable, key_type, method, path, body
         assert response.json()["code"] == "Forbidden"
 
 
+@pytest.mark.parametrize("where", ["emulator", "key"])
+def test_a_refused_key_type_is_answered_401_or_403_as_set(api, iterable, where):
+    # Iterable's Swagger lists 401 "Invalid API key" for getFields, bulkUpdate and users/update and 403
+    # only for users/merge: the emulator answers a key type's refusal either way.
+    if where == "emulator":
+        iterable.configure(refusal_status=401)
+    else:
+        iterable.add_key(iterable.keys.read_only, "read_only", refusal_status=401)
+    refused = api("POST", "/api/users/bulkUpdate", key=iterable.keys.read_only, json={"users": []})
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "BadApiKey" and refused.json()["msg"] == "Invalid API key"
+    assert api("GET", "/api/users/getFields", key=iterable.keys.read_only).status_code == 200
+    other = api("GET", "/api/users/getFields", key=iterable.keys.mobile)
+    assert other.status_code == (401 if where == "emulator" else 403)
+
+
+def test_a_strict_rate_limit_has_no_burst(api, iterable):
+    # reference 2.3 names a leaky bucket and no burst: by default one second's worth, strictest none.
+    assert [api("GET", "/api/users/getFields").status_code for _ in range(3)] == [200, 200, 200]
+    iterable.configure(rate_burst=1)
+    assert [api("GET", "/api/users/getFields").status_code for _ in range(2)] == [200, 429]
+
+
+def test_arrivals_are_counted_whatever_the_answer(api, iterable):
+    iterable.fault("/api/lists", status=503, times=1)
+    api("GET", "/api/lists")
+    api("GET", "/api/lists", key="nope")
+    api("GET", "/api/lists")
+    stats = iterable.stats()
+    assert stats["arrived"]["/api/lists"] == 3 and stats["counts"]["/api/lists"] == 1
+
+
 def test_auth_errors_use_the_envelope(api, iterable):
     response = api("GET", "/api/users/getFields", key="nope")
     assert response.status_code == 401

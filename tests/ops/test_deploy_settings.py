@@ -50,7 +50,9 @@ def _settings_in_subprocess(env: dict[str, str]) -> dict:
         "'SECURE_COOKIES': s.SESSION_COOKIE_SECURE and s.CSRF_COOKIE_SECURE, 'HSTS': s.SECURE_HSTS_SECONDS,"
         "'SSL_REDIRECT': s.SECURE_SSL_REDIRECT, 'PROXY': s.SECURE_PROXY_SSL_HEADER, 'SECRET': s.SECRET_KEY,"
         "'STATIC': s.STORAGES['staticfiles']['BACKEND'], 'EMAIL': s.EMAIL_BACKEND,"
-        "'KEYS': s.FLOWSYNC_ENCRYPTION_KEYS, 'REDIRECT_EXEMPT': s.SECURE_REDIRECT_EXEMPT}))"
+        "'KEYS': s.FLOWSYNC_ENCRYPTION_KEYS, 'REDIRECT_EXEMPT': s.SECURE_REDIRECT_EXEMPT,"
+        "'PROXY_COUNT': s.FLOWSYNC_TRUSTED_PROXY_COUNT, 'BODY_CAP': s.REQUEST_MAX_BODY_BYTES,"
+        "'CAPTURE_CAP': s.CAPTURE_MAX_BODY_BYTES}))"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG"))}
     out = subprocess.run(
@@ -81,6 +83,60 @@ def test_compose_settings_are_read_by_the_app(service):
     assert values["KEYS"] == PROVIDED["FLOWSYNC_ENCRYPTION_KEYS"].split(",")
 
 
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+
+
+def _nginx_directives() -> list[tuple[str, str]]:
+    """(name, arguments) of every simple directive in deploy/nginx.conf, comments dropped."""
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text())
+    return [(m.group(1), " ".join(m.group(2).split())) for m in re.finditer(r"(?m)^\s*(\w+)\s+([^;{}]*);", text)]
+
+
+def _nginx_size(value: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kKmMgG]?)", value).groups()
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+def test_only_the_reverse_proxy_is_published_and_gunicorn_only_to_it():
+    services = COMPOSE["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy"}
+    assert sorted(services["proxy"]["ports"]) == ["443:443", "80:80"]
+    assert services["proxy"]["image"].startswith("nginx:")
+    assert [str(port) for port in services["web"]["expose"]] == ["8000"]  # gunicorn's bind in the Dockerfile
+    assert '--bind", "0.0.0.0:8000' in (ROOT / "Dockerfile").read_text()
+    volumes = [_interpolate(volume, PROVIDED).split(":") for volume in services["proxy"]["volumes"]]
+    mounts = {inside: outside for outside, inside, *_ in volumes}
+    assert mounts["/etc/nginx/conf.d/default.conf"] == "./deploy/nginx.conf" and NGINX_CONF.exists()
+    assert mounts["/etc/nginx/certs"] == "./deploy/certs"  # TLS_CERT_DIR's default, kept out of git
+    assert services["proxy"]["depends_on"]["web"]["condition"] == "service_healthy"
+
+
+def test_the_proxy_terminates_tls_and_forwards_what_the_app_reads():
+    directives = _nginx_directives()
+    values = dict(directives)
+    listens = [args for name, args in directives if name == "listen"]
+    assert "443 ssl default_server" in listens
+    assert values["ssl_certificate"].startswith("/etc/nginx/certs/")
+    assert values["ssl_certificate_key"].startswith("/etc/nginx/certs/")
+    assert values["proxy_pass"] == "http://flowsync_web" and values["server"] == "web:8000"
+    headers = {args.split(" ", 1)[0]: args.split(" ", 1)[1] for name, args in directives if name == "proxy_set_header"}
+    # It appends the address it saw (the app reads one entry from the right) and sets the scheme.
+    assert headers["X-Forwarded-For"] == "$proxy_add_x_forwarded_for"
+    assert headers["X-Forwarded-Proto"] == "$scheme"
+    assert headers["Host"] == "$host"
+
+
+def test_the_app_trusts_one_proxy_and_caps_bodies_as_the_proxy_does():
+    values = _settings_in_subprocess(_service_env("web", PROVIDED))
+    assert values["PROXY_COUNT"] == 1
+    nginx_cap = _nginx_size(dict(_nginx_directives())["client_max_body_size"])
+    # Equal: neither lets through what the other refuses. Above the capture limit, so a full
+    # 5 MB batch reaches the capture API and a body just over it gets the API's own answer.
+    assert values["BODY_CAP"] == nginx_cap
+    assert values["BODY_CAP"] > values["CAPTURE_CAP"]
+
+
 def test_compose_refuses_to_start_without_secrets():
     with pytest.raises(AssertionError, match="set SECRET_KEY"):
         _service_env("web", {"POSTGRES_PASSWORD": "pw"})
@@ -97,21 +153,78 @@ def test_compose_has_the_production_shape():
     assert services["postgres"]["environment"]["POSTGRES_DB"] == "flowsync"
 
 
+def _without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
 def test_development_defaults_need_no_server():
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    """What ./run starts with: DEBUG on, and nothing else set (no secrets, no servers)."""
+    clean = _without("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "FLOWSYNC_ENCRYPTION_KEYS")
     code = (
         "import json, django; django.setup(); from django.conf import settings as s;"
         "print(json.dumps([s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.SESSION_COOKIE_SECURE]))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
-        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "1"},
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert json.loads(out.stdout) == [False, "django.db.backends.sqlite3", "filesystem://", False]
+    assert json.loads(out.stdout) == [True, "django.db.backends.sqlite3", "filesystem://", False]
+
+
+def _start(command: list[str], **env: str) -> subprocess.CompletedProcess:
+    clean = _without("DEBUG", "SECRET_KEY", "FLOWSYNC_ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL")
+    return subprocess.run(
+        command,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+
+# What each process of the production shape loads first: gunicorn the WSGI module, the migrate
+# service manage.py, the Celery worker and beat the app's configuration.
+STARTS = {
+    "gunicorn": [sys.executable, "-c", "import config.wsgi"],
+    "manage.py": [sys.executable, "manage.py", "check"],
+    "celery": [sys.executable, "-c", "from config.celery import app; app.loader.import_default_modules()"],
+}
+GOOD_KEYS = PROVIDED["FLOWSYNC_ENCRYPTION_KEYS"]
+
+
+@pytest.mark.parametrize("process", STARTS)
+def test_with_debug_off_nothing_starts_on_the_development_secret_key(process):
+    out = _start(STARTS[process], FLOWSYNC_ENCRYPTION_KEYS=GOOD_KEYS)
+    assert out.returncode != 0
+    assert "Flowsync will not start: DEBUG is off, so this is a deployment; SECRET_KEY is not set" in out.stderr
+    from config.settings import DEVELOPMENT_SECRET_KEY
+
+    spelled_out = _start(STARTS[process], FLOWSYNC_ENCRYPTION_KEYS=GOOD_KEYS, SECRET_KEY=DEVELOPMENT_SECRET_KEY)
+    assert spelled_out.returncode != 0 and "the development key is refused" in spelled_out.stderr
+
+
+@pytest.mark.parametrize("process", STARTS)
+def test_with_debug_off_nothing_starts_without_encryption_keys(process):
+    out = _start(STARTS[process], SECRET_KEY="k" * 50)
+    assert out.returncode != 0
+    assert (
+        "FLOWSYNC_ENCRYPTION_KEYS is not set" in out.stderr
+        and "SECRET_KEY" not in out.stderr.split("Flowsync will")[-1]
+    )
+
+
+def test_with_both_secrets_a_deployment_starts_and_with_debug_on_it_needs_neither():
+    assert _start(STARTS["manage.py"], SECRET_KEY="k" * 50, FLOWSYNC_ENCRYPTION_KEYS=GOOD_KEYS).returncode == 0
+    assert _start(STARTS["manage.py"], DEBUG="1").returncode == 0
+
+
+def test_a_malformed_encryption_key_is_refused_even_in_development():
+    out = _start(STARTS["manage.py"], DEBUG="1", FLOWSYNC_ENCRYPTION_KEYS=f"{GOOD_KEYS.split(',')[0]},not-a-key")
+    assert out.returncode != 0 and "FLOWSYNC_ENCRYPTION_KEYS: key 2 is not a Fernet key" in out.stderr
 
 
 def test_a_typo_in_a_boolean_is_refused():

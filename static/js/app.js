@@ -1,0 +1,49 @@
+// Flowsync's one script. Pages carry data attributes, never inline JavaScript (the
+// Content-Security-Policy refuses it): whatever a page shows, the browser runs only this
+// file and htmx. Listeners sit on the document, so content htmx swaps in works the same.
+(function () {
+  "use strict";
+
+  // <form data-confirm="…">: ask first. The text is data, shown as it is: a member's email
+  // in it can never become code. (htmx forms use hx-confirm, which works the same way.)
+  document.addEventListener(
+    "submit",
+    function (event) {
+      var form = event.target;
+      if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-confirm")) return;
+      if (!window.confirm(form.getAttribute("data-confirm"))) {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+      }
+    },
+    true
+  );
+
+  document.addEventListener("change", function (event) {
+    var el = event.target;
+    if (!(el instanceof HTMLElement)) return;
+
+    // <select data-autosubmit>: a new value submits its form (a <noscript> button does it without JS).
+    if (el.matches("select[data-autosubmit]") && el.form) {
+      if (el.form.requestSubmit) el.form.requestSubmit();
+      else el.form.submit();
+      return;
+    }
+
+    // <select data-navigate>: go where the picked option's data-href says.
+    if (el.matches("select[data-navigate]")) {
+      var option = el.selectedOptions[0];
+      var href = option && option.getAttribute("data-href");
+      if (href) window.location.assign(href);
+      return;
+    }
+
+    // Field mapping: the "new field name" input shows only when "Create new field…" is picked.
+    if (el.classList.contains("target-select")) {
+      var input = el.parentElement.querySelector(".new-name");
+      if (!input) return;
+      input.hidden = el.value !== "__new__";
+      if (!input.hidden) input.focus();
+    }
+  });
+})();
