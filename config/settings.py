@@ -308,7 +308,12 @@ ITERABLE_CLIENT_PACING = env_bool("ITERABLE_CLIENT_PACING", True)
 SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 1000)  # users per bulkUpdate, as the others do (split if over 4 MB)
 SYNC_MAX_ATTEMPTS = env_int("SYNC_MAX_ATTEMPTS", 5)  # for retryable failures, across runs
 SYNC_RUN_TIMEOUT_SECONDS = env_int("SYNC_RUN_TIMEOUT_SECONDS", 600)  # no heartbeat for this long: abandoned
+# A run is a slice of at most this long: it then claims no more, and a follow-up run takes the rest.
+# Its lease (heartbeat) is not renewed past it either, so a run stuck for good is still reaped.
+SYNC_RUN_MAX_SECONDS = env_int("SYNC_RUN_MAX_SECONDS", 3600)
 SYNC_LOG_RETENTION_DAYS = env_int("SYNC_LOG_RETENTION_DAYS", 90)  # log rows go; run summaries stay
+# Tests only (lib/faults.py): crash or freeze a worker at a named point. Empty in every deployment.
+FAULT_INJECTION = env_str("FLOWSYNC_FAULT_INJECTION", "")
 # OAuth for Iterable: off unless a deployment has an authorization server (a broker or partner access).
 ITERABLE_OAUTH_AUTHORIZE_URL = env_str("ITERABLE_OAUTH_AUTHORIZE_URL", "")
 ITERABLE_OAUTH_TOKEN_URL = env_str("ITERABLE_OAUTH_TOKEN_URL", "")

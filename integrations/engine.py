@@ -5,6 +5,13 @@ delivered, skipped or failed with a reason, or goes back to pending; rows are
 claimed with SELECT ... FOR UPDATE SKIP LOCKED so two workers never send the
 same row in one pass; a batch refused whole for one record is split until the
 record is isolated; an auth failure stops the run and keeps the rows pending.
+
+Runs are fenced (guarantee 10, integrations/lease.py): a claim, a batch's outcomes and the
+finish each move the run's heartbeat WHERE it is still running, in their transaction (rolled
+back when it matched nothing), and outbox rows are changed only WHERE they are still this run's
+and in flight. A run the
+reaper closed gets LeaseLost at its next claim, send or write, and stops. A batch's outcomes
+(outbox rows, log rows, the run's counts) commit together or not at all (guarantee 11).
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, connections, transaction
-from django.db.models import F
+from django.db import DatabaseError, connection, connections, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from field_mapping.coercion import leaf_paths, set_path
@@ -35,8 +42,10 @@ from integrations.destinations.base import (
     RecordResult,
     TypeMismatchError,
 )
+from integrations.lease import Lease, LeaseLost, lease_renew
 from integrations.models import Integration, OutboxItem
 from integrations.services import integration_mark_needs_attention
+from lib.faults import fault_point
 from sync_logs.models import SyncRecord, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -83,6 +92,9 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
     ``after_id`` lets a run walk the queue forward: the index entries of rows it
     has claimed stay behind until vacuum, and starting every claim from the
     lowest id would step over all of them again (quadratic in a big backlog).
+
+    Fenced: raises LeaseLost, claiming nothing (rolled back), when the run is no longer running:
+    a claim never leaves rows in flight under a run the reaper closed.
     """
     now = timezone.now()
     if connection.vendor == "postgresql":
@@ -98,6 +110,7 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, after_id, now, size])
             rows = cursor.fetchall()
+            _fence(run)
         return sorted(
             (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4], r[5]) for r in rows),
             key=lambda c: c.id,
@@ -113,16 +126,26 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
             OutboxItem.objects.filter(id__in=[r[0] for r in claimed]).update(
                 status=Status.IN_FLIGHT, run=run, claimed_at=now
             )
+        _fence(run)
     found = Contact.objects.filter(id__in=[r[1] for r in claimed]).values_list("id", "data", "flow_id")
     by_id = {cid: (data, flow_id) for cid, data, flow_id in found}
     return [Claimed(r[0], r[1], r[2], *by_id.get(r[1], ({}, 0)), sent_before=r[3]) for r in claimed]
 
 
-def release(items: list[Claimed]) -> None:
-    """Give claimed rows back, as they were: no attempt is counted."""
-    OutboxItem.objects.filter(id__in=[i.id for i in items], status=Status.IN_FLIGHT).update(
-        status=Status.PENDING, run=None, claimed_at=None
-    )
+def _fence(run: SyncRun, **changes: Any) -> None:
+    """The end of a transaction of the run: move its heartbeat (and apply ``changes``), or raise
+    LeaseLost so that the transaction rolls back."""
+    if not lease_renew(run.pk, **changes):
+        raise LeaseLost(f"sync run {run.pk} is no longer running")
+
+
+def release(items: list[Claimed], *, run: SyncRun, sent: bool = False) -> None:
+    """Give this run's claimed rows back: no attempt is counted. ``sent``: they may have reached the
+    destination already (a run stopped in the middle), so the newer-values check applies to them."""
+    changes: dict[str, Any] = {"status": Status.PENDING, "run": None, "claimed_at": None}
+    if sent:
+        changes["sent_before"] = True
+    OutboxItem.objects.filter(id__in=[i.id for i in items], run_id=run.pk, status=Status.IN_FLIGHT).update(**changes)
 
 
 # --- Pushing ---------------------------------------------------------------------------------
@@ -237,9 +260,17 @@ def record_batch(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outc
 
 
 def decide_batch(
-    *, integration: Integration, destination: Destination, plan: MappingPlan, items: list[Claimed]
+    *,
+    integration: Integration,
+    destination: Destination,
+    plan: MappingPlan,
+    items: list[Claimed],
+    lease: Lease | None = None,
 ) -> tuple[dict[int, Outcome], list[Claimed]]:
-    """The destination half of a batch: build, look up, push. Returns the outcomes and the rows deferred."""
+    """The destination half of a batch: build, look up, push. Returns the outcomes and the rows deferred.
+
+    With a ``lease``, raises LeaseLost instead of sending when the run lost it (checked in the
+    database before the lookups and before the push, and by the keeper's flag before the extras)."""
     outcomes: dict[int, Outcome] = {}
     sendable: list[tuple[Claimed, BuiltRecord]] = []
     for item in items:
@@ -254,6 +285,10 @@ def decide_batch(
     sendable, superseded = _without_newer_values(integration=integration, pairs=sendable)
     for item, built in superseded:
         outcomes[item.id] = Outcome("skipped", "superseded", SUPERSEDED_MESSAGE, identifier=built.identifier)
+    if sendable:
+        fault_point("sync.before_push")  # tests freeze a worker here (tests/sync/test_worker_sync.py)
+        if lease is not None:
+            lease.hold()
     try:
         if sendable and not integration.overwrite_existing:
             found = destination.find_existing([b.payload for _, b in sendable])
@@ -266,6 +301,8 @@ def decide_batch(
                         identifier=built.identifier,
                     )
             sendable = [pair for pair, exists in zip(sendable, found, strict=True) if not exists]
+            if sendable and lease is not None:
+                lease.hold()  # the lookups take a while (one call per record)
         results = (
             push_isolating(destination, [b.payload for _, b in sendable], create_new_fields=plan.create_new_fields)
             if sendable
@@ -289,7 +326,7 @@ def decide_batch(
     # A superseded row's person is in Iterable already: its submission still gets its list and event.
     delivered += superseded
     if delivered and (integration.list_id or integration.event_name):
-        _extras(integration=integration, destination=destination, delivered=delivered, outcomes=outcomes)
+        _extras(integration=integration, destination=destination, delivered=delivered, outcomes=outcomes, lease=lease)
     return outcomes, deferred
 
 
@@ -299,6 +336,7 @@ def _extras(
     destination: Destination,
     delivered: list[tuple[Claimed, BuiltRecord]],
     outcomes: dict[int, Outcome],
+    lease: Lease | None = None,
 ) -> None:
     """The optional list subscription and event per delivered contact.
 
@@ -306,8 +344,12 @@ def _extras(
     noted on the record, which stays delivered. A step that may pass later (an outage, an answer
     not understood) fails the record retryably: the contact goes again, push, list and event
     (an upsert, an idempotent subscription; a contact whose subscription failed gets no event now).
+    Each event carries a stable id (``event_id``), so a contact sent again (a retry, a reaped run's
+    rows) updates its event in Iterable instead of adding a second one.
     """
+    check = lease.check if lease is not None else lambda: None
     if integration.list_id:
+        check()
         try:
             subscribed = destination.subscribe(integration.list_id, [b.payload for _, b in delivered])
         except (AuthError, ForbiddenError):
@@ -322,11 +364,13 @@ def _extras(
     if integration.event_name:
         flows = dict(ConversionFlow.objects.filter(id__in={i.flow_id for i, _ in delivered}).values_list("id", "name"))
         for item, built in delivered:
+            check()
             try:
                 destination.track(
                     integration.event_name,
                     built.payload,
                     {"flowName": flows.get(item.flow_id, ""), "flowsyncContactId": item.contact_id},
+                    event_id=event_id(integration.pk, item.contact_id),
                 )
             except (AuthError, ForbiddenError):
                 raise
@@ -344,20 +388,30 @@ def _extra_failed(outcome: Outcome, step: str, result: RecordResult) -> None:
     outcome.message = f"{outcome.message} {note}" if outcome.message else note
 
 
+def event_id(integration_id: int, contact_id: int) -> str:
+    """The id of a contact's event in the destination: the same every time this integration sends it."""
+    return f"flowsync-{integration_id}-{contact_id}"
+
+
 def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome]) -> None:
     """Write the outcome of each row: the outbox row, one log row per contact, the run's counts.
+
+    One transaction, fenced: all of it commits or none (a worker killed half-way, a database
+    error in the COPY), so a contact marked delivered always has its log row and its count.
+    Outbox rows change only WHERE they are still this run's and in flight (a row no longer held,
+    its contact deleted meanwhile, gets no log row and no count); the run's counts go last, with
+    its heartbeat, WHERE it is still running: when the reaper closed it, LeaseLost and nothing
+    of the batch is written.
 
     Outbox rows are updated per group of identical changes, not per row: a batch that failed
     whole (an outage) is one UPDATE, not a thousand.
     """
     now = timezone.now()
     max_attempts = settings.SYNC_MAX_ATTEMPTS
-    log_rows: list[tuple] = []
-    counts = {"delivered": 0, "skipped": 0, "failed": 0}
+    log_rows: dict[int, tuple] = {}  # outbox id -> its log row
     groups: dict[tuple, list[int]] = {}  # (status, attempts or None, code, stored message) -> outbox ids
     for item in items:
         outcome = outcomes[item.id]
-        counts[outcome.status] += 1
         message = outcome.message
         if outcome.status == "failed":
             attempts = item.attempts + 1
@@ -371,43 +425,48 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
         else:
             key = (Status.DELIVERED if outcome.status == "delivered" else Status.SKIPPED, None, "", "")
         groups.setdefault(key, []).append(item.id)
-        log_rows.append(
-            (
-                run.pk,
-                item.contact_id,
-                outcome.identifier[:254],
-                outcome.status,
-                outcome.code[:50],
-                message,
-                outcome.retryable,
-                outcome.payload,
-                now,
-            )
+        log_rows[item.id] = (
+            run.pk,
+            item.contact_id,
+            outcome.identifier[:254],
+            outcome.status,
+            outcome.code[:50],
+            message,
+            outcome.retryable,
+            outcome.payload,
+            now,
         )
-    for (status, attempts, code, stored), ids in groups.items():
-        changes: dict[str, Any] = {"status": status, "error_code": code, "error_message": stored}
-        if attempts is not None:
-            changes["attempts"] = attempts
-        if status == Status.PENDING:  # back in the queue, due after the backoff for this attempt
-            changes.update(
-                next_attempt_at=now + RETRY_DELAYS[min(attempts - 1, len(RETRY_DELAYS) - 1)],
-                run_id=None,
-                claimed_at=None,
-                sent_before=True,
-            )
-        update_outbox(ids, changes, count_attempt=attempts is None)
-    write_log_rows(log_rows)
-    SyncRun.objects.filter(pk=run.pk).update(
-        total=F("total") + len(items),
-        delivered=F("delivered") + counts["delivered"],
-        skipped=F("skipped") + counts["skipped"],
-        failed=F("failed") + counts["failed"],
-        heartbeat_at=now,
-    )
+    with transaction.atomic():
+        held: list[int] = []
+        for (status, attempts, code, stored), ids in groups.items():
+            changes: dict[str, Any] = {"status": status, "error_code": code, "error_message": stored}
+            if attempts is not None:
+                changes["attempts"] = attempts
+            if status == Status.PENDING:  # back in the queue, due after the backoff for this attempt
+                changes.update(
+                    next_attempt_at=now + RETRY_DELAYS[min(attempts - 1, len(RETRY_DELAYS) - 1)],
+                    run_id=None,
+                    claimed_at=None,
+                    sent_before=True,
+                )
+            held += update_outbox(ids, changes, run_id=run.pk, count_attempt=attempts is None)
+        fault_point("sync.before_log_rows")  # tests kill a worker here (tests/sync/test_worker_sync.py)
+        write_log_rows([log_rows[outbox_id] for outbox_id in sorted(held)])
+        counts = {"delivered": 0, "skipped": 0, "failed": 0}
+        for outbox_id in held:
+            counts[outcomes[outbox_id].status] += 1
+        _fence(
+            run,
+            total=F("total") + len(held),
+            delivered=F("delivered") + counts["delivered"],
+            skipped=F("skipped") + counts["skipped"],
+            failed=F("failed") + counts["failed"],
+        )
 
 
-def update_outbox(ids: list[int], changes: dict[str, Any], *, count_attempt: bool = False) -> None:
-    """Apply ``changes`` (column -> value) to the outbox rows ``ids`` in one UPDATE.
+def update_outbox(ids: list[int], changes: dict[str, Any], *, run_id: int, count_attempt: bool = False) -> list[int]:
+    """Apply ``changes`` (column -> value) to those of the outbox rows ``ids`` that run ``run_id``
+    still holds in flight, in one UPDATE. Returns the ids it changed.
 
     On PostgreSQL the ids go as one array parameter: an IN list of a thousand
     placeholders costs the worker more to compile and bind than the update costs
@@ -416,14 +475,20 @@ def update_outbox(ids: list[int], changes: dict[str, Any], *, count_attempt: boo
     if connection.vendor != "postgresql":
         if count_attempt:
             changes = {**changes, "attempts": F("attempts") + 1}
-        OutboxItem.objects.filter(id__in=ids).update(**changes)
-        return
+        held = OutboxItem.objects.filter(id__in=ids, run_id=run_id, status=Status.IN_FLIGHT)
+        changed = list(held.values_list("id", flat=True))
+        OutboxItem.objects.filter(id__in=changed).update(**changes)
+        return changed
     assignments = [f"{column} = %s" for column in changes]
     if count_attempt:
         assignments.append("attempts = attempts + 1")
-    sql = f"UPDATE {OutboxItem._meta.db_table} SET {', '.join(assignments)} WHERE id = ANY(%s)"  # noqa: S608
+    sql = (
+        f"UPDATE {OutboxItem._meta.db_table} SET {', '.join(assignments)} "  # noqa: S608 - columns from the code
+        f"WHERE id = ANY(%s) AND run_id = %s AND status = %s RETURNING id"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*changes.values(), ids])
+        cursor.execute(sql, [*changes.values(), ids, run_id, Status.IN_FLIGHT])
+        return [row[0] for row in cursor.fetchall()]
 
 
 _LOG_COLUMNS = (
@@ -473,6 +538,8 @@ def _start(run_id: int) -> SyncRun | None:
 
 
 def _finish(run: SyncRun, *, error: str = "", forced_status: str | None = None) -> SyncRun:
+    """Close the run with its status, only while it is still running: a run the reaper closed stays
+    abandoned (LeaseLost), however its worker's last batches went."""
     run.refresh_from_db()
     if forced_status:
         status = forced_status
@@ -482,18 +549,27 @@ def _finish(run: SyncRun, *, error: str = "", forced_status: str | None = None) 
         status = SyncRun.Status.PARTIAL
     else:
         status = SyncRun.Status.FAILED
-    run.status, run.finished_at = status, timezone.now()
+    finished_at, summary = timezone.now(), run.error_summary
     if error:
-        run.error_summary = error
+        summary = error
     elif run.failed:
         codes = SyncRecord.objects.filter(run=run, status="failed").values_list("error_code", flat=True).distinct()[:5]
-        run.error_summary = f"{run.failed} record(s) failed ({', '.join(c for c in codes if c)})."
-    run.save(update_fields=["status", "finished_at", "error_summary"])
+        summary = f"{run.failed} record(s) failed ({', '.join(c for c in codes if c)})."
+    closed = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
+        status=status, finished_at=finished_at, error_summary=summary
+    )
+    if not closed:
+        raise LeaseLost(f"sync run {run.pk} was closed by the reaper before it finished")
+    run.status, run.finished_at, run.error_summary = status, finished_at, summary
     return run
 
 
-def _run_batches(*, run: SyncRun, integration: Integration, destination: Destination, plan: MappingPlan) -> None:
-    """Claim and push batch after batch until none is left.
+def _run_batches(
+    *, run: SyncRun, integration: Integration, destination: Destination, plan: MappingPlan, lease: Lease
+) -> bool:
+    """Claim and push batch after batch until none is left, or the run has had its time.
+
+    Returns True when it stopped for time (SYNC_RUN_MAX_SECONDS) rather than for want of rows.
 
     Pipelined: while batch k's outcomes are written (a thread with its own database
     connection), batch k+1 is claimed and pushed. Pushes stay one at a time and in
@@ -504,15 +580,22 @@ def _run_batches(*, run: SyncRun, integration: Integration, destination: Destina
     pipelined = not connection.in_atomic_block
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-record") if pipelined else None
     previous: Future | None = None
+    out_of_time = False
     try:
         after_id = 0
+        batches = 0
         while True:
+            if batches and lease.overdue:
+                out_of_time = True  # at least one batch per run, however short SYNC_RUN_MAX_SECONDS is
+                break
+            lease.check()
             items = claim_batch(run=run, size=batch_size, after_id=after_id)
             if not items:
                 if after_id == 0:
                     break
                 after_id = 0  # one pass from the start for rows that came back behind us (reaped, requeued)
                 continue
+            batches += 1
             after_id = items[-1].id
             if previous is not None and any(item.sent_before for item in items):
                 # A row sent before is checked against what was delivered since (_without_newer_values):
@@ -520,15 +603,15 @@ def _run_batches(*, run: SyncRun, integration: Integration, destination: Destina
                 previous.result()
             try:
                 outcomes, deferred = decide_batch(
-                    integration=integration, destination=destination, plan=plan, items=items
+                    integration=integration, destination=destination, plan=plan, items=items, lease=lease
                 )
             except (AuthError, ForbiddenError) as exc:
-                release(items)
+                release(items, run=run, sent=True)  # part of the batch may have gone before the refusal
                 raise StopRun(exc.message) from exc
             # Held-back duplicates go back before the next claim, not with the outcomes: the next
             # batch then takes them (lowest ids first) ahead of any later row of the same person,
             # so one person's data reaches the destination in the order it was captured.
-            release(deferred)
+            release(deferred, run=run)
             if deferred:
                 after_id = min(after_id, min(i.id for i in deferred) - 1)
             if recorder is None:
@@ -545,13 +628,31 @@ def _run_batches(*, run: SyncRun, integration: Integration, destination: Destina
                 previous.exception()  # let the write in progress finish before anything else happens
             recorder.submit(connections.close_all).result()  # the thread's own connection
             recorder.shutdown(wait=True)
+    return out_of_time
 
 
 def run_sync(run_id: int) -> SyncRun | None:
-    """Carry out a queued run to the end. Safe to call twice: only a queued run starts."""
+    """Carry out a queued run to the end. Safe to call twice: only a queued run starts.
+
+    Returns None when there was nothing to start, or when the run lost its lease on the way (the
+    reaper closed it and alerted; it wrote nothing after that).
+    """
     run = _start(run_id)
     if run is None:
         return None
+    lease = Lease(run)
+    if not connection.in_atomic_block:  # the keeper's own connection could not see an uncommitted run
+        lease.keep()
+    try:
+        return _carry_out(run, lease)
+    except LeaseLost as exc:
+        logger.warning("Sync run %s lost its lease and stops (%s); the next run takes its contacts", run.pk, exc)
+        return None
+    finally:
+        lease.release()
+
+
+def _carry_out(run: SyncRun, lease: Lease) -> SyncRun:
     integration = run.integration
     if not integration.is_connected:
         return _finish(run, error="The integration is not connected.", forced_status=SyncRun.Status.FAILED)
@@ -569,7 +670,9 @@ def run_sync(run_id: int) -> SyncRun | None:
         )
     destination = destination_for(integration)
     try:
-        _run_batches(run=run, integration=integration, destination=destination, plan=plan)
+        out_of_time = _run_batches(run=run, integration=integration, destination=destination, plan=plan, lease=lease)
+    except LeaseLost:
+        raise
     except StopRun as exc:
         integration_mark_needs_attention(
             integration=integration,
@@ -580,33 +683,70 @@ def run_sync(run_id: int) -> SyncRun | None:
         return _finish(run, error=f"Stopped: {exc}", forced_status=SyncRun.Status.FAILED)
     except Exception as exc:
         logger.exception("Sync run %s crashed", run.pk)
+        # Fenced like every write of the run; sent before: the crash may have come after a push.
         OutboxItem.objects.filter(run=run, status=Status.IN_FLIGHT).update(
-            status=Status.PENDING, run=None, claimed_at=None
+            status=Status.PENDING, run=None, claimed_at=None, sent_before=True
         )
         return _finish(
             run,
             error=f"Internal error: {type(exc).__name__}. Queued contacts were kept.",
             forced_status=SyncRun.Status.FAILED,
         )
-    return _finish(run)
+    finished = _finish(run)
+    if out_of_time:
+        _follow_up(finished)
+    return finished
+
+
+def _follow_up(run: SyncRun) -> None:
+    """A run that stopped for time leaves its due rows to a new run, queued at once (a fresh lease)."""
+    from integrations.sync import SyncNotStarted, sync_now
+
+    due = OutboxItem.objects.filter(
+        integration_id=run.integration_id, status=Status.PENDING, next_attempt_at__lte=timezone.now()
+    )
+    if not due.exists():
+        return
+    try:
+        sync_now(integration=run.integration, trigger=run.trigger)
+    except SyncNotStarted as exc:
+        logger.info("Sync run %s: no follow-up run (%s)", run.pk, exc.message)
 
 
 def runs_reap(*, timeout: timedelta | None = None) -> int:
-    """Close runs whose worker died (no heartbeat within ``timeout``) as abandoned; their rows go back to pending."""
+    """Close runs whose worker stopped answering (no heartbeat within ``timeout``; queued and never
+    started within it) as abandoned; their in-flight rows go back to pending, marked sent before
+    (the run may have pushed them: the newer-values check must apply when they go again).
+    Returns how many runs it closed."""
     timeout = timedelta(seconds=settings.SYNC_RUN_TIMEOUT_SECONDS) if timeout is None else timeout
     cutoff = timezone.now() - timeout
-    stale = list(
-        SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("id", flat=True)
-    ) + list(SyncRun.objects.filter(status=SyncRun.Status.QUEUED, created_at__lt=cutoff).values_list("id", flat=True))
-    for run_id in stale:
+    stale = Q(status=SyncRun.Status.RUNNING, heartbeat_at__lt=cutoff) | Q(
+        status=SyncRun.Status.QUEUED, created_at__lt=cutoff
+    )
+    reaped = 0
+    for run_id in list(SyncRun.objects.filter(stale).values_list("id", flat=True)):
         with transaction.atomic():
-            updated = SyncRun.objects.filter(pk=run_id, status__in=SyncRun.ACTIVE).update(
+            # Locked and checked again: a heartbeat that moved since the list was read wins. SKIP LOCKED
+            # and NOWAIT: a run whose row or in-flight rows are locked is committing a claim or a batch
+            # this very moment. The reaper never waits for it (it would wait behind a frozen process, or
+            # deadlock with the batch's fence); the next tick looks again.
+            if not SyncRun.objects.select_for_update(skip_locked=True).filter(stale, pk=run_id).values_list("id"):
+                continue
+            try:
+                with transaction.atomic():
+                    rows = OutboxItem.objects.select_for_update(nowait=True).filter(
+                        run_id=run_id, status=Status.IN_FLIGHT
+                    )
+                    in_flight = list(rows.values_list("id", flat=True))
+            except DatabaseError:
+                continue
+            SyncRun.objects.filter(pk=run_id).update(
                 status=SyncRun.Status.ABANDONED,
                 finished_at=timezone.now(),
                 error_summary="The worker stopped answering; its contacts went back to the queue.",
             )
-            if updated:
-                OutboxItem.objects.filter(run_id=run_id, status=Status.IN_FLIGHT).update(
-                    status=Status.PENDING, run=None, claimed_at=None
-                )
-    return len(stale)
+            OutboxItem.objects.filter(id__in=in_flight).update(
+                status=Status.PENDING, run=None, claimed_at=None, sent_before=True
+            )
+            reaped += 1
+    return reaped

@@ -227,6 +227,12 @@ class WorkerProcess:
         os.killpg(os.getpgid(self.process.pid), signal.SIGKILL)
         self.process.wait(10)
 
+    def resume(self) -> None:
+        """SIGCONT the worker and its pool: wakes a process that a fault froze (lib/faults.py "stop")."""
+        import signal
+
+        os.killpg(os.getpgid(self.process.pid), signal.SIGCONT)
+
     def stop(self, timeout: float = 30) -> None:
         import signal
         import subprocess

@@ -399,8 +399,17 @@ class Handler(BaseHTTPRequestHandler):
     def r_track(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
         if not body.get("email") and not body.get("userId"):
             return 400, envelope("BadParams", "email or userId is required")
-        project.events.append(copy.deepcopy(body))
-        return 200, envelope("Success", "Event tracked", {"id": secrets.token_hex(12)})
+        event = copy.deepcopy(body)
+        # Swagger's TrackRequest.id: "If an event exists with that id, the event will be updated. If none
+        # is specified, a new id will automatically be generated and returned."
+        event["id"] = str(event.get("id") or secrets.token_hex(12))
+        same = project.event_positions.get(event["id"])
+        if same is None:
+            project.event_positions[event["id"]] = len(project.events)
+            project.events.append(event)
+        else:
+            project.events[same] = event
+        return 200, envelope("Success", "Event tracked", {"id": event["id"]})
 
     def r_accept(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
         return 200, envelope("Success", "")

@@ -107,6 +107,7 @@ class Project:
     by_user_id: dict[str, int] = field(default_factory=dict)
     lists: dict[int, dict] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
+    event_positions: dict[str, int] = field(default_factory=dict)  # event id -> its index in events
     next_user: int = 1
 
     def __post_init__(self) -> None:

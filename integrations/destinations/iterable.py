@@ -597,12 +597,16 @@ class IterableDestination:
         )
         return self._bulk_results("lists/subscribe", response, records)
 
-    def track(self, event_name: str, record: dict[str, Any], data_fields: dict[str, Any]) -> None:
-        """One custom event for the record's user (POST /api/events/track)."""
+    def track(
+        self, event_name: str, record: dict[str, Any], data_fields: dict[str, Any], *, event_id: str = ""
+    ) -> None:
+        """One custom event for the record's user (POST /api/events/track). With ``event_id`` (at most
+        512 bytes, reference 6.4) a repeat updates that event instead of adding another."""
         body = {
             "eventName": event_name,
             "dataFields": data_fields,
             **{k: record[k] for k in ("email", "userId") if record.get(k)},
+            **({"id": event_id} if event_id else {}),
         }
         response = self.client.request("POST", "/api/events/track", json=body)
         answers.check_envelope(what="events/track", status=response.status, body=response.body)

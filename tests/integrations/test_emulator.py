@@ -223,6 +223,18 @@ def test_lists_and_events(api, iterable):
     assert iterable.events()[0]["eventName"] == "formSubmitted"
 
 
+def test_an_event_with_a_known_id_is_updated_not_added(api, iterable):
+    """Swagger, TrackRequest.id: "If an event exists with that id, the event will be updated. If none is
+    specified, a new id will automatically be generated and returned." """
+    first = {"eventName": "formSubmitted", "email": "a@b.co", "id": "flowsync-1-7", "dataFields": {"n": 1}}
+    assert api("POST", "/api/events/track", json=first).json()["params"] == {"id": "flowsync-1-7"}
+    api("POST", "/api/events/track", json={**first, "dataFields": {"n": 2}})
+    generated = api("POST", "/api/events/track", json={"eventName": "formSubmitted", "email": "a@b.co"})
+    events = iterable.events()
+    assert [(e["id"], e.get("dataFields")) for e in events[:1]] == [("flowsync-1-7", {"n": 2})]
+    assert len(events) == 2 and events[1]["id"] == generated.json()["params"]["id"] != "flowsync-1-7"
+
+
 def test_latency_and_fault_knobs(api, iterable):
     iterable.configure(latency_ms=300)
     started = time.monotonic()

@@ -6,6 +6,7 @@ from field_mapping.services import RowChoice, mapping_save
 from flows.models import FieldType
 from flows.services import contact_capture
 from integrations.services import ConnectRequest, integration_connect_api_key
+from sync_logs.models import SyncRecord
 from tests.factories import make_flow
 
 
@@ -56,3 +57,11 @@ def capture(flow):
         ]
 
     return make
+
+
+def delivered_log_rows_per_contact() -> dict[int, int]:
+    """How many "delivered" log rows each contact has, across runs."""
+    counts: dict[int, int] = {}
+    for contact_id in SyncRecord.objects.filter(status="delivered").values_list("contact_id", flat=True):
+        counts[contact_id] = counts.get(contact_id, 0) + 1
+    return counts

@@ -253,11 +253,13 @@ def test_pause_keeps_capturing_and_resume_drains(integration, capture, alice):
 def test_abandoned_runs_give_their_records_back(integration, capture):
     capture(3)
     run = sync_now(integration=integration)
-    SyncRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=timezone.now() - timedelta(hours=1))
-    engine.claim_batch(run=run, size=10)
+    SyncRun.objects.filter(pk=run.pk).update(status="running")
+    engine.claim_batch(run=run, size=10)  # the claim moves the heartbeat; then the worker dies
+    SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert _statuses() == {"in_flight": 3}
     assert engine.runs_reap() == 1
     assert SyncRun.objects.get(pk=run.pk).status == "abandoned" and _statuses() == {"pending": 3}
+    assert set(OutboxItem.objects.values_list("sent_before", flat=True)) == {True}  # they may have gone
     assert _run(integration).delivered == 3
 
 

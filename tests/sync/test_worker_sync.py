@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from integrations import engine
 from integrations.models import OutboxItem
-from integrations.sync import sync_now
+from integrations.sync import SyncNotStarted, sync_now
 from integrations.tasks import integrations_enqueue_due_task
 from sync_logs.models import SyncRecord, SyncRun
 from tests.conftest import wait_for
+from tests.sync.conftest import delivered_log_rows_per_contact
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -45,29 +50,126 @@ def test_a_scheduled_run_delivers_every_contact_as_mapped(integration, capture, 
     assert integration.next_run_at > timezone.now() + timedelta(minutes=14)
 
 
-def test_a_worker_killed_mid_run_loses_nothing(integration, capture, iterable, start_worker, settings):
-    iterable.configure(latency_ms=250)  # every call takes a while: time to kill the worker in the middle
-    capture(30)
-    first = start_worker(extra_env=_worker_env(iterable, SYNC_BATCH_SIZE=4))
+def _fault_pid(worker, action: str) -> int:
+    """Wait until the worker's pool process has reached its planned fault (lib/faults.py); its pid."""
+    line = wait_for(
+        lambda: next((ln for ln in worker.log().splitlines() if f"fault injection: {action}" in ln), None),
+        timeout=60,
+        message=f"the worker to {action} itself",
+    )
+    return int(re.search(r"pid (\d+)", line).group(1))
+
+
+def _process_state(pid: int) -> str:
+    """R, S, T (stopped), Z (zombie), or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def test_a_worker_killed_inside_a_batch_write_loses_nothing(integration, capture, iterable, start_worker, settings):
+    """SIGKILL between the outbox update and the log rows' COPY of the 3rd batch: that batch's outcomes
+    are written all or nothing, so every contact marked delivered has its log row and its count."""
+    contacts = capture(30)
+    first = start_worker(
+        extra_env=_worker_env(iterable, SYNC_BATCH_SIZE=4, FLOWSYNC_FAULT_INJECTION="sync.before_log_rows=kill@3")
+    )
     settings.CELERY_TASK_DEFAULT_QUEUE = first.queue
     run = sync_now(integration=integration)
-    wait_for(lambda: SyncRun.objects.get(pk=run.pk).delivered >= 4, timeout=60, message="some progress")
+    pid = _fault_pid(first, "kill")
+    wait_for(lambda: _process_state(pid) in ("gone", "Z"), message="the pool process to die")
     first.kill()
     run.refresh_from_db()
-    assert run.status == "running" and run.delivered < 30  # it died in the middle
+    assert run.status == "running" and run.delivered == 8  # two batches written, the third not at all
+    delivered = set(OutboxItem.objects.filter(status="delivered").values_list("contact_id", flat=True))
+    assert delivered == set(delivered_log_rows_per_contact())  # nothing delivered without its log row
 
     assert engine.runs_reap(timeout=timedelta(0)) == 1  # the beat's reaper, without waiting for its timeout
     run.refresh_from_db()
     assert run.status == "abandoned"
     assert not OutboxItem.objects.filter(status="in_flight").exists()
 
-    iterable.configure(latency_ms=0)
     second = start_worker(extra_env=_worker_env(iterable))
     settings.CELERY_TASK_DEFAULT_QUEUE = second.queue
     again = sync_now(integration=integration)
     wait_for(lambda: SyncRun.objects.get(pk=again.pk).status == "succeeded", timeout=60, message="the second run")
     assert OutboxItem.objects.filter(status="delivered").count() == 30
-    assert len(iterable.users()) == 30  # every contact arrived (some maybe twice: upserts make it harmless)
+    assert len(iterable.users()) == 30  # every contact arrived (some twice: upserts make it harmless)
+    # ... and each has exactly one log row saying so, counted once across the two runs.
+    assert delivered_log_rows_per_contact() == {c.pk: 1 for c in contacts}
+    again.refresh_from_db()
+    assert run.delivered + again.delivered == 30
+
+
+def test_a_worker_stalled_in_a_call_longer_than_the_timeout_keeps_its_run(
+    integration, capture, iterable, start_worker, settings
+):
+    """Each call outlasts SYNC_RUN_TIMEOUT_SECONDS: the lease keeper moves the heartbeat meanwhile, so
+    the reaper leaves the run alone and a second Sync Now starts nothing beside it."""
+    settings.SYNC_RUN_TIMEOUT_SECONDS = 2  # the reaper's, in this process
+    iterable.configure(latency_ms=3000)
+    contacts = capture(4)
+    worker = start_worker(extra_env=_worker_env(iterable, SYNC_BATCH_SIZE=2, SYNC_RUN_TIMEOUT_SECONDS=2))
+    settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
+    run = sync_now(integration=integration)
+    wait_for(lambda: SyncRun.objects.get(pk=run.pk).status == "running", timeout=60, message="the run to start")
+    started, second_tried = SyncRun.objects.get(pk=run.pk).started_at, False
+    while SyncRun.objects.get(pk=run.pk).is_active:
+        assert engine.runs_reap() == 0
+        # Once past the timeout (the run has three 3-second calls to make: getFields and two pushes):
+        if not second_tried and timezone.now() - started > timedelta(seconds=3):
+            with pytest.raises(SyncNotStarted, match="already running"):
+                sync_now(integration=integration)
+            second_tried = True
+        time.sleep(0.2)
+    assert second_tried
+    run.refresh_from_db()
+    assert (run.status, run.delivered) == ("succeeded", 4)
+    assert delivered_log_rows_per_contact() == {c.pk: 1 for c in contacts}
+
+
+def test_a_frozen_worker_that_lost_its_run_stops_and_writes_nothing(
+    integration, flow, iterable, start_worker, settings
+):
+    """The worker freezes (SIGSTOP, as a paused VM) with an older capture claimed and not yet sent; the
+    reaper closes its run; a second run delivers that capture and a newer one of the same person. Woken,
+    the stale worker must not send the older values again, log anything or reopen its run."""
+    from flows.services import contact_capture
+
+    settings.SYNC_RUN_TIMEOUT_SECONDS = 2
+    older = contact_capture(flow=flow, raw={"email": "pat@example.com", "first_name": "Old"})
+    other = contact_capture(flow=flow, raw={"email": "quinn@example.com", "first_name": "Quinn"})
+    stale = start_worker(
+        extra_env=_worker_env(iterable, SYNC_RUN_TIMEOUT_SECONDS=2, FLOWSYNC_FAULT_INJECTION="sync.before_push=stop")
+    )
+    settings.CELERY_TASK_DEFAULT_QUEUE = stale.queue
+    first = sync_now(integration=integration)
+    pid = _fault_pid(stale, "stop")
+    wait_for(lambda: _process_state(pid) == "T", message="the pool process to be frozen")
+
+    wait_for(lambda: engine.runs_reap() == 1, message="the reaper to close the frozen run")
+    newer = contact_capture(flow=flow, raw={"email": "pat@example.com", "first_name": "New"})
+    fresh = start_worker(extra_env=_worker_env(iterable))
+    settings.CELERY_TASK_DEFAULT_QUEUE = fresh.queue
+    second = sync_now(integration=integration)
+    wait_for(lambda: SyncRun.objects.get(pk=second.pk).status == "succeeded", timeout=60, message="the second run")
+    assert iterable.user("pat@example.com")["dataFields"]["firstName"] == "New"
+
+    stale.resume()
+    wait_for(
+        lambda: re.search(r"integration_sync_task\[[^]]+\] succeeded", stale.log()),
+        timeout=60,
+        message="the stale worker's task to end",
+    )
+    assert iterable.user("pat@example.com")["dataFields"]["firstName"] == "New"  # no older values over newer
+    assert "lost its lease and stops" in stale.log()
+    sent_old = [r for r in iterable.requests("/api/users/bulkUpdate") if '"Old"' in json.dumps(r["body"])]
+    assert len(sent_old) == 1  # by the second run only
+    first.refresh_from_db()
+    assert (first.status, first.total) == ("abandoned", 0)
+    assert delivered_log_rows_per_contact() == {older.pk: 1, other.pk: 1, newer.pk: 1}
+    assert set(OutboxItem.objects.values_list("status", flat=True)) == {"delivered"}
 
 
 def test_a_contact_captured_during_a_run_is_delivered(integration, capture, flow, iterable, start_worker, settings):
