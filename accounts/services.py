@@ -79,7 +79,8 @@ def email_verification_send(*, user: User, next_url: str = "") -> None:
         to=[user.email],
         subject="Confirm your email address for Flowsync",
         body=(
-            "Confirm that this address is yours to start using Flowsync:\n\n"
+            "Confirm that this address is yours to start using Flowsync: open this link, "
+            "log in with the password you chose, and press Confirm.\n\n"
             f"{link}\n\n"
             f"The link works once, for {days} day{'s' if days != 1 else ''}. "
             "If you did not sign up, ignore this email: the account stays unusable."
