@@ -23,7 +23,13 @@ def mail_send_task(self, *, to: list[str], subject: str, body: str) -> None:  # 
             # The body is not logged: it may hold a reset or invitation link.
             logger.error("Gave up mailing %r to %d recipient(s): %r", subject, len(to), exc)
             return
-        raise self.retry(exc=exc, countdown=settings.MAIL_RETRY_SECONDS * 2**self.request.retries) from exc
+        # max_retries: the setting decides, read at run time; Celery's own default (3) would stop the
+        # retries before MAIL_MAX_RETRIES and raise instead of giving up above.
+        raise self.retry(
+            exc=exc,
+            countdown=settings.MAIL_RETRY_SECONDS * 2**self.request.retries,
+            max_retries=settings.MAIL_MAX_RETRIES,
+        ) from exc
 
 
 def _permanent(exc: Exception) -> bool:
