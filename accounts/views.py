@@ -125,4 +125,7 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         # that password here (and their sessions, whose auth hash was made from it), so the verified
         # account is the inbox owner's alone. A scanner's GET of the link only shows the form.
         user_email_verify(user=form.user)
+        # The owner has a new password: failures of the old one (an attacker's guesses, or their own)
+        # no longer lock them out of it.
+        throttles.login_failures_clear(form.user.email)
         return super().form_valid(form)
