@@ -194,12 +194,17 @@ def _client_address(meta: dict) -> ipaddress.IPv4Address | ipaddress.IPv6Address
     the first hop that is not is the client. When the header has fewer entries than the proxy
     count, the request did not come through them all: REMOTE_ADDR is all we know. A hop that is
     not an address stops the walk at the last readable one (a trusted proxy never writes one).
+
+    SECURITY: with FLOWSYNC_TRUSTED_PROXIES set, the header is read only when REMOTE_ADDR is inside
+    them: the proxy count alone trusts whoever is the peer, so a client that reached gunicorn past
+    the proxy (a published port, a neighbour on the network) would pick its own address.
     """
     count = settings.FLOWSYNC_TRUSTED_PROXY_COUNT
     networks = settings.FLOWSYNC_TRUSTED_PROXIES
     forwarded = [hop.strip() for hop in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
-    if len(forwarded) < count:
-        return _parse_address(meta.get("REMOTE_ADDR", ""))
+    peer = _parse_address(meta.get("REMOTE_ADDR", ""))
+    if len(forwarded) < count or (networks and not (peer and any(peer in network for network in networks))):
+        return peer
     found = None
     for depth, raw in enumerate([meta.get("REMOTE_ADDR", ""), *reversed(forwarded)]):
         address = _parse_address(raw)
