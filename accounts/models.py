@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from lib.names import validate_name
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -41,7 +43,7 @@ class User(AbstractUser):
 
     username = None  # type: ignore[assignment]
     email = models.EmailField("email address", unique=True)
-    name = models.CharField(max_length=150, blank=True)
+    name = models.CharField(max_length=150, blank=True, validators=[validate_name])
     # When the owner of the address proved it (the link mailed at sign-up, or a password reset).
     # Until then the account reaches no workspace and accepts no invitation.
     email_verified_at = models.DateTimeField(null=True, blank=True)
