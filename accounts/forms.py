@@ -8,6 +8,7 @@ from django.template import loader
 
 from accounts import throttles
 from accounts.models import User
+from lib.emails import normalize_email
 from lib.names import validate_name
 from mailer.services import mail_queue
 
@@ -20,7 +21,7 @@ class SignupForm(forms.Form):
     # SECURITY: no "already taken" error here: the answer must not tell which addresses have
     # accounts (accounts.services.user_signup mails the owner instead).
     def clean_email(self) -> str:
-        return self.cleaned_data["email"].strip().lower()
+        return normalize_email(self.cleaned_data["email"])
 
     def clean(self) -> dict:
         cleaned = super().clean()

@@ -16,10 +16,7 @@ from django.http import HttpRequest
 
 from accounts.models import User
 from lib import ratelimit
-
-
-def _address(email: str) -> str:
-    return (email or "").strip().lower()
+from lib.emails import normalize_email
 
 
 def _in_words(seconds: int) -> str:
@@ -49,7 +46,9 @@ def login_attempt(request: HttpRequest, email: str) -> LoginAttempt:
     right password does not log in either; a refused attempt is not counted.
     """
     window = settings.LOGIN_LOCKOUT_SECONDS
-    account = ratelimit.hit("login-account", _address(email), limit=settings.LOGIN_FAILURES_PER_ACCOUNT, window=window)
+    account = ratelimit.hit(
+        "login-account", normalize_email(email), limit=settings.LOGIN_FAILURES_PER_ACCOUNT, window=window
+    )
     if not account.allowed:
         return LoginAttempt(
             "Too many failed log-ins for this email address. "
@@ -75,7 +74,7 @@ def login_failures_clear(email: str) -> None:
 
     Not those of any client address: a network's count is about who tried, not which account.
     """
-    ratelimit.clear("login-account", _address(email), window=settings.LOGIN_LOCKOUT_SECONDS)
+    ratelimit.clear("login-account", normalize_email(email), window=settings.LOGIN_LOCKOUT_SECONDS)
 
 
 def signup_refusal(request: HttpRequest) -> str | None:
@@ -88,7 +87,9 @@ def signup_refusal(request: HttpRequest) -> str | None:
 
 
 def password_reset_refusal(email: str) -> str | None:
-    verdict = ratelimit.cooldown("password-reset", _address(email), seconds=settings.PASSWORD_RESET_EVERY_SECONDS)
+    verdict = ratelimit.cooldown(
+        "password-reset", normalize_email(email), seconds=settings.PASSWORD_RESET_EVERY_SECONDS
+    )
     if verdict.allowed:
         return None
     return (
@@ -107,7 +108,10 @@ def verification_resend_refusal(user: User) -> str | None:
             f"or ask for another {_in_words(verdict.retry_after)}."
         )
     daily = ratelimit.hit(
-        "verify-resend-day", _address(user.email), limit=settings.EMAIL_VERIFICATION_RESENDS_PER_DAY, window=86400
+        "verify-resend-day",
+        normalize_email(user.email),
+        limit=settings.EMAIL_VERIFICATION_RESENDS_PER_DAY,
+        window=86400,
     )
     if not daily.allowed:
         return (

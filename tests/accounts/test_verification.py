@@ -189,3 +189,17 @@ def test_accounts_from_before_verification_and_from_createsuperuser_count_as_ver
     assert old.email_verified_at == old.date_joined
     assert User.objects.create_superuser(email="root@example.com", password="x").email_verified
     assert not User.objects.create_user(email="new@example.com", password="x").email_verified
+
+
+def test_an_address_has_one_form_on_every_path(alice_client, sign_up, client):
+    """lib.emails.normalize_email: the lookup, sign-up, log-in and invitations agree on it."""
+    from accounts.selectors import user_by_email
+
+    kim = UserFactory(email="kim@example.com")
+    assert user_by_email(" KIM@Example.com ") == kim and user_by_email("nobody@example.com") is None
+    sign_up("Kim@Example.COM")
+    assert list(User.objects.filter(email__iexact="kim@example.com")) == [kim]  # taken: no second account
+    assert User.objects.get_by_natural_key(" Kim@EXAMPLE.com ") == kim
+    assert User.objects.create_user(email=" Lee@Example.COM ", password="x").email == "lee@example.com"
+    _invite(alice_client, "Gina@Example.COM")
+    assert Invitation.objects.get().email == "gina@example.com"
