@@ -8,6 +8,7 @@ from django.template import loader
 
 from accounts import throttles
 from accounts.models import User
+from lib.emails import normalize_email
 from lib.names import validate_name
 from mailer.services import mail_queue
 
@@ -20,7 +21,7 @@ class SignupForm(forms.Form):
     # SECURITY: no "already taken" error here: the answer must not tell which addresses have
     # accounts (accounts.services.user_signup mails the owner instead).
     def clean_email(self) -> str:
-        return self.cleaned_data["email"].strip().lower()
+        return normalize_email(self.cleaned_data["email"])
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -37,21 +38,20 @@ class SignupForm(forms.Form):
 class ThrottledLoginMixin:
     """Failed log-ins are limited per address typed and per client address (accounts/throttles.py).
 
-    The limit is checked before the password: during a lockout every attempt gets the lockout's
-    message, the right password included, and only failures are counted.
+    Each attempt is counted before its password is checked and taken back if it logs in (attempts
+    at once cannot slip under the limit together); during a lockout every attempt gets the
+    lockout's message, the right password included.
     """
 
     def clean(self) -> dict:
-        email = self.data.get("username", "")
-        refusal = throttles.login_refusal(self.request, email)
-        if refusal:
-            raise forms.ValidationError(refusal, code="locked_out")
-        try:
+        if not self.cleaned_data.get("password"):  # nothing to check, so no attempt to count
             return super().clean()  # type: ignore[misc]
-        except forms.ValidationError as exc:
-            if exc.code == "invalid_login":  # a wrong password, an unknown address, a non-staff on /admin/
-                throttles.login_failed(self.request, email)
-            raise
+        attempt = throttles.login_attempt(self.request, self.data.get("username", ""))
+        if attempt.refusal:
+            raise forms.ValidationError(attempt.refusal, code="locked_out")
+        cleaned = super().clean()  # type: ignore[misc]  # a wrong password raises: it stays counted
+        throttles.login_succeeded(attempt)
+        return cleaned
 
 
 class EmailAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):

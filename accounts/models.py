@@ -6,6 +6,9 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from lib.emails import normalize_email
+from lib.names import validate_name
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -13,7 +16,7 @@ class UserManager(BaseUserManager["User"]):
     def _create(self, email: str, password: str | None, **extra: object) -> User:
         if not email:
             raise ValueError("An email address is required")
-        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user = self.model(email=normalize_email(email), **extra)
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -22,7 +25,7 @@ class UserManager(BaseUserManager["User"]):
         # The login path (ModelBackend, createsuperuser): an email's case means nothing to its
         # owner, so Erin@Example.com is erin@example.com. Matched on lower(email), which the
         # case-insensitive unique index covers (one row at most, found by index).
-        return self.alias(email_lower=Lower("email")).get(email_lower=str(username).strip().lower())
+        return self.alias(email_lower=Lower("email")).get(email_lower=normalize_email(str(username)))
 
     def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
         extra.setdefault("is_staff", False)
@@ -41,7 +44,7 @@ class User(AbstractUser):
 
     username = None  # type: ignore[assignment]
     email = models.EmailField("email address", unique=True)
-    name = models.CharField(max_length=150, blank=True)
+    name = models.CharField(max_length=150, blank=True, validators=[validate_name])
     # When the owner of the address proved it (the link mailed at sign-up, or a password reset).
     # Until then the account reaches no workspace and accepts no invitation.
     email_verified_at = models.DateTimeField(null=True, blank=True)

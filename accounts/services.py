@@ -7,23 +7,19 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
-from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import user_by_email
 from accounts.tokens import email_verification_token
 from lib import ratelimit
+from lib.emails import normalize_email
 from lib.names import clean_name
 from mailer.services import mail_queue
 
 # A stranger can type anyone's address into the sign-up form: its owner hears about it at most this often.
 SIGNUP_NOTE_EVERY_SECONDS = 3600
-
-
-def _user_by_email(email: str) -> User | None:
-    # lower(email) is what the case-insensitive unique index covers.
-    return User.objects.alias(email_lower=Lower("email")).filter(email_lower=email).first()
 
 
 def user_signup(*, email: str, password: str, name: str = "", next_url: str = "") -> None:
@@ -35,15 +31,15 @@ def user_signup(*, email: str, password: str, name: str = "", next_url: str = ""
     an attacker which addresses have accounts. Nobody is logged in by signing up: the account is
     of use only once its owner has followed the link from their inbox.
     """
-    email = email.strip().lower()
+    email = normalize_email(email)
     name = clean_name(name)  # first: a refused name must read the same whether or not the address is taken
-    existing = _user_by_email(email)
+    existing = user_by_email(email)
     if existing is None:
         try:
             with transaction.atomic():  # a savepoint: the surrounding transaction stays usable
                 user = User.objects.create_user(email=email, password=password, name=name)
         except IntegrityError:  # the same address signed up at the same moment (a double submit)
-            existing = _user_by_email(email)
+            existing = user_by_email(email)
         else:
             email_verification_send(user=user, next_url=next_url)
             return
@@ -79,7 +75,8 @@ def email_verification_send(*, user: User, next_url: str = "") -> None:
         to=[user.email],
         subject="Confirm your email address for Flowsync",
         body=(
-            "Confirm that this address is yours to start using Flowsync:\n\n"
+            "Confirm that this address is yours to start using Flowsync: open this link, "
+            "log in with the password you chose, and press Confirm.\n\n"
             f"{link}\n\n"
             f"The link works once, for {days} day{'s' if days != 1 else ''}. "
             "If you did not sign up, ignore this email: the account stays unusable."

@@ -63,17 +63,30 @@ def verify_pending(request: HttpRequest) -> HttpResponse:
 
 
 def verify_email(request: HttpRequest, token: str) -> HttpResponse:
-    """The link from the verification mail. It proves the address and logs nobody in."""
+    """The link from the verification mail: a page whose button proves the address.
+
+    SECURITY: following the link proves the inbox, not who signed up: whoever registered the
+    address (an attacker holding an invitation link, with their own password) must not get a
+    verified account because its owner, or a mail scanner fetching every link, opened the mail.
+    So the link verifies only for a browser logged in as that account, which takes its password,
+    and only by a POST from the page's button: a GET (a scanner, a link preview) confirms nothing.
+    Anyone else is sent to log in first, and back here; another logged-in user verifies nothing.
+    """
     user = email_verification_user(token)
     if user is None:
         return render(request, "registration/verify_invalid.html", status=400)
-    user_email_verify(user=user)
+    if not request.user.is_authenticated:
+        messages.info(request, "Log in to confirm your email address.")
+        return redirect(reverse("accounts:login") + "?" + urlencode({"next": request.get_full_path()}))
+    if request.user.pk != user.pk:
+        # Not whose address it is (nor which address): only that this account cannot use it.
+        return render(request, "registration/verify_other_user.html", {"link": request.get_full_path()}, status=403)
     next_url = _safe_next(request)
+    if request.method != "POST":
+        return render(request, "registration/verify_confirm.html", {"next": next_url or ""})
+    user_email_verify(user=user)
     messages.success(request, f"Thanks, {user.email} is confirmed.")
-    if request.user.is_authenticated and request.user.pk == user.pk:
-        return redirect(next_url or "workspaces:home")
-    login_url = reverse("accounts:login")
-    return redirect(login_url + ("?" + urlencode({"next": next_url}) if next_url else ""))
+    return redirect(next_url or "workspaces:home")
 
 
 class LoginView(auth_views.LoginView):
@@ -106,5 +119,13 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
     def form_valid(self, form):  # type: ignore[no-untyped-def]
         # The link came from the inbox: following it proves the address as the verification link does.
+        # SECURITY: unlike the verification link, it needs no login, and need not: it verifies only
+        # on this POST, which also sets the password. Whoever can use it holds the inbox and takes the
+        # account: an attacker who signed up with the victim's address and their own password loses
+        # that password here (and their sessions, whose auth hash was made from it), so the verified
+        # account is the inbox owner's alone. A scanner's GET of the link only shows the form.
         user_email_verify(user=form.user)
+        # The owner has a new password: failures of the old one (an attacker's guesses, or their own)
+        # no longer lock them out of it.
+        throttles.login_failures_clear(form.user.email)
         return super().form_valid(form)

@@ -47,7 +47,7 @@ class ContactAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         # Equalities only: the admin's "=email" is iexact (UPPER(email) = UPPER(...)), which no plain
-        # index serves. Emails are stored lower-cased (flows.validation.normalize_email).
+        # index serves. Emails are stored lower-cased (lib.emails.normalize_email).
         term = search_term.strip()
         if not term:
             return queryset, False

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from lib.names import validate_name
 from lib.tokens import short_id
 from workspaces.models import Workspace
 
@@ -43,7 +44,7 @@ def new_public_id() -> str:
 
 class ConversionFlow(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="flows")
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_name])
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     is_enabled = models.BooleanField(default=True, help_text="A disabled flow stops accepting submissions.")
     headline = models.CharField(max_length=200, blank=True)
@@ -70,7 +71,7 @@ class FlowField(models.Model):
     # The key is what a contact's data and the capture API use; it never changes once
     # contacts exist, so it is not editable after creation.
     key = models.SlugField(max_length=60)
-    label = models.CharField(max_length=120)
+    label = models.CharField(max_length=120, validators=[validate_name])
     field_type = models.CharField(max_length=10, choices=FieldType.choices)
     choices = models.JSONField(default=list, blank=True)
     required = models.BooleanField(default=False)

@@ -25,7 +25,8 @@ from flows.models import (
     FieldType,
     FlowField,
 )
-from flows.validation import FieldSpec, clean_submission, normalize_email
+from flows.validation import FieldSpec, clean_submission
+from lib.emails import normalize_email
 from lib.names import clean_name
 from lib.tokens import hash_token, new_token
 from lib.ttlcache import TTLCache

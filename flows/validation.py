@@ -45,10 +45,6 @@ class Invalid(Exception):
     """A value that does not fit its field; the message is for the submitter."""
 
 
-def normalize_email(value: str) -> str:
-    return value.strip().lower()
-
-
 def _is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 

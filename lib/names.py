@@ -3,8 +3,9 @@
 A name is one line of visible text. It lands in page titles, email subjects and headers, CSV
 cells and audit lines: a line break there splits a mail header (Django refuses to send it: a 500
 after the invitation was stored), and a bidi override makes "Acme" read as something else.
-Forms use :func:`validate_name` as a validator; services call :func:`clean_name`, so a caller
-that skips the form (a command, the admin's actions, a script) meets the same rule.
+Forms and the model fields use :func:`validate_name` as a validator (the model's: Django's admin
+and every ModelForm); services call :func:`clean_name`, so a caller that skips the form (a command,
+the admin's actions, a script) meets the same rule.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import ipaddress
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
@@ -36,6 +36,8 @@ _SAFE_IDENT = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 class Verdict:
     allowed: bool
     retry_after: int = 0
+    # The counter an allowed hit was counted in (for :func:`refund`); "" when nothing was counted.
+    counted_in: str = field(default="", repr=False)
 
 
 def hit(scope: str, ident: str, *, limit: int, cost: int = 1, window: int = WINDOW_SECONDS) -> Verdict:
@@ -50,24 +52,24 @@ def hit(scope: str, ident: str, *, limit: int, cost: int = 1, window: int = WIND
         with contextlib.suppress(ValueError):  # evicted meanwhile: nothing to take back
             cache.decr(key, cost)
         return Verdict(False, retry_after=_wait(count - cost, previous, into, limit - cost, window))
-    return Verdict(True)
+    return Verdict(True, counted_in=key)
 
 
-def peek(scope: str, ident: str, *, limit: int, window: int = WINDOW_SECONDS) -> Verdict:
-    """Whether one more hit would fit, without counting it.
+def refund(verdict: Verdict, *, cost: int = 1) -> None:
+    """Take back an allowed hit (in the window it was counted in, even if a new one began since).
 
-    For limits on what went wrong (failed log-ins): the check comes before the attempt, and
-    only a failure is counted afterwards with :func:`hit`, so a refused attempt is never judged
-    on its merits (the right password during a lockout does not log in).
+    For limits on what went wrong (failed log-ins): every attempt is counted before it is judged,
+    so that attempts at once cannot all slip under the limit, and one that went right is refunded.
     """
-    if limit <= 0:
-        return Verdict(True)
-    key, previous_key, into = _keys(scope, ident, window)
-    counts = cache.get_many([key, previous_key])
-    count, previous = int(counts.get(key, 0)), int(counts.get(previous_key, 0))
-    if count + 1 + previous * (1 - into / window) > limit:
-        return Verdict(False, retry_after=_wait(count, previous, into, limit - 1, window))
-    return Verdict(True)
+    if verdict.counted_in:
+        with contextlib.suppress(ValueError):  # expired or evicted meanwhile: nothing to take back
+            cache.decr(verdict.counted_in, cost)
+
+
+def clear(scope: str, ident: str, *, window: int = WINDOW_SECONDS) -> None:
+    """Forget every hit of ``scope:ident`` (a completed password reset ends its account's lockout)."""
+    key, previous_key, _ = _keys(scope, ident, window)
+    cache.delete_many([key, previous_key])
 
 
 def cooldown(scope: str, ident: str, *, seconds: int) -> Verdict:
@@ -192,12 +194,17 @@ def _client_address(meta: dict) -> ipaddress.IPv4Address | ipaddress.IPv6Address
     the first hop that is not is the client. When the header has fewer entries than the proxy
     count, the request did not come through them all: REMOTE_ADDR is all we know. A hop that is
     not an address stops the walk at the last readable one (a trusted proxy never writes one).
+
+    SECURITY: with FLOWSYNC_TRUSTED_PROXIES set, the header is read only when REMOTE_ADDR is inside
+    them: the proxy count alone trusts whoever is the peer, so a client that reached gunicorn past
+    the proxy (a published port, a neighbour on the network) would pick its own address.
     """
     count = settings.FLOWSYNC_TRUSTED_PROXY_COUNT
     networks = settings.FLOWSYNC_TRUSTED_PROXIES
     forwarded = [hop.strip() for hop in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
-    if len(forwarded) < count:
-        return _parse_address(meta.get("REMOTE_ADDR", ""))
+    peer = _parse_address(meta.get("REMOTE_ADDR", ""))
+    if len(forwarded) < count or (networks and not (peer and any(peer in network for network in networks))):
+        return peer
     found = None
     for depth, raw in enumerate([meta.get("REMOTE_ADDR", ""), *reversed(forwarded)]):
         address = _parse_address(raw)

@@ -3,18 +3,16 @@
 Every mail the app sends (invitations, password resets, address verification, sign-up notes,
 sync alerts) goes through :func:`mail_queue`. Nothing is sent inside a web request or a sync
 run: a mail server that is slow, down or refusing a header costs a retry in a worker, never
-a page or a sync. The task calls :func:`mail_send`, and nothing else.
+a page or a sync. Imports flow one way: this module queues the task (mailer.tasks), which
+calls mailer.sending.mail_send.
 """
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
-from django.core.mail import EmailMessage
 from django.db import transaction
 
-logger = logging.getLogger(__name__)
+from mailer.tasks import mail_send_task
 
 
 def mail_queue(*, to: list[str], subject: str, body: str) -> None:
@@ -23,18 +21,6 @@ def mail_queue(*, to: list[str], subject: str, body: str) -> None:
     A rolled-back change mails nothing. ``robust``: a broker that is down is logged and does not
     turn the caller's committed change (an invitation, a reset) into an error page.
     """
-    from mailer.tasks import mail_send_task
-
     message = {"to": list(to), "subject": subject, "body": body}
     queue = settings.CELERY_TASK_DEFAULT_QUEUE  # read now, as integrations.sync does: tests give workers their own
     transaction.on_commit(lambda: mail_send_task.apply_async(kwargs=message, queue=queue), robust=True)
-
-
-def mail_send(*, to: list[str], subject: str, body: str) -> None:
-    """Send one mail now (the task's work). Raises what the mail server raised, for the task to retry."""
-    if not to:
-        return
-    # A header must be one line (Django refuses a newline with BadHeaderError, which no retry
-    # fixes): a workspace name typed with a line break still gets its invitation.
-    subject = " ".join(subject.split())
-    EmailMessage(subject=subject, body=body, to=to).send()

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import User
+from lib.emails import normalize_email
 from lib.names import clean_name
 from lib.tokens import hash_token, new_token
 from mailer.services import mail_queue
@@ -103,7 +104,7 @@ def invitation_create(
 ) -> tuple[Invitation, str]:
     """Create an invitation and email its link (after commit). Returns it with the raw token (shown nowhere else)."""
     _check_can_assign(actor_membership=actor_membership, role=role)
-    email = email.strip().lower()
+    email = normalize_email(email)
     if Membership.objects.filter(workspace=workspace, user__email__iexact=email).exists():
         raise ValidationError({"email": f"{email} is already a member of this workspace."})
     raw = new_token("inv_")

@@ -7,11 +7,13 @@ import re
 import uuid
 
 import pytest
+from django.contrib.auth.signals import user_login_failed
 from django.core import mail
-from django.test import Client, TestCase
+from django.test import Client, RequestFactory, TestCase
 
+from accounts.forms import EmailAuthenticationForm
 from lib import ratelimit
-from tests.accounts.conftest import without_csrf
+from tests.accounts.conftest import link_in, without_csrf
 from tests.factories import PASSWORD, UserFactory
 from tests.flows.test_ratelimit import redis_cache  # noqa: F401 - the real Redis, when the run has one
 from tests.workspaces.test_workspaces import _invite
@@ -45,6 +47,57 @@ def test_wrong_passwords_lock_the_account_out_the_right_one_included_until_it_ex
     assert LOCKED in page and re.search(r"Try again in 1\d minutes, or reset your password", page)
     clock[0] += 2 * 900  # the failures have aged out of the window
     assert _log_in(client, "erin@example.com", PASSWORD).status_code == 302
+
+
+def test_attempts_at_once_get_no_more_password_checks_than_the_limit(settings, clock):
+    """Attempts in flight together were each judged before any of them was counted, so all of
+    them had their password checked. Here each attempt starts while the previous one's password
+    is being judged (Django's user_login_failed fires inside that check): as with parallel
+    requests, none of the earlier ones has finished."""
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 3
+    UserFactory(email="erin@example.com")
+    checked = []
+
+    def attempt() -> bool:
+        data = {"username": "erin@example.com", "password": "nope"}
+        return EmailAuthenticationForm(RequestFactory().post("/accounts/login/", data), data=data).is_valid()
+
+    def meanwhile(**kwargs) -> None:
+        checked.append(kwargs["credentials"]["username"])
+        if len(checked) < 10:
+            attempt()
+
+    user_login_failed.connect(meanwhile)
+    try:
+        assert attempt() is False
+    finally:
+        user_login_failed.disconnect(meanwhile)
+    assert len(checked) == 3
+
+
+def test_a_right_password_does_not_count_toward_the_lockout(client, settings, clock):
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 3
+    UserFactory(email="erin@example.com")
+    for _ in range(5):  # counted before the check, taken back once the password is right
+        assert _log_in(Client(), "erin@example.com", PASSWORD).status_code == 302
+    for _ in range(2):
+        _log_in(client, "erin@example.com", "nope")
+    assert _log_in(client, "erin@example.com", PASSWORD).status_code == 302
+
+
+def test_a_completed_password_reset_ends_the_accounts_lockout(client, settings, clock):
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 3
+    UserFactory(email="erin@example.com")
+    for _ in range(3):
+        _log_in(client, "erin@example.com", "nope")
+    assert LOCKED in _log_in(client, "erin@example.com", PASSWORD).content.decode()
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        client.post("/accounts/password-reset/", {"email": "erin@example.com"})
+    form = client.get(link_in(mail.outbox[0], "/accounts/reset/"), follow=True)
+    client.post(
+        form.redirect_chain[-1][0], {"new_password1": "brand-new-secret-9", "new_password2": "brand-new-secret-9"}
+    )
+    assert _log_in(client, "erin@example.com", "brand-new-secret-9").status_code == 302
 
 
 def test_an_address_without_an_account_locks_out_the_same_way(client, settings, clock):
@@ -109,6 +162,22 @@ def test_the_reset_link_comes_from_site_url_not_the_requests_host(client, settin
     assert "https://app.flowsync.example/accounts/reset/" in body and "attacker.example" not in body
 
 
+def test_verification_resends_per_address_are_capped_per_day(client, settings, clock):
+    settings.EMAIL_VERIFICATION_RESEND_SECONDS, settings.EMAIL_VERIFICATION_RESENDS_PER_DAY = 120, 3
+    client.force_login(UserFactory(email="jo@example.com", email_verified_at=None))
+    pages = []
+    for _ in range(4):
+        clock[0] += 121  # past the per-account pause every time
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            pages.append(client.post("/accounts/verify/", follow=True).content.decode())
+    assert all("We sent a new link" in page for page in pages[:3])
+    assert "all the links we send in a day" in pages[3] and re.search(r"ask for another in \d+ hours", pages[3])
+    assert len(mail.outbox) == 3
+    clock[0] += 2 * 86400
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert "We sent a new link" in client.post("/accounts/verify/", follow=True).content.decode()
+
+
 def test_signups_per_network_are_limited(settings, sign_up, clock):
     settings.SIGNUPS_PER_IP_PER_HOUR = 2
     for n in range(2):
@@ -152,14 +221,21 @@ def test_workspaces_per_user_are_limited(alice, alice_client, settings):
 # --- The limiter's shapes these use, on the real shared cache (Redis) when the run has one ---------
 
 
-def test_peek_judges_without_counting_and_longer_windows_keep_their_own_counters(redis_cache):  # noqa: F811
+def test_refund_and_clear_take_hits_back_and_longer_windows_keep_their_own_counters(redis_cache):  # noqa: F811
     ident = uuid.uuid4().hex
-    assert all(ratelimit.peek("test", ident, limit=2, window=900).allowed for _ in range(5))
+    for _ in range(5):
+        ratelimit.refund(ratelimit.hit("test", ident, limit=2, window=900))
+    first = ratelimit.hit("test", ident, limit=2, window=900)
     ratelimit.hit("test", ident, limit=2, window=900)
-    ratelimit.hit("test", ident, limit=2, window=900)
-    locked = ratelimit.peek("test", ident, limit=2, window=900)
+    locked = ratelimit.hit("test", ident, limit=2, window=900)
     assert not locked.allowed and 0 < locked.retry_after <= 2 * 900
-    assert ratelimit.peek("test", ident, limit=2).allowed  # the one-minute window counts apart
+    ratelimit.refund(locked)  # a refused hit was never counted: nothing to take back
+    assert not ratelimit.hit("test", ident, limit=2, window=900).allowed
+    assert ratelimit.hit("test", ident, limit=2).allowed  # the one-minute window counts apart
+    ratelimit.refund(first)
+    assert ratelimit.hit("test", ident, limit=2, window=900).allowed
+    ratelimit.clear("test", ident, window=900)
+    assert ratelimit.hit("test", ident, limit=1, window=900).allowed
 
 
 def test_cooldown_lets_one_through(redis_cache):  # noqa: F811

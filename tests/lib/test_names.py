@@ -112,3 +112,49 @@ def test_the_services_refuse_them_too(alice, workspace_a):
     flow.refresh_from_db()
     field.refresh_from_db()
     assert (workspace_a.name, flow.name, field.label) == ("Acme", "Signup", "First name")
+
+
+# --- The model fields: what skips both (Django's admin, any ModelForm) -----------------------------
+
+
+@pytest.mark.django_db
+def test_admin_edits_refuse_them(alice, workspace_a, rf):
+    """Django's admin builds its forms from the models: without the validator on the model field, a
+    support edit stored a name with a line break (the next invitation split its mail header)."""
+    from django.contrib import admin
+
+    from flows.admin import FlowFieldInline
+
+    flow = make_flow(workspace_a)
+    field = flow.fields.first()
+    request = rf.post("/")
+    request.user = User.objects.create_superuser(email="support@flowsync.test", password="x")
+
+    def admin_form(model, instance, **changes):
+        form_class = admin.site._registry[model].get_form(request, instance, change=True)
+        initial = form_class(instance=instance).initial
+        data = {key: value for key, value in initial.items() if value is not None and not isinstance(value, list)}
+        return form_class(data={**data, **changes}, instance=instance)
+
+    for model, instance, name_field in (
+        (Workspace, workspace_a, "name"),
+        (ConversionFlow, flow, "name"),
+        (User, alice, "name"),
+    ):
+        form = admin_form(model, instance, **{name_field: BAD})
+        assert not form.is_valid() and "control characters" in str(form.errors[name_field]), model
+    inline_form = FlowFieldInline(ConversionFlow, admin.site).get_formset(request, flow).form
+    form = inline_form(
+        data={
+            "label": BAD,
+            "key": field.key,
+            "kind": field.kind,
+            "field_type": field.field_type,
+            "position": 0,
+            "choices": "[]",
+        },
+        instance=field,
+    )
+    assert not form.is_valid() and "control characters" in str(form.errors["label"])
+    for model, attr in ((Workspace, "name"), (ConversionFlow, "name"), (FlowField, "label"), (User, "name")):
+        assert validate_name in model._meta.get_field(attr).validators, model

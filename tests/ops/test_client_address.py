@@ -70,8 +70,18 @@ def test_trusted_networks_are_skipped_from_the_right_and_only_when_the_peer_is_o
 
 
 def test_count_and_networks_combine(proxies):
-    proxies(count=1, networks=("10.0.0.0/8",))  # nginx, behind a load balancer somewhere in 10/8
+    proxies(count=1, networks=("172.18.0.0/16", "10.0.0.0/8"))  # nginx, behind a load balancer in 10/8
     assert _ip(NGINX, "1.2.3.4, 198.51.100.7, 10.20.0.4") == "198.51.100.7"
+
+
+def test_with_trusted_networks_a_peer_outside_them_is_the_client_whatever_the_count(proxies):
+    """The count trusts the peer by position: a client that reached gunicorn without the proxy
+    (not in the proxies' network) wrote the header itself."""
+    proxies(count=1, networks=("172.18.0.0/16",))
+    assert _ip("198.51.100.7", "1.2.3.4") == "198.51.100.7"
+    assert _ip("2001:db8:1:2::1", "1.2.3.4") == "2001:db8:1:2::"
+    assert _ip("", "1.2.3.4") == "unknown"  # a peer without an address is not inside them either
+    assert _ip(NGINX, "1.2.3.4") == "1.2.3.4"
 
 
 def test_an_ipv6_client_counts_by_its_slash_64(proxies):

@@ -52,6 +52,7 @@ def _settings_in_subprocess(env: dict[str, str]) -> dict:
         "'STATIC': s.STORAGES['staticfiles']['BACKEND'], 'EMAIL': s.EMAIL_BACKEND,"
         "'KEYS': s.FLOWSYNC_ENCRYPTION_KEYS, 'REDIRECT_EXEMPT': s.SECURE_REDIRECT_EXEMPT,"
         "'PROXY_COUNT': s.FLOWSYNC_TRUSTED_PROXY_COUNT, 'BODY_CAP': s.REQUEST_MAX_BODY_BYTES,"
+        "'PROXIES': [str(n) for n in s.FLOWSYNC_TRUSTED_PROXIES],"
         "'CAPTURE_CAP': s.CAPTURE_MAX_BODY_BYTES}))"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG"))}
@@ -110,6 +111,17 @@ def test_only_the_reverse_proxy_is_published_and_gunicorn_only_to_it():
     assert mounts["/etc/nginx/conf.d/default.conf"] == "./deploy/nginx.conf" and NGINX_CONF.exists()
     assert mounts["/etc/nginx/certs"] == "./deploy/certs"  # TLS_CERT_DIR's default, kept out of git
     assert services["proxy"]["depends_on"]["web"]["condition"] == "service_healthy"
+
+
+def test_web_trusts_the_header_only_from_the_proxys_network():
+    """Every service is on the default network, whose fixed subnet is what web trusts."""
+    subnets = [_interpolate(c["subnet"], PROVIDED) for c in COMPOSE["networks"]["default"]["ipam"]["config"]]
+    assert subnets == ["10.213.0.0/24"]
+    assert not any(service.get("networks") for service in COMPOSE["services"].values())  # all on the default one
+    web = _settings_in_subprocess(_service_env("web", PROVIDED))
+    assert web["PROXIES"] == subnets and web["PROXY_COUNT"] == 1
+    assert _service_env("web", PROVIDED)["SECRET_KEY"] == PROVIDED["SECRET_KEY"]  # the shared env still merged in
+    assert _settings_in_subprocess(_service_env("worker", PROVIDED))["PROXIES"] == []
 
 
 def test_the_proxy_terminates_tls_and_forwards_what_the_app_reads():
