@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BENCH_SECRETS, ensure_database, free_port  # noqa: E402 - after the path is set
+from bench.common import BENCH_ENV, ensure_database, free_port  # noqa: E402 - after the path is set
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench"
 
@@ -142,7 +142,7 @@ def main() -> None:
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": db_url,
         "DEBUG": "0",
-        **BENCH_SECRETS,
+        **BENCH_ENV,
         "ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
         # 0 turns a limit off; a limit no benchmark reaches keeps the counting.

@@ -9,7 +9,9 @@ from pathlib import Path
 # The benchmarks run with DEBUG off, as a deployment does, so settings want real-looking secrets
 # (config/env.py require_deployment_secrets). These are benchmark-only and fixed, so a benchmark
 # database kept between runs stays readable.
-BENCH_SECRETS = {
+BENCH_ENV = {
+    # The benchmarks create a workspace per run for one user: the daily quota would stop them.
+    "WORKSPACES_PER_USER_PER_DAY": "0",
     "SECRET_KEY": "flowsync-bench-only-not-a-secret-0123456789abcdefghijklmn",
     "FLOWSYNC_ENCRYPTION_KEYS": base64.urlsafe_b64encode(b"flowsync-bench-only-not-a-secret").decode(),
 }

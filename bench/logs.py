@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BENCH_SECRETS, ensure_database, peak_rss_mb  # noqa: E402 - after the path is set
+from bench.common import BENCH_ENV, ensure_database, peak_rss_mb  # noqa: E402 - after the path is set
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench_logs"
 
@@ -115,7 +115,7 @@ def main() -> None:
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "DATABASE_URL": db_url,
             "DEBUG": "0",
-            **BENCH_SECRETS,
+            **BENCH_ENV,
             "LOG_LEVEL": "WARNING",
             "ALLOWED_HOSTS": "testserver",
         }

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BENCH_SECRETS, ensure_database, free_port, peak_rss_mb  # noqa: E402 - after the path is set
+from bench.common import BENCH_ENV, ensure_database, free_port, peak_rss_mb  # noqa: E402 - after the path is set
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench_sync"
 BULK_RPS = 5
@@ -112,7 +112,9 @@ def _one_size(count: int, args: argparse.Namespace, env: dict[str, str], emulato
     emulator = EmulatorControl(emulator_url)
     emulator.add_key(api_key, project_id=count)
     integration_id = _seed(f"Bench {count} {uuid.uuid4().hex[:4]}", count, api_key, args.refused)
-    bulk_before = emulator.stats()["counts"].get("/api/users/bulkUpdate", 0)
+    stats_before = emulator.stats()
+    bulk_before = stats_before["counts"].get("/api/users/bulkUpdate", 0)
+    limited_before = sum(stats_before["rate_limited"].values())
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     worker_env = {**env, "CELERY_QUEUE": queue}
     worker = subprocess.Popen(
@@ -155,7 +157,9 @@ def _one_size(count: int, args: argparse.Namespace, env: dict[str, str], emulato
         worker.terminate()
         worker.wait(30)
     run = SyncRun.objects.get(pk=run.pk)
-    bulk_requests = emulator.stats()["counts"].get("/api/users/bulkUpdate", 0) - bulk_before
+    stats = emulator.stats()
+    bulk_requests = stats["counts"].get("/api/users/bulkUpdate", 0) - bulk_before
+    limited = sum(stats["rate_limited"].values()) - limited_before
     # The emulator keeps the last 500 requests' bodies: enough at the sizes this option is run with.
     logged = emulator.requests("/api/users/bulkUpdate") if args.refused else []
     refusals = sum(1 for r in logged if r["at"] >= run.started_at.timestamp() and _refused_in(r["body"]))
@@ -168,6 +172,7 @@ def _one_size(count: int, args: argparse.Namespace, env: dict[str, str], emulato
         "failed": run.failed,
         "bulk_requests": bulk_requests,
         "refusals": refusals,
+        "limited": limited,
         "seconds": seconds,
         "wall": wall,
         "rate": run.delivered / seconds if seconds else 0,
@@ -204,7 +209,7 @@ def main() -> None:
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": db_url,
         "DEBUG": "0",
-        **BENCH_SECRETS,
+        **BENCH_ENV,
         "LOG_LEVEL": "WARNING",
         "ITERABLE_US_BASE_URL": f"http://127.0.0.1:{port}/us",
         "ITERABLE_EU_BASE_URL": f"http://127.0.0.1:{port}/eu",
@@ -243,7 +248,7 @@ def main() -> None:
             )
             print(
                 f"{'':13}failed {r['failed']:,}   bulkUpdate requests {r['bulk_requests']:,} "
-                f"({r['refusals']:,} of them refused whole)"
+                f"({r['refusals']:,} of them refused whole)   answered 429: {r['limited']:,}"
             )
     finally:
         emulator.terminate()
