@@ -39,6 +39,7 @@ from integrations.destinations.base import (
     ServerError,
     TransportError,
     TypeMismatchError,
+    UnexpectedAnswerError,
     ValidationError,
     VerifyResult,
 )
@@ -92,6 +93,20 @@ CODE_STATUSES = {
     "GenericError": 500,
     "DatabaseError": 500,
     "QueueEmailError": 500,
+}
+# The envelope's codes as Iterable documents them (reference 5: the Swagger's IterableApiResponse.code
+# enum; lowercase dotted codes such as error.lists.invalidListId also name errors). A 2xx carrying one
+# of these is that refusal; a 2xx carrying any other code is no documented answer at all.
+DOCUMENTED_CODES = frozenset(CODE_STATUSES) | {
+    "BadJsonBody",
+    "BadParams",
+    "ForbiddenParamsError",
+    "InvalidEmailAddressError",
+    "InvalidJwtPayload",
+    "InvalidUserIdError",
+    "JwtUserIdentifiersMismatched",
+    "RequestFieldsTypesMismatched",
+    "UniqueFieldsLimitExceeded",
 }
 _DOTTED_CODE = re.compile(r"error(?:\.\w+)+")
 
@@ -248,7 +263,9 @@ class IterableClient:
                 logger.info("Iterable %s rate limited; waiting %.1fs", endpoint, wait)
                 self.sleep(wait)
                 continue
-            if error.retryable and attempt < self.max_retries:
+            # An answer not understood is not sent again here: like a bulk answer of the wrong shape, its
+            # records fail retryably and a later run sends them.
+            if error.retryable and attempt < self.max_retries and not isinstance(error, UnexpectedAnswerError):
                 # A 5xx may say when to come back (Retry-After); the max wait bounds it, so that one
                 # answer cannot park a worker for an hour.
                 wait = min(self._backoff(attempt, error.retry_after), self.max_rate_wait)
@@ -320,12 +337,20 @@ def map_error(method: str, path: str, response: Response) -> DestinationError:
     """Iterable's envelope ``{msg, code, params}`` to an exception. HTTP status first, code second (reference 5).
 
     Also maps a 2xx whose code is not "Success" (reference 2.1: such a body is a failure), by the
-    status its code comes with (CODE_STATUSES).
+    status its code comes with (CODE_STATUSES), when the code is a documented one; a 2xx with any
+    other code (a proxy's {"code": "Queued"}) proves nothing and is UnexpectedAnswerError (retryable).
     """
     body = response.body if isinstance(response.body, dict) else {}
     code = str(body.get("code") or "")
     msg = str(body.get("msg") or body.get("message") or f"HTTP {response.status}")
     params = body.get("params")
+    where = f"{method} {path}"
+    if response.status < 400 and code not in DOCUMENTED_CODES and not _DOTTED_CODE.fullmatch(code):
+        problem = f"code {code!r} is not one of Iterable's"
+        what = path.removeprefix("/api/")
+        return UnexpectedAnswerError(
+            answers.unexpected_message(what, response.status, response.body, problem), status=response.status
+        )
     if response.status >= 400 and code == "Success":
         # "Iterable sometimes returns Success for errors" (reference 5: a bad list on lists/subscribe is
         # 400 with msg "error.lists.invalidListId(…)"): the status decides, the msg's dotted code names it.
@@ -334,7 +359,6 @@ def map_error(method: str, path: str, response: Response) -> DestinationError:
     status = response.status if response.status >= 400 else CODE_STATUSES.get(code, 400)
     if code == NO_USER_CODE:
         status = 404  # a definite "no such user", whatever status it came with (reference 4: seen with 500)
-    where = f"{method} {path}"
     kwargs = {"code": code or f"http_{status}", "status": response.status, "params": params}
     retry_after = _retry_after(response.headers)
     if status == 401:
