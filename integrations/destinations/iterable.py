@@ -29,6 +29,7 @@ from integrations.destinations.base import (
     AuthError,
     BusyError,
     ConflictError,
+    DeadlineError,
     DestinationError,
     DestinationField,
     ForbiddenError,
@@ -43,7 +44,7 @@ from integrations.destinations.base import (
     ValidationError,
     VerifyResult,
 )
-from lib import ratebucket
+from lib import deadline, ratebucket
 
 logger = logging.getLogger(__name__)
 
@@ -196,22 +197,34 @@ class IterableClient:
         apart than the limit, which absorbs the jitter between taking a token and the request
         arriving (about 10 ms at bulkUpdate's 5 per second).
 
-        An interactive call goes ahead of the waiting workers (they ask again and find the token
-        gone) but waits at most one interval for it; further out, BusyError says when to try again.
+        An interactive call takes its token the same way, at the moment it is sent, but asks at most
+        twice: when the next token comes within one interval it waits for it and asks once more;
+        further out, or when a worker took that token first, BusyError says when to try again.
         """
         rate = ENDPOINT_RATES.get(endpoint)
         if not rate or not settings.ITERABLE_CLIENT_PACING:
             return
         name, pace = f"iterable:{self.bucket_id}:{endpoint}", rate * PACE
-        if self.interactive:
-            wait = ratebucket.reserve(name, rate=pace, max_wait=1 / pace)
-            if wait > 1 / pace:
-                raise BusyError("Iterable", wait)
-            if wait > 0:
+        if not self.interactive:
+            while (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
                 self.sleep(wait)
             return
-        while (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
+        wait = ratebucket.reserve(name, rate=pace, max_wait=0)
+        if wait > 0:
+            if wait > 1 / pace:
+                raise BusyError("Iterable", wait)
+            self._check_deadline(wait)
             self.sleep(wait)
+            if (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
+                raise BusyError("Iterable", wait)
+
+    def _check_deadline(self, need: float = 0.0) -> float | None:
+        """The seconds left of the web request's deadline (lib.deadline) for an interactive call, None
+        when there is none. Raises DeadlineError when fewer than ``need`` are left: the call is not made."""
+        left = deadline.remaining() if self.interactive else None
+        if left is not None and left <= need:
+            raise DeadlineError("Iterable", settings.DESTINATION_WEB_DEADLINE_SECONDS)
+        return left
 
     def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """How long to wait before try ``attempt + 1`` of one request (``attempt`` counts from 0)."""
@@ -233,12 +246,18 @@ class IterableClient:
         refreshed = False
         headers = self._auth_headers()
         while True:
+            self._check_deadline()  # past it, not even a token is taken
             self._pace(endpoint)
+            left = self._check_deadline()
+            timeout = self.timeout if left is None else min(self.timeout, left)
             try:
                 raw = self.session.request(
-                    method, self.base_url + path, data=body, params=params, headers=headers, timeout=self.timeout
+                    method, self.base_url + path, data=body, params=params, headers=headers, timeout=timeout
                 )
             except requests.RequestException as exc:
+                if isinstance(exc, requests.Timeout) and timeout < self.timeout:
+                    # Cut short by the request's deadline, not by the call's own timeout.
+                    raise DeadlineError("Iterable", settings.DESTINATION_WEB_DEADLINE_SECONDS) from None
                 error: DestinationError = TransportError(f"{method} {path}: {type(exc).__name__}: {exc}")
             else:
                 response = Response(raw.status_code, _json(raw), dict(raw.headers))
@@ -406,7 +425,9 @@ class IterableDestination:
     def for_integration(cls, integration, *, interactive: bool = False) -> IterableDestination:
         from integrations.services import credentials_client_kwargs
 
-        client = IterableClient(**credentials_client_kwargs(integration), interactive=interactive)
+        client = IterableClient(
+            **credentials_client_kwargs(integration, interactive=interactive), interactive=interactive
+        )
         return cls(client, project_type=integration.project_type)
 
     # --- verify ----------------------------------------------------------------------------
