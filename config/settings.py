@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "lib.middleware.destination_deadline",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -302,6 +303,8 @@ DESTINATION_MAX_RATE_WAIT_SECONDS = env_int("DESTINATION_MAX_RATE_WAIT_SECONDS",
 # Calls made inside a web request (connect, re-verify, refresh fields, the list picker): this
 # timeout, no retries, no 429 waited out. Web threads serve every tenant's forms and capture API.
 DESTINATION_WEB_TIMEOUT_SECONDS = env_int("DESTINATION_WEB_TIMEOUT_SECONDS", 5)
+# All the calls of one web request together (auto-detect makes several): past it, no call is made.
+DESTINATION_WEB_DEADLINE_SECONDS = env_int("DESTINATION_WEB_DEADLINE_SECONDS", 10)
 # Pace Iterable calls under the documented per-project limits (reference 2.3). Off only for a
 # project whose limits Iterable raised, or a benchmark of the engine itself: 429s are still honoured.
 ITERABLE_CLIENT_PACING = env_bool("ITERABLE_CLIENT_PACING", True)

@@ -7,6 +7,7 @@ service as the app's own buttons and is audited.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
@@ -24,8 +25,11 @@ from integrations.sync import (
     retry_failed,
     sync_now,
 )
+from lib import deadline
 from lib.admin_tools import admin_link, capped_count_text
 from workspaces.services import audit_record
+
+REVERIFY_AT_ONCE = 20  # integrations one "Re-verify connection" checks; each is a few calls to the destination
 
 
 def _audit(request, integration: Integration, verb: str, **data) -> None:
@@ -201,7 +205,15 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-verify connection", permissions=["change"])
     def reverify(self, request, queryset) -> None:
-        for integration in self._each(queryset):
+        # Each check calls the destination inside this request: a few at a time, within the request's
+        # deadline (lib.deadline), and the staff member is told which were left.
+        total = queryset.count()
+        checked = 0
+        for integration in self._each(queryset)[:REVERIFY_AT_ONCE]:
+            left = deadline.remaining()
+            if left is not None and left <= 0:
+                break
+            checked += 1
             if not integration.is_connected:
                 # Checking no credentials would mark the integration broken for nothing.
                 self._refuse(request, integration, "reverify", "not connected.")
@@ -214,6 +226,14 @@ class IntegrationAdmin(admin.ModelAdmin):
             else:
                 _audit(request, integration, "integration_reverify_unreachable", message=integration.error_message)
                 self.message_user(request, f"{integration}: {integration.error_message}", messages.WARNING)
+        if checked < total:
+            self.message_user(
+                request,
+                f"{total - checked} of the {total} selected integrations were not checked: at most "
+                f"{REVERIFY_AT_ONCE} are re-verified at once, within {settings.DESTINATION_WEB_DEADLINE_SECONDS} s. "
+                "Select the others and run the action again.",
+                messages.WARNING,
+            )
 
     @admin.action(description="Reset backfill: queue every contact again", permissions=["change"])
     def reset_backfill(self, request, queryset):

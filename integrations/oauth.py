@@ -101,11 +101,12 @@ def exchange_code(*, code: str, code_verifier: str, redirect_uri: str) -> dict[s
     )
 
 
-def refresh(refresh_token: str) -> dict[str, Any]:
+def refresh(refresh_token: str, *, timeout: float | None = None) -> dict[str, Any]:
+    """Renew the tokens. ``timeout``: the worker's by default; a web request passes its own."""
     if not refresh_token:
         raise AuthError("No refresh token is stored: connect again.", code="oauth_no_refresh_token")
     return _token_call(
-        _session().refresh_token, timeout=settings.DESTINATION_TIMEOUT_SECONDS, refresh_token=refresh_token
+        _session().refresh_token, timeout=timeout or settings.DESTINATION_TIMEOUT_SECONDS, refresh_token=refresh_token
     )
 
 

@@ -17,6 +17,7 @@ from integrations import oauth
 from integrations.destinations.base import (
     AuthError,
     BusyError,
+    DeadlineError,
     DestinationError,
     ForbiddenError,
     ServerError,
@@ -32,6 +33,7 @@ from integrations.destinations.iterable import (
     region_label,
 )
 from integrations.models import Integration
+from lib import deadline
 from sync_logs.services import alert_clear, alerts_for_attention
 from workspaces.models import Workspace
 from workspaces.services import audit_record
@@ -73,7 +75,7 @@ def _unreachable(exc: DestinationError, doing: str = "to check the key") -> Conn
 def _check_failed(exc: DestinationError, doing: str = "to check the key") -> ConnectError:
     """A check that failed for another reason than the credentials. Retryable failures (no connection,
     5xx, no room in the rate budget) say nothing about them: the admin should try again."""
-    if isinstance(exc, BusyError):
+    if isinstance(exc, BusyError | DeadlineError):
         return ConnectError(f"{exc.message} Nothing was saved.", code=exc.code)
     if exc.retryable:
         return _unreachable(exc, doing)
@@ -317,7 +319,7 @@ def integration_reverify(*, integration: Integration, actor: User | None) -> boo
             # Iterable being down or busy says nothing about the key: keep the status.
             integration.error_message = (
                 exc.message
-                if isinstance(exc, BusyError)
+                if isinstance(exc, BusyError | DeadlineError)
                 else f"Could not reach Iterable to check ({exc.code}); try again shortly."
             )
             return False
@@ -352,15 +354,23 @@ def integration_reverify(*, integration: Integration, actor: User | None) -> boo
 # --- Credentials for the client ---------------------------------------------------------------
 
 
+# How soon a page may try again when a worker is renewing the token it needs: a renewal is one
+# short call to the authorization server.
+REFRESH_BUSY_RETRY_SECONDS = 5
+
+
 class StoredTokenProvider(TokenProvider):
     """OAuth tokens kept on the Integration row, refreshed at half-life and on a 401.
 
     Refreshing takes a row lock, so that two workers never spend the same (rotating)
     refresh token: the second one finds the first one's fresh token and uses it.
+    ``interactive`` (a web request): the renewal gets the web timeout, within the request's
+    deadline, and never waits for the lock; a worker holding it means "busy, try again".
     """
 
-    def __init__(self, integration_id: int) -> None:
+    def __init__(self, integration_id: int, *, interactive: bool = False) -> None:
         self.integration_id = integration_id
+        self.interactive = interactive
         self._credentials: dict[str, Any] | None = None
 
     def _load(self) -> dict[str, Any]:
@@ -374,15 +384,41 @@ class StoredTokenProvider(TokenProvider):
             return self.refresh(credentials.get("access_token", ""))
         return credentials["access_token"]
 
+    def _timeout(self) -> float:
+        if not self.interactive:
+            return settings.DESTINATION_TIMEOUT_SECONDS
+        left = deadline.remaining()
+        if left is not None and left <= 0:
+            raise DeadlineError("Iterable", settings.DESTINATION_WEB_DEADLINE_SECONDS)
+        return (
+            settings.DESTINATION_WEB_TIMEOUT_SECONDS
+            if left is None
+            else min(settings.DESTINATION_WEB_TIMEOUT_SECONDS, left)
+        )
+
+    def _locked(self) -> Integration:
+        # NO KEY UPDATE: the renewal changes no key, so rows that reference the integration (a captured
+        # contact's outbox row, a schema row) are still inserted meanwhile; FOR UPDATE would hold them up.
+        if not self.interactive:
+            return Integration.objects.select_for_update(no_key=True).get(pk=self.integration_id)
+        # SKIP LOCKED finds no row while a worker holds it (it is renewing the token): a page waits for no one.
+        integration = (
+            Integration.objects.select_for_update(no_key=True, skip_locked=True).filter(pk=self.integration_id).first()
+        )
+        if integration is None:
+            raise BusyError("Iterable", REFRESH_BUSY_RETRY_SECONDS, code="oauth_refresh_busy")
+        return integration
+
     def refresh(self, stale: str) -> str:
+        timeout = self._timeout()
         with transaction.atomic():
-            integration = Integration.objects.select_for_update().get(pk=self.integration_id)
+            integration = self._locked()
             current = integration.credentials or {}
             if current.get("access_token") and current["access_token"] != stale and not oauth.needs_refresh(current):
                 self._credentials = current  # another worker refreshed already
                 return current["access_token"]
             try:
-                fresh = oauth.refresh(current.get("refresh_token", ""))
+                fresh = oauth.refresh(current.get("refresh_token", ""), timeout=timeout)
             except AuthError as exc:
                 refused = exc
             else:
@@ -415,12 +451,12 @@ def rate_bucket_id(integration: Integration) -> str:
     return f"{connection.settings_dict['NAME']}:integration-{integration.pk}"
 
 
-def credentials_client_kwargs(integration: Integration) -> dict[str, Any]:
+def credentials_client_kwargs(integration: Integration, *, interactive: bool = False) -> dict[str, Any]:
     """How to build a client for ``integration``: its key, or a token provider for OAuth."""
     credentials = integration.credentials or {}
     kwargs: dict[str, Any] = {"region": integration.region, "bucket_id": rate_bucket_id(integration)}
     if integration.auth_method == Integration.AuthMethod.OAUTH:
-        return {**kwargs, "tokens": StoredTokenProvider(integration.pk)}
+        return {**kwargs, "tokens": StoredTokenProvider(integration.pk, interactive=interactive)}
     if not credentials.get("api_key"):
         raise AuthError("This integration is not connected.", code="not_connected")
     return {**kwargs, "api_key": credentials["api_key"]}

@@ -87,3 +87,14 @@ def session_idle_timeout(get_response: Handler) -> Handler:
         return get_response(request)
 
     return middleware
+
+
+def destination_deadline(get_response: Handler) -> Handler:
+    """One deadline per request for its calls to destinations (lib.deadline)."""
+    from lib.deadline import deadline
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        with deadline(settings.DESTINATION_WEB_DEADLINE_SECONDS):
+            return get_response(request)
+
+    return middleware

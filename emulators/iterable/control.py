@@ -77,7 +77,13 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
             wanted = query.get("path")
             return 200, {"requests": [r for r in state.requests if not wanted or r["path"] == wanted]}
         if action == "stats" and method == "GET":
-            return 200, {"counts": state.counts, "rate_limited": state.rate_limited, "arrived": state.arrived}
+            return 200, {
+                "counts": state.counts,
+                "rate_limited": state.rate_limited,
+                "arrived": state.arrived,
+                "finished": state.finished,
+                "unhandled_errors": state.unhandled_errors,
+            }
         if action == "oauth/clients" and method == "POST":
             state.project(int(body.get("project_id", 1)), region=body.get("region", "us"))
             state.oauth_clients[body["client_id"]] = {

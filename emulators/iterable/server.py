@@ -77,6 +77,9 @@ def envelope(code: str, msg: str, params: Any = None) -> dict:
     return {"msg": msg, "code": code, "params": params}
 
 
+_served = threading.local()  # the API paths a handler thread served (EmulatorHTTPServer.process_request_thread)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # An answer goes out as two writes (headers, then body). With Nagle's algorithm on, the body
@@ -125,6 +128,8 @@ class Handler(BaseHTTPRequestHandler):
         # Read the whole body first, whatever the answer will be: a body left unread would be
         # taken for the next request on this keep-alive connection.
         self.body = self._read_body()
+        if path.startswith("/api/"):
+            _served.paths.append(path)
         try:
             if path.startswith("/_emulator/"):
                 from emulators.iterable.control import handle_control
@@ -138,9 +143,13 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._send(404, envelope("NotFound", "Endpoint not found"))
         except Reply as reply:
-            self._send(reply.status, reply.body, reply.headers)
+            try:
+                self._send(reply.status, reply.body, reply.headers)
+            except OSError:
+                # The client left first (it gave up on a "timeout" fault's late answer): nothing to answer.
+                self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            self.close_connection = True
         except Exception:  # noqa: BLE001 - the catch-all is the point: see below
             # A bug here (or in a control call) answers as Iterable's own 5xx does (reference 5), with the
             # envelope: a dropped connection would look like a network fault and hide the bug.
@@ -539,6 +548,19 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.state = EmulatorState()
         self.spec = spec
         self.verbose = verbose
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        _served.paths = []
+        super().process_request_thread(request, client_address)  # handle_error (if any) has run
+        with self.state.lock:
+            for path in _served.paths:
+                self.state.finished[path] = self.state.finished.get(path, 0) + 1
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # An exception that got out of a handler (a bug): counted, so that tests can see there was none.
+        with self.state.lock:
+            self.state.unhandled_errors += 1
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

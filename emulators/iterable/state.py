@@ -201,6 +201,10 @@ class EmulatorState:
             self.requests: list[dict] = []
             self.counts: dict[str, int] = {}
             self.arrived: dict[str, int] = {}  # every API request by path, whatever it was answered
+            # API requests by path whose connection the server is done with (answered, dropped, or failed),
+            # and exceptions that got out of a handler: a test waits for the one and expects none of the other.
+            self.finished: dict[str, int] = {}
+            self.unhandled_errors = 0
             self.rate_limited: dict[str, int] = {}
             # OAuth 2 authorization server
             self.oauth_clients: dict[str, dict] = {}

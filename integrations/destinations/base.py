@@ -108,6 +108,19 @@ class TransportError(DestinationError):
     default_code = "transport_error"
 
 
+class DeadlineError(TransportError):
+    """A web request's time for destination calls (DESTINATION_WEB_DEADLINE_SECONDS) ran out: this
+    call was not made."""
+
+    default_code = "web_deadline"
+
+    def __init__(self, destination: str, seconds: float, **kwargs: Any) -> None:
+        super().__init__(
+            f"{destination} is slow to answer: this page stopped waiting after {seconds:g} s. Try again in a minute.",
+            **kwargs,
+        )
+
+
 class UnexpectedAnswerError(DestinationError):
     """A 2xx whose body is not the documented answer (a proxy's page, an empty or cut-off body, counts
     that do not add up). Nothing proves the request took effect, so it is tried again later; a

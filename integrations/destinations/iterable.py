@@ -29,6 +29,7 @@ from integrations.destinations.base import (
     AuthError,
     BusyError,
     ConflictError,
+    DeadlineError,
     DestinationError,
     DestinationField,
     ForbiddenError,
@@ -39,10 +40,11 @@ from integrations.destinations.base import (
     ServerError,
     TransportError,
     TypeMismatchError,
+    UnexpectedAnswerError,
     ValidationError,
     VerifyResult,
 )
-from lib import ratebucket
+from lib import deadline, ratebucket
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,20 @@ CODE_STATUSES = {
     "GenericError": 500,
     "DatabaseError": 500,
     "QueueEmailError": 500,
+}
+# The envelope's codes as Iterable documents them (reference 5: the Swagger's IterableApiResponse.code
+# enum; lowercase dotted codes such as error.lists.invalidListId also name errors). A 2xx carrying one
+# of these is that refusal; a 2xx carrying any other code is no documented answer at all.
+DOCUMENTED_CODES = frozenset(CODE_STATUSES) | {
+    "BadJsonBody",
+    "BadParams",
+    "ForbiddenParamsError",
+    "InvalidEmailAddressError",
+    "InvalidJwtPayload",
+    "InvalidUserIdError",
+    "JwtUserIdentifiersMismatched",
+    "RequestFieldsTypesMismatched",
+    "UniqueFieldsLimitExceeded",
 }
 _DOTTED_CODE = re.compile(r"error(?:\.\w+)+")
 
@@ -181,22 +197,34 @@ class IterableClient:
         apart than the limit, which absorbs the jitter between taking a token and the request
         arriving (about 10 ms at bulkUpdate's 5 per second).
 
-        An interactive call goes ahead of the waiting workers (they ask again and find the token
-        gone) but waits at most one interval for it; further out, BusyError says when to try again.
+        An interactive call takes its token the same way, at the moment it is sent, but asks at most
+        twice: when the next token comes within one interval it waits for it and asks once more;
+        further out, or when a worker took that token first, BusyError says when to try again.
         """
         rate = ENDPOINT_RATES.get(endpoint)
         if not rate or not settings.ITERABLE_CLIENT_PACING:
             return
         name, pace = f"iterable:{self.bucket_id}:{endpoint}", rate * PACE
-        if self.interactive:
-            wait = ratebucket.reserve(name, rate=pace, max_wait=1 / pace)
-            if wait > 1 / pace:
-                raise BusyError("Iterable", wait)
-            if wait > 0:
+        if not self.interactive:
+            while (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
                 self.sleep(wait)
             return
-        while (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
+        wait = ratebucket.reserve(name, rate=pace, max_wait=0)
+        if wait > 0:
+            if wait > 1 / pace:
+                raise BusyError("Iterable", wait)
+            self._check_deadline(wait)
             self.sleep(wait)
+            if (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
+                raise BusyError("Iterable", wait)
+
+    def _check_deadline(self, need: float = 0.0) -> float | None:
+        """The seconds left of the web request's deadline (lib.deadline) for an interactive call, None
+        when there is none. Raises DeadlineError when fewer than ``need`` are left: the call is not made."""
+        left = deadline.remaining() if self.interactive else None
+        if left is not None and left <= need:
+            raise DeadlineError("Iterable", settings.DESTINATION_WEB_DEADLINE_SECONDS)
+        return left
 
     def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """How long to wait before try ``attempt + 1`` of one request (``attempt`` counts from 0)."""
@@ -218,12 +246,18 @@ class IterableClient:
         refreshed = False
         headers = self._auth_headers()
         while True:
+            self._check_deadline()  # past it, not even a token is taken
             self._pace(endpoint)
+            left = self._check_deadline()
+            timeout = self.timeout if left is None else min(self.timeout, left)
             try:
                 raw = self.session.request(
-                    method, self.base_url + path, data=body, params=params, headers=headers, timeout=self.timeout
+                    method, self.base_url + path, data=body, params=params, headers=headers, timeout=timeout
                 )
             except requests.RequestException as exc:
+                if isinstance(exc, requests.Timeout) and timeout < self.timeout:
+                    # Cut short by the request's deadline, not by the call's own timeout.
+                    raise DeadlineError("Iterable", settings.DESTINATION_WEB_DEADLINE_SECONDS) from None
                 error: DestinationError = TransportError(f"{method} {path}: {type(exc).__name__}: {exc}")
             else:
                 response = Response(raw.status_code, _json(raw), dict(raw.headers))
@@ -248,7 +282,9 @@ class IterableClient:
                 logger.info("Iterable %s rate limited; waiting %.1fs", endpoint, wait)
                 self.sleep(wait)
                 continue
-            if error.retryable and attempt < self.max_retries:
+            # An answer not understood is not sent again here: like a bulk answer of the wrong shape, its
+            # records fail retryably and a later run sends them.
+            if error.retryable and attempt < self.max_retries and not isinstance(error, UnexpectedAnswerError):
                 # A 5xx may say when to come back (Retry-After); the max wait bounds it, so that one
                 # answer cannot park a worker for an hour.
                 wait = min(self._backoff(attempt, error.retry_after), self.max_rate_wait)
@@ -320,12 +356,20 @@ def map_error(method: str, path: str, response: Response) -> DestinationError:
     """Iterable's envelope ``{msg, code, params}`` to an exception. HTTP status first, code second (reference 5).
 
     Also maps a 2xx whose code is not "Success" (reference 2.1: such a body is a failure), by the
-    status its code comes with (CODE_STATUSES).
+    status its code comes with (CODE_STATUSES), when the code is a documented one; a 2xx with any
+    other code (a proxy's {"code": "Queued"}) proves nothing and is UnexpectedAnswerError (retryable).
     """
     body = response.body if isinstance(response.body, dict) else {}
     code = str(body.get("code") or "")
     msg = str(body.get("msg") or body.get("message") or f"HTTP {response.status}")
     params = body.get("params")
+    where = f"{method} {path}"
+    if response.status < 400 and code not in DOCUMENTED_CODES and not _DOTTED_CODE.fullmatch(code):
+        problem = f"code {code!r} is not one of Iterable's"
+        what = path.removeprefix("/api/")
+        return UnexpectedAnswerError(
+            answers.unexpected_message(what, response.status, response.body, problem), status=response.status
+        )
     if response.status >= 400 and code == "Success":
         # "Iterable sometimes returns Success for errors" (reference 5: a bad list on lists/subscribe is
         # 400 with msg "error.lists.invalidListId(…)"): the status decides, the msg's dotted code names it.
@@ -334,7 +378,6 @@ def map_error(method: str, path: str, response: Response) -> DestinationError:
     status = response.status if response.status >= 400 else CODE_STATUSES.get(code, 400)
     if code == NO_USER_CODE:
         status = 404  # a definite "no such user", whatever status it came with (reference 4: seen with 500)
-    where = f"{method} {path}"
     kwargs = {"code": code or f"http_{status}", "status": response.status, "params": params}
     retry_after = _retry_after(response.headers)
     if status == 401:
@@ -382,7 +425,9 @@ class IterableDestination:
     def for_integration(cls, integration, *, interactive: bool = False) -> IterableDestination:
         from integrations.services import credentials_client_kwargs
 
-        client = IterableClient(**credentials_client_kwargs(integration), interactive=interactive)
+        client = IterableClient(
+            **credentials_client_kwargs(integration, interactive=interactive), interactive=interactive
+        )
         return cls(client, project_type=integration.project_type)
 
     # --- verify ----------------------------------------------------------------------------

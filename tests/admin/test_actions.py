@@ -10,7 +10,7 @@ from integrations.models import Integration, OutboxItem
 from integrations.sync import sync_now
 from sync_logs.models import SyncRun
 from tests.admin.conftest import ADMIN, run_action
-from tests.factories import UserFactory
+from tests.factories import UserFactory, WorkspaceFactory
 from workspaces.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -234,3 +234,31 @@ def test_workspace_and_member_edits_are_audited(staff_client, staff, workspace_a
         "staff": True,
         "changes": [{"member": "bob@example.com", "role": "admin", "was": "viewer"}],
     }
+
+
+def _connected_integrations(count: int, key: str) -> list[Integration]:
+    return [
+        Integration.objects.create(
+            workspace=WorkspaceFactory(), kind="iterable", status="connected", credentials={"api_key": key}
+        )
+        for _ in range(count)
+    ]
+
+
+def test_reverify_checks_at_most_20_at_once_and_says_which_were_left(staff_client, staff, iterable, settings):
+    iterable.configure(rate_limits_on=False)
+    settings.DESTINATION_WEB_DEADLINE_SECONDS = 60  # only the cap at work here
+    integrations = _connected_integrations(22, iterable.keys.server_side)
+    response = run_action(staff_client, INTEGRATIONS, "reverify", [i.pk for i in integrations])
+    assert _events(staff, "integration.verified").count() == 20
+    assert "2 of the 22 selected integrations were not checked" in _messages(response)
+
+
+def test_reverify_stops_at_the_request_deadline(staff_client, staff, iterable, settings):
+    settings.DESTINATION_WEB_DEADLINE_SECONDS = 1
+    iterable.configure(rate_limits_on=False, latency_ms=300)  # two calls each: a few fit in the deadline
+    integrations = _connected_integrations(5, iterable.keys.server_side)
+    response = run_action(staff_client, INTEGRATIONS, "reverify", [i.pk for i in integrations])
+    assert "of the 5 selected integrations were not checked" in _messages(response)
+    assert iterable.stats()["arrived"].get("/api/users/getFields", 0) < 5
+    assert set(Integration.objects.values_list("status", flat=True)) == {"connected"}  # slow says nothing of a key

@@ -9,6 +9,7 @@ import requests
 
 from emulators.iterable.control import EmulatorControl
 from emulators.iterable.server import start_in_thread
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -247,6 +248,18 @@ def test_latency_and_fault_knobs(api, iterable):
     iterable.fault("/api/lists", kind="drop", times=1)
     with pytest.raises(requests.ConnectionError):
         api("GET", "/api/lists")
+
+
+@pytest.mark.parametrize("kind", ["timeout", "drop"])
+def test_a_client_that_gave_up_on_a_fault_leaves_no_traceback(iterable, capsys, kind):
+    # The "timeout" fault answers after the client's timeout: the client has gone when the answer is
+    # written. That is the fault working, not an emulator error.
+    iterable.fault("/api/lists", kind=kind, seconds=0.6, times=1)
+    with pytest.raises(requests.RequestException):
+        requests.get(f"{iterable.server.url}/us/api/lists", headers={"Api-Key": iterable.keys.server_side}, timeout=0.2)
+    wait_for(lambda: iterable.stats()["finished"].get("/api/lists") == 1, message="the emulator to finish")
+    assert iterable.stats()["unhandled_errors"] == 0
+    assert "Exception occurred" not in capsys.readouterr().err
 
 
 # --- Without Iterable's Swagger document (a checkout without ../shared/specs) ---------------------

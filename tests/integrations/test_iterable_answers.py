@@ -54,6 +54,29 @@ def test_a_2xx_that_is_not_the_documented_answer_delivers_nothing(destination, i
     assert iterable.users() == []  # a proxy answered: none of them reached Iterable
 
 
+@pytest.mark.parametrize("path", [BULK, "/api/lists/subscribe", "/api/events/track"])
+def test_a_2xx_with_a_code_iterable_does_not_document_is_not_understood_and_retryable(destination, iterable, path):
+    # Not a refusal either: only the documented codes (reference 5) are; anything else proves nothing.
+    iterable.fault(path, status=200, raw='{"msg": "Accepted", "code": "Queued"}', content_type="application/json")
+    call = {
+        BULK: lambda: destination.push(PEOPLE),
+        "/api/lists/subscribe": lambda: destination.subscribe(iterable.add_list("Leads"), PEOPLE),
+        "/api/events/track": lambda: destination.track("formSubmitted", PEOPLE[0], {}),
+    }[path]
+    with pytest.raises(base.UnexpectedAnswerError) as caught:
+        call()
+    assert caught.value.retryable and caught.value.code == UNEXPECTED_ANSWER
+    assert "'Queued' is not one of Iterable's" in caught.value.message
+    assert iterable.stats()["arrived"][path] == 1  # not sent again at once: a later run retries
+
+
+def test_a_2xx_carrying_a_documented_code_is_that_refusal(destination, iterable):
+    iterable.fault(BULK, status=200, body={"msg": "bad email", "code": "InvalidEmailAddressError", "params": None})
+    with pytest.raises(base.ValidationError) as caught:
+        destination.push(PEOPLE)
+    assert not caught.value.retryable and caught.value.code == "InvalidEmailAddressError"
+
+
 def test_a_truncated_answer_is_not_a_delivery_and_the_resend_is(destination, iterable):
     iterable.fault(BULK, kind="truncate")
     results = destination.push(PEOPLE)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
+import psycopg
 import pytest
 import requests
+from django.db import connection
 
 from integrations import oauth
 from integrations.destinations import destination_for
-from integrations.destinations.base import AuthError, ServerError
+from integrations.destinations.base import AuthError, BusyError, ServerError
 from integrations.models import Integration
 from integrations.services import ConnectError, integration_connect_oauth
+from tests.conftest import _database_url_for_subprocess
 from workspaces.models import Role
 
 pytestmark = pytest.mark.django_db
@@ -206,3 +209,35 @@ def test_start_is_refused_when_oauth_is_off(alice_client, iterable, settings):
     settings.ITERABLE_OAUTH_ENABLED = False
     response = alice_client.post(START, follow=True)
     assert "no OAuth broker configured" in _messages(response)
+
+
+# --- A page and a worker renewing the token (#10 item 9) -----------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)  # the row lock is held from another connection: it must see the row
+def test_a_page_does_not_wait_for_a_worker_renewing_the_token(alice_client, oauth_server):
+    alice_client.get(_authorize(alice_client))
+    integration = Integration.objects.get()
+    now = int(time.time())
+    stale = {**integration.credentials, "obtained_at": now - 3000, "expires_at": now + 600}  # past half-life
+    integration.credentials = stale
+    integration.save()
+    with psycopg.connect(_database_url_for_subprocess()) as worker, connection.cursor() as cursor:
+        # A worker renewing it holds the row (as StoredTokenProvider does); a page that waited for it
+        # would fail here after 3 s rather than hang the test.
+        worker.execute("SELECT 1 FROM integrations_integration WHERE id = %s FOR NO KEY UPDATE", [integration.pk])
+        cursor.execute("SET lock_timeout = '3s'")
+        try:
+            with pytest.raises(BusyError) as caught:
+                destination_for(integration, interactive=True).fetch_fields()
+            assert "Iterable is busy, try again in" in caught.value.message
+            response = alice_client.post("/w/acme/integrations/iterable/mapping/refresh/", follow=True)
+            assert "Iterable is busy, try again in" in _messages(response)
+        finally:
+            cursor.execute("SET lock_timeout = 0")
+        assert oauth_server.stats()["arrived"].get("/api/users/getFields", 0) == 1  # the connect's, no other
+    integration.refresh_from_db()
+    assert integration.credentials == stale and integration.status == "connected"  # nothing renewed, nothing marked
+    destination_for(integration, interactive=True).fetch_fields()  # the lock is free: the page renews it
+    integration.refresh_from_db()
+    assert integration.credentials["access_token"] != stale["access_token"]
