@@ -179,11 +179,12 @@ def mapping_preview(request: HttpRequest, kind: str) -> HttpResponse:
 def schema_refresh_view(request: HttpRequest, kind: str) -> HttpResponse:
     integration = _integration(request, kind)
     schema, fetched = schema_refresh_requested(integration=integration)
+    name = integration.get_kind_display()
     if not fetched:
         copy = f"the copy fetched {timesince(schema.fetched_at)} ago" if schema.fetched_at else "what there is"
-        messages.info(request, f"Iterable's fields were fetched moments ago (or are being fetched): showing {copy}.")
+        messages.info(request, f"{name}'s fields were fetched moments ago (or are being fetched): showing {copy}.")
     elif schema.last_error:
-        messages.error(request, f"Could not fetch Iterable's fields: {schema.last_error} The last copy is kept.")
+        messages.error(request, f"Could not fetch {name}'s fields: {schema.last_error} The last copy is kept.")
     else:
-        messages.success(request, f"Fetched {len(schema.fields)} fields from Iterable.")
+        messages.success(request, f"Fetched {len(schema.fields)} fields from {name}.")
     return redirect("field_mapping:mapping", request.workspace.slug, kind)

@@ -56,6 +56,12 @@ class ConnectRequest:
     project_type: str
 
 
+# A client-side key set to require JWT refuses every call without one (401), exactly as an unknown key.
+JWT_KEY_NOTE = (
+    "A client-side (mobile or JavaScript) key that requires JWT is refused this way too; it could not sync anyway. "
+)
+
+
 def _check_project_type(region: str, project_type: str) -> None:
     if region == "eu" and project_type == Integration.ProjectType.EMAIL:
         raise ConnectError(
@@ -114,7 +120,7 @@ def _verify_key(api_key: str, region: str, project_type: str) -> str:
         if found is None:
             raise ConnectError(
                 "Iterable does not recognise this key in the US or the EU data center. Check you copied the whole "
-                "key (Iterable shows it only once) and that it was not deleted. " + CREATE_KEY_HINT,
+                "key (Iterable shows it only once) and that it was not deleted. " + JWT_KEY_NOTE + CREATE_KEY_HINT,
                 field="api_key",
                 code="unknown_key",
             )
@@ -133,6 +139,7 @@ def _verify_key(api_key: str, region: str, project_type: str) -> str:
             )
         return ConnectError(
             "Iterable does not recognise this key. Check you copied the whole key and that it was not deleted. "
+            + JWT_KEY_NOTE
             + CREATE_KEY_HINT,
             field="api_key",
             code="unknown_key",

@@ -292,7 +292,7 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
         "list_id": integration.list_id or "",
         "event_name": integration.event_name,
     }
-    lists, lists_error = _destination_lists(integration)
+    lists, lists_error = selectors.integration_destination_lists(integration=integration)
     form = SyncSettingsForm(request.POST or None, initial=initial, lists=lists)
     if request.method == "POST" and form.is_valid():
         values = form.cleaned_data
@@ -316,22 +316,6 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
         "lists_error": lists_error,
     }
     return render(request, "integrations/sync_settings.html", context, status=400 if form.errors else 200)
-
-
-def _destination_lists(integration: Integration) -> tuple[list[dict], str]:
-    """The destination's lists for the dropdown, or why they could not be read (one interactive call:
-    a slow or busy destination answers "try again" rather than holding the page). Without them, the
-    list already chosen stays a choice, so the other settings can still be saved."""
-    from integrations.destinations import destination_for
-    from integrations.destinations.base import BusyError, DestinationError
-
-    try:
-        return destination_for(integration, interactive=True).lists(), ""
-    except DestinationError as exc:
-        kept = [{"id": integration.list_id, "name": integration.list_name}] if integration.list_id else []
-        if isinstance(exc, BusyError):
-            return kept, f"Could not load Iterable's lists: {exc.message}"
-        return kept, f"Could not load Iterable's lists ({exc.code})."
 
 
 def _start_sync(request: HttpRequest, integration: Integration, kind: str, prefix: str = "") -> HttpResponse:

@@ -23,7 +23,9 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
             state.reset()
             return 200, {"ok": True}
         if action == "keys" and method == "POST":
-            options = {k: body[k] for k in ("project_type", "allow_new_fields", "refusal_status") if k in body}
+            options = {
+                k: body[k] for k in ("project_type", "allow_new_fields", "refusal_status", "jwt_required") if k in body
+            }
             key = state.add_key(
                 body["key"], body["type"], int(body.get("project_id", 1)), body.get("region", "us"), **options
             )
@@ -60,6 +62,7 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
                 "latency_ms",
                 "arrival_jitter_ms",
                 "refusal_status",
+                "javascript_may_update_users",
                 "rate_burst",
                 "rate_limits_on",
                 "rate_limit_overrides",

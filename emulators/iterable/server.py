@@ -177,6 +177,8 @@ class Handler(BaseHTTPRequestHandler):
         key = state.keys.get(api_key)
         if key is None or key.region != region:
             raise self._invalid_key(path)
+        if key.jwt_required:  # a client-side key set to require JWT: the emulator takes no JWT, so none passes
+            raise Reply(401, envelope("InvalidJwtPayload", "JWT authorization required", {"endpoint": path}))
         return key
 
     def _invalid_key(self, path: str) -> Reply:
@@ -186,7 +188,8 @@ class Handler(BaseHTTPRequestHandler):
         allowed = {
             READ_ONLY: method == "GET",
             MOBILE: (method, path) in MOBILE_ENDPOINTS,
-            JAVASCRIPT: (method, path) in JAVASCRIPT_ENDPOINTS,
+            JAVASCRIPT: (method, path) in JAVASCRIPT_ENDPOINTS
+            or (self.server.state.javascript_may_update_users and (method, path) == ("POST", "/api/users/update")),
         }.get(key.key_type, True)
         if allowed:
             return

@@ -134,6 +134,8 @@ class Key:
     # refusal_status. Iterable's Swagger lists only 401 "Invalid API key" on getFields, bulkUpdate
     # and users/update, and 403 on users/merge for "a specific API key type": either may come.
     refusal_status: int | None = None
+    # A client-side key set to require JWT (reference 1.2): refused 401 without a JWT, as any unknown key.
+    jwt_required: bool = False
 
 
 @dataclass
@@ -189,6 +191,9 @@ class EmulatorState:
             # had spent that long on the network: requests sent evenly arrive unevenly.
             self.arrival_jitter_ms = 0
             self.refusal_status = 403  # see Key.refusal_status
+            # Whether a JavaScript key may call users/update: the reference's list of its endpoints is cut
+            # off, and Iterable's JS SDK calls it (updateUser). Either way may be true.
+            self.javascript_may_update_users = False
             self.rate_burst: float | None = None  # see Bucket
             self.rate_limits_on = True
             self.rate_limit_overrides: dict[str, float] = {}
@@ -231,6 +236,7 @@ class EmulatorState:
         project_id: int,
         region: str = "us",
         refusal_status: int | None = None,
+        jwt_required: bool = False,
         **project_options: Any,
     ) -> Key:
         if key_type not in KEY_TYPES:
@@ -239,7 +245,7 @@ class EmulatorState:
             raise ValueError("refusal_status must be 401 or 403")
         with self.lock:
             self.project(project_id, region=region, **project_options)
-            self.keys[key] = Key(key, key_type, project_id, region, refusal_status)
+            self.keys[key] = Key(key, key_type, project_id, region, refusal_status, jwt_required)
             return self.keys[key]
 
     def rate_ok(self, project_id: int, route: str) -> bool:

@@ -54,6 +54,7 @@ KEY_TYPE_LABELS = {
     "read_only": "read-only",
     "mobile": "mobile",
     "javascript": "JavaScript",
+    "client_side": "client-side (mobile or JavaScript)",
 }
 # Documented per-project limits, requests per second (reference 2.3). The client
 # paces itself a little under them so that it never discovers them by a 429.
@@ -461,14 +462,18 @@ class IterableDestination:
         return VerifyResult(region=self.client.region, key_type="server_side")
 
     def client_side_kind(self) -> str | None:
-        """Which client-side key this is ("mobile", "javascript"), or None when it is neither.
+        """Which client-side key this is ("client_side", "javascript"), or None when it is neither.
 
         Each probe is a call that key type may make (reference 1.2), sent without anything that
         identifies a user or a device, so Iterable refuses its content (400) once the key is through:
         nothing is written. A key Iterable does not know is refused (401) before the content is read.
+        users/update is on the mobile key's list, but the JavaScript key's list is cut off and its
+        SDK calls users/update too: passing it says "client-side", not which. registerBrowserToken
+        is not on the mobile list: a key that may call only that is a JavaScript key. A client-side
+        key set to require JWT passes neither without a JWT, and reads as unknown.
         """
         if self._may("POST", "/api/users/update", {"dataFields": {}}):
-            return "mobile"
+            return "client_side"
         if self._may("POST", "/api/users/registerBrowserToken", {}):
             return "javascript"
         return None

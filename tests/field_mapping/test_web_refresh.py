@@ -5,8 +5,10 @@ Counted at the emulator: every getFields that arrived there, whatever it was ans
 
 from __future__ import annotations
 
+import ast
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -19,6 +21,8 @@ from integrations.services import rate_bucket_id
 from tests.integrations.webcalls import FAULTS, GET_FIELDS, SAID, arrived, break_iterable
 
 URL = "/w/acme/integrations/iterable/mapping/"
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _messages(response) -> str:
@@ -78,3 +82,23 @@ def test_twenty_refreshes_at_once_make_one_call(web, connected, flows, alice):
     assert len(said) == 20
     assert sum("fields from Iterable." in page for page in said) == 1
     assert sum("fetched moments ago (or are being fetched): showing" in page for page in said) == 19
+
+
+def _string_constants(path: Path) -> list[str]:
+    return [
+        n.value
+        for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
+
+
+def test_the_mapping_views_name_no_destination():
+    # DESIGN: views know no destination by name; messages take the integration's display name.
+    named = [text for text in _string_constants(ROOT / "field_mapping" / "views.py") if "Iterable" in text]
+    assert named == []
+
+
+def test_the_integration_views_call_no_destination():
+    # The list picker's call lives in integrations.selectors (integration_destination_lists).
+    source = (ROOT / "integrations" / "views.py").read_text()
+    assert "destination_for" not in source and "integrations.destinations" not in source

@@ -78,10 +78,10 @@ def test_the_key_is_encrypted_at_rest_and_never_rendered(alice_client, iterable)
         ("wrong", "auto", "api_key", "in the US or the EU data center"),
         ("eu_server_side", "us", "region", "belongs to a project in the EU"),
         ("read_only", "us", "api_key", "read-only key"),
-        ("mobile", "us", "api_key", "mobile key"),
+        ("mobile", "us", "api_key", "client-side (mobile or JavaScript) key"),
         ("javascript", "us", "api_key", "JavaScript key"),
         ("read_only", "auto", "api_key", "read-only key"),
-        ("mobile", "auto", "api_key", "mobile key"),
+        ("mobile", "auto", "api_key", "client-side (mobile or JavaScript) key"),
         ("javascript", "auto", "api_key", "JavaScript key"),
     ],
 )
@@ -106,7 +106,7 @@ def test_the_refusal_status_may_differ_per_key(alice_client, iterable, key_statu
     iterable.add_key("ro-own-status-1234", "read_only", refusal_status=key_status)
     iterable.add_key("mob-own-status-1234", "mobile", refusal_status=key_status)
     assert "read-only key" in _error_text(_connect(alice_client, "ro-own-status-1234"))
-    assert "mobile key" in _error_text(_connect(alice_client, "mob-own-status-1234"))
+    assert "client-side (mobile or JavaScript) key" in _error_text(_connect(alice_client, "mob-own-status-1234"))
     assert iterable.users() == []  # the probes identify no user: nothing was written
     assert not Integration.objects.exists()
 
@@ -115,9 +115,28 @@ def test_the_refusal_status_may_differ_per_key(alice_client, iterable, key_statu
 def test_a_mobile_key_of_the_eu_is_told_apart_from_an_unknown_one(alice_client, iterable, refusal_status):
     iterable.configure(refusal_status=refusal_status)
     iterable.add_key("mob-eu-key-5678", "mobile", project_id=2, region="eu")
-    assert "mobile key" in _error_text(_connect(alice_client, "mob-eu-key-5678", region="auto", project_type="userId"))
+    response = _connect(alice_client, "mob-eu-key-5678", region="auto", project_type="userId")
+    assert "client-side (mobile or JavaScript) key" in _error_text(response)
     response = _connect(alice_client, "mob-eu-key-5678", region="us", project_type="userId")
     assert "belongs to a project in the EU" in _error_text(response)
+
+
+@pytest.mark.parametrize("region", ["us", "auto"])
+def test_a_javascript_key_allowed_users_update_is_a_client_side_key(alice_client, iterable, region):
+    # The reference's list of a JavaScript key's endpoints is cut off, and its SDK calls users/update:
+    # the emulator may allow it, and then nothing tells it from a mobile key. Either way it is refused.
+    iterable.configure(javascript_may_update_users=True)
+    response = _connect(alice_client, iterable.keys.javascript, region=region)
+    assert "client-side (mobile or JavaScript) key" in _error_text(response) and "Server-side" in _error_text(response)
+    assert iterable.users() == [] and not Integration.objects.exists()
+
+
+@pytest.mark.parametrize("region", ["us", "auto"])
+def test_a_client_side_key_that_requires_jwt_reads_as_unknown_and_the_text_says_so(alice_client, iterable, region):
+    iterable.add_key("mob-jwt-key-4321", "mobile", jwt_required=True)
+    errors = _error_text(_connect(alice_client, "mob-jwt-key-4321", region=region))
+    assert "does not recognise this key" in errors and "requires JWT" in errors
+    assert not Integration.objects.exists()
 
 
 def test_auto_detect_finds_the_eu_data_center(alice_client, iterable):
