@@ -75,6 +75,7 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
                 if name in body:
                     setattr(state, name, body[name])
             state.buckets.clear()
+            state.last_rate_check.clear()
             return 200, {"ok": True}
         if action == "requests" and method == "GET":
             wanted = query.get("path")
@@ -83,6 +84,7 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
             return 200, {
                 "counts": state.counts,
                 "rate_limited": state.rate_limited,
+                "closest_gap_ms": state.closest_gap_ms,
                 "arrived": state.arrived,
                 "finished": state.finished,
                 "unhandled_errors": state.unhandled_errors,

@@ -211,6 +211,10 @@ class EmulatorState:
             self.finished: dict[str, int] = {}
             self.unhandled_errors = 0
             self.rate_limited: dict[str, int] = {}
+            # The closest two rate-limited requests of one project and route came to each other, in ms:
+            # what a test of pacing checks when a limiter with no burst makes every few ms count.
+            self.closest_gap_ms: dict[str, float] = {}
+            self.last_rate_check: dict[tuple[int, str], float] = {}
             # OAuth 2 authorization server
             self.oauth_clients: dict[str, dict] = {}
             self.oauth_codes: dict[str, dict] = {}
@@ -257,6 +261,11 @@ class EmulatorState:
             if bucket is None or bucket.rate != rate:
                 bucket = self.buckets[(project_id, route)] = Bucket(rate, self.rate_burst)
             allowed = bucket.take()
+            now, last = bucket.stamp, self.last_rate_check.get((project_id, route))
+            self.last_rate_check[(project_id, route)] = now
+            if last is not None:
+                gap = round((now - last) * 1000, 1)
+                self.closest_gap_ms[route] = min(gap, self.closest_gap_ms.get(route, gap))
             if not allowed:
                 self.rate_limited[route] = self.rate_limited.get(route, 0) + 1
             return allowed

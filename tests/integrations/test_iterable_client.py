@@ -374,5 +374,14 @@ def test_pacing_holds_when_sends_go_late_and_arrivals_jitter(iterable, burst):
         thread.start()
     for thread in threads:
         thread.join()
-    assert iterable.stats()["counts"]["/api/users/bulkUpdate"] == 18
-    assert iterable.stats()["rate_limited"] == {}  # paced under the limit, not discovered by 429s
+    stats = iterable.stats()
+    assert stats["counts"]["/api/users/bulkUpdate"] == 18
+    if burst is None:
+        assert stats["rate_limited"] == {}  # paced under the limit, not discovered by 429s
+    else:
+        # With no burst at all, a request that reaches the limiter a few ms early is a 429 (which the
+        # client waits out), and how early it comes is up to the network and the machine's scheduler:
+        # on a loaded 2-core CI machine that was once over the 10 ms PACE leaves at 5/s. What pacing
+        # controls is the spacing: a worker that sent on a slot reserved before it slept would land
+        # up to 60 ms early; one that takes its token as it sends stays within scheduling noise.
+        assert stats["closest_gap_ms"]["users.bulkUpdate"] >= 180, stats
