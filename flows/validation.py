@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import EmailValidator
+from django.core.validators import validate_email
 
 from flows.models import FieldType
 from lib.numbers import NotANumber, parse_number
@@ -25,9 +25,6 @@ MAX_FIELDS_PER_SUBMISSION = 100
 _PHONE_ALLOWED = re.compile(r"^\+?[0-9 ().\-/]+$")
 _FORM_TRUE = {"on", "true", "1", "yes"}
 _FORM_FALSE = {"", "off", "false", "0", "no"}
-# Django's validate_email lets "user@localhost" through (its allowlist) and takes "user@[10.0.0.1]";
-# neither is an address a marketing platform accepts, so every sync of it would fail.
-_validate_email = EmailValidator(allowlist=[])
 
 
 @dataclass(frozen=True)
@@ -73,10 +70,12 @@ def _email(value: Any) -> str:
     if len(value) > 254:
         raise Invalid("must be at most 254 characters")
     local, at, domain = value.rpartition("@")
+    # Django's validate_email lets "user@localhost" through (its allowlist) and takes "user@[10.0.0.1]";
+    # neither is an address a marketing platform accepts, so every sync of it would fail.
     if at and local and domain and (domain.startswith("[") or "." not in domain.strip(".")):
         raise Invalid(f"'{value}' is not a valid email address: it needs a full domain after the @, like example.com")
     try:
-        _validate_email(value)
+        validate_email(value)
     except ValidationError:
         raise Invalid(f"'{value}' is not a valid email address") from None
     return value

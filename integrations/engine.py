@@ -588,7 +588,6 @@ def _run_batches(
             if batches and lease.overdue:
                 out_of_time = True  # at least one batch per run, however short SYNC_RUN_MAX_SECONDS is
                 break
-            lease.check()
             items = claim_batch(run=run, size=batch_size, after_id=after_id)
             if not items:
                 if after_id == 0:

@@ -83,7 +83,6 @@ def session_idle_timeout(get_response: Handler) -> Handler:
             touched = session.get(SESSION_TOUCHED_KEY)  # loads it: None when expired or unknown
             if session.session_key and (touched is None or now - touched >= min(60, timeout // 10)):
                 session[SESSION_TOUCHED_KEY] = now  # modified, so saved with a fresh expiry
-                session.set_expiry(timeout)
         return get_response(request)
 
     return middleware

@@ -151,7 +151,7 @@ def _counter_seconds(window: int) -> int:
     return 2 * window + 5  # a window's count is kept while the next one still weighs it
 
 
-def _wait(current: int, previous: int, into: float, room: int, window: int = WINDOW_SECONDS) -> int:
+def _wait(current: int, previous: int, into: float, room: int, window: int) -> int:
     """Seconds until the weighted count drops to ``room`` (what a hit of this cost may find)."""
     if room < 0:  # the hit alone is over the limit: it never fits
         return window

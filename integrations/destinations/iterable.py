@@ -686,17 +686,15 @@ def key_known_in(api_key: str, region: str) -> bool:
     return IterableDestination(IterableClient(region=region, api_key=api_key, interactive=True)).key_known()
 
 
-def detect_region(api_key: str, preferred: str | None = None) -> str | None:
-    """The data center that knows ``api_key`` (trying ``preferred`` first), or None when none does.
+def detect_region(api_key: str) -> str | None:
+    """The data center that knows ``api_key``, or None when none does.
 
     A data center that gives no answer (down, 5xx) proves nothing about the key: when no other one
     knows it, that failure is raised (retryable) rather than calling the key unknown. No room in the
     rate budget is raised at once: the other data center would spend the same budget.
     """
-    order = [preferred] if preferred in REGIONS else []
-    order += [r for r in REGIONS if r not in order]
     unanswered: DestinationError | None = None
-    for region in order:
+    for region in REGIONS:
         try:
             if key_known_in(api_key, region):
                 return region
