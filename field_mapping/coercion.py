@@ -18,8 +18,9 @@ FALSE_WORDS = {"false", "no", "n", "0", "off"}
 LONG_MAX = 2**63 - 1
 
 
-class CoercionError(ValueError):
-    pass
+from integrations.destinations.base import CoercionError
+
+__all__ = ["CoercionError", "coerce_with", "is_empty", "leaf_paths", "set_path"]
 
 
 def is_empty(value: Any) -> bool:
@@ -48,7 +49,7 @@ def to_long(value: Any, field: str) -> int:
     number = _number(value, field)
     if isinstance(number, float):
         if not number.is_integer():
-            raise CoercionError(f"field {field}: {value!r} is not a whole number (Iterable has it as long)")
+            raise CoercionError(f"field {field}: {value!r} is not a whole number (the field is a long)")
         number = int(number)
     if abs(number) > LONG_MAX:
         raise CoercionError(f"field {field}: {value!r} is too large for a long")
@@ -69,8 +70,8 @@ def to_boolean(value: Any, field: str) -> bool:
     raise CoercionError(f"field {field}: {value!r} is not true or false")
 
 
-def to_date(value: Any, field: str) -> str:
-    """Iterable's own date format, ``YYYY-MM-DD HH:MM:SS +00:00`` (reference 3), in UTC."""
+def to_datetime(value: Any, field: str) -> dt.datetime:
+    """An aware datetime in UTC (a bare date is its midnight UTC); each destination writes it its way."""
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, dt.date):
@@ -85,7 +86,7 @@ def to_date(value: Any, field: str) -> str:
         raise CoercionError(f"field {field}: {value!r} is not a date")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S +00:00")
+    return moment.astimezone(dt.UTC)
 
 
 def to_string(value: Any, field: str) -> str:
@@ -107,16 +108,16 @@ COERCERS = {
     "long": to_long,
     "double": to_double,
     "boolean": to_boolean,
-    "date": to_date,
     "object": to_object,
 }
 
 
-def coerce(value: Any, destination_type: str, field: str) -> Any:
-    """The value for a destination field of ``destination_type``; raises CoercionError."""
-    coercer = COERCERS.get(destination_type.lower())
+def coerce_with(coercers: dict, value: Any, destination_type: str, field: str, *, destination: str) -> Any:
+    """The value for a field of ``destination_type`` by a destination's ``coercers`` (type -> function);
+    a list is coerced item by item. Raises CoercionError."""
+    coercer = coercers.get(destination_type.lower())
     if coercer is None:
-        raise CoercionError(f"field {field}: Flowsync cannot write {destination_type} fields")
+        raise CoercionError(f"field {field}: Flowsync cannot write {destination} {destination_type} fields")
     if isinstance(value, list):
         return [coercer(item, field) for item in value]
     return coercer(value, field)

@@ -12,10 +12,6 @@ class Integration(models.Model):
     """One destination of one workspace. Disconnecting drops the credentials and keeps the row
     (and with it the sync history)."""
 
-    class Kind(models.TextChoices):
-        ITERABLE = "iterable", "Iterable"
-        CUSTOMERIO = "customerio", "Customer.io"
-
     class Status(models.TextChoices):
         DISCONNECTED = "disconnected", "Not connected"
         CONNECTED = "connected", "Connected"
@@ -34,20 +30,17 @@ class Integration(models.Model):
         EVERY_12_HOURS = 720, "Every 12 hours"
         DAILY = 1440, "Every 24 hours"
 
-    class ProjectType(models.TextChoices):
-        EMAIL = "email", "Email-based"
-        USER_ID = "userId", "UserID-based"
-        HYBRID = "hybrid", "Hybrid"
-
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="integrations")
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    kind = models.CharField(max_length=20)  # a kind of the destinations' registry
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DISCONNECTED)
     auth_method = models.CharField(max_length=10, choices=AuthMethod.choices, blank=True)
     # SECURITY: the API key or OAuth tokens, Fernet-encrypted (lib/crypto.py). Never rendered.
     credentials = EncryptedJSONField(null=True, blank=True, editable=False)
     key_last4 = models.CharField(max_length=4, blank=True)
-    region = models.CharField(max_length=2, default="us")
-    project_type = models.CharField(max_length=10, choices=ProjectType.choices, default=ProjectType.HYBRID)
+    # What the destination itself needs to know (its data center, project type, workspace id...),
+    # and the optional extras (list_id and list_name, event_name): validated by its package
+    # (Destination.validate_config), never read by shared code but for the extras.
+    config = models.JSONField(default=dict, blank=True)
     connected_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -64,10 +57,6 @@ class Integration(models.Model):
     )
     paused_at = models.DateTimeField(null=True, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True)
-    # Optional extras, off by default: subscribe synced users to a list; track an event per contact.
-    list_id = models.BigIntegerField(null=True, blank=True)
-    list_name = models.CharField(max_length=200, blank=True)
-    event_name = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -78,6 +67,12 @@ class Integration(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.workspace}"
 
+    def get_kind_display(self) -> str:
+        from integrations.destinations import REGISTRY  # the registry imports destination packages, not models
+
+        destination = REGISTRY.get(self.kind)
+        return destination.label if destination is not None else self.kind
+
     @property
     def is_connected(self) -> bool:
         return self.status != self.Status.DISCONNECTED and self.credentials is not None
@@ -85,6 +80,19 @@ class Integration(models.Model):
     @property
     def is_paused(self) -> bool:
         return self.paused_at is not None
+
+    # The optional extras, off by default: subscribe synced people to a list; track an event per contact.
+    @property
+    def list_id(self) -> int | None:
+        return (self.config or {}).get("list_id")
+
+    @property
+    def list_name(self) -> str:
+        return (self.config or {}).get("list_name", "")
+
+    @property
+    def event_name(self) -> str:
+        return (self.config or {}).get("event_name", "")
 
     @property
     def masked_key(self) -> str:

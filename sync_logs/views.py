@@ -15,6 +15,7 @@ from integrations.models import Integration
 from integrations.selectors import integration_by_kind
 from integrations.sync import Requeued, retry_failed
 from sync_logs import selectors, services
+from integrations.destinations import destination_class
 from sync_logs.explain import explain
 from sync_logs.models import SyncRecord, SyncRun
 from workspaces.models import Role
@@ -89,13 +90,15 @@ def run_detail(request: HttpRequest, kind: str, run_id: int) -> HttpResponse:
         after=_id_param(request, "after"),
         before=_id_param(request, "before"),
     )
+    destination = destination_class(run.integration.kind)
     context = {
         "run": run,
         "kind": kind,
         "integration": run.integration,
         "page": page,
         "records": [
-            (r, explain(r.error_code, r.error_message, r.retryable) if r.error_code else None) for r in page.items
+            (r, explain(r.error_code, r.error_message, r.retryable, destination=destination) if r.error_code else None)
+            for r in page.items
         ],
         "statuses": SyncRecord.Status.choices,
         "bar": _bar(run),
@@ -118,7 +121,12 @@ def record_detail(request: HttpRequest, kind: str, run_id: int, record_id: int) 
         "record": record,
         "integration": run.integration,
         "payload_json": json.dumps(record.payload, indent=2, ensure_ascii=False) if record.payload else "",
-        "explanation": explain(record.error_code, record.error_message, record.retryable)
+        "explanation": explain(
+            record.error_code,
+            record.error_message,
+            record.retryable,
+            destination=destination_class(run.integration.kind),
+        )
         if record.error_code
         else None,
     }

@@ -1,14 +1,18 @@
 """What every destination offers the rest of Flowsync, and the errors it raises.
 
-The sync engine and the views know destinations only through this module: the
-four verbs of :class:`Destination` and the :class:`DestinationError` hierarchy.
+The sync engine, the mapping, the views and the logs know destinations only
+through this module and the registry (integrations.destinations): the class
+attributes and verbs of :class:`Destination`, the neutral :class:`MappedRecord`
+that a mapping produces, and the :class:`DestinationError` hierarchy. Each
+destination is one package that subclasses :class:`Destination`; nothing
+outside it names the destination or its data model.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 
 class DestinationError(Exception):
@@ -130,6 +134,19 @@ class UnexpectedAnswerError(DestinationError):
     default_code = "unexpected_answer"
 
 
+class ConnectError(Exception):
+    """Connecting failed; ``message`` tells the admin what is wrong and what to do. Nothing was stored.
+    ``field`` names the connect form's field it is about, when it is about one."""
+
+    def __init__(self, message: str, *, field: str | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.message, self.field, self.code = message, field, code
+
+
+class CoercionError(ValueError):
+    """A value a destination field cannot take; its message is for the sync log ("field age: ...")."""
+
+
 @dataclass(frozen=True)
 class DestinationField:
     name: str
@@ -149,30 +166,191 @@ class RecordResult:
 
 @dataclass
 class VerifyResult:
-    region: str
+    region: str = ""
     key_type: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class Destination(Protocol):
-    kind: str
+@dataclass
+class Connection:
+    """What a destination's connect step hands back once the credentials are verified: stored as they
+    are (credentials encrypted), nothing of it checked again by the caller."""
+
+    credentials: dict[str, Any]
+    config: dict[str, Any]
+    key_last4: str = ""
+    auth_method: str = "api_key"
+    # For the audit log and the success message: no secret in it.
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MappedRecord:
+    """One contact as a mapping makes it, before any destination's shape: what identifies the person
+    (identifier name -> value, the one it is keyed by first) and the attributes, by dotted path, as
+    the destination's coercion made them (None: erase the attribute)."""
+
+    identifiers: dict[str, str]
+    attributes: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return next(iter(self.identifiers.values()), "")
+
+
+@dataclass(frozen=True)
+class CatalogueField:
+    """A destination field a form field may be mapped to."""
+
+    name: str
+    type: str
+    identifier: bool = False
+
+
+class Capability:
+    SCHEMA = "schema"  # fetches its field names and types (else: reserved attributes plus free names)
+    LISTS = "lists"  # synced people can join one of its lists
+    EVENTS = "events"  # an event per contact
+    LOOKUP = "lookup"  # finds out whether a person exists ("leave existing people unchanged")
+    OAUTH = "oauth"  # connects by OAuth too
+
+
+class Destination:
+    """One destination: what it declares (class attributes and class methods: no credentials needed)
+    and the verbs of a client for one connected integration (instance methods).
+
+    The declarations cover everything the shared code needs to know about a destination without
+    naming it: its tile, its connect form and checks, its configuration, its field catalogue and
+    rules, how a neutral record becomes its request body, its capabilities and the plain words for
+    its errors. A destination overrides what it has; the defaults describe a destination with none.
+    """
+
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    blurb: ClassVar[str] = ""
+    logo: ClassVar[str] = ""  # a static path
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    # The connect page: its form class (credentials in) and the template of what differs on it.
+    connect_form: ClassVar[type | None] = None  # a django.forms.Form
+    connect_template: ClassVar[str] = ""
+    # The names a form field may map to that identify a person (not attributes).
+    identifier_names: ClassVar[tuple[str, ...]] = ()
+    # The destination type a new attribute gets, by the form field's type (flows.models.FieldType).
+    new_field_types: ClassVar[dict[str, str]] = {}
+    # Standard form fields and where they usually go.
+    suggested_targets: ClassVar[dict[str, str]] = {}
+    # Its own error codes a log row may carry (the admin's filter lists them).
+    error_codes: ClassVar[tuple[str, ...]] = ()
+
+    # --- declarations --------------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, data: dict[str, Any], *, bucket_id: str) -> Connection:
+        """Verify the connect form's cleaned ``data`` (interactive calls); raise ConnectError saying why not."""
+        raise NotImplementedError
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The stored configuration, checked and completed with defaults; raises ValueError."""
+        return dict(config)
+
+    @classmethod
+    def describe_config(cls, config: dict[str, Any]) -> str:
+        """One line for the integration's page: where it sends (region, project type, workspace)."""
+        return ""
+
+    @classmethod
+    def accepted_identifiers(cls, config: dict[str, Any]) -> tuple[str, ...]:
+        """The identifiers a record may be keyed by under ``config``, the preferred first."""
+        return cls.identifier_names
+
+    @classmethod
+    def catalogue(cls, config: dict[str, Any], schema_fields: dict[str, str]) -> list[CatalogueField]:
+        """The fields a form field may be mapped to: from the fetched schema, or the reserved ones."""
+        return [CatalogueField(name, kind, name in cls.identifier_names) for name, kind in schema_fields.items()]
+
+    @classmethod
+    def new_field_problem(cls, name: str, *, config: dict[str, Any], schema_fields: dict[str, str]) -> str:
+        """Why ``name`` cannot be a new attribute, or ""."""
+        return ""
+
+    @classmethod
+    def identifier_problem(cls, name: str, source_type: str) -> str:
+        """Why a form field of ``source_type`` cannot go to identifier ``name``, or ""."""
+        return ""
+
+    @classmethod
+    def coerce(cls, value: Any, destination_type: str, field: str) -> Any:
+        """The value for an attribute of ``destination_type``; raises CoercionError."""
+        raise NotImplementedError
+
+    @classmethod
+    def identifier_value(cls, name: str, value: Any) -> str:
+        """The identifier as the destination wants it; raises CoercionError when it would refuse it."""
+        raise NotImplementedError
+
+    @classmethod
+    def payload(cls, record: MappedRecord, config: dict[str, Any]) -> dict[str, Any]:
+        """The destination's body for one record (what the sync log shows as sent)."""
+        raise NotImplementedError
+
+    @classmethod
+    def sent_values(cls, payload: dict[str, Any], key: str) -> dict[str, Any]:
+        """The values a payload sets, by neutral path (attributes by their dotted path; an identifier
+        other than ``key`` by its name): the inverse of :meth:`payload`, for logged payloads."""
+        raise NotImplementedError
+
+    @classmethod
+    def request_preview(cls, payloads: list[dict[str, Any]], *, create_new_fields: bool) -> dict[str, Any]:
+        """The exact request body a push of ``payloads`` sends (the mapping preview)."""
+        raise NotImplementedError
+
+    @classmethod
+    def explain(cls, code: str, message: str, retryable: bool) -> tuple[str, str] | None:
+        """A sync-log error of its own in plain words: (what happened, what to do), or None when the
+        code is not one of its own (the shared words of sync_logs.explain then apply)."""
+        return None
+
+    @classmethod
+    def for_integration(cls, integration: Any, *, interactive: bool = False) -> Destination:
+        """A client for a connected integration (its credentials decrypted). ``interactive``: for a call
+        made inside a web request (short timeout, no retries, no waiting for the rate budget)."""
+        raise NotImplementedError
+
+    # --- verbs of a connected client -------------------------------------------------------------
+
+    def identifier_of(self, payload: dict[str, Any]) -> str:
+        """What a log row names this payload's person by."""
+        raise NotImplementedError
 
     def verify(self) -> VerifyResult:
         """Check the credentials work and may write; raise a :class:`DestinationError` saying why not."""
+        raise NotImplementedError
 
     def fetch_fields(self) -> list[DestinationField]:
-        """The destination's user fields and their types."""
+        """The destination's fields and their types (Capability.SCHEMA)."""
+        raise NotImplementedError
 
     def push(self, records: list[dict[str, Any]], *, create_new_fields: bool = False) -> list[RecordResult]:
-        """Send one batch of mapped records; one result per record, in order. A delivered result may carry
-        a code and message: delivered with a warning (e.g. fields the destination dropped)."""
+        """Send one batch of payloads; one result per record, in order. A delivered result may carry a
+        code and message: delivered with a warning (e.g. fields the destination dropped). Raises
+        TypeMismatchError or PayloadTooLargeError when the batch was refused whole for a record it
+        cannot name (the engine splits it)."""
+        raise NotImplementedError
 
     def find_existing(self, records: list[dict[str, Any]]) -> list[bool]:
-        """Whether each mapped record's user already exists in the destination, in order. Records, not
-        bare identifiers: the destination looks a user up by what the record carries (email or userId)."""
+        """Whether each payload's person exists already, in order (Capability.LOOKUP)."""
+        raise NotImplementedError
+
+    def lists(self) -> list[dict[str, Any]]:
+        """The lists synced people may join, as {"id", "name"} (Capability.LISTS)."""
+        raise NotImplementedError
 
     def subscribe(self, list_id: int, records: list[dict[str, Any]]) -> list[RecordResult]:
-        """Add the records' users to a list; one result per record, in order (delivered = subscribed)."""
+        """Add the payloads' people to a list; one result per record, in order (delivered = subscribed)."""
+        raise NotImplementedError
 
-    def track(self, event_name: str, record: dict[str, Any], data_fields: dict[str, Any]) -> None:
-        """One event for the record's user; raises a :class:`DestinationError` when it is not confirmed."""
+    def track(self, event_name: str, record: dict[str, Any], data: dict[str, Any], *, event_id: str = "") -> None:
+        """One event for the payload's person, with a stable ``event_id`` so that a resend does not
+        add a second; raises a :class:`DestinationError` when it is not confirmed (Capability.EVENTS)."""
+        raise NotImplementedError

@@ -1,0 +1,262 @@
+"""The HTTP transport every destination's client is built on.
+
+One ``requests.Session`` per client; every call has a timeout, takes a token from
+the destination account's rate bucket as it is sent (lib.ratebucket: shared
+through Redis, so every worker and run spends the same budget), and is retried on
+429 / 5xx / connection errors with exponential backoff and full jitter, honouring
+Retry-After. Waiting out a 429 is not a failed attempt; it is bounded in time
+instead. Inside a web request (``interactive``) nothing is retried or waited out:
+a short timeout within the request's deadline (lib.deadline), and BusyError when
+the budget has no room now.
+
+A destination's client subclasses :class:`HttpClient` and adds what is its own:
+the base URL, its auth headers, its documented rates, and :meth:`HttpClient.answer`,
+which reads a response as a success or one of the errors of base.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+import requests
+from django.conf import settings
+
+from integrations.destinations.base import (
+    AuthError,
+    BusyError,
+    DeadlineError,
+    DestinationError,
+    RateLimitedError,
+    TransportError,
+    UnexpectedAnswerError,
+)
+from lib import deadline, ratebucket
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+def encode_body(value: Any) -> bytes:
+    """A request body as a client sends it: what a push measures against a size limit is what goes out."""
+    return json.dumps(value, allow_nan=False).encode()
+
+
+def call_timeout(timeout: float, *, interactive: bool, label: str) -> float:
+    """The timeout of one call: ``timeout``, cut to what is left of the web request's deadline for an
+    interactive call. Raises DeadlineError when nothing is left: the call is not made."""
+    left = deadline.remaining() if interactive else None
+    if left is not None and left <= 0:
+        raise DeadlineError(label, settings.DESTINATION_WEB_DEADLINE_SECONDS)
+    return timeout if left is None else min(timeout, left)
+
+
+def retry_after_seconds(headers: dict[str, str]) -> float | None:
+    """Seconds to wait from a Retry-After header, in either of its forms: delay-seconds or an HTTP-date."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # an HTTP-date is in GMT
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _json(raw: requests.Response) -> Any:
+    try:
+        return raw.json()
+    except ValueError:
+        return {"msg": raw.text[:500]}
+
+
+class HttpClient:
+    """Low-level calls of one destination account: pacing, retries, timeouts. No business logic."""
+
+    label: ClassVar[str] = "The destination"  # names it in messages ("Iterable is busy, ...")
+    # Documented limits, requests per second, by "METHOD /path". PACE keeps the sends a little
+    # further apart than the limit (see _pace).
+    rates: ClassVar[dict[str, float]] = {}
+    pace: ClassVar[float] = 0.95
+    pacing_setting: ClassVar[str] = ""  # a setting that turns pacing off (projects with raised limits)
+    bucket_prefix: ClassVar[str] = "destination"  # the rate buckets' names: <prefix>:<bucket id>:<endpoint>
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        bucket_id: str | None = None,
+        bucket_seed: str = "",
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        max_rate_wait: float | None = None,
+        interactive: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``bucket_id``: whose rate budget the calls spend (a connected integration's own, see
+        integrations.credentials.rate_bucket_id). Credentials being checked before any integration
+        has them stand for their account by themselves: ``bucket_seed`` hashed (no secret in a Redis
+        key name). ``interactive``: see the module's docstring."""
+        self.base_url = base_url
+        self.bucket_id = bucket_id or hashlib.sha256(bucket_seed.encode()).hexdigest()[:16]
+        self.interactive = interactive
+        if interactive:
+            self.timeout = timeout or settings.DESTINATION_WEB_TIMEOUT_SECONDS
+            self.max_retries, self.max_rate_wait = 0, 0.0
+        else:
+            self.timeout = timeout or settings.DESTINATION_TIMEOUT_SECONDS
+            self.max_retries = settings.DESTINATION_MAX_RETRIES if max_retries is None else max_retries
+            self.max_rate_wait = settings.DESTINATION_MAX_RATE_WAIT_SECONDS if max_rate_wait is None else max_rate_wait
+        self.sleep = sleep
+        self.session = requests.Session()
+        self.session.headers.update(
+            {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "Flowsync/1.0"}
+        )
+        self.rate_limited_waits = 0  # for the engine's log and the tests
+
+    # --- what a destination adds -----------------------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def renew_auth(self, headers: dict[str, str]) -> dict[str, str] | None:
+        """New auth headers after a refusal of ``headers`` (an OAuth token that expired between our
+        check and the call), or None when there is nothing to renew. Asked once per call."""
+        return None
+
+    def answer(self, method: str, path: str, response: Response) -> DestinationError | None:
+        """None when ``response`` is a success, else the error it is."""
+        if response.status < 400:
+            return None
+        return DestinationError(f"{self.label} answered {response.status} on {method} {path}", status=response.status)
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def _pace(self, endpoint: str) -> None:
+        """Take this request's token from the account's budget at the moment it is sent.
+
+        A token is taken only when one is free now; otherwise the worker sleeps until one should be
+        and asks again. Reserving a future slot instead would time the reservation, not the send: a
+        worker that woke late would send its request right before the next worker's, and two
+        requests that close are a 429 for a limiter with no burst. ``pace`` keeps the sends 5%
+        further apart than the limit, which absorbs the jitter between taking a token and the
+        request arriving (about 10 ms at 5 requests per second).
+
+        An interactive call takes its token the same way, at the moment it is sent, but asks at most
+        twice: when the next token comes within one interval it waits for it and asks once more;
+        further out, or when a worker took that token first, BusyError says when to try again.
+        """
+        rate = self.rates.get(endpoint)
+        if not rate or (self.pacing_setting and not getattr(settings, self.pacing_setting)):
+            return
+        name, pace = f"{self.bucket_prefix}:{self.bucket_id}:{endpoint}", rate * self.pace
+        if not self.interactive:
+            while (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
+                self.sleep(wait)
+            return
+        wait = ratebucket.reserve(name, rate=pace, max_wait=0)
+        if wait > 0:
+            if wait > 1 / pace:
+                raise BusyError(self.label, wait)
+            self._check_deadline(wait)
+            self.sleep(wait)
+            if (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
+                raise BusyError(self.label, wait)
+
+    def _check_deadline(self, need: float = 0.0) -> float | None:
+        """The seconds left of the web request's deadline (lib.deadline) for an interactive call, None
+        when there is none. Raises DeadlineError when fewer than ``need`` are left: the call is not made."""
+        left = deadline.remaining() if self.interactive else None
+        if left is not None and left <= need:
+            raise DeadlineError(self.label, settings.DESTINATION_WEB_DEADLINE_SECONDS)
+        return left
+
+    def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """How long to wait before try ``attempt + 1`` of one request (``attempt`` counts from 0)."""
+        if retry_after is not None:
+            return retry_after
+        # Exponential with full jitter: 0.5 s, 1 s, 2 s, ... capped at 30 s.
+        return random.uniform(0, min(30.0, 0.5 * 2 ** min(attempt, 6)))
+
+    def request(
+        self, method: str, path: str, *, json: Any = None, data: bytes | None = None, params: dict | None = None
+    ) -> Response:
+        """One logical call: paced, retried, and raised as a DestinationError when it fails.
+        ``data`` is a body already encoded as JSON (a push builds it from records encoded once)."""
+        endpoint = f"{method} {path}"
+        body = data if json is None else encode_body(json)
+        attempt = 0  # failed tries (5xx, connection errors): bounded by max_retries
+        rate_attempts = 0  # 429s of this request: they drive the backoff, and start over with each request
+        rate_waited = 0.0
+        renewed = False
+        headers = self.auth_headers()
+        while True:
+            self._check_deadline()  # past it, not even a token is taken
+            self._pace(endpoint)
+            left = self._check_deadline()
+            timeout = self.timeout if left is None else min(self.timeout, left)
+            try:
+                raw = self.session.request(
+                    method, self.base_url + path, data=body, params=params, headers=headers, timeout=timeout
+                )
+            except requests.RequestException as exc:
+                if isinstance(exc, requests.Timeout) and timeout < self.timeout:
+                    # Cut short by the request's deadline, not by the call's own timeout.
+                    raise DeadlineError(self.label, settings.DESTINATION_WEB_DEADLINE_SECONDS) from None
+                error: DestinationError = TransportError(f"{method} {path}: {type(exc).__name__}: {exc}")
+            else:
+                response = Response(raw.status_code, _json(raw), dict(raw.headers))
+                found = self.answer(method, path, response)
+                if found is None:
+                    return response
+                error = found
+                if isinstance(error, AuthError) and not renewed:
+                    renewed = True
+                    fresh = self.renew_auth(headers)
+                    if fresh is not None:
+                        headers = fresh
+                        continue
+            if isinstance(error, RateLimitedError) and self.interactive:
+                raise BusyError(self.label, error.retry_after, status=error.status, params=error.params)
+            if isinstance(error, RateLimitedError):
+                # Waiting for the budget is not a failed attempt; it is bounded in time instead.
+                wait = self._backoff(rate_attempts, error.retry_after)
+                rate_attempts += 1
+                self.rate_limited_waits += 1
+                if rate_waited + wait > self.max_rate_wait:
+                    raise error
+                rate_waited += wait
+                logger.info("%s %s rate limited; waiting %.1fs", self.label, endpoint, wait)
+                self.sleep(wait)
+                continue
+            # An answer not understood is not sent again here: like a bulk answer of the wrong shape, its
+            # records fail retryably and a later run sends them.
+            if error.retryable and attempt < self.max_retries and not isinstance(error, UnexpectedAnswerError):
+                # A 5xx may say when to come back (Retry-After); the max wait bounds it, so that one
+                # answer cannot park a worker for an hour.
+                wait = min(self._backoff(attempt, error.retry_after), self.max_rate_wait)
+                attempt += 1
+                logger.info("%s %s failed (%s); retry %d in %.1fs", self.label, endpoint, error.code, attempt, wait)
+                self.sleep(wait)
+                continue
+            raise error

@@ -1,0 +1,391 @@
+"""Iterable as a Flowsync destination: what it declares (tile, connect, configuration, fields,
+records) and the verbs of a connected client (verify, fetch fields, push, look up, subscribe, track).
+
+Facts coded against are in ../shared/reference/iterable.md (section numbers in the comments).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from integrations.destinations.base import (
+    AuthError,
+    Capability,
+    CatalogueField,
+    Connection,
+    Destination,
+    DestinationError,
+    DestinationField,
+    ForbiddenError,
+    MappedRecord,
+    NotFoundError,
+    RecordResult,
+    ServerError,
+    TypeMismatchError,
+    ValidationError,
+    VerifyResult,
+)
+from integrations.destinations.http import encode_body
+from integrations.destinations.iterable import answers, rules, words
+from integrations.destinations.iterable.client import (
+    KEY_TYPE_LABELS,
+    MAX_BULK_BYTES,
+    NO_USER_CODE,
+    USERS_SEPARATOR,
+    IterableClient,
+    Response,
+    split_by_size,
+)
+from integrations.destinations.iterable.forms import ConnectKeyForm
+
+
+class IterableDestination(Destination):
+    kind = "iterable"
+    label = "Iterable"
+    blurb = "Create and update Iterable users from your flows."
+    logo = "img/iterable.svg"
+    capabilities = frozenset(
+        {Capability.SCHEMA, Capability.LISTS, Capability.EVENTS, Capability.LOOKUP, Capability.OAUTH}
+    )
+    connect_form = ConnectKeyForm
+    connect_template = "integrations/iterable/connect.html"
+    identifier_names = rules.IDENTIFIERS
+    new_field_types = rules.NEW_FIELD_TYPES
+    suggested_targets = rules.SUGGESTED_TARGETS
+    error_codes = words.CODES
+
+    def __init__(self, client: IterableClient, *, project_type: str = "hybrid") -> None:
+        self.client = client
+        self.project_type = project_type
+        # Values Iterable refused so far: an instance lives for one sync run (engine.run_sync).
+        self.refused = answers.RefusedValues()
+
+    # --- declarations ----------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, data: dict[str, Any], *, bucket_id: str) -> Connection:
+        from integrations.destinations.iterable.connect import connect_api_key
+
+        return connect_api_key(data)
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        region = config.get("region") or "us"
+        project_type = config.get("project_type") or "hybrid"
+        if region not in ("us", "eu") or project_type not in rules.PROJECT_TYPES:
+            raise ValueError(f"not an Iterable configuration: {config!r}")
+        return {**config, "region": region, "project_type": project_type}
+
+    @classmethod
+    def describe_config(cls, config: dict[str, Any]) -> str:
+        config = cls.validate_config(config)
+        project = rules.PROJECT_TYPES[config["project_type"]].lower()
+        return f"{config['region'].upper()} data center, {project} project"
+
+    @classmethod
+    def accepted_identifiers(cls, config: dict[str, Any]) -> tuple[str, ...]:
+        return rules.accepted_identifiers(config.get("project_type") or "hybrid")
+
+    @classmethod
+    def catalogue(cls, config: dict[str, Any], schema_fields: dict[str, str]) -> list[CatalogueField]:
+        return rules.catalogue(schema_fields)
+
+    @classmethod
+    def new_field_problem(cls, name: str, *, config: dict[str, Any], schema_fields: dict[str, str]) -> str:
+        return rules.new_field_problem(name, schema_fields=schema_fields)
+
+    @classmethod
+    def identifier_problem(cls, name: str, source_type: str) -> str:
+        if name == "email" and source_type != "email":
+            return "Only an email field can be mapped to Iterable's email."
+        return ""
+
+    @classmethod
+    def coerce(cls, value: Any, destination_type: str, field: str) -> Any:
+        return rules.coerce(value, destination_type, field)
+
+    @classmethod
+    def identifier_value(cls, name: str, value: Any) -> str:
+        return rules.identifier_value(name, value)
+
+    @classmethod
+    def payload(cls, record: MappedRecord, config: dict[str, Any]) -> dict[str, Any]:
+        return rules.payload(record)
+
+    @classmethod
+    def sent_values(cls, payload: dict[str, Any], key: str) -> dict[str, Any]:
+        return rules.sent_values(payload, key)
+
+    @classmethod
+    def request_preview(cls, payloads: list[dict[str, Any]], *, create_new_fields: bool) -> dict[str, Any]:
+        return cls.bulk_body(payloads, create_new_fields=create_new_fields)
+
+    @classmethod
+    def explain(cls, code: str, message: str, retryable: bool) -> tuple[str, str] | None:
+        return words.explain(code, message, retryable)
+
+    @classmethod
+    def for_integration(cls, integration, *, interactive: bool = False) -> IterableDestination:
+        from integrations.credentials import rate_bucket_id, stored_credentials
+        from integrations.destinations.iterable.tokens import StoredTokenProvider
+
+        config = cls.validate_config(integration.config or {})
+        kwargs: dict[str, Any] = {
+            "region": config["region"],
+            "bucket_id": rate_bucket_id(integration),
+            "interactive": interactive,
+        }
+        if integration.auth_method == "oauth":
+            kwargs["tokens"] = StoredTokenProvider(integration.pk, interactive=interactive)
+        else:
+            api_key = stored_credentials(integration).get("api_key")
+            if not api_key:
+                raise AuthError("This integration is not connected.", code="not_connected")
+            kwargs["api_key"] = api_key
+        return cls(IterableClient(**kwargs), project_type=config["project_type"])
+
+    # --- verify ----------------------------------------------------------------------------
+
+    def verify(self) -> VerifyResult:
+        """Prove the credentials can read the schema and write users, without changing anything.
+
+        Judged by what the key can do, not by the status of a refusal: Iterable's Swagger document
+        lists only 401 "Invalid API key" for getFields, bulkUpdate and users/update, so a refusal
+        (401 or 403) says no more than "not with this key". getFields proves reading; bulkUpdate
+        with no users proves writing (nothing changes). A key that reads and may not write is
+        read-only. A key that may not read is a client-side key when a call only such keys (and
+        server-side ones) may make gets past the key check (client_side_kind), else Iterable does
+        not know it here. Raises AuthError (unknown) or ForbiddenError (the wrong kind) with what to do.
+        """
+        try:
+            self.client.request("GET", "/api/users/getFields")
+        except (AuthError, ForbiddenError) as refused:
+            kind = self.client_side_kind()
+            if kind is not None:
+                raise ForbiddenError(_client_side_message(kind), code="client_side_key") from None
+            if isinstance(refused, AuthError):
+                raise refused from None
+            raise AuthError(refused.message, code=refused.code, status=refused.status) from None
+        if not self._may("POST", "/api/users/bulkUpdate", {"users": []}):
+            raise ForbiddenError(
+                "This is a read-only key: it can read your project but cannot create or update users. "
+                + CREATE_KEY_HINT,
+                code="read_only_key",
+            )
+        return VerifyResult(region=self.client.region, key_type="server_side")
+
+    def client_side_kind(self) -> str | None:
+        """Which client-side key this is ("client_side", "javascript"), or None when it is neither.
+
+        Each probe is a call that key type may make (reference 1.2), sent without anything that
+        identifies a user or a device, so Iterable refuses its content (400) once the key is through:
+        nothing is written. A key Iterable does not know is refused (401) before the content is read.
+        users/update is on the mobile key's list, but the JavaScript key's list is cut off and its
+        SDK calls users/update too: passing it says "client-side", not which. registerBrowserToken
+        is not on the mobile list: a key that may call only that is a JavaScript key. A client-side
+        key set to require JWT passes neither without a JWT, and reads as unknown.
+        """
+        if self._may("POST", "/api/users/update", {"dataFields": {}}):
+            return "client_side"
+        if self._may("POST", "/api/users/registerBrowserToken", {}):
+            return "javascript"
+        return None
+
+    def key_known(self) -> bool:
+        """Whether this data center knows the key, whatever it may call."""
+        return self._may("GET", "/api/users/getFields") or self.client_side_kind() is not None
+
+    def _may(self, method: str, path: str, body: Any = None) -> bool:
+        """Whether the key may call the endpoint: it answered, or refused the content rather than the key.
+        Failures that say nothing about the key (5xx, timeouts, the rate budget) are raised."""
+        try:
+            self.client.request(method, path, json=body)
+        except (AuthError, ForbiddenError):
+            return False
+        except ValidationError:
+            return True
+        return True
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def fetch_fields(self) -> list[DestinationField]:
+        body = self.client.request("GET", "/api/users/getFields").body
+        fields = body.get("fields") if isinstance(body, dict) else None
+        if not isinstance(fields, dict):
+            raise ServerError("Iterable's getFields answer had no 'fields' object", code="bad_response")
+        return [DestinationField(name=str(k), type=str(v).lower()) for k, v in sorted(fields.items())]
+
+    # --- write -----------------------------------------------------------------------------
+
+    def identifier_of(self, record: dict[str, Any]) -> str:
+        return rules.identifier_of(record, self.project_type)
+
+    @staticmethod
+    def bulk_body(records: list[dict[str, Any]], *, create_new_fields: bool = False) -> dict[str, Any]:
+        """The exact bulkUpdate request body: the mapping preview shows what this returns."""
+        body: dict[str, Any] = {"users": records}
+        if create_new_fields:
+            body["createNewFields"] = True  # the mapping creates fields the project may not accept by default
+        return body
+
+    def push(self, records: list[dict[str, Any]], *, create_new_fields: bool = False) -> list[RecordResult]:
+        """bulkUpdate one batch; one result per record, in order.
+
+        The batch goes in as many requests as keep each body under MAX_BULK_BYTES (reference 2.2).
+        Failures come back by identifier (reference 2.2), mapped here to records; an answer not in
+        its documented shape delivers nothing (iterable_answers.read_bulk_answer). A request refused
+        whole for values Iterable names (RequestFieldsTypesMismatched, params.validationErrors) fails
+        the records carrying them and goes again at once without them; those values fail later
+        records of this sync unsent. Raises TypeMismatchError when a refusal names nothing usable,
+        PayloadTooLargeError on a 413: the caller splits the batch to isolate the record (records
+        of requests already sent go again then; upserts make that harmless).
+        """
+        results: list[RecordResult | None] = [None] * len(records)
+        sendable: list[int] = []
+        for index, record in enumerate(records):
+            if refusals := self.refused.carried_by(record):
+                results[index] = answers.refused_result(self.identifier_of(record), refusals)
+            else:
+                sendable.append(index)
+        # Each record is encoded once: its size decides the requests, its bytes go into the body.
+        encoded = [encode_body(records[i]) for i in sendable]
+        overhead = len(self.bulk_body_bytes([], create_new_fields=create_new_fields))
+        for part in split_by_size([len(e) for e in encoded], overhead=overhead, limit=MAX_BULK_BYTES):
+            indices = sendable[part]
+            if len(indices) == 1 and overhead + len(encoded[part.start]) > MAX_BULK_BYTES:
+                # It would be refused (413) however it is sent: fail it here, its neighbours still go.
+                message = f"This user's data is over Iterable's {MAX_BULK_BYTES:,}-byte request limit."
+                results[indices[0]] = RecordResult(
+                    self.identifier_of(records[indices[0]]), False, "payload_too_large", message
+                )
+                continue
+            try:
+                chunk = self._push_refusing(
+                    [records[i] for i in indices], encoded[part], create_new_fields=create_new_fields
+                )
+            except DestinationError as exc:
+                if not exc.retryable or all(r is None for r in results):
+                    raise  # the caller acts on it (isolates a bad record, stops the run), or nothing is decided yet
+                # An outage after some records were decided (delivered, or failed for their own reason): those
+                # keep their result, these and the rest wait for the retry.
+                for i in sendable[part.start :]:
+                    results[i] = RecordResult(
+                        self.identifier_of(records[i]), False, exc.code, exc.message, retryable=True
+                    )
+                break
+            for i, result in zip(indices, chunk, strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    @classmethod
+    def bulk_body_bytes(cls, encoded_records: list[bytes], *, create_new_fields: bool) -> bytes:
+        """``encode_body(bulk_body(records))`` from records already encoded one by one: push encodes each
+        record once, to measure it and to send it. ``users`` is the body's first key, so the users go
+        where the encoded empty body has its first ``[]``."""
+        head, tail = encode_body(cls.bulk_body([], create_new_fields=create_new_fields)).split(b"[]", 1)
+        return head + b"[" + USERS_SEPARATOR.join(encoded_records) + b"]" + tail
+
+    def _push_refusing(
+        self, records: list[dict[str, Any]], encoded: list[bytes], *, create_new_fields: bool
+    ) -> list[RecordResult]:
+        """One request's records. Each refusal that names values takes out the records carrying them
+        (failed with Iterable's reason) and sends the rest again: one round per refusal, not a bisection."""
+        results: list[RecordResult | None] = [None] * len(records)
+        left = list(range(len(records)))
+        while left:
+            body = self.bulk_body_bytes([encoded[i] for i in left], create_new_fields=create_new_fields)
+            try:
+                sent = self._push_chunk([records[i] for i in left], body)
+            except TypeMismatchError as exc:
+                refusals = answers.refused_values(exc)
+                named = answers.RefusedValues(refusals)
+                carriers = {i: found for i in left if (found := named.carried_by(records[i]))}
+                if not carriers:
+                    raise  # it names nothing any record carries: the caller bisects
+                self.refused.add(refusals)
+                for i, found in carriers.items():
+                    results[i] = answers.refused_result(self.identifier_of(records[i]), found)
+                left = [i for i in left if i not in carriers]
+                continue
+            for i, result in zip(left, sent, strict=True):
+                results[i] = result
+            break
+        return [r for r in results if r is not None]
+
+    def _push_chunk(self, records: list[dict[str, Any]], body: bytes) -> list[RecordResult]:
+        response = self.client.request("POST", "/api/users/bulkUpdate", data=body)
+        return self._bulk_results("bulkUpdate", response, records)
+
+    def _bulk_results(self, what: str, response: Response, records: list[dict[str, Any]]) -> list[RecordResult]:
+        return answers.read_bulk_answer(
+            what=what, status=response.status, body=response.body, records=records, identifier_of=self.identifier_of
+        )
+
+    def find_existing(self, records: list[dict[str, Any]]) -> list[bool]:
+        """Whether each record's user exists already, in order: one lookup each (100 rps per endpoint)."""
+        return [self._exists(record) for record in records]
+
+    def _exists(self, record: dict[str, Any]) -> bool:
+        email, user_id = record.get("email"), record.get("userId")
+        # A userID-based project knows users by userId only. Elsewhere the email identifies the user when
+        # the record has one; a record with only a userId is looked up by it (getByEmail would refuse it).
+        if email and self.project_type != "userId":
+            path, params = "/api/users/getByEmail", {"email": email}
+        elif user_id:
+            path, params = "/api/users/byUserId", {"userId": user_id}
+        else:
+            return False  # nothing to look it up by: the push says what is missing
+        try:
+            response = self.client.request("GET", path, params=params)
+        except NotFoundError as exc:
+            if exc.code == NO_USER_CODE:  # byUserId's other way of saying "not found" (reference 4)
+                return False
+            raise
+        except ValidationError as exc:
+            # An identifier Iterable refuses (malformed email or userId) belongs to no user: not the
+            # whole batch's failure. The push then fails that record alone, with Iterable's reason.
+            if exc.code in ("InvalidEmailAddressError", "InvalidUserIdError"):
+                return False
+            raise
+        return answers.lookup_found(what=path, status=response.status, body=response.body)
+
+    def subscribe(self, list_id: int, records: list[dict[str, Any]]) -> list[RecordResult]:
+        """Add the records' users to a static list (POST /api/lists/subscribe); one result per record.
+        Its answer is the bulk one (reference 6.3), read as strictly as bulkUpdate's."""
+        subscribers = [{k: r[k] for k in ("email", "userId") if r.get(k)} for r in records]
+        response = self.client.request(
+            "POST", "/api/lists/subscribe", json={"listId": list_id, "subscribers": subscribers}
+        )
+        return self._bulk_results("lists/subscribe", response, records)
+
+    def track(
+        self, event_name: str, record: dict[str, Any], data_fields: dict[str, Any], *, event_id: str = ""
+    ) -> None:
+        """One custom event for the record's user (POST /api/events/track). With ``event_id`` (at most
+        512 bytes, reference 6.4) a repeat updates that event instead of adding another."""
+        body = {
+            "eventName": event_name,
+            "dataFields": data_fields,
+            **{k: record[k] for k in ("email", "userId") if record.get(k)},
+            **({"id": event_id} if event_id else {}),
+        }
+        response = self.client.request("POST", "/api/events/track", json=body)
+        answers.check_envelope(what="events/track", status=response.status, body=response.body)
+
+    def lists(self) -> list[dict[str, Any]]:
+        body = self.client.request("GET", "/api/lists").body
+        return list(body.get("lists") or []) if isinstance(body, dict) else []
+
+
+CREATE_KEY_HINT = (
+    "In Iterable, open Integrations > API Keys, create a key of type Server-side (standard permissions) "
+    "for this project, and paste it here."
+)
+
+
+def _client_side_message(kind: str) -> str:
+    label = KEY_TYPE_LABELS.get(kind, kind)
+    return (
+        f"This is a {label} key: client-side keys may only call a few endpoints and cannot read your fields "
+        f"or import users. {CREATE_KEY_HINT}"
+    )
