@@ -57,7 +57,7 @@ def _seed(workspace_slug: str, count: int, api_key: str, refused: float = 0.0) -
     from flows.models import Contact, FieldType, FlowField
     from flows.services import flow_create, flow_field_add
     from integrations.models import OutboxItem
-    from integrations.services import ConnectRequest, integration_connect_api_key
+    from integrations.services import integration_connect
     from workspaces.services import workspace_create
 
     user, _ = User.objects.get_or_create(email="bench@example.com")
@@ -66,8 +66,11 @@ def _seed(workspace_slug: str, count: int, api_key: str, refused: float = 0.0) -
     flow_field_add(flow=flow, kind=FlowField.Kind.STANDARD, key="first_name", actor=user)
     flow_field_add(flow=flow, kind="custom", key="age", label="Age", field_type=FieldType.NUMBER, actor=user)
     flow_field_add(flow=flow, kind="custom", key="visit", label="Visit", field_type=FieldType.TEXT, actor=user)
-    integration = integration_connect_api_key(
-        workspace=workspace, actor=user, request=ConnectRequest(api_key=api_key, region="us", project_type="hybrid")
+    integration = integration_connect(
+        workspace=workspace,
+        actor=user,
+        kind="iterable",
+        data={"api_key": api_key, "region": "us", "project_type": "hybrid"},
     )
     mapping_save(
         integration=integration,

@@ -11,16 +11,14 @@ import datetime as dt
 import math
 from typing import Any
 
+from integrations.destinations.base import CoercionError
 from lib.numbers import NotANumber, parse_number
+
+__all__ = ["CoercionError", "coerce_with", "is_empty", "leaf_paths", "set_path"]
 
 TRUE_WORDS = {"true", "yes", "y", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "0", "off"}
 LONG_MAX = 2**63 - 1
-
-
-from integrations.destinations.base import CoercionError
-
-__all__ = ["CoercionError", "coerce_with", "is_empty", "leaf_paths", "set_path"]
 
 
 def is_empty(value: Any) -> bool:

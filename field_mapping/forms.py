@@ -26,7 +26,10 @@ def choices_from_post(post: QueryDict, sources: list[SourceField]) -> tuple[list
 
 
 def initial_choices(
-    sources: list[SourceField], saved: list[FieldMapping], available: dict[str, str]
+    sources: list[SourceField],
+    saved: list[FieldMapping],
+    available: dict[str, str],
+    suggested: dict[str, str] | None = None,
 ) -> list[RowChoice]:
     """The saved mapping; rows without one (new fields on a flow, or a first visit) get a suggestion."""
     by_key = {m.source_key: m for m in saved}
@@ -39,7 +42,7 @@ def initial_choices(
             create_new = mapping.create_new and mapping.target not in available
             choices.append(RowChoice(source.key, mapping.target, create_new, mapping.send_empty))
         else:
-            choices.append(RowChoice(source.key, suggest_target(source, available)))
+            choices.append(RowChoice(source.key, suggest_target(source, available, suggested or {})))
     return choices
 
 

@@ -15,11 +15,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from field_mapping.coercion import CoercionError, coerce, is_empty, set_path
+from field_mapping.coercion import is_empty
 from field_mapping.models import DestinationSchema, FieldMapping
-from flows.models import FieldType, FlowField
-from integrations.destinations import destination_for
-from integrations.destinations.base import BusyError, DestinationError
+from flows.models import FlowField
+from integrations.destinations import destination_class, destination_for
+from integrations.destinations.base import BusyError, CoercionError, Destination, DestinationError, MappedRecord
 from integrations.models import Integration
 from workspaces.models import AuditEvent
 from workspaces.scoping import scoped
@@ -30,40 +30,10 @@ SCHEMA_MAX_AGE = timedelta(minutes=10)
 SCHEMA_RETRY_AFTER = timedelta(minutes=1)
 SCHEMA_REFRESH_DEBOUNCE = timedelta(seconds=10)  # one fetch per integration in this long, from any page
 SCHEMA_CHECK_EVERY = timedelta(hours=1)  # how stale a schema may get before the beat task checks for drift
-# Profile fields Iterable manages itself, or that a form has no business writing (reference 3).
-SYSTEM_FIELDS = {
-    "signupDate",
-    "profileUpdatedAt",
-    "emailListIds",
-    "userListIds",
-    "unsubscribedChannelIds",
-    "unsubscribedMessageTypeIds",
-    "subscribedMessageTypeIds",
-    "phoneNumberDetails",
-}
-SYSTEM_PREFIXES = ("itblInternal.", "devices.", "phoneNumberDetails.", "browserTokens")
-# The destination type a new field gets from the form field's type.
-NEW_FIELD_TYPE = {
-    FieldType.TEXT: "string",
-    FieldType.EMAIL: "string",
-    FieldType.PHONE: "string",
-    FieldType.CHOICE: "string",
-    FieldType.NUMBER: "double",
-    FieldType.DATE: "date",
-    FieldType.BOOLEAN: "boolean",
-}
-# Standard form fields and where they usually go in Iterable.
-SUGGESTED_TARGETS = {"email": "email", "first_name": "firstName", "last_name": "lastName", "phone": "phoneNumber"}
-NEW_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\- ]{0,99}(\.[A-Za-z][A-Za-z0-9_\- ]{0,99}){0,3}$")
-IDENTIFIERS = {"email", "userId"}
-# Which identifiers Iterable accepts, by project type (reference 6.1): an email-based project
-# errors on an unknown userId sent alone, a userID-based one does not identify users by email.
-ACCEPTED_IDENTIFIERS = {
-    Integration.ProjectType.EMAIL: ("email",),
-    Integration.ProjectType.USER_ID: ("userId",),
-    Integration.ProjectType.HYBRID: ("email", "userId"),
-}
-USER_ID_MAX_LENGTH = 52  # reference 6.1
+
+
+def _destination(integration: Integration) -> type[Destination]:
+    return destination_class(integration.kind)
 
 
 # --- Schema -------------------------------------------------------------------------------------
@@ -115,7 +85,7 @@ def schema_for(
 ) -> DestinationSchema:
     """The cached schema, fetched first when it is missing or older than ``max_age`` (None: any
     copy will do). After a failed fetch the next automatic one waits SCHEMA_RETRY_AFTER, so a
-    page that keeps loading while Iterable is down does not hammer it ("Refresh fields" still can);
+    page that keeps loading while the destination is down does not hammer it ("Refresh fields" still can);
     pages loading at once fetch once (debounced like "Refresh fields")."""
     schema = DestinationSchema.objects.filter(integration=integration).first()
     now = timezone.now()
@@ -146,7 +116,7 @@ def schemas_refresh_stale(*, max_age: timedelta = SCHEMA_CHECK_EVERY) -> int:
     count = 0
     for integration in due.iterator():
         try:
-            schema_refresh(integration=integration)  # Iterable's refusal is kept on the schema, with the last copy
+            schema_refresh(integration=integration)  # a refusal is kept on the schema, with the last copy
         except Exception:  # one integration's bug must not stop the sweep for every other workspace
             logger.exception("Schema refresh failed for integration %s", integration.pk)
             continue
@@ -156,12 +126,8 @@ def schemas_refresh_stale(*, max_age: timedelta = SCHEMA_CHECK_EVERY) -> int:
 
 def mappable_fields(schema: DestinationSchema) -> list[tuple[str, str]]:
     """(name, type) of the fields a form field may be mapped to, identifiers first."""
-    names = [
-        (name, kind)
-        for name, kind in schema.fields.items()
-        if name not in SYSTEM_FIELDS and not name.startswith(SYSTEM_PREFIXES) and kind.lower() != "object"
-    ]
-    return sorted(names, key=lambda item: (item[0] not in IDENTIFIERS, item[0].lower()))
+    integration = schema.integration
+    return [(f.name, f.type) for f in _destination(integration).catalogue(integration.config or {}, schema.fields)]
 
 
 # --- Sources and suggestions --------------------------------------------------------------------
@@ -190,17 +156,19 @@ def source_fields(*, integration: Integration) -> list[SourceField]:
     return sorted(rows.values(), key=lambda r: (r.kind != "standard", r.key != "email", r.key))
 
 
-def accepted_identifiers(project_type: str) -> tuple[str, ...]:
-    return ACCEPTED_IDENTIFIERS.get(project_type, ("email",))
+def accepted_identifiers(integration: Integration) -> tuple[str, ...]:
+    """The identifiers a record of ``integration`` may be keyed by, the preferred first."""
+    return _destination(integration).accepted_identifiers(integration.config or {})
 
 
 def _squash(name: str) -> str:
     return re.sub(r"[\s_\-.]", "", name).lower()
 
 
-def suggest_target(source: SourceField, available: dict[str, str]) -> str:
-    """A likely destination field for ``source``, or "" (don't sync)."""
-    wanted = SUGGESTED_TARGETS.get(source.key)
+def suggest_target(source: SourceField, available: dict[str, str], suggested: dict[str, str]) -> str:
+    """A likely destination field for ``source`` (``suggested``: the destination's usual places for
+    standard form fields), or "" (don't sync)."""
+    wanted = suggested.get(source.key)
     if wanted and wanted in available:
         return wanted
     for candidate in (source.key, source.label):
@@ -232,39 +200,6 @@ class MappingInvalid(Exception):
         self.errors = errors  # keyed by source key, or "__all__"
 
 
-def new_field_name_problem(name: str, *, available: dict[str, str], schema_fields: dict[str, str]) -> str:
-    """Why Iterable would not take ``name`` as a new field, or "" (reference 3: names are case-
-    and space-sensitive, a type is fixed by the first value, fields cannot be deleted)."""
-    if not NEW_FIELD_NAME.match(name or ""):
-        return (
-            f"'{name}' is not a valid Iterable field name: start with a letter; use letters, digits, spaces, "
-            "_ or -; a dot makes a nested field (address.city)."
-        )
-    if any(part != part.strip() or "  " in part for part in name.split(".")):
-        return f"'{name}' has stray spaces: Iterable keeps them, so it would be a field nobody can find."
-    if name in IDENTIFIERS:
-        return f"'{name}' is an identifier: pick it from the list."
-    if name in available:
-        return f"Iterable already has a field '{name}': pick it from the list instead."
-    if name in schema_fields or name in SYSTEM_FIELDS or name.startswith(SYSTEM_PREFIXES):
-        return f"'{name}' is a field Iterable manages itself (or an object): choose another name."
-    if name.lower().endswith("_geo_location"):
-        return "Fields ending in _geo_location hold coordinates: Flowsync cannot create them."
-    parts = name.split(".")
-    for depth in range(1, len(parts)):
-        parent = ".".join(parts[:depth])
-        kind = schema_fields.get(parent)
-        if kind is not None and kind.lower() != "object":
-            return f"Iterable's '{parent}' is a {kind.lower()} field, so it cannot hold '{name}'."
-    same_but_case = next((known for known in schema_fields if known.lower() == name.lower()), None)
-    if same_but_case:
-        return (
-            f"Iterable has '{same_but_case}'. Names are case-sensitive, so '{name}' would be a second field: "
-            f"pick '{same_but_case}' from the list or choose another name."
-        )
-    return ""
-
-
 def validate_choices(
     *,
     integration: Integration,
@@ -279,24 +214,32 @@ def validate_choices(
     ``schema_fields`` is every field the destination has, system ones included (``available``
     is only those a form may write); new names are checked against all of them.
     """
+    destination = _destination(integration)
+    config = integration.config or {}
+    label = destination.label
     errors: dict[str, str] = {}
     by_key = {s.key: s for s in sources}
     for choice in choices:
         if choice.create_new:
-            problem = new_field_name_problem(choice.target, available=available, schema_fields=schema_fields)
+            problem = destination.new_field_problem(choice.target, config=config, schema_fields=schema_fields)
             if problem:
                 errors[choice.source_key] = problem
         elif choice.target and choice.target not in available:
-            errors[choice.source_key] = f"Iterable has no field '{choice.target}' (refresh the fields?)."
+            errors[choice.source_key] = f"{label} has no field '{choice.target}' (refresh the fields?)."
         source = by_key.get(choice.source_key)
-        if choice.target == "email" and source and source.field_type != FieldType.EMAIL:
-            errors[choice.source_key] = "Only an email field can be mapped to Iterable's email."
-    accepted = accepted_identifiers(integration.project_type)
+        problem = (
+            destination.identifier_problem(choice.target, source.field_type)
+            if source and choice.target in destination.identifier_names
+            else ""
+        )
+        if problem:
+            errors[choice.source_key] = problem
+    accepted = accepted_identifiers(integration)
     if not any(c.target in accepted for c in choices):
         wanted = " or ".join(f"'{name}'" for name in accepted)
         errors["__all__"] = (
-            f"Map a form field to {wanted}: Iterable identifies users by it in a "
-            f"{integration.get_project_type_display().lower()} project, so without it nothing can be synced."
+            f"Map a form field to {wanted}: {label} identifies people by it ({destination.describe_config(config)}), "
+            "so without it nothing can be synced."
         )
     targets: dict[str, list[str]] = {}
     for choice in choices:
@@ -306,7 +249,7 @@ def validate_choices(
     if shared and not confirm_shared:
         described = "; ".join(f"'{t}' from {', '.join(keys)}" for t, keys in shared.items())
         errors["__shared__"] = (
-            f"Several form fields go to the same Iterable field ({described}). Pick which one wins when both "
+            f"Several form fields go to the same {label} field ({described}). Pick which one wins when both "
             "have a value and confirm, or map them apart."
         )
     if errors:
@@ -318,13 +261,14 @@ def mappings_from_choices(
 ) -> list[FieldMapping]:
     """Unsaved FieldMapping rows for ``choices`` (the preview uses them as they are; saving stores them)."""
     source_types = {s.key: s.field_type for s in sources}
+    new_field_types = _destination(integration).new_field_types
     return [
         FieldMapping(
             integration=integration,
             source_key=c.source_key,
             target=c.target,
             target_type=(
-                NEW_FIELD_TYPE.get(source_types.get(c.source_key, ""), "string")
+                new_field_types.get(source_types.get(c.source_key, ""), "string")
                 if c.create_new
                 else available.get(c.target, "")
             ),
@@ -376,7 +320,7 @@ def mapping_save(
 
     Audited as a numbered version: the whole mapping, plus what changed since the last one.
     """
-    schema = schema_for(integration=integration, interactive=True)  # before the transaction: it may call Iterable
+    schema = schema_for(integration=integration, interactive=True)  # before the transaction: it may call out
     available = dict(mappable_fields(schema))
     sources = source_fields(integration=integration)
     validate_choices(
@@ -421,19 +365,21 @@ def mapping_problems(*, mappings: list[FieldMapping], schema: DestinationSchema 
     """Drift: mapped fields that disappeared from the destination or changed type, by source key."""
     if schema is None or schema.fetched_at is None:
         return {}
+    destination = _destination(schema.integration)
+    label = destination.label
     problems = {}
     for mapping in mappings:
         if not mapping.target:
             continue
         current = schema.fields.get(mapping.target)
         if current is None:
-            if not mapping.create_new and mapping.target not in IDENTIFIERS:
+            if not mapping.create_new and mapping.target not in destination.identifier_names:
                 problems[mapping.source_key] = (
-                    f"Iterable no longer has the field '{mapping.target}'. Map {mapping.source_key} again."
+                    f"{label} no longer has the field '{mapping.target}'. Map {mapping.source_key} again."
                 )
         elif mapping.target_type and current.lower() != mapping.target_type.lower():
             problems[mapping.source_key] = (
-                f"Iterable's field '{mapping.target}' is now {current.lower()} (it was {mapping.target_type} when "
+                f"{label}'s field '{mapping.target}' is now {current.lower()} (it was {mapping.target_type} when "
                 f"mapped): values would be refused. Fix the mapping."
             )
     return problems
@@ -458,9 +404,14 @@ class PlannedField:
 
 @dataclass
 class MappingPlan:
-    project_type: str
+    destination: type[Destination]
+    config: dict[str, Any]
     fields: list[PlannedField]
     create_new_fields: bool
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return self.destination.accepted_identifiers(self.config)
 
 
 def mapping_plan(
@@ -472,7 +423,8 @@ def mapping_plan(
         schema = DestinationSchema.objects.filter(integration=integration).first()
     problems = mapping_problems(mappings=mappings, schema=schema)
     return MappingPlan(
-        project_type=integration.project_type,
+        destination=_destination(integration),
+        config=integration.config or {},
         fields=[
             PlannedField(
                 m.source_key, m.target, m.target_type or "string", m.send_empty, problems.get(m.source_key, "")
@@ -485,9 +437,11 @@ def mapping_plan(
 
 @dataclass
 class BuiltRecord:
-    """The destination record for one contact. ``status``: "ok", "skip" (no identifier) or "error"."""
+    """The destination record for one contact. ``status``: "ok", "skip" (no identifier) or "error".
+    ``record`` is the neutral record, ``payload`` the destination's body for it."""
 
     status: str
+    record: MappedRecord | None = None
     payload: dict[str, Any] | None = None
     identifier: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)  # fields not sent: (source key, why)
@@ -501,9 +455,12 @@ class BuiltRecord:
 
 
 def build_record(data: dict[str, Any], plan: MappingPlan) -> BuiltRecord:
-    """Map and coerce one contact's data. Never raises: problems are in the result."""
-    top: dict[str, Any] = {}
-    data_fields: dict[str, Any] = {}
+    """Map and coerce one contact's data into a neutral record and the destination's payload for it.
+    Never raises: problems are in the result."""
+    destination = plan.destination
+    identifier_names = destination.identifier_names
+    identifiers: dict[str, str] = {}
+    attributes: dict[str, Any] = {}
     set_targets: set[str] = set()
     skipped: list[tuple[str, str]] = []
     errors: list[str] = []
@@ -514,9 +471,8 @@ def build_record(data: dict[str, Any], plan: MappingPlan) -> BuiltRecord:
                 skipped.append((planned.source_key, f"'{planned.target}' already set by a field listed before"))
             continue
         if is_empty(value):
-            if planned.send_empty and planned.target not in IDENTIFIERS:
-                # set_path, so an empty address.city erases the nested field, not a field named "address.city"
-                set_path(data_fields, planned.target, None)
+            if planned.send_empty and planned.target not in identifier_names:
+                attributes[planned.target] = None  # erases it in the destination
                 set_targets.add(planned.target)
             elif planned.send_empty:
                 skipped.append((planned.source_key, "empty: an identifier is never sent empty"))
@@ -527,51 +483,42 @@ def build_record(data: dict[str, Any], plan: MappingPlan) -> BuiltRecord:
             errors.append(planned.problem)
             continue
         try:
-            if planned.target in IDENTIFIERS:
-                top[planned.target] = _identifier_value(planned.target, value)
+            if planned.target in identifier_names:
+                identifiers[planned.target] = destination.identifier_value(planned.target, value)
             else:
-                set_path(data_fields, planned.target, coerce(value, planned.target_type, planned.source_key))
+                attributes[planned.target] = destination.coerce(value, planned.target_type, planned.source_key)
         except CoercionError as exc:
             errors.append(str(exc))
             continue
         set_targets.add(planned.target)
-    accepted = accepted_identifiers(plan.project_type)
-    identifier = next((top[name] for name in accepted if top.get(name)), "")
+    accepted = plan.accepted
+    key_name = next((name for name in accepted if identifiers.get(name)), "")
+    identifier = identifiers.get(key_name, "")
     if errors:
         return BuiltRecord("error", identifier=identifier, skipped=skipped, errors=errors)
     if not identifier:
         wanted = " or ".join(accepted)
         return BuiltRecord(
-            "skip", skipped=skipped, skip_reason=f"no {wanted}: nothing identifies this contact in Iterable"
+            "skip",
+            skipped=skipped,
+            skip_reason=f"no {wanted}: nothing identifies this contact in {destination.label}",
         )
-    payload: dict[str, Any] = {**top, "dataFields": data_fields}
-    if any(isinstance(v, dict) for v in data_fields.values()):
-        payload["mergeNestedObjects"] = True  # nested fields add to an object, never replace it whole
-    return BuiltRecord("ok", payload=payload, identifier=str(identifier), skipped=skipped)
-
-
-def _identifier_value(target: str, value: Any) -> str:
-    """The identifier as Iterable wants it; raises CoercionError when Iterable would refuse it."""
-    text = coerce(value, "string", target).strip()
-    if target == "email":
-        return text.lower()
-    if len(text) > USER_ID_MAX_LENGTH:
-        raise CoercionError(f"field userId: {text[:20]!r}… is longer than Iterable's {USER_ID_MAX_LENGTH} characters")
-    if not (text.isascii() and text.isprintable()):
-        raise CoercionError(f"field userId: {text!r} has characters Iterable refuses (use printable ASCII)")
-    return text
+    # The key first: MappedRecord.key is the identifier the record is keyed by.
+    ordered = {key_name: identifier, **{k: v for k, v in identifiers.items() if k != key_name}}
+    record = MappedRecord(identifiers=ordered, attributes=attributes)
+    return BuiltRecord(
+        "ok", record=record, payload=destination.payload(record, plan.config), identifier=identifier, skipped=skipped
+    )
 
 
 def record_preview(
     *, integration: Integration, mappings: list[FieldMapping], data: dict[str, Any]
 ) -> tuple[BuiltRecord, dict[str, Any] | None]:
     """The record for ``data`` and the exact request body a sync would send with it."""
-    from integrations.destinations.iterable import IterableDestination
-
     plan = mapping_plan(integration=integration, mappings=mappings)
     built = build_record(data, plan)
     body = (
-        IterableDestination.bulk_body([built.payload], create_new_fields=plan.create_new_fields)
+        plan.destination.request_preview([built.payload], create_new_fields=plan.create_new_fields)
         if built.payload is not None
         else None
     )

@@ -27,6 +27,7 @@ from field_mapping.services import (
     validate_choices,
 )
 from flows.models import Contact
+from integrations.destinations import destination_class
 from integrations.models import Integration
 from integrations.selectors import integration_by_kind
 from integrations.views import WIZARD_STEPS
@@ -100,7 +101,7 @@ def _render(
     schema_max_age: timedelta | None = SCHEMA_MAX_AGE,
 ) -> HttpResponse:
     # The preview re-renders on every change: it works from the cached copy, so typing in the
-    # form never spends Iterable's getFields budget (3 per second per project).
+    # form never spends the destination's schema budget (Iterable: 3 getFields per second per project).
     schema = schema_for(integration=integration, max_age=schema_max_age, interactive=True)
     available = dict(mappable_fields(schema))
     sources = source_fields(integration=integration)
@@ -122,13 +123,15 @@ def _render(
         )
     context = {
         "integration": integration,
-        "destination": {"kind": integration.kind, "name": integration.get_kind_display()},
+        "destination": destination_class(integration.kind),
         "steps": WIZARD_STEPS,
         "step": "mapping",
         "schema": schema,
-        "available": sorted(available.items(), key=lambda kv: (kv[0] not in ("email", "userId"), kv[0].lower())),
+        "available": list(available.items()),  # the catalogue's order: identifiers first
         "rows": rows,
-        "identifiers": accepted_identifiers(integration.project_type),
+        "identifiers": accepted_identifiers(integration),
+        "identifier_names": destination_class(integration.kind).identifier_names,
+        "destination_summary": integration.destination_summary,
         "errors": errors,
         "NEW": NEW,
         **_preview_context(request, integration, choices, available, sources, confirm_shared, schema.fields),
@@ -152,7 +155,12 @@ def mapping_step(request: HttpRequest, kind: str) -> HttpResponse:
         return redirect("field_mapping:mapping", request.workspace.slug, kind)
     schema = schema_for(integration=integration, interactive=True)
     saved = list(integration.mappings.all())
-    choices = initial_choices(source_fields(integration=integration), saved, dict(mappable_fields(schema)))
+    choices = initial_choices(
+        source_fields(integration=integration),
+        saved,
+        dict(mappable_fields(schema)),
+        destination_class(integration.kind).suggested_targets,
+    )
     confirm_shared = initial_confirmation(choices, saved)
     return _render(request, integration, choices=choices, confirm_shared=confirm_shared, errors={})
 

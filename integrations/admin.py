@@ -68,13 +68,13 @@ class IntegrationAdmin(admin.ModelAdmin):
         "paused",
         "auth_method",
         "masked_key",
-        "region",
+        "destination_summary",
         "frequency",
         "verified_at",
         "runs_link",
     )
     list_display_links = ("id", "kind")
-    list_filter = ("kind", "status", PausedFilter, "auth_method", "region")
+    list_filter = ("kind", "status", PausedFilter, "auth_method")
     list_select_related = ("workspace",)
     search_fields = ("workspace__slug", "workspace__name", "key_last4")
     search_help_text = "A workspace's slug or name, or the last 4 characters of a key."
@@ -88,8 +88,8 @@ class IntegrationAdmin(admin.ModelAdmin):
                 "fields": (
                     "auth_method",
                     "masked_key",
-                    "region",
-                    "project_type",
+                    "destination_summary",
+                    "config",
                     "connected_by",
                     "connected_at",
                     "verified_at",
@@ -98,7 +98,7 @@ class IntegrationAdmin(admin.ModelAdmin):
         ),
         (
             "Sync settings",
-            {"fields": ("frequency", "next_run_at", "overwrite_existing", "list_id", "list_name", "event_name")},
+            {"fields": ("frequency", "next_run_at", "overwrite_existing")},
         ),
         ("Queue and runs", {"fields": ("queue", "runs_link")}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
@@ -107,7 +107,7 @@ class IntegrationAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # Everything: a hand-edited status or schedule would skip the services and the audit trail.
         names = [f.name for f in Integration._meta.fields if f.name not in ("id", "credentials")]
-        return [*names, "masked_key", "queue", "runs_link"]
+        return [*names, "masked_key", "destination_summary", "queue", "runs_link"]
 
     def has_add_permission(self, request) -> bool:
         return False  # integrations are connected by the workspace's admin, with a verified key

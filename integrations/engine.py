@@ -29,7 +29,6 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from field_mapping.coercion import leaf_paths, set_path
 from field_mapping.services import BuiltRecord, MappingPlan, build_record, mapping_plan, schema_refresh
 from flows.models import Contact, ConversionFlow
 from integrations.destinations import destination_for
@@ -38,13 +37,14 @@ from integrations.destinations.base import (
     Destination,
     DestinationError,
     ForbiddenError,
+    MappedRecord,
     PayloadTooLargeError,
     RecordResult,
     TypeMismatchError,
 )
 from integrations.lease import Lease, LeaseLost, lease_renew
 from integrations.models import Integration, OutboxItem
-from integrations.services import integration_mark_needs_attention
+from integrations.status import integration_mark_needs_attention
 from lib.faults import fault_point
 from sync_logs.models import SyncRecord, SyncRun
 
@@ -162,9 +162,7 @@ def push_isolating(
     except (TypeMismatchError, PayloadTooLargeError) as exc:
         if len(records) == 1:
             detail = "; ".join(exc.field_errors.values()) or exc.message
-            return [
-                RecordResult(str(records[0].get("email") or records[0].get("userId") or ""), False, exc.code, detail)
-            ]
+            return [RecordResult(destination.identifier_of(records[0]), False, exc.code, detail)]
         middle = len(records) // 2
         return push_isolating(destination, records[:middle], create_new_fields=create_new_fields) + push_isolating(
             destination, records[middle:], create_new_fields=create_new_fields
@@ -186,20 +184,21 @@ def _split_duplicates(pairs: list[tuple[Claimed, BuiltRecord]]) -> tuple[list, l
     return kept, deferred
 
 
-SUPERSEDED_MESSAGE = "A newer capture of this person reached Iterable first and set every value this one had."
+SUPERSEDED_MESSAGE = "A newer capture of this person reached {name} first and set every value this one had."
 
 
 def _without_newer_values(
-    *, integration: Integration, pairs: list[tuple[Claimed, BuiltRecord]]
+    *, integration: Integration, plan: MappingPlan, pairs: list[tuple[Claimed, BuiltRecord]]
 ) -> tuple[list[tuple[Claimed, BuiltRecord]], list[tuple[Claimed, BuiltRecord]]]:
-    """Keep a row sent before from overwriting what a newer capture of the same person put in Iterable.
+    """Keep a row sent before from overwriting what a newer capture of the same person put in the destination.
 
     A row that waits out a retry backoff, that Retry queued again, or that a backfill queued late
     can be overtaken by a later capture of the same person; an upsert of the old row would then
     put its older values back. The values the newer captures were delivered with (their log rows'
-    payloads: what was sent, whatever the mapping is now) are taken out of it. Returns the pairs to
-    send (their payloads trimmed) and those left with nothing to send. Rows on their first attempt
-    go in capture order, so this costs nothing on the hot path.
+    payloads: what was sent, whatever the mapping is now, read back by the destination) are taken
+    out of its neutral record, and the payload is made again from what is left. Returns the pairs
+    to send and those left with nothing to send. Rows on their first attempt go in capture order,
+    so this costs nothing on the hot path.
     """
     again = [pair for pair in pairs if pair[0].sent_before]
     if not again:
@@ -215,43 +214,30 @@ def _without_newer_values(
             newer.setdefault(identifier, {})[contact_id] = payload
     if not newer:
         return pairs, []
+    destination = plan.destination
     kept, superseded = [], []
     for item, built in pairs:
         later = newer.get(built.identifier, {}) if item.sent_before else {}
         taken: set[str] = set()
         for contact_id, payload in later.items():
             if contact_id > item.contact_id:
-                taken |= set(_sent_values(payload, built.identifier))
+                taken |= set(destination.sent_values(payload, built.identifier))
         if not taken:
             kept.append((item, built))
             continue
-        remaining = {k: v for k, v in _sent_values(built.payload, built.identifier).items() if k not in taken}
-        if not remaining:
+        record = built.record
+        assert record is not None  # an "ok" record has one
+        key_name = next(iter(record.identifiers))
+        trimmed = MappedRecord(
+            identifiers={k: v for k, v in record.identifiers.items() if k == key_name or k not in taken},
+            attributes={k: v for k, v in record.attributes.items() if k not in taken},
+        )
+        if not trimmed.attributes and len(trimmed.identifiers) == 1:
             superseded.append((item, built))
             continue
-        payload = {k: v for k, v in built.payload.items() if not (k in _TOP_VALUES and k in taken)}
-        payload["dataFields"] = {}
-        for path, value in remaining.items():
-            if path.startswith(_DATA_PREFIX):
-                set_path(payload["dataFields"], path[len(_DATA_PREFIX) :], value)
-        if not any(isinstance(v, dict) for v in payload["dataFields"].values()):
-            payload.pop("mergeNestedObjects", None)
-        built.payload = payload
+        built.record, built.payload = trimmed, destination.payload(trimmed, plan.config)
         kept.append((item, built))
     return kept, superseded
-
-
-_DATA_PREFIX = "dataFields."
-_TOP_VALUES = ("email", "userId")  # in a hybrid project the one that does not identify the record is a value
-
-
-def _sent_values(payload: dict[str, Any], identifier: str) -> dict[str, Any]:
-    """The values a payload sets, by path: its dataFields leaves and the identifier it is not keyed by."""
-    values = {_DATA_PREFIX + path: value for path, value in leaf_paths(payload.get("dataFields") or {}).items()}
-    for key in _TOP_VALUES:
-        if payload.get(key) and payload[key] != identifier:
-            values[key] = payload[key]
-    return values
 
 
 def record_batch(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome]) -> None:
@@ -282,9 +268,12 @@ def decide_batch(
         else:
             sendable.append((item, built))
     sendable, deferred = _split_duplicates(sendable)
-    sendable, superseded = _without_newer_values(integration=integration, pairs=sendable)
+    sendable, superseded = _without_newer_values(integration=integration, plan=plan, pairs=sendable)
+    label = plan.destination.label
     for item, built in superseded:
-        outcomes[item.id] = Outcome("skipped", "superseded", SUPERSEDED_MESSAGE, identifier=built.identifier)
+        outcomes[item.id] = Outcome(
+            "skipped", "superseded", SUPERSEDED_MESSAGE.format(name=label), identifier=built.identifier
+        )
     if sendable:
         fault_point("sync.before_push")  # tests freeze a worker here (tests/sync/test_worker_sync.py)
         if lease is not None:
@@ -297,7 +286,7 @@ def decide_batch(
                     outcomes[item.id] = Outcome(
                         "skipped",
                         "existing_user",
-                        "This user already exists in Iterable and the integration leaves existing users unchanged.",
+                        f"This person already exists in {label} and the integration leaves existing people unchanged.",
                         identifier=built.identifier,
                     )
             sendable = [pair for pair, exists in zip(sendable, found, strict=True) if not exists]
@@ -323,7 +312,7 @@ def decide_batch(
             identifier=built.identifier,
         )
     delivered = [(item, built) for item, built in sendable if outcomes[item.id].status == "delivered"]
-    # A superseded row's person is in Iterable already: its submission still gets its list and event.
+    # A superseded row's person is in the destination already: its submission still gets its list and event.
     delivered += superseded
     if delivered and (integration.list_id or integration.event_name):
         _extras(integration=integration, destination=destination, delivered=delivered, outcomes=outcomes, lease=lease)
@@ -340,12 +329,12 @@ def _extras(
 ) -> None:
     """The optional list subscription and event per delivered contact.
 
-    The user is in Iterable already. A step refused for good (a bad list, a forgotten user) is
+    The person is in the destination already. A step refused for good (a bad list, a forgotten user) is
     noted on the record, which stays delivered. A step that may pass later (an outage, an answer
     not understood) fails the record retryably: the contact goes again, push, list and event
     (an upsert, an idempotent subscription; a contact whose subscription failed gets no event now).
     Each event carries a stable id (``event_id``), so a contact sent again (a retry, a reaped run's
-    rows) updates its event in Iterable instead of adding a second one.
+    rows) updates its event in the destination instead of adding a second one.
     """
     check = lease.check if lease is not None else lambda: None
     if integration.list_id:
@@ -359,7 +348,7 @@ def _extras(
         step = f"adding to the list '{integration.list_name}'"
         for (item, _), result in zip(delivered, subscribed, strict=True):
             if not result.delivered:
-                _extra_failed(outcomes[item.id], step, result)
+                _extra_failed(outcomes[item.id], step, result, destination)
         delivered = [pair for pair in delivered if not outcomes[pair[0].id].retryable]
     if integration.event_name:
         flows = dict(ConversionFlow.objects.filter(id__in={i.flow_id for i, _ in delivered}).values_list("id", "name"))
@@ -376,13 +365,13 @@ def _extras(
                 raise
             except DestinationError as exc:
                 result = RecordResult(built.identifier, False, exc.code, exc.message, exc.retryable)
-                _extra_failed(outcomes[item.id], f"tracking '{integration.event_name}'", result)
+                _extra_failed(outcomes[item.id], f"tracking '{integration.event_name}'", result, destination)
 
 
-def _extra_failed(outcome: Outcome, step: str, result: RecordResult) -> None:
+def _extra_failed(outcome: Outcome, step: str, result: RecordResult, destination: Destination) -> None:
     if result.retryable:
         outcome.status, outcome.code, outcome.retryable = "failed", result.code, True
-        outcome.message = f"The user is in Iterable, but {step} failed: {result.message}"
+        outcome.message = f"The person is in {destination.label}, but {step} failed: {result.message}"
         return
     note = f"Delivered; {step} failed: {result.message}"
     outcome.message = f"{outcome.message} {note}" if outcome.message else note
@@ -676,8 +665,8 @@ def _carry_out(run: SyncRun, lease: Lease) -> SyncRun:
         integration_mark_needs_attention(
             integration=integration,
             code="auth_failed",
-            message="Iterable refused the credentials during a sync (revoked key or withdrawn access). Every "
-            "contact stays queued; connect again to resume.",
+            message=f"{plan.destination.label} refused the credentials during a sync (revoked key or withdrawn "
+            "access). Every contact stays queued; connect again to resume.",
         )
         return _finish(run, error=f"Stopped: {exc}", forced_status=SyncRun.Status.FAILED)
     except Exception as exc:

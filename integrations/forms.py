@@ -1,58 +1,47 @@
+"""The sync settings step, the same for every destination: what differs is what it can do
+(Capability.LISTS, Capability.EVENTS, Capability.LOOKUP) and its name."""
+
 from __future__ import annotations
 
 from django import forms
 
+from integrations.destinations.base import Capability, Destination
 from integrations.models import Integration
-
-REGION_CHOICES = [("auto", "Detect automatically"), ("us", "US (api.iterable.com)"), ("eu", "EU (api.eu.iterable.com)")]
-
-
-class ConnectKeyForm(forms.Form):
-    api_key = forms.CharField(
-        label="API key",
-        max_length=200,
-        strip=True,  # whitespace pasted around the key is dropped
-        widget=forms.PasswordInput(attrs={"autocomplete": "off", "spellcheck": "false", "id": "api-key"}),
-        help_text="A server-side key: in Iterable, Integrations > API Keys > New API key, type Server-side.",
-    )
-    region = forms.ChoiceField(label="Data center", choices=REGION_CHOICES, initial="auto")
-    project_type = forms.ChoiceField(
-        label="Project type",
-        choices=Integration.ProjectType.choices,
-        initial=Integration.ProjectType.HYBRID,
-        help_text="Iterable shows it under Settings > Project settings. It decides how users are identified.",
-    )
-
-
-class OAuthStartForm(forms.Form):
-    project_type = forms.ChoiceField(choices=Integration.ProjectType.choices, initial=Integration.ProjectType.HYBRID)
-
-    def __init__(self, *args, **kwargs) -> None:
-        # Shown on the same page as the key form, which has a project_type too: ids must differ.
-        kwargs.setdefault("auto_id", "oauth-%s")
-        super().__init__(*args, **kwargs)
 
 
 class SyncSettingsForm(forms.Form):
-    def __init__(self, *args: object, lists: list[dict] | None = None, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, lists: list[dict] | None = None, destination: type[Destination], **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)
+        label = destination.label
         self.list_names = {int(item["id"]): str(item.get("name", "")) for item in lists or []}
-        self.fields["list_id"].choices = [("", "No list")] + [
-            (list_id, name) for list_id, name in sorted(self.list_names.items(), key=lambda kv: kv[1].lower())
-        ]
+        self.fields["overwrite_existing"].label = f"When a person already exists in {label}"
+        if Capability.LISTS in destination.capabilities:
+            self.fields["list_id"].label = f"Also add synced people to a {label} list"
+            self.fields["list_id"].choices = [("", "No list")] + [
+                (list_id, name) for list_id, name in sorted(self.list_names.items(), key=lambda kv: kv[1].lower())
+            ]
+        else:
+            del self.fields["list_id"]
+        if Capability.EVENTS not in destination.capabilities:
+            del self.fields["event_name"]
+        if Capability.LOOKUP not in destination.capabilities:
+            # Nothing can tell whether a person exists: every sync updates them.
+            self.fields["overwrite_existing"].choices = [("1", "Update existing people with the mapped fields")]
 
     frequency = forms.TypedChoiceField(
         label="Sync frequency", choices=Integration.Frequency.choices, coerce=int, initial=Integration.Frequency.HOURLY
     )
     overwrite_existing = forms.TypedChoiceField(
-        label="When a user already exists in Iterable",
-        choices=[("1", "Update existing users with the mapped fields"), ("0", "Leave existing users unchanged")],
+        label="When a person already exists",
+        choices=[("1", "Update existing people with the mapped fields"), ("0", "Leave existing people unchanged")],
         coerce=lambda v: v == "1",
         initial="1",
         widget=forms.RadioSelect,
     )
     list_id = forms.TypedChoiceField(
-        label="Also add synced users to an Iterable list", required=False, coerce=int, empty_value=None, choices=[]
+        label="Also add synced people to a list", required=False, coerce=int, empty_value=None, choices=[]
     )
     event_name = forms.CharField(
         label="Also track an event per contact",

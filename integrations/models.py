@@ -74,6 +74,14 @@ class Integration(models.Model):
         return destination.label if destination is not None else self.kind
 
     @property
+    def destination_summary(self) -> str:
+        """Where it sends, in its destination's words (its data center, project type, workspace...)."""
+        from integrations.destinations import REGISTRY
+
+        destination = REGISTRY.get(self.kind)
+        return destination.describe_config(self.config or {}) if destination is not None else ""
+
+    @property
     def is_connected(self) -> bool:
         return self.status != self.Status.DISCONNECTED and self.credentials is not None
 
@@ -82,17 +90,34 @@ class Integration(models.Model):
         return self.paused_at is not None
 
     # The optional extras, off by default: subscribe synced people to a list; track an event per contact.
+    def _set_extra(self, name: str, value: object) -> None:
+        self.config = {k: v for k, v in (self.config or {}).items() if k != name}
+        if value:
+            self.config[name] = value
+
     @property
     def list_id(self) -> int | None:
         return (self.config or {}).get("list_id")
+
+    @list_id.setter
+    def list_id(self, value: int | None) -> None:
+        self._set_extra("list_id", value)
 
     @property
     def list_name(self) -> str:
         return (self.config or {}).get("list_name", "")
 
+    @list_name.setter
+    def list_name(self, value: str) -> None:
+        self._set_extra("list_name", value)
+
     @property
     def event_name(self) -> str:
         return (self.config or {}).get("event_name", "")
+
+    @event_name.setter
+    def event_name(self, value: str) -> None:
+        self._set_extra("event_name", value)
 
     @property
     def masked_key(self) -> str:

@@ -34,7 +34,6 @@ __all__ = [
     "integration_disconnect",
     "integration_mark_needs_attention",
     "integration_reverify",
-    "integration_settings_save",
 ]
 
 
@@ -51,7 +50,9 @@ def integration_connect(*, workspace: Workspace, actor: User, kind: str, data: d
     return integration_connect_verified(workspace=workspace, actor=actor, kind=kind, connection=connection)
 
 
-def integration_connect_verified(*, workspace: Workspace, actor: User, kind: str, connection: Connection) -> Integration:
+def integration_connect_verified(
+    *, workspace: Workspace, actor: User, kind: str, connection: Connection
+) -> Integration:
     """Store a connection its destination verified (a pasted key, an OAuth grant)."""
     destination = destination_class(kind)
     with transaction.atomic():
@@ -78,22 +79,6 @@ def integration_connect_verified(*, workspace: Workspace, actor: User, kind: str
             },
         )
     return integration
-
-
-def integration_settings_save(*, integration: Integration, actor: User, **values) -> None:
-    """Frequency, overwrite and the extras (list, event) of the sync settings step."""
-    config = dict(integration.config or {})
-    for name in ("list_id", "list_name", "event_name"):
-        if name in values:
-            value = values.pop(name)
-            if value:
-                config[name] = value
-            else:
-                config.pop(name, None)
-    integration.config = config
-    for name, value in values.items():
-        setattr(integration, name, value)
-    integration.save()
 
 
 def integration_disconnect(*, integration: Integration, actor: User) -> None:

@@ -89,18 +89,14 @@ def integration_sync_settings_save(
     integration.frequency = frequency
     integration.overwrite_existing = overwrite_existing
     integration.next_run_at = timezone.now() + timedelta(minutes=frequency) if frequency else None
-    integration.list_id, integration.list_name, integration.event_name = list_id, list_name, event_name.strip()
-    integration.save(
-        update_fields=[
-            "frequency",
-            "overwrite_existing",
-            "next_run_at",
-            "list_id",
-            "list_name",
-            "event_name",
-            "updated_at",
-        ]
-    )
+    # The extras live in the destination's configuration, beside what its connect step stored.
+    config = {k: v for k, v in (integration.config or {}).items() if k not in ("list_id", "list_name", "event_name")}
+    if list_id:
+        config.update(list_id=list_id, list_name=list_name)
+    if event_name.strip():
+        config["event_name"] = event_name.strip()
+    integration.config = config
+    integration.save(update_fields=["frequency", "overwrite_existing", "next_run_at", "config", "updated_at"])
     queued = outbox_backfill(integration=integration) if backfill else 0
     audit_record(
         workspace=integration.workspace,

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import secrets
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -10,17 +9,16 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from integrations import oauth, selectors
-from integrations.forms import ConnectKeyForm, OAuthStartForm, SyncSettingsForm
+from integrations import selectors, services
+from integrations.destinations import REGISTRY, destination_class
+from integrations.destinations.base import Capability, Destination
+from integrations.forms import SyncSettingsForm
 from integrations.models import Integration
 from integrations.services import (
     ConnectError,
-    ConnectRequest,
-    integration_connect_api_key,
-    integration_connect_oauth,
+    integration_connect_verified,
     integration_disconnect,
     integration_reverify,
-    oauth_check_project_type,
 )
 from integrations.sync import (
     SyncNotStarted,
@@ -33,43 +31,26 @@ from sync_logs.models import SyncRun
 from workspaces.models import Membership, Role
 from workspaces.scoping import get_membership, get_object_in_workspace, workspace_view
 
-# Tiles on the Integrations page, in order. Only Iterable can be connected so far.
-DESTINATIONS = [
-    {
-        "kind": "iterable",
-        "name": "Iterable",
-        "blurb": "Create and update Iterable users from your flows.",
-        "available": True,
-    },
-    {
-        "kind": "customerio",
-        "name": "Customer.io",
-        "blurb": "Identify people in Customer.io from your flows.",
-        "available": False,
-    },
-]
 WIZARD_STEPS = [("connect", "Connect"), ("mapping", "Field mapping"), ("frequency", "Sync frequency")]
-OAUTH_SESSION_KEY = "oauth_iterable"
+OAUTH_SESSION_KEY = "oauth_pending"
 # The last sign-in this session finished (its state and workspace), so that a replayed callback (a reload,
 # the back button, a second tab) still ends on that workspace's page. The callback URL cannot say it: the
 # redirect URI registered with the authorization server is one fixed URL for every workspace.
-OAUTH_DONE_SESSION_KEY = "oauth_iterable_done"
+OAUTH_DONE_SESSION_KEY = "oauth_done"
 
 
-def _destination(kind: str) -> dict:
-    found = next((d for d in DESTINATIONS if d["kind"] == kind and d["available"]), None)
-    if found is None:
+def _destination(kind: str) -> type[Destination]:
+    if kind not in REGISTRY:
         raise Http404("No such destination")
-    return found
+    return destination_class(kind)
 
 
-def _oauth_context() -> dict:
+def _oauth_context(destination: type[Destination]) -> dict:
+    flow = destination.oauth
     return {
-        "oauth_enabled": settings.ITERABLE_OAUTH_ENABLED,
-        "oauth_disabled_reason": (
-            "Iterable does not offer OAuth to third-party apps. This deployment has no OAuth broker configured "
-            "(ITERABLE_OAUTH_* settings), so connect with an API key."
-        ),
+        "oauth_enabled": flow is not None and flow.enabled(),
+        "oauth_disabled_reason": flow.disabled_reason() if flow is not None else "",
+        "oauth_form": flow.start_form() if flow is not None and flow.start_form is not None else None,
     }
 
 
@@ -77,8 +58,15 @@ def _oauth_context() -> dict:
 def integration_list(request: HttpRequest) -> HttpResponse:
     by_kind = {i.kind: i for i in selectors.integrations_for(workspace=request.workspace)}
     tiles = [
-        {**d, "integration": by_kind.get(d["kind"]), "mapping_problems": _mapping_problems(by_kind.get(d["kind"]))}
-        for d in DESTINATIONS
+        {
+            "kind": kind,
+            "name": destination.label,
+            "blurb": destination.blurb,
+            "available": True,
+            "integration": by_kind.get(kind),
+            "mapping_problems": _mapping_problems(by_kind.get(kind)),
+        }
+        for kind, destination in REGISTRY.items()
     ]
     return render(request, "integrations/list.html", {"tiles": tiles})
 
@@ -114,36 +102,34 @@ def _mapping_problems(integration: Integration | None) -> dict[str, str]:
 def integration_connect(request: HttpRequest, kind: str) -> HttpResponse:
     destination = _destination(kind)
     integration = selectors.integration_by_kind(workspace=request.workspace, kind=kind)
-    form = ConnectKeyForm(request.POST or None)
+    form = destination.connect_form(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            integration = integration_connect_api_key(
-                workspace=request.workspace, actor=request.user, request=ConnectRequest(**form.cleaned_data)
+            integration = services.integration_connect(
+                workspace=request.workspace, actor=request.user, kind=kind, data=form.cleaned_data
             )
         except ConnectError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
-            messages.success(
-                request,
-                f"Connected to Iterable ({integration.masked_key}, {integration.region.upper()}). "
-                "Next: map your form fields.",
-            )
+            where = destination.describe_config(integration.config)
+            key = f"{integration.masked_key}, " if integration.masked_key else ""
+            messages.success(request, f"Connected to {destination.label} ({key}{where}). Next: map your form fields.")
             return redirect("field_mapping:mapping", request.workspace.slug, kind)
+    oauth_context = _oauth_context(destination)
     context = {
         "destination": destination,
         "integration": integration,
         "form": form,
-        "oauth_form": OAuthStartForm(),
         "steps": WIZARD_STEPS,
         "step": "connect",
-        **_oauth_context(),
+        **oauth_context,
     }
     response = render(request, "integrations/connect.html", context, status=400 if form.errors else 200)
-    if settings.ITERABLE_OAUTH_ENABLED:
+    if oauth_context["oauth_enabled"]:
         # SECURITY: the CSP's form-action is 'self', and browsers hold the redirect that follows a form
         # post to it too: the OAuth form posts here and is sent on to the authorization server, so this
         # page, and only this one, also allows that server (the attribute django-csp's @csp_update sets).
-        response._csp_update = {"form-action": [oauth.authorization_origin()]}
+        response._csp_update = {"form-action": [destination.oauth.authorization_origin()]}
     return response
 
 
@@ -152,7 +138,7 @@ def integration_connect(request: HttpRequest, kind: str) -> HttpResponse:
 def integration_reverify_view(request: HttpRequest, kind: str) -> HttpResponse:
     integration = _connected(request, kind)
     if integration_reverify(integration=integration, actor=request.user):
-        messages.success(request, "The connection works: Iterable accepted the credentials.")
+        messages.success(request, f"The connection works: {integration.get_kind_display()} accepted the credentials.")
     else:
         messages.error(request, integration.error_message)
     return redirect("integrations:detail", request.workspace.slug, kind)
@@ -181,25 +167,27 @@ def _connected(request: HttpRequest, kind: str) -> Integration:
 @workspace_view(min_role=Role.ADMIN)
 @require_POST
 def oauth_start(request: HttpRequest, kind: str) -> HttpResponse:
-    _destination(kind)
-    if not settings.ITERABLE_OAUTH_ENABLED:
-        messages.error(request, _oauth_context()["oauth_disabled_reason"])
+    destination = _destination(kind)
+    flow = destination.oauth
+    if flow is None or not flow.enabled():
+        messages.error(request, flow.disabled_reason() if flow is not None else "This destination has no sign-in.")
         return redirect("integrations:connect", request.workspace.slug, kind)
-    form = OAuthStartForm(request.POST)
-    project_type = form.cleaned_data["project_type"] if form.is_valid() else Integration.ProjectType.HYBRID
+    form = flow.start_form(request.POST) if flow.start_form is not None else None
+    choices = form.cleaned_data if form is not None and form.is_valid() else {}
     try:
-        oauth_check_project_type(project_type)  # no round trip to Iterable for a sign-in bound to fail
+        flow.check_start(choices)
     except ConnectError as exc:
         messages.error(request, exc.message)
         return redirect("integrations:connect", request.workspace.slug, kind)
     redirect_uri = request.build_absolute_uri(reverse("oauth-callback", args=[kind]))
-    url, state, verifier = oauth.authorization_request(redirect_uri)
+    url, state, verifier = flow.authorization_request(redirect_uri)
     # SECURITY: state and verifier live in this user's session only, bound to the workspace.
     request.session[OAUTH_SESSION_KEY] = {
+        "kind": kind,
         "state": state,
         "verifier": verifier,
         "workspace": request.workspace.slug,
-        "project_type": project_type,
+        "choices": choices,
         "redirect_uri": redirect_uri,
     }
     return redirect(url)
@@ -209,12 +197,13 @@ def oauth_start(request: HttpRequest, kind: str) -> HttpResponse:
 def oauth_callback(request: HttpRequest, kind: str) -> HttpResponse:
     """Where the authorization server sends the browser back. Single use: the session entry is popped.
 
-    Every failure ends on the Iterable connect page of the workspace the sign-in started from, with what
-    went wrong; nothing is stored then.
+    Every failure ends on the destination's connect page of the workspace the sign-in started from, with
+    what went wrong; nothing is stored then.
     """
-    _destination(kind)
+    destination = _destination(kind)
+    label = destination.label
     pending = request.session.pop(OAUTH_SESSION_KEY, None)
-    if pending is None:
+    if pending is None or pending.get("kind") != kind or destination.oauth is None:
         return _oauth_callback_spent(request, kind)
     request.session[OAUTH_DONE_SESSION_KEY] = {"state": pending["state"], "workspace": pending["workspace"]}
     membership = get_membership(request, pending["workspace"])
@@ -225,30 +214,30 @@ def oauth_callback(request: HttpRequest, kind: str) -> HttpResponse:
     if not _same_state(request, pending["state"]):
         messages.error(
             request,
-            "The answer from Iterable did not match this sign-in (state mismatch). Nothing was connected; start again.",
+            f"The answer from {label} did not match this sign-in (state mismatch). Nothing was connected; start again.",
         )
         return back
     if request.GET.get("error"):
         reason = (
-            "You declined access in Iterable"
+            f"You declined access in {label}"
             if request.GET["error"] == "access_denied"
-            else (f"Iterable refused ({request.GET['error']})")
+            else (f"{label} refused ({request.GET['error']})")
         )
         messages.error(request, f"{reason}. Nothing was connected.")
         return back
     try:
-        integration_connect_oauth(
-            workspace=membership.workspace,
-            actor=request.user,
+        connection = destination.oauth.connect(
             code=request.GET.get("code", ""),
             code_verifier=pending["verifier"],
             redirect_uri=pending["redirect_uri"],
-            project_type=pending["project_type"],
+            choices=pending.get("choices") or {},
+            bucket_id=f"oauth-connect-{membership.workspace.pk}",
         )
     except ConnectError as exc:
         messages.error(request, exc.message)
         return back
-    messages.success(request, "Connected to Iterable with OAuth. Next: map your form fields.")
+    integration_connect_verified(workspace=membership.workspace, actor=request.user, kind=kind, connection=connection)
+    messages.success(request, f"Connected to {label} with OAuth. Next: map your form fields.")
     return redirect("field_mapping:mapping", membership.workspace.slug, kind)
 
 
@@ -266,10 +255,11 @@ def _oauth_failed_redirect(membership: Membership, kind: str) -> HttpResponse:
 
 def _oauth_callback_spent(request: HttpRequest, kind: str) -> HttpResponse:
     """A callback with no sign-in pending in this session: a replay, or one this session never started."""
+    label = _destination(kind).label
     messages.error(
         request,
-        "This Iterable sign-in was already completed or has expired, so nothing was changed. "
-        "If Iterable is not connected yet, start again.",
+        f"This {label} sign-in was already completed or has expired, so nothing was changed. "
+        f"If {label} is not connected yet, start again.",
     )
     done = request.session.get(OAUTH_DONE_SESSION_KEY) or {}
     if done and _same_state(request, done["state"]):
@@ -292,14 +282,18 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
         "list_id": integration.list_id or "",
         "event_name": integration.event_name,
     }
-    lists, lists_error = selectors.integration_destination_lists(integration=integration)
-    form = SyncSettingsForm(request.POST or None, initial=initial, lists=lists)
+    lists, lists_error = (
+        selectors.integration_destination_lists(integration=integration)
+        if Capability.LISTS in destination.capabilities
+        else (None, "")
+    )
+    form = SyncSettingsForm(request.POST or None, initial=initial, lists=lists, destination=destination)
     if request.method == "POST" and form.is_valid():
         values = form.cleaned_data
         queued = integration_sync_settings_save(
             integration=integration,
             actor=request.user,
-            list_name=form.list_names.get(values["list_id"] or 0, ""),
+            list_name=form.list_names.get(values.get("list_id") or 0, ""),
             **values,
         )
         note = f" {queued} earlier contacts were queued." if queued else ""

@@ -130,4 +130,6 @@ def explain(
             f"{name} could not take the record just then (an error on its side, a timeout or a rate limit).",
             "Retry: nothing needs fixing on your side.",
         )
-    return Explanation(message or f"{name} refused this record.", f"See the record for {name}'s full answer, then retry.")
+    return Explanation(
+        message or f"{name} refused this record.", f"See the record for {name}'s full answer, then retry."
+    )

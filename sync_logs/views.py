@@ -11,11 +11,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from integrations.destinations import destination_class
 from integrations.models import Integration
 from integrations.selectors import integration_by_kind
 from integrations.sync import Requeued, retry_failed
 from sync_logs import selectors, services
-from integrations.destinations import destination_class
 from sync_logs.explain import explain
 from sync_logs.models import SyncRecord, SyncRun
 from workspaces.models import Role

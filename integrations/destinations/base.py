@@ -225,6 +225,7 @@ class Destination:
     its errors. A destination overrides what it has; the defaults describe a destination with none.
     """
 
+    do_not_call_in_templates = True  # templates read a destination class's attributes; never instantiate it
     kind: ClassVar[str]
     label: ClassVar[str]
     blurb: ClassVar[str] = ""
@@ -239,6 +240,7 @@ class Destination:
     new_field_types: ClassVar[dict[str, str]] = {}
     # Standard form fields and where they usually go.
     suggested_targets: ClassVar[dict[str, str]] = {}
+    oauth: ClassVar[OAuthFlow | None] = None
     # Its own error codes a log row may carry (the admin's filter lists them).
     error_codes: ClassVar[tuple[str, ...]] = ()
 
@@ -353,4 +355,33 @@ class Destination:
     def track(self, event_name: str, record: dict[str, Any], data: dict[str, Any], *, event_id: str = "") -> None:
         """One event for the payload's person, with a stable ``event_id`` so that a resend does not
         add a second; raises a :class:`DestinationError` when it is not confirmed (Capability.EVENTS)."""
+        raise NotImplementedError
+
+
+class OAuthFlow:
+    """A destination's OAuth sign-in (Capability.OAUTH), as the shared connect views drive it."""
+
+    start_form: ClassVar[type | None] = None  # what the admin picks before signing in (a django.forms.Form)
+
+    def enabled(self) -> bool:
+        return False
+
+    def disabled_reason(self) -> str:
+        return ""
+
+    def authorization_origin(self) -> str:
+        """The authorization server's origin (the connect page's CSP allows a form post to it)."""
+        raise NotImplementedError
+
+    def check_start(self, choices: dict[str, Any]) -> None:
+        """Refuse (ConnectError) a sign-in bound to fail, before the admin is sent away."""
+
+    def authorization_request(self, redirect_uri: str) -> tuple[str, str, str]:
+        """(URL to send the browser to, state, PKCE code verifier)."""
+        raise NotImplementedError
+
+    def connect(
+        self, *, code: str, code_verifier: str, redirect_uri: str, choices: dict[str, Any], bucket_id: str
+    ) -> Connection:
+        """Exchange the code and verify the tokens; raise ConnectError saying why not."""
         raise NotImplementedError

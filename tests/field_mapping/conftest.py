@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from flows.models import FieldType
-from integrations.services import ConnectRequest, integration_connect_api_key
+from integrations.services import integration_connect
 from tests.factories import ContactFactory, FlowFieldFactory, make_flow
 
 
@@ -21,10 +21,11 @@ def connected(iterable, workspace_a, alice):
             "address.street": "string",
         }
     )
-    return integration_connect_api_key(
+    return integration_connect(
         workspace=workspace_a,
         actor=alice,
-        request=ConnectRequest(api_key=iterable.keys.server_side, region="us", project_type="hybrid"),
+        kind="iterable",
+        data={"api_key": iterable.keys.server_side, "region": "us", "project_type": "hybrid"},
     )
 
 

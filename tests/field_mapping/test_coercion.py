@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from field_mapping.coercion import CoercionError, coerce, is_empty, leaf_paths, set_path
+from field_mapping.coercion import CoercionError, is_empty, leaf_paths, set_path
+from integrations.destinations.iterable.rules import coerce
 
 GOOD = [
     ("string", "Ada", "Ada"),

@@ -55,7 +55,7 @@ def test_the_identifier_is_required(alice_client, connected, flows):
 
 
 def test_a_user_id_project_requires_user_id(alice_client, connected, flows):
-    connected.project_type = "userId"
+    connected.config = {**connected.config, "project_type": "userId"}
     connected.save()
     response = alice_client.post(URL, mapping_post(email="email", first_name="firstName"))
     assert response.status_code == 400

@@ -17,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from field_mapping.models import DestinationSchema
-from integrations.services import rate_bucket_id
+from integrations.credentials import rate_bucket_id
 from tests.integrations.webcalls import FAULTS, GET_FIELDS, SAID, arrived, break_iterable
 
 URL = "/w/acme/integrations/iterable/mapping/"

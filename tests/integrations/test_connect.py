@@ -141,7 +141,7 @@ def test_a_client_side_key_that_requires_jwt_reads_as_unknown_and_the_text_says_
 
 def test_auto_detect_finds_the_eu_data_center(alice_client, iterable):
     _connect(alice_client, iterable.keys.eu_server_side, region="auto", project_type="userId")
-    assert Integration.objects.get().region == "eu"
+    assert Integration.objects.get().config["region"] == "eu"
 
 
 def test_eu_has_no_email_based_projects(alice_client, iterable):
@@ -178,7 +178,7 @@ def test_auto_detect_with_iterable_down_stores_nothing_and_says_so(alice_client,
 def test_auto_detect_finds_the_eu_while_the_us_is_down(alice_client, iterable, settings):
     settings.ITERABLE_US_BASE_URL = "http://127.0.0.1:9/us"
     _connect(alice_client, iterable.keys.eu_server_side, region="auto", project_type="userId")
-    assert Integration.objects.get().region == "eu"
+    assert Integration.objects.get().config["region"] == "eu"
 
 
 def test_the_rate_budget_is_the_integrations_and_survives_a_new_key(alice_client, iterable):

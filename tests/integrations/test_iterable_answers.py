@@ -10,7 +10,7 @@ import pytest
 
 from integrations.destinations import base
 from integrations.destinations.iterable import IterableClient, IterableDestination
-from integrations.destinations.iterable_answers import FIELDS_FILTERED_OUT, TYPE_MISMATCH, UNEXPECTED_ANSWER
+from integrations.destinations.iterable.answers import FIELDS_FILTERED_OUT, TYPE_MISMATCH, UNEXPECTED_ANSWER
 
 pytestmark = pytest.mark.django_db
 

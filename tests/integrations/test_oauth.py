@@ -10,11 +10,12 @@ import pytest
 import requests
 from django.db import connection
 
-from integrations import oauth
+from integrations.destinations.iterable import oauth
 from integrations.destinations import destination_for
 from integrations.destinations.base import AuthError, BusyError, ServerError
 from integrations.models import Integration
-from integrations.services import ConnectError, integration_connect_oauth
+from integrations.destinations.base import ConnectError
+from integrations.destinations.iterable.connect import connect_oauth
 from tests.conftest import _database_url_for_subprocess
 from workspaces.models import Role
 
@@ -178,7 +179,7 @@ def test_eu_oauth_connects_a_userid_project(alice_client, eu_oauth_server):
     response = alice_client.get(_authorize(alice_client, "userId"), follow=True)
     assert "Connected to Iterable with OAuth" in _messages(response)
     integration = Integration.objects.get()
-    assert (integration.region, integration.project_type) == ("eu", "userId")
+    assert (integration.config["region"], integration.config["project_type"]) == ("eu", "userId")
 
 
 def test_eu_has_no_email_based_projects_with_oauth_either(alice_client, alice, workspace_a, eu_oauth_server):
@@ -187,9 +188,8 @@ def test_eu_has_no_email_based_projects_with_oauth_either(alice_client, alice, w
     _refused(response, "no email-based projects")
     # ...and by the service itself, before it spends the code.
     with pytest.raises(ConnectError, match="no email-based projects"):
-        integration_connect_oauth(
-            workspace=workspace_a,
-            actor=alice,
+        connect_oauth(
+            bucket_id="test",
             code="any",
             code_verifier="any",
             redirect_uri=CALLBACK,

@@ -5,7 +5,7 @@ import pytest
 from field_mapping.services import RowChoice, mapping_save
 from flows.models import FieldType
 from flows.services import contact_capture
-from integrations.services import ConnectRequest, integration_connect_api_key
+from integrations.services import integration_connect
 from sync_logs.models import SyncRecord
 from tests.factories import make_flow
 
@@ -26,10 +26,11 @@ def flow(workspace_a):
 def integration(iterable, workspace_a, alice, flow):
     """Workspace A connected to the emulator, mapped: email, first_name -> firstName, age -> age (long)."""
     iterable.set_fields({"age": "long"})
-    integration = integration_connect_api_key(
+    integration = integration_connect(
         workspace=workspace_a,
         actor=alice,
-        request=ConnectRequest(api_key=iterable.keys.server_side, region="us", project_type="hybrid"),
+        kind="iterable",
+        data={"api_key": iterable.keys.server_side, "region": "us", "project_type": "hybrid"},
     )
     mapping_save(
         integration=integration,

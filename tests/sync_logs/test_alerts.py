@@ -10,7 +10,7 @@ from django.core import mail
 from django.test import TestCase
 from django.utils import timezone
 
-from integrations.services import integration_mark_needs_attention
+from integrations.status import integration_mark_needs_attention
 from integrations.sync import sync_now
 from integrations.tasks import integration_sync_task, sync_runs_reap_task
 from sync_logs.models import AlertState, SyncRun

@@ -43,7 +43,7 @@ def test_seed_demo_twice_makes_one_demo_connected_to_the_emulator(client, iterab
     integration = Integration.objects.get(workspace=workspace)
     assert (integration.kind, integration.status) == ("iterable", "connected")
     assert integration.credentials == {"api_key": iterable.keys.server_side}
-    assert base_url(integration.region).startswith(iterable.server.url)  # the emulator, from the settings
+    assert base_url(integration.config["region"]).startswith(iterable.server.url)  # the emulator, from the settings
     assert integration.mappings.exists()
     # Sync Now has work: every demo contact queued once, however often the command ran.
     assert OutboxItem.objects.filter(integration=integration).count() == 300

@@ -18,6 +18,7 @@ from integrations.destinations.base import (
     Connection,
     DestinationError,
     ForbiddenError,
+    OAuthFlow,
     ServerError,
     TransportError,
 )
@@ -25,6 +26,7 @@ from integrations.destinations.connecting import check_failed, checked, unreacha
 from integrations.destinations.iterable import oauth
 from integrations.destinations.iterable.client import REGIONS, IterableClient
 from integrations.destinations.iterable.destination import CREATE_KEY_HINT, IterableDestination
+from integrations.destinations.iterable.forms import OAuthStartForm
 from integrations.destinations.iterable.tokens import IssuedTokens
 
 LABEL = "Iterable"
@@ -184,3 +186,39 @@ def connect_oauth(*, code: str, code_verifier: str, redirect_uri: str, project_t
         auth_method="oauth",
         summary={"region": region, "project_type": project_type},
     )
+
+
+class IterableOAuth(OAuthFlow):
+    """Iterable publishes no third-party OAuth (reference 1.4): a deployment with an OAuth broker or
+    partner access turns it on with the ITERABLE_OAUTH_* settings."""
+
+    start_form = OAuthStartForm
+
+    def enabled(self) -> bool:
+        return settings.ITERABLE_OAUTH_ENABLED
+
+    def disabled_reason(self) -> str:
+        return (
+            "Iterable does not offer OAuth to third-party apps. This deployment has no OAuth broker configured "
+            "(ITERABLE_OAUTH_* settings), so connect with an API key."
+        )
+
+    def authorization_origin(self) -> str:
+        return oauth.authorization_origin()
+
+    def check_start(self, choices: dict[str, Any]) -> None:
+        oauth_check_project_type(choices.get("project_type") or "hybrid")  # no round trip for a sign-in bound to fail
+
+    def authorization_request(self, redirect_uri: str) -> tuple[str, str, str]:
+        return oauth.authorization_request(redirect_uri)
+
+    def connect(
+        self, *, code: str, code_verifier: str, redirect_uri: str, choices: dict[str, Any], bucket_id: str
+    ) -> Connection:
+        return connect_oauth(
+            code=code,
+            code_verifier=code_verifier,
+            redirect_uri=redirect_uri,
+            project_type=choices.get("project_type") or "hybrid",
+            bucket_id=bucket_id,
+        )

@@ -52,13 +52,16 @@ class Command(BaseCommand):
 
     def _connect_iterable(self, workspace: Workspace, user: User, key: str) -> None:
         from integrations.models import Integration
-        from integrations.services import ConnectError, ConnectRequest, integration_connect_api_key
+        from integrations.services import ConnectError, integration_connect
 
         if Integration.objects.filter(workspace=workspace, kind="iterable", status="connected").exists():
             return
         try:
-            integration = integration_connect_api_key(
-                workspace=workspace, actor=user, request=ConnectRequest(api_key=key, region="us", project_type="hybrid")
+            integration = integration_connect(
+                workspace=workspace,
+                actor=user,
+                kind="iterable",
+                data={"api_key": key, "region": "us", "project_type": "hybrid"},
             )
         except ConnectError as exc:
             self.stderr.write(f"Could not connect the demo to Iterable: {exc.message}")
@@ -66,10 +69,12 @@ class Command(BaseCommand):
         # The suggested mapping and the contacts captured so far, so that Sync Now has work to show.
         from field_mapping.forms import initial_choices
         from field_mapping.services import mappable_fields, mapping_save, schema_for, source_fields
+        from integrations.destinations import destination_class
         from integrations.sync import integration_sync_settings_save
 
         available = dict(mappable_fields(schema_for(integration=integration)))
-        choices = initial_choices(source_fields(integration=integration), [], available)
+        suggested = destination_class(integration.kind).suggested_targets
+        choices = initial_choices(source_fields(integration=integration), [], available, suggested)
         mapping_save(integration=integration, actor=user, choices=choices)
         integration_sync_settings_save(
             integration=integration, actor=user, frequency=0, overwrite_existing=True, backfill=True
