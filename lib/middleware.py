@@ -83,6 +83,9 @@ def session_idle_timeout(get_response: Handler) -> Handler:
             touched = session.get(SESSION_TOUCHED_KEY)  # loads it: None when expired or unknown
             if session.session_key and (touched is None or now - touched >= min(60, timeout // 10)):
                 session[SESSION_TOUCHED_KEY] = now  # modified, so saved with a fresh expiry
+                # The expiry follows SESSION_IDLE_TIMEOUT_SECONDS itself, not only SESSION_COOKIE_AGE
+                # (read once at start-up): the two can differ (an override, a test), the idle rule cannot.
+                session.set_expiry(timeout)
         return get_response(request)
 
     return middleware
