@@ -252,6 +252,16 @@ class Destination:
         raise NotImplementedError
 
     @classmethod
+    def supports(cls, capability: str, config: dict[str, Any]) -> bool:
+        """Whether an integration with ``config`` can do ``capability`` (some need an optional key)."""
+        return capability in cls.capabilities
+
+    @classmethod
+    def unsupported_reason(cls, capability: str, config: dict[str, Any]) -> str:
+        """Why it cannot, in words for the admin ("" when it can, or says nothing)."""
+        return ""
+
+    @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
         """The stored configuration, checked and completed with defaults; raises ValueError."""
         return dict(config)
