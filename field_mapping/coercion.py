@@ -115,7 +115,7 @@ def coerce_with(coercers: dict, value: Any, destination_type: str, field: str, *
     a list is coerced item by item. Raises CoercionError."""
     coercer = coercers.get(destination_type.lower())
     if coercer is None:
-        raise CoercionError(f"field {field}: Flowsync cannot write {destination} {destination_type} fields")
+        raise CoercionError(f"field {field}: Flowsync cannot write {destination_type} fields to {destination}")
     if isinstance(value, list):
         return [coercer(item, field) for item in value]
     return coercer(value, field)

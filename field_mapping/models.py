@@ -6,7 +6,8 @@ from integrations.models import Integration
 
 
 class DestinationSchema(models.Model):
-    """The destination's user fields as last fetched (Iterable: GET /api/users/getFields).
+    """The destination's fields as last fetched (Destination.fetch_fields), or the attributes a
+    destination without a schema was sent before.
 
     A failed fetch keeps the last good copy and records why it failed.
     """

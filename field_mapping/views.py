@@ -101,7 +101,7 @@ def _render(
     schema_max_age: timedelta | None = SCHEMA_MAX_AGE,
 ) -> HttpResponse:
     # The preview re-renders on every change: it works from the cached copy, so typing in the
-    # form never spends the destination's schema budget (Iterable: 3 getFields per second per project).
+    # form never spends the destination's budget for schema reads (a few per second per project).
     schema = schema_for(integration=integration, max_age=schema_max_age, interactive=True)
     available = dict(mappable_fields(schema))
     sources = source_fields(integration=integration)

@@ -153,7 +153,7 @@ class SyncRecordAdmin(ReadOnlyAdmin):
     list_filter = ("status", ErrorCodeFilter)
     list_select_related = ("run__integration__workspace",)
     search_fields = ("=identifier",)
-    search_help_text = "An email or userId, exactly as sent (case-insensitive for emails)."
+    search_help_text = "An email or another identifier, exactly as sent (case-insensitive for emails)."
     ordering = ("-id",)
     sortable_by = ()
     show_full_result_count = False
@@ -179,7 +179,7 @@ class SyncRecordAdmin(ReadOnlyAdmin):
     def get_search_results(self, request, queryset, search_term):
         # The admin's own "=identifier" is iexact, i.e. UPPER(identifier) = UPPER(term): no plain index
         # serves it. An equality does, given the run (run, identifier), or an index on identifier.
-        # Emails are sent lower-cased; a userId is matched as typed.
+        # Emails are sent lower-cased; another identifier is matched as typed.
         term = search_term.strip()
         if not term:
             return queryset, False

@@ -21,7 +21,7 @@ class Explanation:
     action: str
 
 
-# {name}: the destination's name.
+# {name}: the destination's name ({Name} at the start of a sentence).
 _BY_CODE: dict[str, tuple[str, str]] = {
     "no_identifier": (
         "The contact has nothing {name} identifies people by, so {name} cannot tell who it is.",
@@ -36,7 +36,7 @@ _BY_CODE: dict[str, tuple[str, str]] = {
         "Nothing to do; choose to update existing people in the sync settings to overwrite them.",
     ),
     "invalid_data": (
-        "{name} rejected one of this person's values.",
+        "{Name} rejected one of this person's values.",
         "Check the payload below against the field types in {name}.",
     ),
     "payload_too_large": (
@@ -44,32 +44,32 @@ _BY_CODE: dict[str, tuple[str, str]] = {
         "Shorten the long values (or stop syncing the field that holds them), then retry.",
     ),
     "rate_limited": (
-        "{name} asked us to slow down and the retries ran out.",
+        "{Name} asked us to slow down and the retries ran out.",
         "Retry: it usually passes once the rate limit resets.",
     ),
-    "server_error": ("{name} had an error on its side.", "Retry later; if it persists, check {name}'s status page."),
+    "server_error": ("{Name} had an error on its side.", "Retry later; if it persists, check {name}'s status page."),
     "transport_error": (
-        "{name} could not be reached (timeout or dropped connection).",
+        "{Name} could not be reached (timeout or dropped connection).",
         "Retry; if it persists, check the network and {name}'s status page.",
     ),
     "auth_failed": (
-        "{name} refused the credentials (revoked key or withdrawn access).",
+        "{Name} refused the credentials (revoked key or withdrawn access).",
         "Connect the integration again with valid credentials, then retry.",
     ),
     "forbidden": ("The credentials may not make this call to {name}.", "Use credentials with full rights."),
-    "not_found": ("{name} has no such person.", "Check the identifier, then retry."),
+    "not_found": ("{Name} has no such person.", "Check the identifier, then retry."),
     "type_mismatch": (
-        "{name} rejected a value whose type differs from the field's type there.",
+        "{Name} rejected a value whose type differs from the field's type there.",
         "Fix the mapping or the form.",
     ),
     "unexpected_answer": (
-        "{name}'s answer was not the one it documents (a proxy's page, an empty or cut-off body, or counts "
+        "{Name}'s answer was not the one it documents (a proxy's page, an empty or cut-off body, or counts "
         "that do not add up), so nothing proves this contact arrived.",
         "Nothing to fix in the contact: it goes again automatically (sending it twice is harmless). If this "
         "keeps happening, check what sits between Flowsync and {name} (a proxy or firewall).",
     ),
     "invalid": (
-        "{name} refused the request's content.",
+        "{Name} refused the request's content.",
         "See the record for {name}'s full answer; fix the mapping or the value, then retry.",
     ),
 }
@@ -109,7 +109,8 @@ def explain(
     code: str, message: str, retryable: bool = False, *, destination: type[Destination] | None = None
 ) -> Explanation:
     """Plain words for a stored error; the message itself when the code is unknown."""
-    name = destination.label if destination is not None else "The destination"
+    name = destination.label if destination is not None else "the destination"
+    words = {"name": name, "Name": name[:1].upper() + name[1:]}
     if destination is not None:
         own = destination.explain(code, message, retryable) or destination.explain(
             canonical_code(code), message, retryable
@@ -124,12 +125,12 @@ def explain(
         )
     found = _BY_CODE.get(code)
     if found:
-        return Explanation(found[0].format(name=name), found[1].format(name=name))
+        return Explanation(found[0].format(**words), found[1].format(**words))
     if retryable:  # an outage whose code we do not know (e.g. a generic error on a 503)
         return Explanation(
-            f"{name} could not take the record just then (an error on its side, a timeout or a rate limit).",
+            f"{words['Name']} could not take the record just then (an error on its side, a timeout or a rate limit).",
             "Retry: nothing needs fixing on your side.",
         )
     return Explanation(
-        message or f"{name} refused this record.", f"See the record for {name}'s full answer, then retry."
+        message or f"{words['Name']} refused this record.", f"See the record for {name}'s full answer, then retry."
     )

@@ -91,7 +91,7 @@ class SyncRecord(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     retryable = models.BooleanField(default=False)
-    # The mapped record as sent (never a credential): {"email": ..., "dataFields": {...}}.
+    # The mapped record as sent, in the destination's shape (Destination.payload; never a credential).
     payload = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -67,7 +67,7 @@ def runs_page(*, integration: Integration, after: int | None = None, before: int
 
 def search_prefix(q: str) -> str:
     """What an identifier search matches: a prefix, lower-cased when it is (part of) an email
-    (captured emails are stored lower-cased; userIds keep their case)."""
+    (captured emails are stored lower-cased; other identifiers keep their case)."""
     q = q.strip()[:254]
     return q.lower() if "@" in q or q.islower() else q
 

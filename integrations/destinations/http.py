@@ -93,7 +93,7 @@ def _json(raw: requests.Response) -> Any:
 class HttpClient:
     """Low-level calls of one destination account: pacing, retries, timeouts. No business logic."""
 
-    label: ClassVar[str] = "The destination"  # names it in messages ("Iterable is busy, ...")
+    label: ClassVar[str] = "The destination"  # names it in messages ("<label> is busy, ...")
     # Documented limits, requests per second, by "METHOD /path". PACE keeps the sends a little
     # further apart than the limit (see _pace).
     rates: ClassVar[dict[str, float]] = {}

@@ -60,10 +60,10 @@ def test_a_user_id_project_requires_user_id(alice_client, connected, flows):
     response = alice_client.post(URL, mapping_post(email="email", first_name="firstName"))
     assert response.status_code == 400
     assert (
-        "Map a form field to 'userId': Iterable identifies users by it in a userid-based project"
+        "Map a form field to 'userId': Iterable identifies people by it (US data center, userid-based project)"
         in (response.context["errors"]["__all__"])
     )
-    assert "identifies users by <code>userId</code>" in alice_client.get(URL).content.decode()
+    assert "identifies people by <code>userId</code>" in alice_client.get(URL).content.decode()
 
 
 def test_two_fields_to_one_target_need_a_confirmed_precedence(alice_client, connected, flows):

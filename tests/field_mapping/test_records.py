@@ -10,6 +10,7 @@ import pytest
 from field_mapping.services import MappingPlan, PlannedField, build_record, mapping_plan, schema_refresh
 from integrations import engine
 from integrations.destinations import destination_for
+from integrations.destinations.iterable import IterableDestination
 from integrations.models import OutboxItem
 from integrations.sync import sync_now
 from tests.factories import ContactFactory
@@ -124,7 +125,8 @@ def test_an_empty_nested_field_is_sent_as_a_nested_null(connected, flows, alice_
 @pytest.mark.parametrize("value", [None, "", "   "])
 def test_empty_input_of_every_type_is_not_sent(kind, value):
     plan = MappingPlan(
-        project_type="email",
+        destination=IterableDestination,
+        config={"project_type": "email"},
         fields=[PlannedField("email", "email", "string", False), PlannedField("x", "x", kind, False)],
         create_new_fields=False,
     )
@@ -134,7 +136,8 @@ def test_empty_input_of_every_type_is_not_sent(kind, value):
 
 def _identifier_plan(project_type: str) -> MappingPlan:
     return MappingPlan(
-        project_type=project_type,
+        destination=IterableDestination,
+        config={"project_type": project_type},
         fields=[PlannedField("email", "email", "string", False), PlannedField("uid", "userId", "string", False)],
         create_new_fields=False,
     )

@@ -31,7 +31,7 @@ def test_it_works(alice_client, iterable):
     assert response.status_code == 302 and response["Location"] == "/w/acme/integrations/iterable/mapping/"
     integration = Integration.objects.get()
     assert integration.status == "connected" and integration.credentials == {"api_key": iterable.keys.server_side}
-    assert integration.key_last4 == iterable.keys.server_side[-4:] and integration.region == "us"
+    assert integration.key_last4 == iterable.keys.server_side[-4:] and integration.config["region"] == "us"
     assert AuditEvent.objects.filter(verb="integration.connected").exists()
 
 

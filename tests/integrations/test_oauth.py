@@ -10,12 +10,11 @@ import pytest
 import requests
 from django.db import connection
 
-from integrations.destinations.iterable import oauth
 from integrations.destinations import destination_for
-from integrations.destinations.base import AuthError, BusyError, ServerError
-from integrations.models import Integration
-from integrations.destinations.base import ConnectError
+from integrations.destinations.base import AuthError, BusyError, ConnectError, ServerError
+from integrations.destinations.iterable import oauth
 from integrations.destinations.iterable.connect import connect_oauth
+from integrations.models import Integration
 from tests.conftest import _database_url_for_subprocess
 from workspaces.models import Role
 

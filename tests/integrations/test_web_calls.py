@@ -12,10 +12,10 @@ import time
 
 import pytest
 
+from integrations.credentials import rate_bucket_id
 from integrations.destinations.base import BusyError, DeadlineError
 from integrations.destinations.iterable import ENDPOINT_RATES, PACE, IterableClient
 from integrations.models import Integration
-from integrations.credentials import rate_bucket_id
 from lib import ratebucket
 from lib.deadline import deadline
 from tests.integrations.webcalls import GET_FIELDS, SAID, arrived, break_iterable

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from flows.services import contact_capture
 from integrations import engine
+from integrations.destinations.iterable import IterableDestination
 from integrations.models import OutboxItem
 from integrations.sync import sync_now
 from sync_logs.explain import explain
@@ -39,7 +40,10 @@ def test_a_proxy_page_answered_with_200_is_not_a_delivery(integration, capture, 
     record = SyncRecord.objects.filter(run=run).first()
     assert (record.status, record.error_code, record.retryable) == ("failed", "unexpected_answer", True)
     assert "Will retry" in record.error_message and "upstream unavailable" in record.error_message
-    assert "nothing proves this contact arrived" in explain(record.error_code, record.error_message).summary
+    assert (
+        "nothing proves this contact arrived"
+        in explain(record.error_code, record.error_message, destination=IterableDestination).summary
+    )
     assert set(OutboxItem.objects.values_list("status", "attempts")) == {("pending", 1)}
     _due_now()
     assert _run(integration).delivered == 120 and len(iterable.users()) == 120
@@ -62,7 +66,7 @@ def test_fields_iterable_dropped_are_a_warning_on_delivered_rows(integration, ca
     record = SyncRecord.objects.filter(run=run).first()
     assert (record.status, record.error_code) == ("delivered", "fields_filtered_out")
     assert "`notes`" in record.error_message
-    why = explain(record.error_code, record.error_message)
+    why = explain(record.error_code, record.error_message, destination=IterableDestination)
     assert "Iterable dropped `notes`" in why.summary and "Create new field" in why.action
     assert set(OutboxItem.objects.values_list("status", flat=True)) == {"delivered"}
 
@@ -78,7 +82,9 @@ def test_a_list_subscription_not_confirmed_sends_the_contact_again(integration, 
     run = _run(integration)
     assert run.failed == 2
     record = SyncRecord.objects.filter(run=run).first()
-    assert record.retryable and "The user is in Iterable, but adding to the list 'Leads' failed" in record.error_message
+    assert (
+        record.retryable and "The person is in Iterable, but adding to the list 'Leads' failed" in record.error_message
+    )
     assert iterable.events() == []  # no event yet: it comes with the resend
     _due_now()
     assert _run(integration).delivered == 2
@@ -124,7 +130,7 @@ def test_refused_values_cost_one_round_not_a_bisection(integration, flow, iterab
     assert record.error_code == "RequestFieldsTypesMismatched" and not record.retryable
     assert (
         "Iterable rejected the field `notes`: it is a date there"
-        in explain(record.error_code, record.error_message).summary
+        in explain(record.error_code, record.error_message, destination=IterableDestination).summary
     )
     assert OutboxItem.objects.filter(status="failed").count() == 3
 

@@ -22,7 +22,7 @@ def test_save_and_sync_now(
     page.goto(f"{live_server.url}/w/acme/integrations/iterable/")
     page.get_by_role("link", name="Sync settings").click()
     page.get_by_label("Sync frequency").select_option(str(60))
-    page.get_by_label("Update existing users with the mapped fields").check()
+    page.get_by_label("Update existing people with the mapped fields").check()
     page.get_by_role("button", name="Save & Sync Now").click()
 
     expect(page.get_by_text("Sync started.")).to_be_visible()

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from integrations.destinations.iterable import IterableDestination
 from sync_logs.explain import explain
 from sync_logs.models import SyncRecord
 from tests.sync_logs.factories import run_with_records
@@ -161,4 +162,4 @@ def test_contact_history_across_runs(alice_client, integration, capture, iterabl
     ],
 )
 def test_explanations(code, message, expected):
-    assert expected in explain(code, message).summary
+    assert expected in explain(code, message, destination=IterableDestination).summary
