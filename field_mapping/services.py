@@ -19,7 +19,14 @@ from field_mapping.coercion import is_empty
 from field_mapping.models import DestinationSchema, FieldMapping
 from flows.models import FlowField
 from integrations.destinations import destination_class, destination_for
-from integrations.destinations.base import BusyError, CoercionError, Destination, DestinationError, MappedRecord
+from integrations.destinations.base import (
+    BusyError,
+    Capability,
+    CoercionError,
+    Destination,
+    DestinationError,
+    MappedRecord,
+)
 from integrations.models import Integration
 from workspaces.models import AuditEvent
 from workspaces.scoping import scoped
@@ -54,7 +61,11 @@ def schema_refresh(*, integration: Integration, interactive: bool = False) -> De
             schema.last_error_at = timezone.now()
         schema.save(update_fields=["last_error", "last_error_at"])
         return schema
-    schema.fields = {f.name: f.type for f in fields}
+    fetched = {f.name: f.type for f in fields}
+    if not _destination(integration).supports(Capability.SCHEMA, integration.config or {}):
+        # No schema to fetch: its fixed attributes, plus those this integration created before.
+        fetched = {**schema.fields, **fetched}
+    schema.fields = fetched
     schema.fetched_at = timezone.now()
     schema.last_error = ""
     schema.last_error_at = None
@@ -339,6 +350,7 @@ def mapping_save(
         saved = FieldMapping.objects.bulk_create(
             mappings_from_choices(integration=integration, choices=choices, available=available, sources=sources)
         )
+        _remember_created(integration, schema, saved)
         after = {m.source_key: _describe(m) for m in saved}
         changes = {
             key: {"from": before.get(key), "to": after.get(key)}
@@ -359,6 +371,17 @@ def mapping_save(
             data={"version": version, "changes": changes, "mapping": after},
         )
     return saved
+
+
+def _remember_created(integration: Integration, schema: DestinationSchema, saved: list[FieldMapping]) -> None:
+    """A destination without a schema lists no attribute names: the ones this mapping creates are
+    kept with its fixed ones, so that they are choices next time (and a remap is no drift)."""
+    if _destination(integration).supports(Capability.SCHEMA, integration.config or {}):
+        return
+    created = {m.target: m.target_type for m in saved if m.create_new and m.target not in schema.fields}
+    if created:
+        schema.fields = {**schema.fields, **created}
+        schema.save(update_fields=["fields"])
 
 
 def mapping_problems(*, mappings: list[FieldMapping], schema: DestinationSchema | None) -> dict[str, str]:

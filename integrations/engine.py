@@ -45,6 +45,7 @@ from integrations.destinations.base import (
 from integrations.lease import Lease, LeaseLost, lease_renew
 from integrations.models import Integration, OutboxItem
 from integrations.status import integration_mark_needs_attention
+from integrations.sync import SyncNotStarted, sync_now
 from lib.faults import fault_point
 from sync_logs.models import SyncRecord, SyncRun
 
@@ -688,8 +689,6 @@ def _carry_out(run: SyncRun, lease: Lease) -> SyncRun:
 
 def _follow_up(run: SyncRun) -> None:
     """A run that stopped for time leaves its due rows to a new run, queued at once (a fresh lease)."""
-    from integrations.sync import SyncNotStarted, sync_now
-
     due = OutboxItem.objects.filter(
         integration_id=run.integration_id, status=Status.PENDING, next_attempt_at__lte=timezone.now()
     )

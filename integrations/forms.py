@@ -11,24 +11,31 @@ from integrations.models import Integration
 
 class SyncSettingsForm(forms.Form):
     def __init__(
-        self, *args: object, lists: list[dict] | None = None, destination: type[Destination], **kwargs: object
+        self,
+        *args: object,
+        lists: list[dict] | None = None,
+        destination: type[Destination],
+        config: dict | None = None,
+        **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)
+        config = config or {}
         label = destination.label
         self.list_names = {int(item["id"]): str(item.get("name", "")) for item in lists or []}
         self.fields["overwrite_existing"].label = f"When a person already exists in {label}"
-        if Capability.LISTS in destination.capabilities:
+        if destination.supports(Capability.LISTS, config):
             self.fields["list_id"].label = f"Also add synced people to a {label} list"
             self.fields["list_id"].choices = [("", "No list")] + [
                 (list_id, name) for list_id, name in sorted(self.list_names.items(), key=lambda kv: kv[1].lower())
             ]
         else:
             del self.fields["list_id"]
-        if Capability.EVENTS not in destination.capabilities:
+        if not destination.supports(Capability.EVENTS, config):
             del self.fields["event_name"]
-        if Capability.LOOKUP not in destination.capabilities:
+        if not destination.supports(Capability.LOOKUP, config):
             # Nothing can tell whether a person exists: every sync updates them.
             self.fields["overwrite_existing"].choices = [("1", "Update existing people with the mapped fields")]
+            self.fields["overwrite_existing"].help_text = destination.unsupported_reason(Capability.LOOKUP, config)
 
     frequency = forms.TypedChoiceField(
         label="Sync frequency", choices=Integration.Frequency.choices, coerce=int, initial=Integration.Frequency.HOURLY

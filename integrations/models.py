@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from integrations.destinations import REGISTRY  # by dotted path: it imports no package at import time
 from lib.crypto import EncryptedJSONField
 from workspaces.models import Workspace
 
@@ -68,16 +69,12 @@ class Integration(models.Model):
         return f"{self.get_kind_display()} for {self.workspace}"
 
     def get_kind_display(self) -> str:
-        from integrations.destinations import REGISTRY  # the registry imports destination packages, not models
-
         destination = REGISTRY.get(self.kind)
         return destination.label if destination is not None else self.kind
 
     @property
     def destination_summary(self) -> str:
         """Where it sends, in its destination's words (its data center, project type, workspace...)."""
-        from integrations.destinations import REGISTRY
-
         destination = REGISTRY.get(self.kind)
         return destination.describe_config(self.config or {}) if destination is not None else ""
 

@@ -13,7 +13,14 @@ from django.db import transaction
 
 from accounts.models import User
 from integrations.destinations import destination_class, destination_for
-from integrations.destinations.base import BusyError, ConnectError, Connection, DeadlineError, DestinationError
+from integrations.destinations.base import (
+    BusyError,
+    Capability,
+    ConnectError,
+    Connection,
+    DeadlineError,
+    DestinationError,
+)
 from integrations.destinations.base import ForbiddenError as DestinationForbidden
 from integrations.models import Integration
 from integrations.status import (
@@ -59,13 +66,18 @@ def integration_connect_verified(
         integration = _integration(workspace, kind)
         # The extras chosen before (a list, an event) survive a reconnect; the rest is the new connection's.
         extras = {k: v for k, v in (integration.config or {}).items() if k in ("list_id", "list_name", "event_name")}
+        config = destination.validate_config({**extras, **connection.config})
+        # "Leave existing people unchanged" needs a lookup; a connection that cannot make one (an
+        # optional key left out this time) updates them, and the sync settings say why.
+        overwrite = integration.overwrite_existing or not destination.supports(Capability.LOOKUP, config)
         integration_mark_connected(
             integration,
             actor=actor,
             auth_method=connection.auth_method,
             credentials=connection.credentials,
             key_last4=connection.key_last4,
-            config=destination.validate_config({**extras, **connection.config}),
+            config=config,
+            overwrite_existing=overwrite,
         )
         audit_record(
             workspace=workspace,

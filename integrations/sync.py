@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from celery import signature
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
@@ -15,6 +16,8 @@ from integrations.models import Integration, OutboxItem
 from integrations.outbox import outbox_backfill
 from sync_logs.models import SyncRecord, SyncRun
 from workspaces.services import audit_record
+
+SYNC_TASK = "integrations.tasks.integration_sync_task"
 
 
 class SyncNotStarted(Exception):
@@ -40,11 +43,10 @@ def sync_now(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUAL,
     except IntegrityError:
         active = SyncRun.objects.filter(integration=integration, status__in=SyncRun.ACTIVE).first()
         raise SyncNotStarted("A sync is already running for this integration.", run=active) from None
-    from integrations.tasks import integration_sync_task
-
     # After commit, so that the worker finds the run; the queue is read from settings now, not at import.
+    # The task by its name: tasks.py calls this module, so importing it here would make a circle.
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    transaction.on_commit(lambda: integration_sync_task.apply_async(args=[run.pk], queue=queue))
+    transaction.on_commit(lambda: signature(SYNC_TASK, args=[run.pk]).apply_async(queue=queue))
     if actor is not None:
         audit_record(
             workspace=integration.workspace,

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from field_mapping.services import integration_mapping_problems
 from integrations import selectors, services
 from integrations.destinations import REGISTRY, destination_class
 from integrations.destinations.base import Capability, Destination
@@ -93,8 +94,6 @@ def _mapping_problems(integration: Integration | None) -> dict[str, str]:
     """Drift between the saved mapping and the destination's schema: shown on the tile ("mapping broken")."""
     if integration is None or not integration.is_connected:
         return {}
-    from field_mapping.services import integration_mapping_problems
-
     return integration_mapping_problems(integration=integration)
 
 
@@ -284,10 +283,12 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
     }
     lists, lists_error = (
         selectors.integration_destination_lists(integration=integration)
-        if Capability.LISTS in destination.capabilities
+        if destination.supports(Capability.LISTS, integration.config)
         else (None, "")
     )
-    form = SyncSettingsForm(request.POST or None, initial=initial, lists=lists, destination=destination)
+    form = SyncSettingsForm(
+        request.POST or None, initial=initial, lists=lists, destination=destination, config=integration.config
+    )
     if request.method == "POST" and form.is_valid():
         values = form.cleaned_data
         queued = integration_sync_settings_save(

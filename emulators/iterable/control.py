@@ -52,6 +52,9 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
         if action == "events" and method == "GET":
             project = state.projects.get(int(query.get("project_id", 1)))
             return 200, {"events": project.events if project else []}
+        if action == "forget" and method == "POST":
+            state.project(int(body.get("project_id", 1))).forgotten.add(body["email"].lower())
+            return 200, {"ok": True}
         if action == "faults" and method == "POST":
             state.faults.append(Fault(**body))
             return 200, {"faults": len(state.faults)}
@@ -184,6 +187,10 @@ class EmulatorControl:
                 "cut": cut,
             },
         )
+
+    def forget(self, email: str, project_id: int = 1) -> None:
+        """The person asked Iterable to forget them: every later write of them is refused."""
+        self._call("POST", "forget", json={"email": email, "project_id": project_id})
 
     def configure(self, **options: Any) -> None:
         self._call("POST", "config", json=options)

@@ -109,6 +109,8 @@ class Project:
     events: list[dict] = field(default_factory=list)
     event_positions: dict[str, int] = field(default_factory=dict)  # event id -> its index in events
     next_user: int = 1
+    # People who asked to be forgotten (GDPR): Iterable keeps refusing them (failedUpdates.forgottenEmails).
+    forgotten: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for name, kind in {

@@ -164,6 +164,9 @@ def write_user(
     who = identify(project, record)
     if isinstance(who, WriteResult):
         return who
+    if str(record.get("email") or "").lower() in project.forgotten:
+        email = str(record["email"])
+        return WriteResult(False, "forgottenEmails", email, message=f"User {email} was forgotten and cannot be stored")
     kind, ident = who
     allow_new = project.allow_new_fields if create_new_fields is None else create_new_fields
     data = record.get("dataFields") or {}

@@ -10,10 +10,7 @@ from integrations.destinations.iterable.client import (
     map_error,
     split_by_size,
 )
-from integrations.destinations.iterable.connect import IterableOAuth
 from integrations.destinations.iterable.destination import IterableDestination
-
-IterableDestination.oauth = IterableOAuth()
 
 __all__ = [
     "ENDPOINT_RATES",

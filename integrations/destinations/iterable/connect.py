@@ -23,11 +23,11 @@ from integrations.destinations.base import (
     TransportError,
 )
 from integrations.destinations.connecting import check_failed, checked, unreachable
-from integrations.destinations.iterable import oauth
+from integrations.destinations.iterable import oauth, verification
 from integrations.destinations.iterable.client import REGIONS, IterableClient
-from integrations.destinations.iterable.destination import CREATE_KEY_HINT, IterableDestination
 from integrations.destinations.iterable.forms import OAuthStartForm
 from integrations.destinations.iterable.tokens import IssuedTokens
+from integrations.destinations.iterable.verification import CREATE_KEY_HINT
 
 LABEL = "Iterable"
 # A client-side key set to require JWT refuses every call without one (401), exactly as an unknown key.
@@ -52,7 +52,7 @@ def check_project_type(region: str, project_type: str) -> None:
 def key_known_in(api_key: str, region: str) -> bool:
     """Whether the data center knows ``api_key``, whatever the key may call (interactive calls: an
     admin waits for the connect page). Raises what says nothing about the key (down, 5xx, busy)."""
-    return IterableDestination(IterableClient(region=region, api_key=api_key, interactive=True)).key_known()
+    return verification.key_known(IterableClient(region=region, api_key=api_key, interactive=True))
 
 
 def detect_region(api_key: str) -> str | None:
@@ -79,16 +79,17 @@ def detect_region(api_key: str) -> str | None:
 
 
 def _verify(
-    destination: IterableDestination,
+    client: IterableClient,
+    project_type: str,
     refused: Callable[[AuthError | ForbiddenError], ConnectError],
     doing: str = "to check the key",
 ) -> None:
     """The checks every way of connecting makes before anything is stored: the project type exists in the
     data center, and verify() proves the credentials read fields and write users. ``refused`` words
     Iterable's refusal for the kind of credentials (a pasted key, an OAuth grant)."""
-    check_project_type(destination.client.region, destination.project_type)
+    check_project_type(client.region, project_type)
     try:
-        destination.verify()
+        verification.verify(client)
     except (AuthError, ForbiddenError) as exc:
         raise refused(exc) from None
     except DestinationError as exc:
@@ -128,7 +129,7 @@ def verify_key(api_key: str, region: str, project_type: str) -> str:
         )
 
     client = IterableClient(region=region, api_key=api_key, interactive=True)
-    _verify(IterableDestination(client, project_type=project_type), refused)
+    _verify(client, project_type, refused)
     return region
 
 
@@ -179,7 +180,7 @@ def connect_oauth(*, code: str, code_verifier: str, redirect_uri: str, project_t
         raise unreachable(LABEL, exc, "to finish the sign-in") from None
     region = settings.ITERABLE_OAUTH_REGION
     client = IterableClient(region=region, tokens=IssuedTokens(tokens), bucket_id=bucket_id, interactive=True)
-    _verify(IterableDestination(client, project_type=project_type), _oauth_refused, "to check the new token")
+    _verify(client, project_type, _oauth_refused, "to check the new token")
     return Connection(
         credentials=tokens,
         config={"region": region, "project_type": project_type},

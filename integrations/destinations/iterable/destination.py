@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from integrations.credentials import rate_bucket_id, stored_credentials
 from integrations.destinations.base import (
     AuthError,
     Capability,
@@ -16,7 +17,6 @@ from integrations.destinations.base import (
     Destination,
     DestinationError,
     DestinationField,
-    ForbiddenError,
     MappedRecord,
     NotFoundError,
     RecordResult,
@@ -26,9 +26,8 @@ from integrations.destinations.base import (
     VerifyResult,
 )
 from integrations.destinations.http import encode_body
-from integrations.destinations.iterable import answers, rules, words
+from integrations.destinations.iterable import answers, rules, verification, words
 from integrations.destinations.iterable.client import (
-    KEY_TYPE_LABELS,
     MAX_BULK_BYTES,
     NO_USER_CODE,
     USERS_SEPARATOR,
@@ -36,7 +35,9 @@ from integrations.destinations.iterable.client import (
     Response,
     split_by_size,
 )
+from integrations.destinations.iterable.connect import IterableOAuth, connect_api_key
 from integrations.destinations.iterable.forms import ConnectKeyForm
+from integrations.destinations.iterable.tokens import StoredTokenProvider
 
 
 class IterableDestination(Destination):
@@ -48,6 +49,7 @@ class IterableDestination(Destination):
         {Capability.SCHEMA, Capability.LISTS, Capability.EVENTS, Capability.LOOKUP, Capability.OAUTH}
     )
     connect_form = ConnectKeyForm
+    oauth = IterableOAuth()
     connect_template = "integrations/iterable/connect.html"
     identifier_names = rules.IDENTIFIERS
     new_field_types = rules.NEW_FIELD_TYPES
@@ -64,8 +66,6 @@ class IterableDestination(Destination):
 
     @classmethod
     def connect(cls, data: dict[str, Any], *, bucket_id: str) -> Connection:
-        from integrations.destinations.iterable.connect import connect_api_key
-
         return connect_api_key(data)
 
     @classmethod
@@ -126,9 +126,6 @@ class IterableDestination(Destination):
 
     @classmethod
     def for_integration(cls, integration, *, interactive: bool = False) -> IterableDestination:
-        from integrations.credentials import rate_bucket_id, stored_credentials
-        from integrations.destinations.iterable.tokens import StoredTokenProvider
-
         config = cls.validate_config(integration.config or {})
         kwargs: dict[str, Any] = {
             "region": config["region"],
@@ -147,64 +144,8 @@ class IterableDestination(Destination):
     # --- verify ----------------------------------------------------------------------------
 
     def verify(self) -> VerifyResult:
-        """Prove the credentials can read the schema and write users, without changing anything.
-
-        Judged by what the key can do, not by the status of a refusal: Iterable's Swagger document
-        lists only 401 "Invalid API key" for getFields, bulkUpdate and users/update, so a refusal
-        (401 or 403) says no more than "not with this key". getFields proves reading; bulkUpdate
-        with no users proves writing (nothing changes). A key that reads and may not write is
-        read-only. A key that may not read is a client-side key when a call only such keys (and
-        server-side ones) may make gets past the key check (client_side_kind), else Iterable does
-        not know it here. Raises AuthError (unknown) or ForbiddenError (the wrong kind) with what to do.
-        """
-        try:
-            self.client.request("GET", "/api/users/getFields")
-        except (AuthError, ForbiddenError) as refused:
-            kind = self.client_side_kind()
-            if kind is not None:
-                raise ForbiddenError(_client_side_message(kind), code="client_side_key") from None
-            if isinstance(refused, AuthError):
-                raise refused from None
-            raise AuthError(refused.message, code=refused.code, status=refused.status) from None
-        if not self._may("POST", "/api/users/bulkUpdate", {"users": []}):
-            raise ForbiddenError(
-                "This is a read-only key: it can read your project but cannot create or update users. "
-                + CREATE_KEY_HINT,
-                code="read_only_key",
-            )
-        return VerifyResult(region=self.client.region, key_type="server_side")
-
-    def client_side_kind(self) -> str | None:
-        """Which client-side key this is ("client_side", "javascript"), or None when it is neither.
-
-        Each probe is a call that key type may make (reference 1.2), sent without anything that
-        identifies a user or a device, so Iterable refuses its content (400) once the key is through:
-        nothing is written. A key Iterable does not know is refused (401) before the content is read.
-        users/update is on the mobile key's list, but the JavaScript key's list is cut off and its
-        SDK calls users/update too: passing it says "client-side", not which. registerBrowserToken
-        is not on the mobile list: a key that may call only that is a JavaScript key. A client-side
-        key set to require JWT passes neither without a JWT, and reads as unknown.
-        """
-        if self._may("POST", "/api/users/update", {"dataFields": {}}):
-            return "client_side"
-        if self._may("POST", "/api/users/registerBrowserToken", {}):
-            return "javascript"
-        return None
-
-    def key_known(self) -> bool:
-        """Whether this data center knows the key, whatever it may call."""
-        return self._may("GET", "/api/users/getFields") or self.client_side_kind() is not None
-
-    def _may(self, method: str, path: str, body: Any = None) -> bool:
-        """Whether the key may call the endpoint: it answered, or refused the content rather than the key.
-        Failures that say nothing about the key (5xx, timeouts, the rate budget) are raised."""
-        try:
-            self.client.request(method, path, json=body)
-        except (AuthError, ForbiddenError):
-            return False
-        except ValidationError:
-            return True
-        return True
+        """Prove the credentials can read the schema and write users (verification.verify)."""
+        return verification.verify(self.client)
 
     # --- schema ----------------------------------------------------------------------------
 
@@ -375,17 +316,3 @@ class IterableDestination(Destination):
     def lists(self) -> list[dict[str, Any]]:
         body = self.client.request("GET", "/api/lists").body
         return list(body.get("lists") or []) if isinstance(body, dict) else []
-
-
-CREATE_KEY_HINT = (
-    "In Iterable, open Integrations > API Keys, create a key of type Server-side (standard permissions) "
-    "for this project, and paste it here."
-)
-
-
-def _client_side_message(kind: str) -> str:
-    label = KEY_TYPE_LABELS.get(kind, kind)
-    return (
-        f"This is a {label} key: client-side keys may only call a few endpoints and cannot read your fields "
-        f"or import users. {CREATE_KEY_HINT}"
-    )
