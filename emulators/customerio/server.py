@@ -50,7 +50,7 @@ from emulators.customerio.spec import OpenAPISpec, Problem
 from emulators.customerio.state import MAX_APP_IDS, EmulatorState, Fault, Workspace
 
 UNAUTHORIZED = {"meta": {"error": "Unauthorized request"}}
-# path prefix -> (is the App API, region); the App API's prefixes first, as "/us" begins "/us-api"
+# path prefix -> (is the App API, region)
 PREFIXES = {"/us-api": (True, "us"), "/eu-api": (True, "eu"), "/us": (False, "us"), "/eu": (False, "eu")}
 
 
