@@ -74,6 +74,8 @@ def _control(state: EmulatorState, method: str, action: str, query: dict[str, st
         workspace = _workspace(state, body.get("site_id"))
         attributes = dict(body.get("attributes") or {})
         kind = "id" if body.get("id") else "email"
+        if not isinstance(body.get(kind), str) or not body[kind]:
+            raise ControlError(400, "a person needs an id or an email")
         if kind == "id" and body.get("email"):
             attributes["email"] = body["email"]
         person = identify(workspace, kind, body.get(kind), attributes)

@@ -619,3 +619,6 @@ def test_add_workspace_answers_its_settings_and_numbers_workspaces(cio):
         cio.add_workspace("bad", "k", region="apac")
     with pytest.raises(requests.HTTPError):
         cio.people("no-such-site")
+    with pytest.raises(requests.HTTPError):
+        cio.add_person("us-site", attributes={"a": 1})  # neither id nor email
+    assert cio.stats()["unhandled_errors"] == 0
