@@ -8,10 +8,12 @@ Flowsync names a destination.
 from __future__ import annotations
 
 from integrations.destinations.base import Destination
+from integrations.destinations.customerio import CustomerIODestination
 from integrations.destinations.iterable import IterableDestination
 
 REGISTRY: dict[str, type[Destination]] = {
     IterableDestination.kind: IterableDestination,
+    CustomerIODestination.kind: CustomerIODestination,
 }
 KINDS = tuple(REGISTRY)
 
