@@ -681,3 +681,27 @@ def test_an_eu_workspace_end_to_end_through_the_engine(customerio, workspace_a, 
     assert len(events) == 3 and all(ULID.match(e["id"]) for e in events)
     assert {e["identifiers"]["email"] for e in events} == {f"fan{i}@example.com" for i in range(3)}
     assert not customerio.requests(BATCH, region="us")  # nothing went through the US host
+
+
+@pytest.mark.django_db
+def test_leave_existing_people_unchanged_looks_them_up_with_the_app_api_key(customerio, workspace_a, alice):
+    us = customerio.us
+    flow = make_flow(workspace_a, extra=[{"key": "member", "label": "Member number", "field_type": FieldType.TEXT}])
+    integration = integration_connect(workspace=workspace_a, actor=alice, kind="customerio", data=_connect_data(us))
+    assert CustomerIODestination.supports(Capability.LOOKUP, integration.config)
+    mapping_save(
+        integration=integration,
+        actor=alice,
+        choices=[RowChoice("member", "id"), RowChoice("email", "email"), RowChoice("first_name", "first_name")],
+    )
+    integration.overwrite_existing = False
+    integration.save()
+    customerio.add_person(us.site_id, id="m1", attributes={"first_name": "Kept"})
+    for number in ("m1", "m2"):
+        contact_capture(flow=flow, raw={"member": number, "email": f"{number}@example.com", "first_name": "New"})
+    run = engine.run_sync(sync_now(integration=integration).pk)
+    assert (run.status, run.delivered, run.skipped) == ("succeeded", 1, 1)
+    assert SyncRecord.objects.get(run=run, identifier="m1").error_code == "existing_user"
+    assert customerio.person(us.site_id, "m1")["attributes"] == {"first_name": "Kept"}
+    assert customerio.person(us.site_id, "m2")["email"] == "m2@example.com"
+    assert [c["body"]["ids"] for c in customerio.requests(LOOKUP, region="us")][-1] == ["m1", "m2"]
