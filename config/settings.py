@@ -296,6 +296,16 @@ require_deployment_secrets(
 # Base URLs are settings so the app, the tests and the benchmarks can point at the emulator.
 ITERABLE_US_BASE_URL = env_str("ITERABLE_US_BASE_URL", "https://api.iterable.com").rstrip("/")
 ITERABLE_EU_BASE_URL = env_str("ITERABLE_EU_BASE_URL", "https://api.eu.iterable.com").rstrip("/")
+# Customer.io: the Track API (people, events) and the App API (looking people up), per region.
+CUSTOMERIO_TRACK_US_BASE_URL = env_str("CUSTOMERIO_TRACK_US_BASE_URL", "https://track.customer.io").rstrip("/")
+CUSTOMERIO_TRACK_EU_BASE_URL = env_str("CUSTOMERIO_TRACK_EU_BASE_URL", "https://track-eu.customer.io").rstrip("/")
+CUSTOMERIO_APP_US_BASE_URL = env_str("CUSTOMERIO_APP_US_BASE_URL", "https://api.customer.io").rstrip("/")
+CUSTOMERIO_APP_EU_BASE_URL = env_str("CUSTOMERIO_APP_EU_BASE_URL", "https://api-eu.customer.io").rstrip("/")
+# Flowsync's own pace per Customer.io workspace, requests per second. The published Track figure went
+# from 30 to 1000 over the years and is "not strictly enforced" (reference 4.1): 100, the lowest
+# current one, keeps us clear of throttling and dropped data. The App API answers 429 over 10 (4.2).
+CUSTOMERIO_RATE_PER_SECOND = env_int("CUSTOMERIO_RATE_PER_SECOND", 100)
+CUSTOMERIO_APP_RATE_PER_SECOND = env_int("CUSTOMERIO_APP_RATE_PER_SECOND", 10)
 DESTINATION_TIMEOUT_SECONDS = env_int("DESTINATION_TIMEOUT_SECONDS", 30)
 DESTINATION_MAX_RETRIES = env_int("DESTINATION_MAX_RETRIES", 3)
 # How long one call may wait in total for rate-limit (429) backoff before giving up for now.

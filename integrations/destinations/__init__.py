@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 DESTINATIONS = {
     "iterable": "integrations.destinations.iterable.IterableDestination",
+    "customerio": "integrations.destinations.customerio.CustomerIODestination",
 }
 
 

@@ -1,0 +1,361 @@
+"""Customer.io as a Flowsync destination: what it declares (tile, connect, configuration, attributes,
+operations) and the verbs of a connected client (verify, fields, push, look up, track).
+
+Facts coded against are in ../shared/reference/customerio.md (section numbers in the comments) and
+Customer.io's Track OpenAPI document. People go in ``POST /api/v2/batch`` identify operations, events in
+the same endpoint; the optional App API key looks people up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from integrations.destinations.base import (
+    AuthError,
+    Capability,
+    CatalogueField,
+    Connection,
+    Destination,
+    DestinationError,
+    DestinationField,
+    ForbiddenError,
+    MappedRecord,
+    PayloadTooLargeError,
+    RecordResult,
+    TypeMismatchError,
+    UnexpectedAnswerError,
+    ValidationError,
+    VerifyResult,
+)
+from integrations.destinations.customerio import answers, rules, words
+from integrations.destinations.customerio.client import (
+    BATCH_PATH,
+    PEOPLE_PATH,
+    REGION_PATH,
+    AppClient,
+    TrackClient,
+    describe_item,
+)
+from integrations.destinations.customerio.forms import ConnectForm
+
+REGION_LABELS = {"us": "US", "eu": "EU"}
+APP_KEY_HINT = (
+    "Create one in Customer.io under Settings > API Credentials > App API Keys, for this workspace, and connect again."
+)
+LOOKUP_REASON = (
+    "Leave existing people unchanged needs an App API key: Flowsync looks each person up in Customer.io with it "
+    "before sending. " + APP_KEY_HINT
+)
+# The people lookup's probe at connect and verify: an id nobody has, in the shape of the workspace's identifier.
+PROBE_IDS = {"id": "flowsync-connect-check", "email": "connect-check@flowsync.invalid"}
+
+
+def batch_parts(sizes: list[int]) -> Iterator[slice]:
+    """Consecutive runs of encoded operations (by their ``sizes``) that make one batch request each: at
+    most MAX_BATCH_OPERATIONS, and a body smaller than MAX_BATCH_BYTES (reference 3.2). Whether the
+    next operation still fits is decided before it is added; a comma goes between two."""
+    start, size = 0, rules.BATCH_OVERHEAD
+    for index, weight in enumerate(sizes):
+        added = weight + (1 if index > start else 0)
+        if index > start and (index - start >= rules.MAX_BATCH_OPERATIONS or size + added >= rules.MAX_BATCH_BYTES):
+            yield slice(start, index)
+            start, size, added = index, rules.BATCH_OVERHEAD, weight
+        size += added
+    if start < len(sizes):
+        yield slice(start, len(sizes))
+
+
+class CustomerIODestination(Destination):
+    kind = "customerio"
+    label = "Customer.io"
+    blurb = "Create and update Customer.io people from your flows, with an event per submission."
+    capabilities = frozenset({Capability.EVENTS, Capability.LOOKUP})
+    connect_form = ConnectForm
+    connect_template = "integrations/customerio/connect.html"
+    identifier_names = rules.IDENTIFIERS
+    new_field_types = rules.NEW_FIELD_TYPES
+    suggested_targets = rules.SUGGESTED_TARGETS
+    error_codes = words.CODES
+
+    def __init__(
+        self,
+        client: TrackClient,
+        app: AppClient | None = None,
+        *,
+        identify_by: str = "id",
+        environment_id: int | None = None,
+    ) -> None:
+        self.client = client
+        self.app = app
+        self.identify_by = identify_by
+        self.environment_id = environment_id
+
+    # --- declarations ----------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, data: dict[str, Any], *, bucket_id: str) -> Connection:
+        from integrations.destinations.customerio.connect import connect_pair
+
+        return connect_pair(data, bucket_id=bucket_id)
+
+    @classmethod
+    def supports(cls, capability: str, config: dict[str, Any]) -> bool:
+        if capability == Capability.LOOKUP:
+            return bool(config.get("app_api"))  # the lookup is the App API's (reference 5)
+        return capability in cls.capabilities
+
+    @classmethod
+    def unsupported_reason(cls, capability: str, config: dict[str, Any]) -> str:
+        if capability == Capability.LOOKUP and not cls.supports(capability, config):
+            return LOOKUP_REASON
+        return ""
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        region = config.get("region") or "us"
+        identify_by = config.get("identify_by") or "id"
+        environment_id = config.get("environment_id")
+        if (
+            region not in REGION_LABELS
+            or identify_by not in rules.IDENTIFY_BY
+            or not (
+                environment_id is None or (isinstance(environment_id, int) and not isinstance(environment_id, bool))
+            )
+        ):
+            raise ValueError(f"not a Customer.io configuration: {config!r}")
+        return {
+            **config,
+            "region": region,
+            "identify_by": identify_by,
+            "environment_id": environment_id,
+            "app_api": bool(config.get("app_api")),
+        }
+
+    @classmethod
+    def describe_config(cls, config: dict[str, Any]) -> str:
+        config = cls.validate_config(config)
+        workspace = f", workspace {config['environment_id']}" if config["environment_id"] is not None else ""
+        identified = rules.IDENTIFY_BY[config["identify_by"]]
+        return f"{REGION_LABELS[config['region']]} region{workspace}, people identified by {identified}"
+
+    @classmethod
+    def accepted_identifiers(cls, config: dict[str, Any]) -> tuple[str, ...]:
+        # One identifier per operation (reference 3.1): the one the workspace identifies people by.
+        return (config.get("identify_by") or "id",)
+
+    @classmethod
+    def catalogue(cls, config: dict[str, Any], schema_fields: dict[str, str]) -> list[CatalogueField]:
+        return rules.catalogue(schema_fields)
+
+    @classmethod
+    def new_field_problem(cls, name: str, *, config: dict[str, Any], schema_fields: dict[str, str]) -> str:
+        return rules.new_field_problem(name, schema_fields=schema_fields)
+
+    @classmethod
+    def identifier_problem(cls, name: str, source_type: str) -> str:
+        if name == "email" and source_type != "email":
+            return "Only an email field can be mapped to Customer.io's email."
+        return ""
+
+    @classmethod
+    def coerce(cls, value: Any, destination_type: str, field: str) -> Any:
+        return rules.coerce(value, destination_type, field)
+
+    @classmethod
+    def identifier_value(cls, name: str, value: Any) -> str:
+        return rules.identifier_value(name, value)
+
+    @classmethod
+    def payload(cls, record: MappedRecord, config: dict[str, Any]) -> dict[str, Any]:
+        return rules.payload(record)
+
+    @classmethod
+    def sent_values(cls, payload: dict[str, Any], key: str) -> dict[str, Any]:
+        return rules.sent_values(payload, key)
+
+    @classmethod
+    def request_preview(cls, payloads: list[dict[str, Any]], *, create_new_fields: bool) -> dict[str, Any]:
+        # Customer.io adds an attribute the first time a person carries it: nothing to ask for new fields.
+        return {"batch": payloads}
+
+    @classmethod
+    def explain(cls, code: str, message: str, retryable: bool) -> tuple[str, str] | None:
+        return words.explain(code, message, retryable)
+
+    @classmethod
+    def for_integration(cls, integration, *, interactive: bool = False) -> CustomerIODestination:
+        from integrations.credentials import rate_bucket_id, stored_credentials
+
+        config = cls.validate_config(integration.config or {})
+        credentials = stored_credentials(integration)
+        site_id, api_key = credentials.get("site_id"), credentials.get("api_key")
+        if not site_id or not api_key:
+            raise AuthError("This integration is not connected.", code="not_connected")
+        bucket_id = rate_bucket_id(integration)
+        common = {"region": config["region"], "bucket_id": bucket_id, "interactive": interactive}
+        track = TrackClient(site_id=site_id, api_key=api_key, **common)
+        app_api_key = credentials.get("app_api_key")
+        app = AppClient(app_api_key=app_api_key, **common) if app_api_key and config["app_api"] else None
+        return cls(track, app, identify_by=config["identify_by"], environment_id=config["environment_id"])
+
+    # --- checks ----------------------------------------------------------------------------
+
+    def region_check(self) -> answers.Region:
+        """The workspace's region and environment id, as the region check answers them from this
+        client's host (it answers from either, reference 1.4)."""
+        response = self.client.request("GET", REGION_PATH)
+        return answers.read_region(response.status, response.body)
+
+    def check_write(self) -> None:
+        """Prove the pair may write on its region's host, changing nothing: an empty batch. The region
+        check answers from either host and proves neither writing nor the host (reference 1.3: a pair
+        fails on the other region's host). A refusal of the empty body itself (400) means the pair got
+        past the key check. Raises AuthError or ForbiddenError when it did not."""
+        try:
+            self.client.request("POST", BATCH_PATH, data=rules.batch_body([]))
+        except (AuthError, ForbiddenError, PayloadTooLargeError):
+            raise
+        except ValidationError:
+            return
+
+    def check_app_key(self) -> None:
+        """Prove the App API key may look people up (reference 5, getPeopleById), with an id nobody has.
+        Raises AuthError (code app_key_refused) when it may not."""
+        assert self.app is not None
+        probe = PROBE_IDS[self.identify_by]
+        try:
+            response = self.app.request(
+                "POST", PEOPLE_PATH, params={"id_type": self.identify_by}, json={"ids": [probe]}
+            )
+        except (AuthError, ForbiddenError) as exc:
+            raise AuthError(
+                f"Customer.io refused the App API key in the {REGION_LABELS[self.app.region]} region ({exc.message}).",
+                code=words.APP_KEY_REFUSED,
+                status=exc.status,
+            ) from None
+        answers.found_people(response.status, response.body, self.identify_by, [probe])
+
+    def verify(self) -> VerifyResult:
+        """The pair still belongs to the workspace and region it was connected with, may write there,
+        and the App API key (when there is one) may look people up."""
+        answered = self.region_check()
+        if answered.region != self.client.region:
+            raise AuthError(
+                f"Customer.io now places this workspace in the {REGION_LABELS[answered.region]} region, not "
+                f"{REGION_LABELS[self.client.region]}. Connect again.",
+                code="wrong_region",
+            )
+        if self.environment_id is not None and answered.environment_id != self.environment_id:
+            raise AuthError(
+                f"These credentials are now for Customer.io workspace {answered.environment_id}, not "
+                f"{self.environment_id}. Connect again with the workspace's own Site ID and Track API key.",
+                code="other_workspace",
+            )
+        self.check_write()
+        if self.app is not None:
+            self.check_app_key()
+        return VerifyResult(
+            region=answered.region,
+            key_type="track",
+            detail={"environment_id": answered.environment_id, "app_api": self.app is not None},
+        )
+
+    def fetch_fields(self) -> list[DestinationField]:
+        """No call: no Customer.io endpoint lists a workspace's attributes (reference 5). The reserved
+        ones stand for the schema, so the shared schema cache and drift checks work as for any other."""
+        return [DestinationField(name, kind) for name, kind in rules.RESERVED.items()]
+
+    # --- write -----------------------------------------------------------------------------
+
+    def identifier_of(self, payload: dict[str, Any]) -> str:
+        return rules.identifier_of(payload)
+
+    def push(self, records: list[dict[str, Any]], *, create_new_fields: bool = False) -> list[RecordResult]:
+        """Identify one batch of people; one result per record, in order.
+
+        A record over one of Customer.io's limits fails alone, unsent (rules.operation_problem). The
+        rest go in as many ``POST /api/v2/batch`` requests as the limits ask (batch_parts), each
+        operation encoded once: its size decides the request, its bytes go in the body. A 207 fails
+        the items it names (answers.read_batch_answer); a 400 for the whole request fails its
+        records with Customer.io's reason, unless it is about the size: PayloadTooLargeError, and the
+        caller splits the batch. An outage after some records were decided keeps those results and
+        fails the rest retryably; before, it is raised.
+        """
+        results: list[RecordResult | None] = [None] * len(records)
+        sendable: list[int] = []
+        encoded: list[bytes] = []
+        for index, record in enumerate(records):
+            data = rules.encode(record)
+            problem = rules.operation_problem(record, len(data))
+            if problem is not None:
+                where, why = problem
+                message = f"Not sent: {why}" + (f" ({where})" if where else "")
+                results[index] = RecordResult(self.identifier_of(record), False, rules.OVER_LIMIT, message)
+                continue
+            sendable.append(index)
+            encoded.append(data)
+        for part in batch_parts([len(e) for e in encoded]):
+            indices = sendable[part]
+            operations = [records[i] for i in indices]
+            try:
+                response = self.client.request("POST", BATCH_PATH, data=rules.batch_body(encoded[part]))
+            except (PayloadTooLargeError, TypeMismatchError):
+                raise
+            except ValidationError as exc:
+                for i in indices:
+                    results[i] = RecordResult(self.identifier_of(records[i]), False, exc.code, exc.message)
+                continue
+            except DestinationError as exc:
+                if not exc.retryable or all(r is None for r in results):
+                    raise
+                for i in sendable[part.start :]:
+                    results[i] = RecordResult(
+                        self.identifier_of(records[i]), False, exc.code, exc.message, retryable=True
+                    )
+                break
+            chunk = answers.read_batch_answer(
+                what="the batch",
+                status=response.status,
+                body=response.body,
+                operations=operations,
+                identifier_of=self.identifier_of,
+            )
+            for i, result in zip(indices, chunk, strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def find_existing(self, records: list[dict[str, Any]]) -> list[bool]:
+        """Whether each record's person exists, in order: getPeopleById (App API, reference 5), 100 ids a
+        call, paced at CUSTOMERIO_APP_RATE_PER_SECOND; a person left out of the answer does not exist."""
+        if self.app is None:
+            raise DestinationError(LOOKUP_REASON, code=words.NO_APP_API_KEY)
+        kind = self.identify_by
+        values = [str((r.get("identifiers") or {}).get(kind) or "") for r in records]
+        asked = list(dict.fromkeys(v for v in values if v))
+        found: set[str] = set()
+        for start in range(0, len(asked), rules.MAX_BATCH_OPERATIONS):
+            ids = asked[start : start + rules.MAX_BATCH_OPERATIONS]
+            response = self.app.request("POST", PEOPLE_PATH, params={"id_type": kind}, json={"ids": ids})
+            found |= answers.found_people(response.status, response.body, kind, ids)
+        return [bool(v) and v in found for v in values]
+
+    def track(self, event_name: str, record: dict[str, Any], data: dict[str, Any], *, event_id: str = "") -> None:
+        """One event for the record's person, as a person event operation in a batch (Track OpenAPI
+        components.schemas.person_event). Its ``id`` is a ULID derived from ``event_id``: a resend
+        carries the same one and Customer.io ignores it (components.schemas.dedupe_id)."""
+        problem = rules.event_problem(event_name, data)
+        if problem:
+            raise ValidationError(problem, code="invalid")
+        operation = rules.event_operation(event_name, record, data, event_id=event_id)
+        response = self.client.request("POST", BATCH_PATH, data=rules.batch_body([rules.encode(operation)]))
+        failed, unexpected = answers.batch_failures(response.status, response.body, 1)
+        if unexpected:
+            raise UnexpectedAnswerError(
+                answers.unexpected_message("the event", response.status, response.body, unexpected),
+                status=response.status,
+            )
+        if failed:
+            refused = answers.failed_result(self.identifier_of(record), failed[0])
+            detail = "; ".join(describe_item(e) for e in failed[0])
+            raise ValidationError(f"Customer.io refused the event: {detail}", code=refused.code)
