@@ -369,3 +369,55 @@ def oauth_server(iterable, settings):
     register()
     iterable.register_oauth_client = register
     return iterable
+
+
+# --- Customer.io's emulator ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _customerio_server():
+    from emulators.customerio.server import start_in_thread as start_customerio
+
+    server = start_customerio()
+    assert server.spec is not None or not os.environ.get("CI"), "CI must check bodies against the Track OpenAPI"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def customerio(_customerio_server, settings):
+    """The emulator, reset, the app pointed at it, and two workspaces with fresh credentials (fresh rate
+    buckets too): ``us`` identifies people by id, ``eu`` by email; both have an App API key."""
+    from types import SimpleNamespace
+
+    from emulators.customerio.control import EmulatorControl
+
+    control = EmulatorControl(_customerio_server.url)
+    control.reset()
+    url = _customerio_server.url
+    settings.CUSTOMERIO_TRACK_US_BASE_URL = f"{url}/us"
+    settings.CUSTOMERIO_TRACK_EU_BASE_URL = f"{url}/eu"
+    settings.CUSTOMERIO_APP_US_BASE_URL = f"{url}/us-api"
+    settings.CUSTOMERIO_APP_EU_BASE_URL = f"{url}/eu-api"
+    settings.DESTINATION_TIMEOUT_SECONDS = 2
+    tag = uuid.uuid4().hex[:10]
+    control.us = SimpleNamespace(
+        site_id=f"us{tag}", api_key=f"trk{tag}us01", app_key=f"app{tag}us02", region="us", identify_by="id"
+    )
+    control.eu = SimpleNamespace(
+        site_id=f"eu{tag}", api_key=f"trk{tag}eu03", app_key=f"app{tag}eu04", region="eu", identify_by="email"
+    )
+    for workspace in (control.us, control.eu):
+        added = control.add_workspace(
+            workspace.site_id,
+            workspace.api_key,
+            region=workspace.region,
+            identify_by=workspace.identify_by,
+            app_key=workspace.app_key,
+        )
+        workspace.environment_id = added["environment_id"]
+    control.url = url
+    return control
+
+

@@ -251,5 +251,5 @@ def test_the_oauth_button_explains_why_it_is_off(alice_client, iterable, setting
     assert "disabled" in html and "no OAuth broker configured" in html
 
 
-def test_customerio_is_not_connectable_yet(alice_client):
-    assert alice_client.get("/w/acme/integrations/customerio/connect/").status_code == 404
+def test_a_kind_no_package_provides_is_not_found(alice_client):
+    assert alice_client.get("/w/acme/integrations/mailchimp/connect/").status_code == 404

@@ -4,7 +4,6 @@ events, and one EU integration through the sync engine. Flowsync's own code path
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import time
@@ -13,8 +12,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from emulators.customerio.control import EmulatorControl
-from emulators.customerio.server import start_in_thread
 from field_mapping.services import RowChoice, mapping_save
 from flows.models import FieldType
 from flows.services import contact_capture
@@ -50,52 +47,11 @@ ULID = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 # --- The emulator -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def _customerio_server():
-    server = start_in_thread()
-    assert server.spec is not None or not os.environ.get("CI"), "CI must check bodies against the Track OpenAPI"
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 def _closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
-
-
-@pytest.fixture
-def customerio(_customerio_server, settings):
-    """The emulator, reset, the app pointed at it, and two workspaces with fresh credentials (fresh rate
-    buckets too): ``us`` identifies people by id, ``eu`` by email; both have an App API key."""
-    control = EmulatorControl(_customerio_server.url)
-    control.reset()
-    url = _customerio_server.url
-    settings.CUSTOMERIO_TRACK_US_BASE_URL = f"{url}/us"
-    settings.CUSTOMERIO_TRACK_EU_BASE_URL = f"{url}/eu"
-    settings.CUSTOMERIO_APP_US_BASE_URL = f"{url}/us-api"
-    settings.CUSTOMERIO_APP_EU_BASE_URL = f"{url}/eu-api"
-    settings.DESTINATION_TIMEOUT_SECONDS = 2
-    tag = uuid.uuid4().hex[:10]
-    control.us = SimpleNamespace(
-        site_id=f"us{tag}", api_key=f"trk{tag}us01", app_key=f"app{tag}us02", region="us", identify_by="id"
-    )
-    control.eu = SimpleNamespace(
-        site_id=f"eu{tag}", api_key=f"trk{tag}eu03", app_key=f"app{tag}eu04", region="eu", identify_by="email"
-    )
-    for workspace in (control.us, control.eu):
-        added = control.add_workspace(
-            workspace.site_id,
-            workspace.api_key,
-            region=workspace.region,
-            identify_by=workspace.identify_by,
-            app_key=workspace.app_key,
-        )
-        workspace.environment_id = added["environment_id"]
-    control.url = url
-    return control
 
 
 def _destination(workspace, *, app: bool = True, sleeps: list | None = None, **options) -> CustomerIODestination:

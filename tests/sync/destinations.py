@@ -212,3 +212,60 @@ class IterableHarness(Harness):
 
     def revoke(self) -> None:
         self.emulator.reset()  # the key is gone
+
+    def worker_env(self) -> dict[str, str]:
+        url = self.emulator.server.url
+        return {"ITERABLE_US_BASE_URL": f"{url}/us", "ITERABLE_EU_BASE_URL": f"{url}/eu"}
+
+
+class CustomerIOHarness(Harness):
+    """Customer.io's EU region, people identified by email (the emulator's ``eu`` workspace)."""
+
+    kind = "customerio"
+    first_name = "first_name"
+
+    def __init__(self, emulator) -> None:
+        self.emulator = emulator
+        self.workspace = emulator.eu
+
+    def connect(self, workspace, actor):
+        return integration_connect(
+            workspace=workspace,
+            actor=actor,
+            kind="customerio",
+            data={
+                "site_id": self.workspace.site_id,
+                "api_key": self.workspace.api_key,
+                "identify_by": "email",
+                "app_api_key": self.workspace.app_key,
+            },
+        )
+
+    def people(self):
+        return {
+            person["email"]: {
+                "first_name": person["attributes"].get("first_name"),
+                "age": person["attributes"].get("age"),
+            }
+            for person in self.emulator.people(self.workspace.site_id)
+            if person.get("email")
+        }
+
+    def outage(self, times: int) -> None:
+        self.emulator.fault("/api/v2/batch", status=503, times=times)
+
+    def refuse(self, email: str) -> dict[str, Any]:
+        # Over Customer.io's 1,000 bytes a value (reference 2.4): refused alone, before it is sent.
+        return {"first_name": "x" * 1001}
+
+    def revoke(self) -> None:
+        self.emulator.reset()  # the workspace and its keys are gone
+
+    def worker_env(self) -> dict[str, str]:
+        url = self.emulator.url
+        return {
+            "CUSTOMERIO_TRACK_US_BASE_URL": f"{url}/us",
+            "CUSTOMERIO_TRACK_EU_BASE_URL": f"{url}/eu",
+            "CUSTOMERIO_APP_US_BASE_URL": f"{url}/us-api",
+            "CUSTOMERIO_APP_EU_BASE_URL": f"{url}/eu-api",
+        }

@@ -7,21 +7,24 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from flows.services import contact_capture
 from integrations import engine
 from integrations.destinations import REGISTRY
 from integrations.models import OutboxItem
 from integrations.sync import SyncNotStarted, integration_pause, integration_resume, sync_now
 from sync_logs.models import SyncRecord, SyncRun
-from tests.sync.destinations import FakeHarness, IterableHarness
+from tests.sync.destinations import CustomerIOHarness, FakeHarness, IterableHarness
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(params=["fake", "iterable"])
+@pytest.fixture(params=["fake", "iterable", "customerio"])
 def harness(request, monkeypatch):
     if request.param == "fake":
         return FakeHarness(monkeypatch)
-    return IterableHarness(request.getfixturevalue("iterable"))
+    if request.param == "iterable":
+        return IterableHarness(request.getfixturevalue("iterable"))
+    return CustomerIOHarness(request.getfixturevalue("customerio"))
 
 
 @pytest.fixture
@@ -51,14 +54,15 @@ def test_captured_contacts_arrive_as_mapped_with_a_log_row_each(harness, connect
     assert _statuses() == {"delivered": 3} and _run(connected).total == 0
 
 
-def test_one_refused_person_fails_alone_with_the_reason(harness, connected, capture):
-    harness.refuse("user1@example.com")
-    capture(3)
+def test_one_refused_person_fails_alone_with_the_reason(harness, connected, capture, flow):
+    extra = harness.refuse("bad@example.com")
+    capture(2)
+    contact_capture(flow=flow, raw={"email": "bad@example.com", "first_name": "Bad", **extra}, source="api")
     run = _run(connected)
     assert (run.status, run.delivered, run.failed) == ("partial", 2, 1)
     failed = SyncRecord.objects.get(run=run, status="failed")
-    assert failed.identifier == "user1@example.com" and failed.error_message and not failed.retryable
-    assert set(harness.people()) == {"user0@example.com", "user2@example.com"}
+    assert failed.identifier == "bad@example.com" and failed.error_message and not failed.retryable
+    assert "bad@example.com" not in harness.people() and len(harness.people()) == 2
 
 
 def test_an_outage_is_retried_later_and_then_delivered(harness, connected, capture, settings):

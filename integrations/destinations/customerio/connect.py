@@ -21,9 +21,9 @@ from integrations.destinations.base import (
     TransportError,
 )
 from integrations.destinations.connecting import check_failed
-from integrations.destinations.customerio import answers, words
+from integrations.destinations.customerio import answers, checks, words
+from integrations.destinations.customerio.checks import APP_KEY_HINT, REGION_LABELS
 from integrations.destinations.customerio.client import LABEL, REGIONS, AppClient, TrackClient, host_of
-from integrations.destinations.customerio.destination import APP_KEY_HINT, REGION_LABELS, CustomerIODestination
 from integrations.destinations.customerio.rules import IDENTIFY_BY
 
 PAIR_HINT = (
@@ -40,7 +40,7 @@ def find_region(site_id: str, api_key: str, *, bucket_id: str) -> answers.Region
     for region in REGIONS:
         client = TrackClient(site_id=site_id, api_key=api_key, region=region, bucket_id=bucket_id, interactive=True)
         try:
-            return CustomerIODestination(client).region_check()
+            return checks.region_check(client)
         except DeadlineError:
             raise  # the page's time is up: no second host
         except TransportError as exc:
@@ -74,19 +74,15 @@ def connect_pair(data: dict[str, Any], *, bucket_id: str) -> Connection:
 
     region = answered.region
     common = {"region": region, "bucket_id": bucket_id, "interactive": True}
-    destination = CustomerIODestination(
-        TrackClient(site_id=site_id, api_key=api_key, **common),
-        AppClient(app_api_key=app_api_key, **common) if app_api_key else None,
-        identify_by=identify_by,
-        environment_id=answered.environment_id,
-    )
+    track = TrackClient(site_id=site_id, api_key=api_key, **common)
+    app = AppClient(app_api_key=app_api_key, **common) if app_api_key else None
     try:
-        destination.check_write()
+        checks.check_write(track)
     except (AuthError, ForbiddenError):
         where = REGION_LABELS[region]
         raise ConnectError(
             f"Customer.io's region check places this workspace in the {where} region, but its {where} Track host "
-            f"({host_of(destination.client.base_url)}) refused the pair. Check that the key may send data (Track "
+            f"({host_of(track.base_url)}) refused the pair. Check that the key may send data (Track "
             "API keys of this workspace), or ask Customer.io support why the region check and the host disagree. "
             "Nothing was saved.",
             field="api_key",
@@ -95,9 +91,9 @@ def connect_pair(data: dict[str, Any], *, bucket_id: str) -> Connection:
     except DestinationError as exc:
         raise check_failed(LABEL, exc) from None
 
-    if destination.app is not None:
+    if app is not None:
         try:
-            destination.check_app_key()
+            checks.check_app_key(app, identify_by)
         except AuthError as exc:
             if exc.code != words.APP_KEY_REFUSED:
                 raise check_failed(LABEL, exc, "to check the App API key") from None

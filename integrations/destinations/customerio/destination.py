@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from integrations.credentials import rate_bucket_id, stored_credentials
 from integrations.destinations.base import (
     AuthError,
     Capability,
@@ -19,7 +20,6 @@ from integrations.destinations.base import (
     Destination,
     DestinationError,
     DestinationField,
-    ForbiddenError,
     MappedRecord,
     PayloadTooLargeError,
     RecordResult,
@@ -28,27 +28,22 @@ from integrations.destinations.base import (
     ValidationError,
     VerifyResult,
 )
-from integrations.destinations.customerio import answers, rules, words
+from integrations.destinations.customerio import answers, checks, rules, words
+from integrations.destinations.customerio.checks import APP_KEY_HINT, REGION_LABELS
 from integrations.destinations.customerio.client import (
     BATCH_PATH,
     PEOPLE_PATH,
-    REGION_PATH,
     AppClient,
     TrackClient,
     describe_item,
 )
+from integrations.destinations.customerio.connect import connect_pair
 from integrations.destinations.customerio.forms import ConnectForm
 
-REGION_LABELS = {"us": "US", "eu": "EU"}
-APP_KEY_HINT = (
-    "Create one in Customer.io under Settings > API Credentials > App API Keys, for this workspace, and connect again."
-)
 LOOKUP_REASON = (
     "Leave existing people unchanged needs an App API key: Flowsync looks each person up in Customer.io with it "
     "before sending. " + APP_KEY_HINT
 )
-# The people lookup's probe at connect and verify: an id nobody has, in the shape of the workspace's identifier.
-PROBE_IDS = {"id": "flowsync-connect-check", "email": "connect-check@flowsync.invalid"}
 
 
 def batch_parts(sizes: list[int]) -> Iterator[slice]:
@@ -95,8 +90,6 @@ class CustomerIODestination(Destination):
 
     @classmethod
     def connect(cls, data: dict[str, Any], *, bucket_id: str) -> Connection:
-        from integrations.destinations.customerio.connect import connect_pair
-
         return connect_pair(data, bucket_id=bucket_id)
 
     @classmethod
@@ -185,8 +178,6 @@ class CustomerIODestination(Destination):
 
     @classmethod
     def for_integration(cls, integration, *, interactive: bool = False) -> CustomerIODestination:
-        from integrations.credentials import rate_bucket_id, stored_credentials
-
         config = cls.validate_config(integration.config or {})
         credentials = stored_credentials(integration)
         site_id, api_key = credentials.get("site_id"), credentials.get("api_key")
@@ -202,39 +193,14 @@ class CustomerIODestination(Destination):
     # --- checks ----------------------------------------------------------------------------
 
     def region_check(self) -> answers.Region:
-        """The workspace's region and environment id, as the region check answers them from this
-        client's host (it answers from either, reference 1.4)."""
-        response = self.client.request("GET", REGION_PATH)
-        return answers.read_region(response.status, response.body)
+        return checks.region_check(self.client)
 
     def check_write(self) -> None:
-        """Prove the pair may write on its region's host, changing nothing: an empty batch. The region
-        check answers from either host and proves neither writing nor the host (reference 1.3: a pair
-        fails on the other region's host). A refusal of the empty body itself (400) means the pair got
-        past the key check. Raises AuthError or ForbiddenError when it did not."""
-        try:
-            self.client.request("POST", BATCH_PATH, data=rules.batch_body([]))
-        except (AuthError, ForbiddenError, PayloadTooLargeError):
-            raise
-        except ValidationError:
-            return
+        checks.check_write(self.client)
 
     def check_app_key(self) -> None:
-        """Prove the App API key may look people up (reference 5, getPeopleById), with an id nobody has.
-        Raises AuthError (code app_key_refused) when it may not."""
         assert self.app is not None
-        probe = PROBE_IDS[self.identify_by]
-        try:
-            response = self.app.request(
-                "POST", PEOPLE_PATH, params={"id_type": self.identify_by}, json={"ids": [probe]}
-            )
-        except (AuthError, ForbiddenError) as exc:
-            raise AuthError(
-                f"Customer.io refused the App API key in the {REGION_LABELS[self.app.region]} region ({exc.message}).",
-                code=words.APP_KEY_REFUSED,
-                status=exc.status,
-            ) from None
-        answers.found_people(response.status, response.body, self.identify_by, [probe])
+        checks.check_app_key(self.app, self.identify_by)
 
     def verify(self) -> VerifyResult:
         """The pair still belongs to the workspace and region it was connected with, may write there,
