@@ -96,7 +96,7 @@ class ContactAdmin(admin.ModelAdmin):
                     admin_link(reverse("admin:sync_logs_syncrun_change", args=[r.run_id]), f"run {r.run_id}"),
                     kinds[r.run.integration_id],
                     r.get_status_display(),
-                    r.error_code or "—",
+                    " / ".join(c for c in (r.error_code, r.destination_code) if c) or "—",
                     r.error_message or "",
                 )
                 for r in records

@@ -67,6 +67,13 @@ class Outcome:
     retryable: bool = False
     payload: dict[str, Any] | None = None
     identifier: str = ""
+    destination_code: str = ""  # the destination's own name for the cause, beside Flowsync's ``code``
+
+
+def _coded(destination: Destination, code: str, destination_code: str = "") -> tuple[str, str]:
+    """(Flowsync's stable code, the destination's own) for a code a destination gave."""
+    stable = destination.stable_code(code)
+    return stable, destination_code or (code if code != stable else "")
 
 
 # --- Claiming --------------------------------------------------------------------------------
@@ -304,13 +311,15 @@ def decide_batch(
         # The whole batch failed for a reason that may pass (outage, rate budget spent).
         results = [RecordResult(b.identifier, False, exc.code, exc.message, exc.retryable) for _, b in sendable]
     for (item, built), result in zip(sendable, results, strict=True):
+        code, own = _coded(destination, result.code, result.destination_code) if result.code else ("", "")
         outcomes[item.id] = Outcome(
             "delivered" if result.delivered else "failed",
-            result.code,
+            code,
             result.message,
             result.retryable,
             payload=built.payload,
             identifier=built.identifier,
+            destination_code=own,
         )
     delivered = [(item, built) for item, built in sendable if outcomes[item.id].status == "delivered"]
     # A superseded row's person is in the destination already: its submission still gets its list and event.
@@ -371,7 +380,8 @@ def _extras(
 
 def _extra_failed(outcome: Outcome, step: str, result: RecordResult, destination: Destination) -> None:
     if result.retryable:
-        outcome.status, outcome.code, outcome.retryable = "failed", result.code, True
+        outcome.status, outcome.retryable = "failed", True
+        outcome.code, outcome.destination_code = _coded(destination, result.code, result.destination_code)
         outcome.message = f"The person is in {destination.label}, but {step} failed: {result.message}"
         return
     note = f"Delivered; {step} failed: {result.message}"
@@ -421,6 +431,7 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
             outcome.identifier[:254],
             outcome.status,
             outcome.code[:50],
+            outcome.destination_code[:100],
             message,
             outcome.retryable,
             outcome.payload,
@@ -487,6 +498,7 @@ _LOG_COLUMNS = (
     "identifier",
     "status",
     "error_code",
+    "destination_code",
     "error_message",
     "retryable",
     "payload",
@@ -505,7 +517,7 @@ def write_log_rows(rows: list[tuple]) -> None:
             cursor.cursor.copy(f"COPY {table} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy,
         ):
             for row in rows:
-                copy.write_row((*row[:7], None if row[7] is None else json.dumps(row[7]), row[8]))
+                copy.write_row((*row[:8], None if row[8] is None else json.dumps(row[8]), row[9]))
         return
     SyncRecord.objects.bulk_create(
         [SyncRecord(**dict(zip(_LOG_COLUMNS, row, strict=True))) for row in rows], batch_size=500

@@ -148,7 +148,17 @@ class ErrorCodeFilter(admin.SimpleListFilter):
 
 @admin.register(SyncRecord)
 class SyncRecordAdmin(ReadOnlyAdmin):
-    list_display = ("id", "identifier", "status", "error_code", "run_link", "workspace", "contact_link", "created_at")
+    list_display = (
+        "id",
+        "identifier",
+        "status",
+        "error_code",
+        "destination_code",
+        "run_link",
+        "workspace",
+        "contact_link",
+        "created_at",
+    )
     list_display_links = ("id", "identifier")
     list_filter = ("status", ErrorCodeFilter)
     list_select_related = ("run__integration__workspace",)
@@ -169,6 +179,7 @@ class SyncRecordAdmin(ReadOnlyAdmin):
         "identifier",
         "status",
         "error_code",
+        "destination_code",
         "error_message",
         "retryable",
         "created_at",

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from integrations.destinations import REGISTRY
-from integrations.destinations.base import Destination
+from integrations.destinations.base import STABLE_CODES, Destination
 
 
 @dataclass(frozen=True)
@@ -82,20 +81,9 @@ ALIASES = {
 }
 
 
-# Every code a log row usually carries, Flowsync's and the destinations' (the admin filters by
-# these; listing the codes in use would be a DISTINCT over every log row).
-KNOWN_CODES = tuple(
-    dict.fromkeys(
-        (
-            "mapping_error",
-            *_BY_CODE,
-            *ALIASES,
-            *(code for destination in REGISTRY.values() for code in destination.error_codes),
-            "destination_error",
-            *(f"http_{status}" for status in (500, 502, 503, 504)),
-        )
-    )
-)
+# The codes a log row carries (the admin filters by these; listing the codes in use would be a
+# DISTINCT over every log row).
+KNOWN_CODES = tuple(sorted(STABLE_CODES))
 
 
 def canonical_code(code: str) -> str:
@@ -106,13 +94,19 @@ def canonical_code(code: str) -> str:
 
 
 def explain(
-    code: str, message: str, retryable: bool = False, *, destination: type[Destination] | None = None
+    code: str,
+    message: str,
+    retryable: bool = False,
+    *,
+    destination: type[Destination] | None = None,
+    destination_code: str = "",
 ) -> Explanation:
-    """Plain words for a stored error; the message itself when the code is unknown."""
+    """Plain words for a stored error (Flowsync's ``code``; the destination's own ``destination_code``
+    asked first, for words only it has); the message itself when the code is unknown."""
     name = destination.label if destination is not None else "the destination"
     words = {"name": name, "Name": name[:1].upper() + name[1:]}
     if destination is not None:
-        own = destination.explain(code, message, retryable) or destination.explain(
+        own = (destination_code and destination.explain(destination_code, message, retryable)) or destination.explain(
             canonical_code(code), message, retryable
         )
         if own is not None:

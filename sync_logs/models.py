@@ -88,7 +88,10 @@ class SyncRecord(models.Model):
     )
     identifier = models.CharField(max_length=254, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices)
-    error_code = models.CharField(max_length=50, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)  # Flowsync's (destinations.base.STABLE_CODES)
+    # The destination's own name for it (its envelope's code, the list or the reason it named it in),
+    # kept for support; db_default: rows the previous release writes during a deploy get it too.
+    destination_code = models.CharField(max_length=100, blank=True, default="", db_default="")
     error_message = models.TextField(blank=True)
     retryable = models.BooleanField(default=False)
     # The mapped record as sent, in the destination's shape (Destination.payload; never a credential).

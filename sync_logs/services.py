@@ -31,6 +31,7 @@ EXPORT_COLUMNS = [
     ("identifier", "identifier"),
     ("status", "status"),
     ("error_code", "error_code"),
+    ("destination_code", "destination_code"),
     ("error_message", "error_message"),
     ("retryable", "retryable"),
     ("logged_at", "created_at"),
@@ -61,7 +62,7 @@ def records_csv(run: SyncRun) -> Iterator[str]:
         if not chunk:
             return
         last = chunk[-1][0]
-        for rid, contact_id, ident, status, code, message, retryable, at, payload in chunk:
+        for rid, contact_id, ident, status, code, own_code, message, retryable, at, payload in chunk:
             yield writer.writerow(
                 [
                     rid,
@@ -69,6 +70,7 @@ def records_csv(run: SyncRun) -> Iterator[str]:
                     _cell(ident),
                     status,
                     code,
+                    _cell(own_code),
                     _cell(message),
                     "yes" if retryable else "no",
                     at.isoformat(),

@@ -16,7 +16,7 @@ from integrations.models import Integration
 from integrations.selectors import integration_by_kind
 from integrations.sync import Requeued, retry_failed
 from sync_logs import selectors, services
-from sync_logs.explain import explain
+from sync_logs.explain import Explanation, explain
 from sync_logs.models import SyncRecord, SyncRun
 from workspaces.models import Role
 from workspaces.scoping import get_object_in_workspace, workspace_view
@@ -96,10 +96,7 @@ def run_detail(request: HttpRequest, kind: str, run_id: int) -> HttpResponse:
         "kind": kind,
         "integration": run.integration,
         "page": page,
-        "records": [
-            (r, explain(r.error_code, r.error_message, r.retryable, destination=destination) if r.error_code else None)
-            for r in page.items
-        ],
+        "records": [(r, _explained(r, destination)) for r in page.items],
         "statuses": SyncRecord.Status.choices,
         "bar": _bar(run),
     }
@@ -107,6 +104,18 @@ def run_detail(request: HttpRequest, kind: str, run_id: int) -> HttpResponse:
         "sync_logs/_records.html" if request.htmx and request.htmx.target == "records" else "sync_logs/run_detail.html"
     )
     return render(request, template, context)
+
+
+def _explained(record: SyncRecord, destination) -> Explanation | None:
+    if not record.error_code:
+        return None
+    return explain(
+        record.error_code,
+        record.error_message,
+        record.retryable,
+        destination=destination,
+        destination_code=record.destination_code,
+    )
 
 
 @workspace_view()
@@ -121,14 +130,7 @@ def record_detail(request: HttpRequest, kind: str, run_id: int, record_id: int) 
         "record": record,
         "integration": run.integration,
         "payload_json": json.dumps(record.payload, indent=2, ensure_ascii=False) if record.payload else "",
-        "explanation": explain(
-            record.error_code,
-            record.error_message,
-            record.retryable,
-            destination=destination_class(run.integration.kind),
-        )
-        if record.error_code
-        else None,
+        "explanation": _explained(record, destination_class(run.integration.kind)),
     }
     return render(request, "sync_logs/record_detail.html", context)
 

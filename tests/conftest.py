@@ -419,5 +419,3 @@ def customerio(_customerio_server, settings):
         workspace.environment_id = added["environment_id"]
     control.url = url
     return control
-
-

@@ -8,7 +8,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("accounts", "config", "field_mapping", "flows", "health", "integrations", "lib", "mailer", "sync_logs", "workspaces")
+APPS = (
+    "accounts",
+    "config",
+    "field_mapping",
+    "flows",
+    "health",
+    "integrations",
+    "lib",
+    "mailer",
+    "sync_logs",
+    "workspaces",
+)
 
 
 def _modules() -> dict[str, Path]:

@@ -155,13 +155,63 @@ class DestinationField:
 
 @dataclass
 class RecordResult:
-    """The outcome of one record of a push."""
+    """The outcome of one record of a push. ``code`` is Flowsync's (one of STABLE_CODES, or a code the
+    destination's ``stable_codes`` maps to one); ``destination_code`` is what the destination itself
+    called it, when it named it (kept beside it in the log for support)."""
 
     identifier: str
     delivered: bool
     code: str = ""
     message: str = ""
     retryable: bool = False
+    destination_code: str = ""
+
+
+# Flowsync's own error codes, the same for every destination: what a log row's error_code holds
+# (sync_logs.explain words each; the admin filters by them). A destination's own code for the
+# cause goes beside it (SyncRecord.destination_code).
+STABLE_CODES = frozenset(
+    {
+        # the mapping and the engine
+        "mapping_error",
+        "no_identifier",
+        "superseded",
+        "existing_user",
+        # the destination's answer about one record
+        "invalid",
+        "invalid_data",
+        "invalid_identifier",
+        "type_mismatch",
+        "over_limit",
+        "payload_too_large",
+        "conflict",
+        "forgotten",
+        "not_found",
+        "fields_filtered_out",
+        "unexpected_answer",
+        # the destination as a whole
+        "rate_limited",
+        "busy",
+        "server_error",
+        "transport_error",
+        "web_deadline",
+        "auth_failed",
+        "forbidden",
+        "not_connected",
+        "lookup_unavailable",
+        "destination_error",
+    }
+)
+# The shared transport's fallbacks when an answer names no code of its own.
+_HTTP_CODES = {
+    "http_400": "invalid",
+    "http_401": "auth_failed",
+    "http_403": "forbidden",
+    "http_404": "not_found",
+    "http_409": "conflict",
+    "http_413": "payload_too_large",
+    "http_429": "rate_limited",
+}
 
 
 @dataclass
@@ -241,8 +291,8 @@ class Destination:
     # Standard form fields and where they usually go.
     suggested_targets: ClassVar[dict[str, str]] = {}
     oauth: ClassVar[OAuthFlow | None] = None
-    # Its own error codes a log row may carry (the admin's filter lists them).
-    error_codes: ClassVar[tuple[str, ...]] = ()
+    # Its own codes (of answers and of its client) -> Flowsync's (STABLE_CODES).
+    stable_codes: ClassVar[dict[str, str]] = {}
 
     # --- declarations --------------------------------------------------------------------------
 
@@ -250,6 +300,17 @@ class Destination:
     def connect(cls, data: dict[str, Any], *, bucket_id: str) -> Connection:
         """Verify the connect form's cleaned ``data`` (interactive calls); raise ConnectError saying why not."""
         raise NotImplementedError
+
+    @classmethod
+    def stable_code(cls, code: str) -> str:
+        """Flowsync's code for ``code``: one of STABLE_CODES ("destination_error" for one nobody knows)."""
+        if code in STABLE_CODES:
+            return code
+        if code in cls.stable_codes:
+            return cls.stable_codes[code]
+        if code.startswith("http_5"):
+            return "server_error"
+        return _HTTP_CODES.get(code, "destination_error")
 
     @classmethod
     def supports(cls, capability: str, config: dict[str, Any]) -> bool:

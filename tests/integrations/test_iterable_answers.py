@@ -118,7 +118,7 @@ def test_a_documented_answer_is_read_as_before(destination, iterable):
     body = {"successCount": 2, "failCount": 1, "invalidEmails": ["BOB@example.com"]}  # only the deprecated list
     iterable.fault(BULK, status=200, body=body)
     ada, bob, cy = destination.push([PEOPLE[0], {**PEOPLE[1], "email": "BOB@example.com"}, PEOPLE[2]])
-    assert (ada.delivered, cy.delivered, bob.delivered, bob.code) == (True, True, False, "invalid_email")
+    assert (ada.delivered, cy.delivered, bob.delivered, bob.code) == (True, True, False, "invalid_identifier")
 
 
 def test_dropped_fields_deliver_the_record_with_a_warning(iterable):

@@ -47,7 +47,8 @@ def test_push_returns_one_result_per_record_from_the_failure_lists(destination, 
         ]
     )
     assert [r.delivered for r in results] == [True, False, True]
-    assert results[1].code == "invalid_email" and "malformed" in results[1].message
+    assert (results[1].code, results[1].destination_code) == ("invalid_identifier", "invalidEmails")
+    assert "malformed" in results[1].message
     assert iterable.user("ada@example.com")["dataFields"]["firstName"] == "Ada"
     assert iterable.user("not-an-email") is None
 

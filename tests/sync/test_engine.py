@@ -66,7 +66,10 @@ def test_one_bad_record_in_a_batch_fails_alone(integration, capture, iterable):
     run = _run(integration)
     assert (run.delivered, run.failed) == (3, 1) and run.status == "partial"
     bad = SyncRecord.objects.get(run=run, status="failed")
-    assert bad.identifier == "bad@example.com" and bad.error_code == "RequestFieldsTypesMismatched"
+    assert bad.identifier == "bad@example.com" and (bad.error_code, bad.destination_code) == (
+        "type_mismatch",
+        "RequestFieldsTypesMismatched",
+    )
     assert "Iterable has 'notes' as date" in bad.error_message
     assert OutboxItem.objects.get(contact__email="bad@example.com").status == "failed"
 

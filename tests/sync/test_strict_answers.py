@@ -127,7 +127,8 @@ def test_refused_values_cost_one_round_not_a_bisection(integration, flow, iterab
     failed = SyncRecord.objects.filter(run=run, status="failed")
     assert {r.identifier for r in failed} == {"user4@example.com", "user14@example.com", "user24@example.com"}
     record = failed.first()
-    assert record.error_code == "RequestFieldsTypesMismatched" and not record.retryable
+    assert (record.error_code, record.destination_code) == ("type_mismatch", "RequestFieldsTypesMismatched")
+    assert not record.retryable
     assert (
         "Iterable rejected the field `notes`: it is a date there"
         in explain(record.error_code, record.error_message, destination=IterableDestination).summary

@@ -22,6 +22,7 @@ def run_with_records(integration, count: int, *, failed_every: int = 0, contact=
                 contact.pk if contact else None,
                 f"user{i:04d}@example.com",
                 "failed" if failed else "delivered",
+                "type_mismatch" if failed else "",
                 "RequestFieldsTypesMismatched" if failed else "",
                 MISMATCH if failed else "",
                 False,

@@ -28,7 +28,10 @@ def test_export_has_a_row_per_record(alice_client, integration, logs_url):
     assert len(rows) == 25
     assert sum(r["status"] == "failed" for r in rows) == 5
     first_failed = next(r for r in rows if r["status"] == "failed")
-    assert first_failed["error_code"] == "RequestFieldsTypesMismatched" and '"age": "ten"' in first_failed["payload"]
+    assert first_failed["error_code"] == "type_mismatch"
+    assert (
+        first_failed["destination_code"] == "RequestFieldsTypesMismatched" and '"age": "ten"' in first_failed["payload"]
+    )
 
 
 def _export_peak(run) -> tuple[int, int, int]:

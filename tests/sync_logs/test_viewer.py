@@ -149,7 +149,7 @@ def test_contact_history_across_runs(alice_client, integration, capture, iterabl
             "it is a whole number there",
         ),
         ("type_mismatch", "something else", "type differs"),
-        ("invalid_email", "x", "malformed"),
+        ("InvalidEmailAddressError", "x", "malformed"),
         ("http_503", "x", "error on its side"),
         ("mapping_error", "field age: 'ten' is not a number", "field age: 'ten' is not a number"),
         ("SomethingNew", "raw words", "raw words"),

@@ -61,7 +61,7 @@ def failed_result(identifier: str, errors: list[dict[str, str]]) -> RecordResult
     reason = next((e["reason"] for e in errors if e["reason"]), "")
     code = REASON_CODES.get(reason, "invalid")
     message = "Customer.io refused this person: " + "; ".join(describe_item(e) for e in errors)
-    return RecordResult(identifier, False, code, message)
+    return RecordResult(identifier, False, code, message, destination_code=reason)
 
 
 def read_batch_answer(

@@ -71,7 +71,7 @@ class CustomerIODestination(Destination):
     identifier_names = rules.IDENTIFIERS
     new_field_types = rules.NEW_FIELD_TYPES
     suggested_targets = rules.SUGGESTED_TARGETS
-    error_codes = words.CODES
+    stable_codes = words.STABLE_CODES
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ _BY_CODE = {
         "Customer.io refused this person: a value it requires is missing.",
         "Check the field named in the record; map a form field to it, then retry.",
     ),
-    NO_APP_API_KEY: (
+    "lookup_unavailable": (
         "This integration leaves existing people unchanged, which needs Customer.io's App API to look them up, "
         "and it has no App API key.",
         "Connect Customer.io again with an App API key, or choose to update existing people; then retry.",
@@ -40,7 +40,16 @@ _BY_CODE = {
         "Retry; if it persists, check the network and status.customer.io.",
     ),
 }
-CODES = (*_BY_CODE, "invalid")
+# Customer.io's codes (of its answers and of this client) -> Flowsync's (STABLE_CODES).
+STABLE_CODES = {
+    "required": "invalid_data",
+    NO_APP_API_KEY: "lookup_unavailable",
+    APP_KEY_REFUSED: "auth_failed",
+    "unknown_pair": "auth_failed",
+    "region_refused": "auth_failed",
+    "wrong_region": "auth_failed",
+    "other_workspace": "auth_failed",
+}
 
 
 def explain(code: str, message: str, retryable: bool) -> tuple[str, str] | None:

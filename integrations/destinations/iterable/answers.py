@@ -20,8 +20,8 @@ UNEXPECTED_ANSWER = UnexpectedAnswerError.default_code
 FIELDS_FILTERED_OUT = "fields_filtered_out"
 TYPE_MISMATCH = "RequestFieldsTypesMismatched"
 FAILED_UPDATE_MESSAGES = {
-    "invalidEmails": ("invalid_email", "Iterable rejected the email address as malformed."),
-    "invalidUserIds": ("invalid_user_id", "Iterable rejected the userId (empty, too long or not plain ASCII)."),
+    "invalidEmails": ("invalid_identifier", "Iterable rejected the email address as malformed."),
+    "invalidUserIds": ("invalid_identifier", "Iterable rejected the userId (empty, too long or not plain ASCII)."),
     "invalidDataEmails": ("invalid_data", "Iterable rejected a data field value of this user."),
     "invalidDataUserIds": ("invalid_data", "Iterable rejected a data field value of this user."),
     "conflictEmails": ("conflict", "Another Iterable user already has this email or userId."),
@@ -79,20 +79,24 @@ def bulk_shape_problem(body: Any) -> str:
     return ""
 
 
-def _failure_reasons(body: dict) -> dict[str, tuple[str, str]]:
-    """Identifier value -> (code, message), from failedUpdates and the deprecated top-level lists."""
-    reasons: dict[str, tuple[str, str]] = {}
+def _failure_reasons(body: dict) -> dict[str, tuple[str, str, bool, str]]:
+    """Identifier value -> (Flowsync's code, message, retryable, the list Iterable named it in), from
+    failedUpdates and the deprecated top-level lists."""
+    reasons: dict[str, tuple[str, str, bool, str]] = {}
     failed = body.get("failedUpdates") or {}
-    for list_name, reason in FAILED_UPDATE_MESSAGES.items():
+    for list_name, (code, message) in FAILED_UPDATE_MESSAGES.items():
         for value in failed.get(list_name) or []:
-            reasons.setdefault(str(value), reason)
+            reasons.setdefault(str(value), (code, message, False, list_name))
     for list_name in _DEPRECATED_LISTS:
+        code, message = FAILED_UPDATE_MESSAGES[list_name]
         for value in body.get(list_name) or []:
-            reasons.setdefault(str(value), FAILED_UPDATE_MESSAGES[list_name])
+            reasons.setdefault(str(value), (code, message, False, list_name))
     return reasons
 
 
-def _reason_for(record: dict[str, Any], reasons: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+def _reason_for(
+    record: dict[str, Any], reasons: dict[str, tuple[str, str, bool, str]]
+) -> tuple[str, str, bool, str] | None:
     email, user_id = record.get("email"), record.get("userId")
     for value in (user_id, email, email.lower() if isinstance(email, str) else None):
         if value is not None and str(value) in reasons:
@@ -119,7 +123,7 @@ def read_bulk_answer(
     problem = bulk_shape_problem(body)
     if not problem and body["successCount"] + body["failCount"] != len(records):
         problem = f"it counted {body['successCount']} updated and {body['failCount']} failed of {len(records)} sent"
-    named: dict[int, tuple[str, str]] = {}
+    named: dict[int, tuple[str, str, bool, str]] = {}
     if not problem:
         reasons = _failure_reasons(body)
         named = {i: hit for i, record in enumerate(records) if (hit := _reason_for(record, reasons))}

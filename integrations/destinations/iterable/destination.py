@@ -54,7 +54,7 @@ class IterableDestination(Destination):
     identifier_names = rules.IDENTIFIERS
     new_field_types = rules.NEW_FIELD_TYPES
     suggested_targets = rules.SUGGESTED_TARGETS
-    error_codes = words.CODES
+    stable_codes = words.STABLE_CODES
 
     def __init__(self, client: IterableClient, *, project_type: str = "hybrid") -> None:
         self.client = client
@@ -67,6 +67,11 @@ class IterableDestination(Destination):
     @classmethod
     def connect(cls, data: dict[str, Any], *, bucket_id: str) -> Connection:
         return connect_api_key(data)
+
+    @classmethod
+    def stable_code(cls, code: str) -> str:
+        # A dotted code in a msg (error.lists.invalidListId, reference 5) names a refused request.
+        return "invalid" if code.startswith("error.") and code not in cls.stable_codes else super().stable_code(code)
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:

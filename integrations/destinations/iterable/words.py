@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from integrations.destinations.iterable.answers import FIELDS_FILTERED_OUT
+from integrations.destinations.iterable.answers import FIELDS_FILTERED_OUT, TYPE_MISMATCH
+from integrations.destinations.iterable.client import NO_USER_CODE
 
 # What an Iterable field type is called in words an admin uses.
 TYPE_WORDS = {
@@ -24,15 +25,20 @@ _MISMATCH = re.compile(
 # The dropped-fields warning: "Delivered without the field(s) `notes`, `x`: Iterable dropped them ...".
 _FILTERED = re.compile(r"Delivered without the field\(s\) (?P<fields>.+?): Iterable dropped")
 
+_EMAIL = (
+    "Iterable rejected the email address as malformed.",
+    "Correct the address; the contact cannot be sent with it.",
+)
+_USER_ID = (
+    "Iterable rejected the userId (empty, too long or not plain ASCII).",
+    "Correct the userId field in the form or the mapping.",
+)
+# By Iterable's own code (a log row's destination_code) first, then by Flowsync's.
 _BY_CODE = {
-    "invalid_email": (
-        "Iterable rejected the email address as malformed.",
-        "Correct the address; the contact cannot be sent with it.",
-    ),
-    "invalid_user_id": (
-        "Iterable rejected the userId (empty, too long or not plain ASCII).",
-        "Correct the userId field in the form or the mapping.",
-    ),
+    "invalidEmails": _EMAIL,
+    "InvalidEmailAddressError": _EMAIL,
+    "invalidUserIds": _USER_ID,
+    "InvalidUserIdError": _USER_ID,
     "conflict": (
         "Another Iterable user already has this email or userId.",
         "Merge or fix the users in Iterable, then retry.",
@@ -58,22 +64,47 @@ _BY_CODE = {
         "Use a server-side key with full rights.",
     ),
 }
-# Iterable's own codes for the same causes as Flowsync's (sync_logs.explain has the shared words).
-ALIASES = {
-    "RequestFieldsTypesMismatched": "type_mismatch",
-    "InvalidEmailAddressError": "invalid_email",
-    "RateLimitExceeded": "rate_limited",
+# Iterable's codes (of its envelope, its bulk answer and this client) -> Flowsync's (STABLE_CODES).
+STABLE_CODES = {
+    TYPE_MISMATCH: "type_mismatch",
+    "InvalidEmailAddressError": "invalid_identifier",
+    "InvalidUserIdError": "invalid_identifier",
     "BadApiKey": "auth_failed",
     "InvalidApiKey": "auth_failed",
     "BadAuthorizationHeader": "auth_failed",
+    "Unauthorized": "auth_failed",
+    "InvalidJwtPayload": "auth_failed",
+    "JwtUserIdentifiersMismatched": "auth_failed",
+    "oauth_refresh_failed": "auth_failed",
+    "oauth_token_refused": "auth_failed",
+    "Forbidden": "forbidden",
+    "client_side_key": "forbidden",
+    "read_only_key": "forbidden",
+    "NotFound": "not_found",
+    "UnknownEmailError": "not_found",
+    "UnknownUserIdError": "not_found",
+    NO_USER_CODE: "not_found",
+    "EmailAlreadyExists": "conflict",
+    "UserIdAlreadyExists": "conflict",
+    "ExternalKeyConflict": "conflict",
+    "ForgottenUserError": "forgotten",
+    "BatchTooLarge": "payload_too_large",
+    "RateLimitExceeded": "rate_limited",
+    "oauth_refresh_busy": "busy",
+    "GenericError": "server_error",
+    "DatabaseError": "server_error",
+    "QueueEmailError": "server_error",
+    "bad_response": "unexpected_answer",
     "BadJsonBody": "invalid",
+    "BadParams": "invalid",
+    "ForbiddenParamsError": "invalid",
+    "UniqueFieldsLimitExceeded": "invalid",
 }
-CODES = (*_BY_CODE, *ALIASES, FIELDS_FILTERED_OUT)
 
 
 def explain(code: str, message: str, retryable: bool) -> tuple[str, str] | None:
-    code = ALIASES.get(code, code)
-    if code == "type_mismatch":
+    """``code``: Iterable's own, or Flowsync's (sync_logs.explain asks with both, Iterable's first)."""
+    if code in ("type_mismatch", TYPE_MISMATCH):
         match = _MISMATCH.search(message)
         if match:
             expected = TYPE_WORDS.get(match["expected"], match["expected"])
