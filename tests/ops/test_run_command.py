@@ -5,6 +5,8 @@ It runs on a copy of the tracked files, so its var/ (SQLite, pid file, logs) nev
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
@@ -40,8 +42,16 @@ def project_copy(tmp_path) -> Path:
 
 @pytest.fixture
 def run_env() -> dict[str, str]:
-    # The embedded default: no database, broker or Iterable from the test's environment.
-    dropped = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "ITERABLE_", "DJANGO_SETTINGS_MODULE", "SITE_URL")
+    # The embedded default: no database, broker, Iterable or Customer.io from the test's environment.
+    dropped = (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+        "ITERABLE_",
+        "CUSTOMERIO_",
+        "DJANGO_SETTINGS_MODULE",
+        "SITE_URL",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     # The test's own virtualenv has every runtime package: reuse it instead of building another.
     env["FLOWSYNC_VENV"] = sys.prefix
@@ -49,8 +59,13 @@ def run_env() -> dict[str, str]:
 
 
 def test_run_starts_prints_the_url_and_stops_with_run_stop(project_copy, run_env):
-    port, emulator_port = _free_port(), _free_port()
-    env = {**run_env, "PORT": str(port), "EMULATOR_PORT": str(emulator_port)}
+    port, emulator_port, customerio_port = _free_port(), _free_port(), _free_port()
+    env = {
+        **run_env,
+        "PORT": str(port),
+        "EMULATOR_PORT": str(emulator_port),
+        "CUSTOMERIO_EMULATOR_PORT": str(customerio_port),
+    }
     proc = subprocess.Popen(
         ["./run"], cwd=project_copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -64,6 +79,18 @@ def test_run_starts_prints_the_url_and_stops_with_run_stop(project_copy, run_env
             assert time.monotonic() < deadline, printed
         assert f"http://127.0.0.1:{port}/" in printed
         assert "demo@flowsync.localhost" in printed
+        assert f"http://127.0.0.1:{customerio_port}" in printed
+        for credential in ("Site ID demo-site", "Track API key demo-track-key", "App API key demo-app-key"):
+            assert credential in printed
+
+        # The printed pair is a workspace of Customer.io's emulator, in the US.
+        pair = base64.b64encode(b"demo-site:demo-track-key").decode()
+        region = urllib.request.Request(
+            f"http://127.0.0.1:{customerio_port}/us/api/v1/accounts/region", headers={"Authorization": f"Basic {pair}"}
+        )
+        with urllib.request.urlopen(region, timeout=5) as answer:
+            assert answer.status == 200
+            assert json.load(answer)["region"] == "us"
 
         # The login page answers (the web server may need a moment after the banner).
         for _ in range(100):
@@ -96,8 +123,9 @@ def test_run_starts_prints_the_url_and_stops_with_run_stop(project_copy, run_env
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert proc.wait(timeout=30) is not None
         assert not (project_copy / "var" / "run.pid").exists()
-        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            pass
+        for stopped_port in (port, customerio_port):
+            with pytest.raises(OSError), socket.create_connection(("127.0.0.1", stopped_port), timeout=1):
+                pass
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
