@@ -154,7 +154,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 55},
     },
     "field-mapping-schemas-refresh": {
-        "task": "field_mapping.tasks.schemas_refresh_task",
+        "task": "field_mapping.tasks.schemas_refresh_stale_task",
         "schedule": 600.0,  # checks every 10 minutes for schemas older than an hour
         "options": {"expires": 550},
     },

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, connections, transaction
-from django.db.models import F, Q
+from django.db import connection, connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from field_mapping.services import BuiltRecord, MappingPlan, build_record, mapping_plan, schema_refresh
@@ -47,6 +46,7 @@ from integrations.models import Integration, OutboxItem
 from integrations.status import integration_mark_needs_attention
 from integrations.sync import SyncNotStarted, sync_now
 from lib.faults import fault_point
+from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -452,7 +452,7 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
                 )
             held += update_outbox(ids, changes, run_id=run.pk, count_attempt=attempts is None)
         fault_point("sync.before_log_rows")  # tests kill a worker here (tests/sync/test_worker_sync.py)
-        write_log_rows([log_rows[outbox_id] for outbox_id in sorted(held)])
+        ledger.records_write([log_rows[outbox_id] for outbox_id in sorted(held)])
         counts = {"delivered": 0, "skipped": 0, "failed": 0}
         for outbox_id in held:
             counts[outcomes[outbox_id].status] += 1
@@ -492,78 +492,7 @@ def update_outbox(ids: list[int], changes: dict[str, Any], *, run_id: int, count
         return [row[0] for row in cursor.fetchall()]
 
 
-_LOG_COLUMNS = (
-    "run_id",
-    "contact_id",
-    "identifier",
-    "status",
-    "error_code",
-    "destination_code",
-    "error_message",
-    "retryable",
-    "payload",
-    "created_at",
-)
-
-
-def write_log_rows(rows: list[tuple]) -> None:
-    """Insert sync-log rows in bulk: COPY on PostgreSQL (one round trip, no per-row SQL), bulk_create elsewhere."""
-    if not rows:
-        return
-    if connection.vendor == "postgresql":
-        table = SyncRecord._meta.db_table
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(f"COPY {table} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row((*row[:8], None if row[8] is None else json.dumps(row[8]), row[9]))
-        return
-    SyncRecord.objects.bulk_create(
-        [SyncRecord(**dict(zip(_LOG_COLUMNS, row, strict=True))) for row in rows], batch_size=500
-    )
-
-
 # --- A run -------------------------------------------------------------------------------------
-
-
-def _start(run_id: int) -> SyncRun | None:
-    with transaction.atomic():
-        run = SyncRun.objects.select_for_update().select_related("integration").filter(pk=run_id).first()
-        if run is None or run.status != SyncRun.Status.QUEUED:
-            return None  # a redelivered task, or a run the reaper closed: nothing to do
-        run.status = SyncRun.Status.RUNNING
-        run.started_at = run.heartbeat_at = timezone.now()
-        run.worker = socket.gethostname()[:200]
-        run.save(update_fields=["status", "started_at", "heartbeat_at", "worker"])
-    return run
-
-
-def _finish(run: SyncRun, *, error: str = "", forced_status: str | None = None) -> SyncRun:
-    """Close the run with its status, only while it is still running: a run the reaper closed stays
-    abandoned (LeaseLost), however its worker's last batches went."""
-    run.refresh_from_db()
-    if forced_status:
-        status = forced_status
-    elif run.failed == 0:
-        status = SyncRun.Status.SUCCEEDED
-    elif run.delivered + run.skipped > 0:
-        status = SyncRun.Status.PARTIAL
-    else:
-        status = SyncRun.Status.FAILED
-    finished_at, summary = timezone.now(), run.error_summary
-    if error:
-        summary = error
-    elif run.failed:
-        codes = SyncRecord.objects.filter(run=run, status="failed").values_list("error_code", flat=True).distinct()[:5]
-        summary = f"{run.failed} record(s) failed ({', '.join(c for c in codes if c)})."
-    closed = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
-        status=status, finished_at=finished_at, error_summary=summary
-    )
-    if not closed:
-        raise LeaseLost(f"sync run {run.pk} was closed by the reaper before it finished")
-    run.status, run.finished_at, run.error_summary = status, finished_at, summary
-    return run
 
 
 def _run_batches(
@@ -632,13 +561,13 @@ def _run_batches(
     return out_of_time
 
 
-def run_sync(run_id: int) -> SyncRun | None:
+def sync_run_execute(run_id: int) -> SyncRun | None:
     """Carry out a queued run to the end. Safe to call twice: only a queued run starts.
 
     Returns None when there was nothing to start, or when the run lost its lease on the way (the
     reaper closed it and alerted; it wrote nothing after that).
     """
-    run = _start(run_id)
+    run = ledger.run_start(run_id)
     if run is None:
         return None
     lease = Lease(run)
@@ -656,15 +585,15 @@ def run_sync(run_id: int) -> SyncRun | None:
 def _carry_out(run: SyncRun, lease: Lease) -> SyncRun:
     integration = run.integration
     if not integration.is_connected:
-        return _finish(run, error="The integration is not connected.", forced_status=SyncRun.Status.FAILED)
+        return ledger.run_finish(run, error="The integration is not connected.", forced_status=SyncRun.Status.FAILED)
     if integration.is_paused:
-        return _finish(
+        return ledger.run_finish(
             run, error="The integration is paused: contacts keep queueing.", forced_status=SyncRun.Status.FAILED
         )
     schema = schema_refresh(integration=integration)  # the freshest types, for drift; keeps the last copy on error
     plan = mapping_plan(integration=integration, schema=schema)
     if not plan.fields:
-        return _finish(
+        return ledger.run_finish(
             run,
             error="Map the fields first: nothing was sent and every contact stays queued.",
             forced_status=SyncRun.Status.FAILED,
@@ -681,19 +610,19 @@ def _carry_out(run: SyncRun, lease: Lease) -> SyncRun:
             message=f"{plan.destination.label} refused the credentials during a sync (revoked key or withdrawn "
             "access). Every contact stays queued; connect again to resume.",
         )
-        return _finish(run, error=f"Stopped: {exc}", forced_status=SyncRun.Status.FAILED)
+        return ledger.run_finish(run, error=f"Stopped: {exc}", forced_status=SyncRun.Status.FAILED)
     except Exception as exc:
         logger.exception("Sync run %s crashed", run.pk)
         # Fenced like every write of the run; sent before: the crash may have come after a push.
         OutboxItem.objects.filter(run=run, status=Status.IN_FLIGHT).update(
             status=Status.PENDING, run=None, claimed_at=None, sent_before=True
         )
-        return _finish(
+        return ledger.run_finish(
             run,
             error=f"Internal error: {type(exc).__name__}. Queued contacts were kept.",
             forced_status=SyncRun.Status.FAILED,
         )
-    finished = _finish(run)
+    finished = ledger.run_finish(run)
     if out_of_time:
         _follow_up(finished)
     return finished
@@ -710,42 +639,3 @@ def _follow_up(run: SyncRun) -> None:
         sync_now(integration=run.integration, trigger=run.trigger)
     except SyncNotStarted as exc:
         logger.info("Sync run %s: no follow-up run (%s)", run.pk, exc.message)
-
-
-def runs_reap(*, timeout: timedelta | None = None) -> int:
-    """Close runs whose worker stopped answering (no heartbeat within ``timeout``; queued and never
-    started within it) as abandoned; their in-flight rows go back to pending, marked sent before
-    (the run may have pushed them: the newer-values check must apply when they go again).
-    Returns how many runs it closed."""
-    timeout = timedelta(seconds=settings.SYNC_RUN_TIMEOUT_SECONDS) if timeout is None else timeout
-    cutoff = timezone.now() - timeout
-    stale = Q(status=SyncRun.Status.RUNNING, heartbeat_at__lt=cutoff) | Q(
-        status=SyncRun.Status.QUEUED, created_at__lt=cutoff
-    )
-    reaped = 0
-    for run_id in list(SyncRun.objects.filter(stale).values_list("id", flat=True)):
-        with transaction.atomic():
-            # Locked and checked again: a heartbeat that moved since the list was read wins. SKIP LOCKED
-            # and NOWAIT: a run whose row or in-flight rows are locked is committing a claim or a batch
-            # this very moment. The reaper never waits for it (it would wait behind a frozen process, or
-            # deadlock with the batch's fence); the next tick looks again.
-            if not SyncRun.objects.select_for_update(skip_locked=True).filter(stale, pk=run_id).values_list("id"):
-                continue
-            try:
-                with transaction.atomic():
-                    rows = OutboxItem.objects.select_for_update(nowait=True).filter(
-                        run_id=run_id, status=Status.IN_FLIGHT
-                    )
-                    in_flight = list(rows.values_list("id", flat=True))
-            except DatabaseError:
-                continue
-            SyncRun.objects.filter(pk=run_id).update(
-                status=SyncRun.Status.ABANDONED,
-                finished_at=timezone.now(),
-                error_summary="The worker stopped answering; its contacts went back to the queue.",
-            )
-            OutboxItem.objects.filter(id__in=in_flight).update(
-                status=Status.PENDING, run=None, claimed_at=None, sent_before=True
-            )
-            reaped += 1
-    return reaped

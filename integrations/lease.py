@@ -1,6 +1,6 @@
 """A run's lease: its heartbeat, which says that the run still holds its outbox rows (DESIGN.md, guarantee 10).
 
-The beat's reaper (engine.runs_reap) closes a running run whose heartbeat is older than
+The beat's reaper (sync_logs.ledger.sync_runs_reap) closes a running run whose heartbeat is older than
 SYNC_RUN_TIMEOUT_SECONDS and gives its rows back to the queue. So the heartbeat has to move
 whenever the run is alive, also while one call to the destination takes minutes (timeouts and
 retries, 429 waits, a bisected batch), and a run must stop writing once it has lost it.

@@ -126,7 +126,7 @@ class OutboxItem(models.Model):
 
     Rows are created in the transaction that stores the contact, claimed by a run with
     SELECT ... FOR UPDATE SKIP LOCKED, and end delivered, skipped or failed, each
-    with its reason. A row whose run died goes back to pending (engine.runs_reap).
+    with its reason. A row whose run died goes back to pending (sync_logs.ledger.sync_runs_reap).
     """
 
     class Status(models.TextChoices):

@@ -7,17 +7,18 @@ from datetime import timedelta
 
 from celery import signature
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
 from integrations.models import Integration, OutboxItem
 from integrations.outbox import outbox_backfill
+from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
 from workspaces.services import audit_record
 
-SYNC_TASK = "integrations.tasks.integration_sync_task"
+SYNC_TASK = "integrations.tasks.sync_run_execute_task"
 
 
 class SyncNotStarted(Exception):
@@ -37,12 +38,10 @@ def sync_now(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUAL,
         raise SyncNotStarted("The integration is paused. Resume it to sync; contacts keep queueing meanwhile.")
     if integration.status == Integration.Status.NEEDS_ATTENTION:
         raise SyncNotStarted(f"The integration needs attention: {integration.error_message}")
-    try:
-        with transaction.atomic():
-            run = SyncRun.objects.create(integration=integration, trigger=trigger)
-    except IntegrityError:
+    run = ledger.run_create(integration=integration, trigger=trigger)
+    if run is None:
         active = SyncRun.objects.filter(integration=integration, status__in=SyncRun.ACTIVE).first()
-        raise SyncNotStarted("A sync is already running for this integration.", run=active) from None
+        raise SyncNotStarted("A sync is already running for this integration.", run=active)
     # After commit, so that the worker finds the run; the queue is read from settings now, not at import.
     # The task by its name: tasks.py calls this module, so importing it here would make a circle.
     queue = settings.CELERY_TASK_DEFAULT_QUEUE

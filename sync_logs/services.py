@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.urls import reverse
@@ -85,36 +84,6 @@ def _cell(value: str) -> str:
 
 
 # --- Retention ----------------------------------------------------------------------------------
-
-
-def logs_purge(*, days: int | None = None, batch: int = 10_000) -> int:
-    """Delete the log rows of runs that finished more than ``days`` ago, in batches; keep the runs.
-
-    A run's rows are all written while it runs, so a run's finish time dates them; the
-    delete walks the (run, id) index one batch at a time, never one statement over
-    millions of rows (short transactions, no long lock, no big WAL burst).
-    """
-    days = settings.SYNC_LOG_RETENTION_DAYS if days is None else days
-    cutoff = timezone.now() - timedelta(days=days)
-    runs = SyncRun.objects.filter(finished_at__lt=cutoff, logs_purged_at=None).exclude(status__in=SyncRun.ACTIVE)
-    deleted = 0
-    table = SyncRecord._meta.db_table
-    for run_id in runs.order_by("id").values_list("id", flat=True).iterator():
-        while True:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(
-                    f"DELETE FROM {table} WHERE id IN "  # noqa: S608 - the table name comes from the model
-                    f"(SELECT id FROM {table} WHERE run_id = %s ORDER BY id LIMIT %s)",
-                    [run_id, batch],
-                )
-                count = max(cursor.rowcount, 0)
-            deleted += count
-            if count < batch:
-                break
-        SyncRun.objects.filter(pk=run_id).update(logs_purged_at=timezone.now())
-    if deleted:
-        logger.info("Retention: deleted %s sync-log rows older than %s days", deleted, days)
-    return deleted
 
 
 # --- Alerts ---------------------------------------------------------------------------------------

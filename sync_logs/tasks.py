@@ -1,12 +1,12 @@
-"""Celery tasks: thin wrappers around sync_logs.services."""
+"""Celery tasks: thin wrappers, each named after the service it calls (sync_logs.ledger)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from sync_logs import services
+from sync_logs import ledger
 
 
 @shared_task(ignore_result=True)
 def sync_logs_purge_task() -> int:
-    return services.logs_purge()
+    return ledger.sync_logs_purge()

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS = ("accounts", "field_mapping", "flows", "health", "integrations", "lib", "mailer", "sync_logs", "workspaces")
 # Words that belong to one destination: its name and its data model's own names.
 OWN_WORDS = re.compile(
-    r"\b(Iterable|iterable|Customer\.io|customerio|dataFields|userId|project_type|mergeNestedObjects)\b"
+    r"\b(Iterable|iterable|Customer\.io|customerio|dataFields|userId|project_type|mergeNestedObjects|bulkUpdate|api/v2/batch)\b"
 )
 ALLOWED = {
     # The registry: one line per destination.
@@ -53,5 +53,5 @@ def test_every_destination_declares_what_the_shared_code_needs(kind):
     destination = REGISTRY[kind]
     assert destination.kind == kind and destination.label and destination.blurb
     assert destination.connect_form is not None and (ROOT / "templates" / destination.connect_template).exists()
-    assert destination.identifier_names and destination.new_field_types
+    assert destination.identifier_names and destination.new_field_types and destination.push_endpoint
     assert destination.do_not_call_in_templates  # templates read its attributes, never call it

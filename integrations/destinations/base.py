@@ -288,6 +288,7 @@ class Destination:
     identifier_names: ClassVar[tuple[str, ...]] = ()
     # The destination type a new attribute gets, by the form field's type (flows.models.FieldType).
     new_field_types: ClassVar[dict[str, str]] = {}
+    push_endpoint: ClassVar[str] = ""  # the request a push makes ("POST /path"), as the mapping preview names it
     # Standard form fields and where they usually go.
     suggested_targets: ClassVar[dict[str, str]] = {}
     oauth: ClassVar[OAuthFlow | None] = None

@@ -87,7 +87,7 @@ def test_retry_with_nothing_failed_says_so(staff_client, staff, integration, cap
 def test_retry_the_failed_records_of_one_run(staff_client, staff, integration, capture, iterable):
     capture(2)
     iterable.fault("/api/users/bulkUpdate", status=400, body={"code": "BadJsonBody", "msg": "nope"}, times=10)
-    run = engine.run_sync(sync_now(integration=integration).pk)
+    run = engine.sync_run_execute(sync_now(integration=integration).pk)
     assert run.failed == 2
     response = run_action(staff_client, "sync_logs/syncrun", "retry_failed_records", [run.pk])
     assert f"Run {run.pk}: 2 failed contact(s) queued again" in _messages(response)
@@ -136,7 +136,7 @@ def test_reverify_a_disconnected_integration_is_refused(staff_client, staff, wor
 
 def test_reset_backfill_asks_first_then_requeues_everything(staff_client, staff, integration, capture, iterable):
     capture(3)
-    engine.run_sync(sync_now(integration=integration).pk)
+    engine.sync_run_execute(sync_now(integration=integration).pk)
     assert set(OutboxItem.objects.values_list("status", flat=True)) == {"delivered"}
 
     page = run_action(staff_client, INTEGRATIONS, "reset_backfill", [integration.pk])

@@ -30,10 +30,10 @@ OAUTH_REFRESH = "oat-refresh-0a9b8c7d6e5f4a3b2c1d0e9f"
 def history(integration, capture, iterable, workspace_a, workspace_b, alice, charlie):
     """A bit of everything the admin lists: two runs (one with failures), an OAuth integration, tokens, invitations."""
     capture(2)
-    engine.run_sync(sync_now(integration=integration).pk)
+    engine.sync_run_execute(sync_now(integration=integration).pk)
     capture(2, prefix="later")
     iterable.fault("/api/users/bulkUpdate", status=400, body={"code": "BadJsonBody", "msg": "nope"}, times=10)
-    engine.run_sync(sync_now(integration=integration).pk)
+    engine.sync_run_execute(sync_now(integration=integration).pk)
     Integration.objects.create(
         workspace=workspace_b,
         kind="iterable",

@@ -46,7 +46,7 @@ def test_preview_equals_what_push_sends(alice_client, connected, flows, contact,
     alice_client.post(URL, data)
     # Through the sync engine, as a real run sends it.
     OutboxItem.objects.create(integration=connected, contact=contact)
-    engine.run_sync(sync_now(integration=connected).pk)
+    engine.sync_run_execute(sync_now(integration=connected).pk)
     sent = iterable.requests("/api/users/bulkUpdate")[-1]["body"]
     assert sent == preview
     assert iterable.user("ada@example.com")["dataFields"]["Shoe Size"] == "M"

@@ -619,7 +619,7 @@ def test_an_eu_workspace_end_to_end_through_the_engine(customerio, workspace_a, 
             raw={"email": f"Fan{i}@Example.com", "first_name": f"Fan{i}", "age": 30 + i, "signed_up": "2024-05-01"},
             source="api",
         )
-    run = engine.run_sync(sync_now(integration=integration).pk)
+    run = engine.sync_run_execute(sync_now(integration=integration).pk)
     assert (run.status, run.total, run.delivered, run.failed) == ("succeeded", 3, 3, 0)
     person = customerio.person(eu.site_id, "fan1@example.com")
     assert person["email"] == "fan1@example.com"
@@ -655,7 +655,7 @@ def test_leave_existing_people_unchanged_looks_them_up_with_the_app_api_key(cust
     customerio.add_person(us.site_id, id="m1", attributes={"first_name": "Kept"})
     for number in ("m1", "m2"):
         contact_capture(flow=flow, raw={"member": number, "email": f"{number}@example.com", "first_name": "New"})
-    run = engine.run_sync(sync_now(integration=integration).pk)
+    run = engine.sync_run_execute(sync_now(integration=integration).pk)
     assert (run.status, run.delivered, run.skipped) == ("succeeded", 1, 1)
     assert SyncRecord.objects.get(run=run, identifier="m1").error_code == "existing_user"
     assert customerio.person(us.site_id, "m1")["attributes"] == {"first_name": "Kept"}

@@ -13,6 +13,7 @@ from flows.services import contact_capture
 from integrations import engine
 from integrations.models import Integration, OutboxItem
 from integrations.sync import SyncNotStarted, integration_pause, integration_resume, retry_failed, sync_now
+from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 def _run(integration) -> SyncRun:
     run = sync_now(integration=integration)
-    return engine.run_sync(run.pk)
+    return engine.sync_run_execute(run.pk)
 
 
 def _statuses() -> dict[str, int]:
@@ -142,7 +143,7 @@ def test_a_retry_with_nothing_newer_to_add_is_skipped_as_superseded(integration,
     _run(integration)  # a permanent failure: Retry (below) queues it again
     capture(1, first_name="New")
     _run(integration)
-    run = engine.run_sync(retry_failed(integration=integration, actor=None).run.pk)
+    run = engine.sync_run_execute(retry_failed(integration=integration, actor=None).run.pk)
     record = SyncRecord.objects.get(run=run)
     assert (record.status, record.error_code) == ("skipped", "superseded")
     assert iterable.user("user0@example.com")["dataFields"]["firstName"] == "New"
@@ -158,7 +159,7 @@ def test_the_check_uses_what_was_delivered_not_todays_mapping(integration, captu
     integration.mappings.filter(source_key="notes").update(target="")
     _run(integration)
     integration.mappings.filter(source_key="notes").update(target="notes")
-    run = engine.run_sync(retry_failed(integration=integration, actor=None).run.pk)
+    run = engine.sync_run_execute(retry_failed(integration=integration, actor=None).run.pk)
     assert SyncRecord.objects.get(run=run).payload["dataFields"] == {"notes": "from the booth"}
     assert iterable.user("user0@example.com")["dataFields"]["firstName"] == "New"
 
@@ -260,7 +261,7 @@ def test_abandoned_runs_give_their_records_back(integration, capture):
     engine.claim_batch(run=run, size=10)  # the claim moves the heartbeat; then the worker dies
     SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert _statuses() == {"in_flight": 3}
-    assert engine.runs_reap() == 1
+    assert ledger.sync_runs_reap() == 1
     assert SyncRun.objects.get(pk=run.pk).status == "abandoned" and _statuses() == {"pending": 3}
     assert set(OutboxItem.objects.values_list("sent_before", flat=True)) == {True}  # they may have gone
     assert _run(integration).delivered == 3
@@ -380,7 +381,7 @@ def test_sync_now_from_the_tile_and_a_second_press(alice_client, integration, ca
     assert SyncRun.objects.count() == 1
     assert 'hx-trigger="every 1s"' in alice_client.get("/w/acme/integrations/iterable/").content.decode()
     run = SyncRun.objects.get()
-    engine.run_sync(run.pk)
+    engine.sync_run_execute(run.pk)
     progress = alice_client.get(f"/w/acme/integrations/iterable/runs/{run.pk}/progress/").content.decode()
     assert 'data-status="succeeded"' in progress and "hx-trigger" not in progress  # finished: polling stops
 

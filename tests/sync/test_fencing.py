@@ -15,6 +15,7 @@ from integrations import engine
 from integrations.lease import LeaseLost
 from integrations.models import OutboxItem
 from integrations.sync import backfill_reset, sync_now
+from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
 from tests.conftest import wait_for
 from tests.sync.conftest import delivered_log_rows_per_contact
@@ -32,7 +33,7 @@ def _running(integration) -> SyncRun:
 def _reap_now(run: SyncRun) -> None:
     """What the reaper does to a run whose heartbeat is older than SYNC_RUN_TIMEOUT_SECONDS."""
     SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert engine.runs_reap() == 1
+    assert ledger.sync_runs_reap() == 1
 
 
 def test_a_reaped_run_claims_nothing(integration, capture):
@@ -103,13 +104,13 @@ def test_a_run_reaped_while_its_push_is_out_stops_and_writes_nothing(integration
     def reap_once_claimed() -> None:
         try:
             wait_for(lambda: OutboxItem.objects.filter(status="in_flight").exists(), message="the claim")
-            wait_for(lambda: engine.runs_reap(timeout=timedelta(0)) == 1, message="the reaper to close the run")
+            wait_for(lambda: ledger.sync_runs_reap(timeout=timedelta(0)) == 1, message="the reaper to close the run")
         finally:
             connection.close()
 
     reaper = threading.Thread(target=reap_once_claimed)
     reaper.start()
-    assert engine.run_sync(run.pk) is None  # it lost its lease and stopped
+    assert engine.sync_run_execute(run.pk) is None  # it lost its lease and stopped
     reaper.join()
     run.refresh_from_db()
     assert (run.status, run.total, run.delivered) == ("abandoned", 0, 0)
@@ -117,7 +118,7 @@ def test_a_run_reaped_while_its_push_is_out_stops_and_writes_nothing(integration
     assert set(OutboxItem.objects.values_list("status", "sent_before")) == {("pending", True)}
 
     iterable.configure(latency_ms=0)
-    again = engine.run_sync(sync_now(integration=integration).pk)
+    again = engine.sync_run_execute(sync_now(integration=integration).pk)
     assert (again.status, again.delivered) == ("succeeded", 4)
     assert sorted(delivered_log_rows_per_contact().values()) == [1, 1, 1, 1]
 
@@ -128,7 +129,7 @@ def _reap_while(run: SyncRun, results: list[int]) -> threading.Thread:
     def loop() -> None:
         try:
             while SyncRun.objects.get(pk=run.pk).is_active:
-                results.append(engine.runs_reap())
+                results.append(ledger.sync_runs_reap())
                 time.sleep(0.1)
         finally:
             connection.close()
@@ -147,7 +148,7 @@ def test_the_lease_moves_during_a_call_longer_than_the_timeout(integration, capt
     run = SyncRun.objects.get(pk=sync_now(integration=integration).pk)
     reaped: list[int] = []
     reaper = _reap_while(run, reaped)
-    finished = engine.run_sync(run.pk)
+    finished = engine.sync_run_execute(run.pk)
     reaper.join()
     assert reaped and set(reaped) == {0}
     assert (finished.status, finished.delivered) == ("succeeded", 2)
@@ -164,7 +165,7 @@ def test_a_run_stuck_past_its_maximum_duration_is_reaped(integration, capture, i
     run = SyncRun.objects.get(pk=sync_now(integration=integration).pk)
     reaped: list[int] = []
     reaper = _reap_while(run, reaped)
-    assert engine.run_sync(run.pk) is None
+    assert engine.sync_run_execute(run.pk) is None
     reaper.join()
     assert sum(reaped) == 1
     run.refresh_from_db()
@@ -179,7 +180,7 @@ def test_a_run_past_its_time_leaves_the_rest_to_a_follow_up_run(integration, cap
     run = sync_now(integration=integration)
     totals = []
     while run is not None:
-        finished = engine.run_sync(run.pk)
+        finished = engine.sync_run_execute(run.pk)
         totals.append((finished.status, finished.total))
         run = SyncRun.objects.filter(integration=integration, status="queued").first()
         assert run is None or run.trigger == "manual"
@@ -191,9 +192,9 @@ def test_a_resent_contact_updates_its_event_instead_of_adding_one(integration, c
     integration.event_name = "formSubmitted"
     integration.save()
     contacts = capture(2)
-    engine.run_sync(sync_now(integration=integration).pk)
+    engine.sync_run_execute(sync_now(integration=integration).pk)
     backfill_reset(integration=integration, actor=alice)  # every contact queued again, as a reaped run's are
     run = SyncRun.objects.get(integration=integration, status="queued")
-    assert engine.run_sync(run.pk).delivered == 2
+    assert engine.sync_run_execute(run.pk).delivered == 2
     events = iterable.events()
     assert sorted(e["id"] for e in events) == sorted(f"flowsync-{integration.pk}-{c.pk}" for c in contacts)

@@ -35,7 +35,7 @@ def connected(harness, workspace_a, alice, flow):
 
 
 def _run(integration) -> SyncRun:
-    return engine.run_sync(sync_now(integration=integration).pk)
+    return engine.sync_run_execute(sync_now(integration=integration).pk)
 
 
 def _statuses() -> dict[str, int]:

@@ -20,7 +20,7 @@ PROXY_PAGE = "<html><head><title>502</title></head><body>upstream unavailable</b
 
 
 def _run(integration) -> SyncRun:
-    return engine.run_sync(sync_now(integration=integration).pk)
+    return engine.sync_run_execute(sync_now(integration=integration).pk)
 
 
 def _due_now() -> None:

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from integrations import engine
 from integrations.models import OutboxItem
 from integrations.sync import sync_now
+from sync_logs import ledger
 from sync_logs.models import SyncRun
 from tests.conftest import wait_for
 from tests.sync.conftest import delivered_log_rows_per_contact
@@ -47,7 +47,7 @@ def test_a_worker_killed_inside_a_batch_write_loses_nothing(
     assert set(OutboxItem.objects.filter(status="delivered").values_list("contact_id", flat=True)) == set(
         delivered_log_rows_per_contact()
     )
-    assert engine.runs_reap(timeout=timedelta(0)) == 1
+    assert ledger.sync_runs_reap(timeout=timedelta(0)) == 1
     second = start_worker(extra_env=env)
     settings.CELERY_TASK_DEFAULT_QUEUE = second.queue
     again = sync_now(integration=integration)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from integrations import engine
 from integrations.models import OutboxItem
 from integrations.sync import SyncNotStarted, sync_now
 from integrations.tasks import integrations_enqueue_due_task
+from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
 from tests.conftest import wait_for
 from tests.sync.conftest import delivered_log_rows_per_contact
@@ -85,7 +85,7 @@ def test_a_worker_killed_inside_a_batch_write_loses_nothing(integration, capture
     delivered = set(OutboxItem.objects.filter(status="delivered").values_list("contact_id", flat=True))
     assert delivered == set(delivered_log_rows_per_contact())  # nothing delivered without its log row
 
-    assert engine.runs_reap(timeout=timedelta(0)) == 1  # the beat's reaper, without waiting for its timeout
+    assert ledger.sync_runs_reap(timeout=timedelta(0)) == 1  # the beat's reaper, without waiting for its timeout
     run.refresh_from_db()
     assert run.status == "abandoned"
     assert not OutboxItem.objects.filter(status="in_flight").exists()
@@ -116,7 +116,7 @@ def test_a_worker_stalled_in_a_call_longer_than_the_timeout_keeps_its_run(
     wait_for(lambda: SyncRun.objects.get(pk=run.pk).status == "running", timeout=60, message="the run to start")
     started, second_tried = SyncRun.objects.get(pk=run.pk).started_at, False
     while SyncRun.objects.get(pk=run.pk).is_active:
-        assert engine.runs_reap() == 0
+        assert ledger.sync_runs_reap() == 0
         # Once past the timeout (the run has three 3-second calls to make: getFields and two pushes):
         if not second_tried and timezone.now() - started > timedelta(seconds=3):
             with pytest.raises(SyncNotStarted, match="already running"):
@@ -148,7 +148,7 @@ def test_a_frozen_worker_that_lost_its_run_stops_and_writes_nothing(
     pid = _fault_pid(stale, "stop")
     wait_for(lambda: _process_state(pid) == "T", message="the pool process to be frozen")
 
-    wait_for(lambda: engine.runs_reap() == 1, message="the reaper to close the frozen run")
+    wait_for(lambda: ledger.sync_runs_reap() == 1, message="the reaper to close the frozen run")
     newer = contact_capture(flow=flow, raw={"email": "pat@example.com", "first_name": "New"})
     fresh = start_worker(extra_env=_worker_env(iterable))
     settings.CELERY_TASK_DEFAULT_QUEUE = fresh.queue
@@ -158,7 +158,7 @@ def test_a_frozen_worker_that_lost_its_run_stops_and_writes_nothing(
 
     stale.resume()
     wait_for(
-        lambda: re.search(r"integration_sync_task\[[^]]+\] succeeded", stale.log()),
+        lambda: re.search(r"sync_run_execute_task\[[^]]+\] succeeded", stale.log()),
         timeout=60,
         message="the stale worker's task to end",
     )

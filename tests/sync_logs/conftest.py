@@ -13,7 +13,7 @@ def run_sync():
     """Press Sync Now and carry the run out in this process (the worker tests cover the broker)."""
 
     def run(connected) -> SyncRun:
-        return engine.run_sync(sync_now(integration=connected).pk)
+        return engine.sync_run_execute(sync_now(integration=connected).pk)
 
     return run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from integrations.engine import write_log_rows
+from sync_logs.ledger import records_write
 from sync_logs.models import SyncRun
 
 MISMATCH = "Iterable has 'age' as long, the value sent was 'ten' (string)"
@@ -42,5 +42,5 @@ def run_with_records(integration, count: int, *, failed_every: int = 0, contact=
         **run_fields,
     }
     run = SyncRun.objects.create(integration=integration, **fields)
-    write_log_rows([(run.pk, *row[1:]) for row in rows])
+    records_write([(run.pk, *row[1:]) for row in rows])
     return run

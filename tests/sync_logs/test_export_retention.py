@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from sync_logs import services
+from sync_logs import ledger, services
 from sync_logs.models import SyncRecord, SyncRun
 from tests.sync_logs.factories import run_with_records
 
@@ -82,26 +82,26 @@ def test_retention_deletes_only_old_rows_in_batches(integration, settings):
     recent = run_with_records(integration, 7)
     _age(recent, 89)
     with CaptureQueriesContext(connection) as queries:
-        deleted = services.logs_purge(batch=10)
+        deleted = ledger.sync_logs_purge(batch=10)
     assert deleted == 25
     assert len([q for q in queries.captured_queries if q["sql"].startswith("DELETE")]) == 3  # 10 + 10 + 5
     assert not SyncRecord.objects.filter(run=old).exists()
     assert SyncRecord.objects.filter(run=recent).count() == 7
     old.refresh_from_db()
     assert old.total == 25 and old.logs_purged_at is not None  # the summary stays
-    assert services.logs_purge(batch=10) == 0  # done once
+    assert ledger.sync_logs_purge(batch=10) == 0  # done once
 
 
 def test_retention_leaves_active_runs_alone(integration):
     active = run_with_records(integration, 3, status="running")
     _age(active, 400)
-    assert services.logs_purge() == 0 and SyncRecord.objects.filter(run=active).count() == 3
+    assert ledger.sync_logs_purge() == 0 and SyncRecord.objects.filter(run=active).count() == 3
 
 
 def test_purged_run_says_so(alice_client, integration, logs_url):
     run = run_with_records(integration, 3)
     _age(run, 100)
-    services.logs_purge()
+    ledger.sync_logs_purge()
     html = alice_client.get(logs_url(f"runs/{run.pk}/")).content.decode()
     assert "deleted by retention" in html
 

@@ -51,7 +51,7 @@ def test_retry_a_run_fails_again_with_the_same_reason_until_fixed(
     retry = _latest_run(integration)
     assert retry.pk != mismatch_run.pk and retry.trigger == "retry" and retry.status == "queued"
     assert response.status_code == 302 and response["Location"].endswith(f"/runs/{retry.pk}/")
-    engine.run_sync(retry.pk)
+    engine.sync_run_execute(retry.pk)
     again = SyncRecord.objects.get(run=retry)
     first = SyncRecord.objects.get(run=mismatch_run, status="failed")
     assert (again.status, again.error_code, again.error_message) == ("failed", first.error_code, first.error_message)
@@ -60,7 +60,7 @@ def test_retry_a_run_fails_again_with_the_same_reason_until_fixed(
     # The admin fixes the mapping: age is not synced any more.
     _stop_syncing_age(integration)
     alice_client.post(logs_url(f"runs/{retry.pk}/retry/"))
-    fixed = engine.run_sync(_latest_run(integration).pk)
+    fixed = engine.sync_run_execute(_latest_run(integration).pk)
     assert (fixed.total, fixed.delivered, fixed.failed) == (1, 1, 0)
     assert iterable.user("bad@example.com")["dataFields"] == {}
 
@@ -71,7 +71,7 @@ def test_retry_one_record(alice_client, integration, mismatch_run, logs_url, ite
     page = logs_url(f"runs/{mismatch_run.pk}/?status=failed")
     response = alice_client.post(logs_url(f"runs/{mismatch_run.pk}/records/{record.pk}/retry/"), {"next": page})
     assert response.status_code == 302 and response["Location"] == page  # back where the admin was
-    run = engine.run_sync(_latest_run(integration).pk)
+    run = engine.sync_run_execute(_latest_run(integration).pk)
     assert (run.trigger, run.total, run.delivered) == ("retry", 1, 1)
     assert OutboxItem.objects.get(contact=record.contact).status == "delivered"
 
@@ -100,7 +100,7 @@ def test_retry_makes_backed_off_rows_due_now(
     assert outage.failed == 3
     assert all(o.status == "pending" and o.next_attempt_at > timezone.now() for o in OutboxItem.objects.all())
     alice_client.post(logs_url(f"runs/{outage.pk}/retry/"))
-    run = engine.run_sync(_latest_run(integration).pk)
+    run = engine.sync_run_execute(_latest_run(integration).pk)
     assert (run.total, run.delivered) == (3, 3)
     assert {o.attempts for o in OutboxItem.objects.all()} == {1}  # a fresh budget, then one attempt
 
@@ -112,7 +112,7 @@ def test_retry_while_a_run_is_active_queues_for_that_run(alice_client, integrati
     response = alice_client.post(logs_url(f"runs/{mismatch_run.pk}/retry/"), follow=True)
     assert "1 failed contact(s) queued again" in response.content.decode()
     assert OutboxItem.objects.get(contact__email="bad@example.com").status == "pending"
-    done = engine.run_sync(active.pk)
+    done = engine.sync_run_execute(active.pk)
     assert done.total == 1  # the running sync took it
 
 
@@ -132,20 +132,20 @@ def test_backfill_reset_requeues_everyone(integration, capture, run_sync, alice)
     result = backfill_reset(integration=integration, actor=alice)
     assert result.count == 4 and result.run is not None
     assert OutboxItem.objects.filter(status="pending").count() == 4
-    assert engine.run_sync(result.run.pk).delivered == 4
+    assert engine.sync_run_execute(result.run.pk).delivered == 4
     assert AuditEvent.objects.filter(verb="integration.backfill_reset").exists()
 
 
 def test_a_run_whose_log_rows_were_purged_can_still_be_retried(alice_client, integration, mismatch_run, logs_url):
     from datetime import timedelta
 
-    from sync_logs.services import logs_purge
+    from sync_logs.ledger import sync_logs_purge
 
     SyncRun.objects.filter(pk=mismatch_run.pk).update(finished_at=timezone.now() - timedelta(days=100))
-    assert logs_purge() == 3
+    assert sync_logs_purge() == 3
     _stop_syncing_age(integration)
     alice_client.post(logs_url(f"runs/{mismatch_run.pk}/retry/"))
-    run = engine.run_sync(_latest_run(integration).pk)
+    run = engine.sync_run_execute(_latest_run(integration).pk)
     assert (run.trigger, run.total, run.delivered) == ("retry", 1, 1)
 
 

@@ -48,6 +48,7 @@ class IterableDestination(Destination):
     capabilities = frozenset(
         {Capability.SCHEMA, Capability.LISTS, Capability.EVENTS, Capability.LOOKUP, Capability.OAUTH}
     )
+    push_endpoint = "POST /api/users/bulkUpdate"
     connect_form = ConnectKeyForm
     oauth = IterableOAuth()
     connect_template = "integrations/iterable/connect.html"
@@ -59,7 +60,7 @@ class IterableDestination(Destination):
     def __init__(self, client: IterableClient, *, project_type: str = "hybrid") -> None:
         self.client = client
         self.project_type = project_type
-        # Values Iterable refused so far: an instance lives for one sync run (engine.run_sync).
+        # Values Iterable refused so far: an instance lives for one sync run (engine.sync_run_execute).
         self.refused = answers.RefusedValues()
 
     # --- declarations ----------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""The sync ledger: a run's life and its log rows, in one place.
+
+A run is created (one active per integration: a partial unique index decides races),
+started by the worker that takes it, finished with its counts, or closed as abandoned
+by the reaper when its worker stops answering; its log rows are written in bulk in the
+transaction of their batch (integrations.engine) and purged after the retention.
+The engine decides what happens to contacts; this module keeps the books.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations.lease import LeaseLost
+from integrations.models import Integration, OutboxItem
+from sync_logs.models import SyncRecord, SyncRun
+
+logger = logging.getLogger(__name__)
+Status = OutboxItem.Status
+
+
+def run_create(*, integration: Integration, trigger: str) -> SyncRun | None:
+    """A queued run for ``integration``; None when one is active already."""
+    try:
+        with transaction.atomic():
+            return SyncRun.objects.create(integration=integration, trigger=trigger)
+    except IntegrityError:
+        return None
+
+
+def run_start(run_id: int) -> SyncRun | None:
+    """Mark a queued run running (its worker, its first heartbeat); None when it is not queued any more."""
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().select_related("integration").filter(pk=run_id).first()
+        if run is None or run.status != SyncRun.Status.QUEUED:
+            return None  # a redelivered task, or a run the reaper closed: nothing to do
+        run.status = SyncRun.Status.RUNNING
+        run.started_at = run.heartbeat_at = timezone.now()
+        run.worker = socket.gethostname()[:200]
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "worker"])
+    return run
+
+
+def run_finish(run: SyncRun, *, error: str = "", forced_status: str | None = None) -> SyncRun:
+    """Close the run with its status, only while it is still running: a run the reaper closed stays
+    abandoned (LeaseLost), however its worker's last batches went."""
+    run.refresh_from_db()
+    if forced_status:
+        status = forced_status
+    elif run.failed == 0:
+        status = SyncRun.Status.SUCCEEDED
+    elif run.delivered + run.skipped > 0:
+        status = SyncRun.Status.PARTIAL
+    else:
+        status = SyncRun.Status.FAILED
+    finished_at, summary = timezone.now(), run.error_summary
+    if error:
+        summary = error
+    elif run.failed:
+        codes = SyncRecord.objects.filter(run=run, status="failed").values_list("error_code", flat=True).distinct()[:5]
+        summary = f"{run.failed} record(s) failed ({', '.join(c for c in codes if c)})."
+    closed = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
+        status=status, finished_at=finished_at, error_summary=summary
+    )
+    if not closed:
+        raise LeaseLost(f"sync run {run.pk} was closed by the reaper before it finished")
+    run.status, run.finished_at, run.error_summary = status, finished_at, summary
+    return run
+
+
+_LOG_COLUMNS = (
+    "run_id",
+    "contact_id",
+    "identifier",
+    "status",
+    "error_code",
+    "destination_code",
+    "error_message",
+    "retryable",
+    "payload",
+    "created_at",
+)
+
+
+def records_write(rows: list[tuple]) -> None:
+    """Insert sync-log rows in bulk: COPY on PostgreSQL (one round trip, no per-row SQL), bulk_create elsewhere."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        table = SyncRecord._meta.db_table
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {table} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row((*row[:8], None if row[8] is None else json.dumps(row[8]), row[9]))
+        return
+    SyncRecord.objects.bulk_create(
+        [SyncRecord(**dict(zip(_LOG_COLUMNS, row, strict=True))) for row in rows], batch_size=500
+    )
+
+
+def sync_runs_reap(*, timeout: timedelta | None = None) -> int:
+    """Close runs whose worker stopped answering (no heartbeat within ``timeout``; queued and never
+    started within it) as abandoned; their in-flight rows go back to pending, marked sent before
+    (the run may have pushed them: the newer-values check must apply when they go again).
+    Returns how many runs it closed."""
+    timeout = timedelta(seconds=settings.SYNC_RUN_TIMEOUT_SECONDS) if timeout is None else timeout
+    cutoff = timezone.now() - timeout
+    stale = Q(status=SyncRun.Status.RUNNING, heartbeat_at__lt=cutoff) | Q(
+        status=SyncRun.Status.QUEUED, created_at__lt=cutoff
+    )
+    reaped = 0
+    for run_id in list(SyncRun.objects.filter(stale).values_list("id", flat=True)):
+        with transaction.atomic():
+            # Locked and checked again: a heartbeat that moved since the list was read wins. SKIP LOCKED
+            # and NOWAIT: a run whose row or in-flight rows are locked is committing a claim or a batch
+            # this very moment. The reaper never waits for it (it would wait behind a frozen process, or
+            # deadlock with the batch's fence); the next tick looks again.
+            if not SyncRun.objects.select_for_update(skip_locked=True).filter(stale, pk=run_id).values_list("id"):
+                continue
+            try:
+                with transaction.atomic():
+                    rows = OutboxItem.objects.select_for_update(nowait=True).filter(
+                        run_id=run_id, status=Status.IN_FLIGHT
+                    )
+                    in_flight = list(rows.values_list("id", flat=True))
+            except DatabaseError:
+                continue
+            SyncRun.objects.filter(pk=run_id).update(
+                status=SyncRun.Status.ABANDONED,
+                finished_at=timezone.now(),
+                error_summary="The worker stopped answering; its contacts went back to the queue.",
+            )
+            OutboxItem.objects.filter(id__in=in_flight).update(
+                status=Status.PENDING, run=None, claimed_at=None, sent_before=True
+            )
+            reaped += 1
+    return reaped
+
+
+def sync_logs_purge(*, days: int | None = None, batch: int = 10_000) -> int:
+    """Delete the log rows of runs that finished more than ``days`` ago, in batches; keep the runs.
+
+    A run's rows are all written while it runs, so a run's finish time dates them; the
+    delete walks the (run, id) index one batch at a time, never one statement over
+    millions of rows (short transactions, no long lock, no big WAL burst).
+    """
+    days = settings.SYNC_LOG_RETENTION_DAYS if days is None else days
+    cutoff = timezone.now() - timedelta(days=days)
+    runs = SyncRun.objects.filter(finished_at__lt=cutoff, logs_purged_at=None).exclude(status__in=SyncRun.ACTIVE)
+    deleted = 0
+    table = SyncRecord._meta.db_table
+    for run_id in runs.order_by("id").values_list("id", flat=True).iterator():
+        while True:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE id IN "  # noqa: S608 - the table name comes from the model
+                    f"(SELECT id FROM {table} WHERE run_id = %s ORDER BY id LIMIT %s)",
+                    [run_id, batch],
+                )
+                count = max(cursor.rowcount, 0)
+            deleted += count
+            if count < batch:
+                break
+        SyncRun.objects.filter(pk=run_id).update(logs_purged_at=timezone.now())
+    if deleted:
+        logger.info("Retention: deleted %s sync-log rows older than %s days", deleted, days)
+    return deleted
