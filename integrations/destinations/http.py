@@ -100,6 +100,9 @@ class HttpClient:
     pace: ClassVar[float] = 0.95
     pacing_setting: ClassVar[str] = ""  # a setting that turns pacing off (projects with raised limits)
     bucket_prefix: ClassVar[str] = "destination"  # the rate buckets' names: <prefix>:<bucket id>:<endpoint>
+    # Requests that may go back to back after a pause (the bucket's capacity). 1: every send waits its
+    # interval, the strictest reading of a limit documented without a burst (Iterable's leaky bucket).
+    burst: ClassVar[float] = 1.0
 
     def __init__(
         self,
@@ -171,16 +174,16 @@ class HttpClient:
             return
         name, pace = f"{self.bucket_prefix}:{self.bucket_id}:{endpoint}", rate * self.pace
         if not self.interactive:
-            while (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
+            while (wait := ratebucket.reserve(name, rate=pace, capacity=self.burst, max_wait=0)) > 0:
                 self.sleep(wait)
             return
-        wait = ratebucket.reserve(name, rate=pace, max_wait=0)
+        wait = ratebucket.reserve(name, rate=pace, capacity=self.burst, max_wait=0)
         if wait > 0:
             if wait > 1 / pace:
                 raise BusyError(self.label, wait)
             self._check_deadline(wait)
             self.sleep(wait)
-            if (wait := ratebucket.reserve(name, rate=pace, max_wait=0)) > 0:
+            if (wait := ratebucket.reserve(name, rate=pace, capacity=self.burst, max_wait=0)) > 0:
                 raise BusyError(self.label, wait)
 
     def _check_deadline(self, need: float = 0.0) -> float | None:
