@@ -25,13 +25,13 @@ import contextlib
 import json
 import secrets
 import socket
-import threading
 import time
 import traceback
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from emulators.common import EmulatorServer, served
 from emulators.customerio.people import (
     app_customer,
     apply_operation,
@@ -64,9 +64,6 @@ class Reply(Exception):
 
 def v2_errors(*problems: Problem) -> dict:
     return {"errors": [problem.as_error() for problem in problems]}
-
-
-_served = threading.local()  # the API paths a handler thread served (EmulatorHTTPServer.process_request_thread)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -131,7 +128,7 @@ class Handler(BaseHTTPRequestHandler):
         self.body = self._read_body()
         is_api = path != full_path or path.startswith("/api/")
         if is_api:
-            _served.paths.append(full_path)
+            served.paths.append(full_path)
         try:
             if full_path.startswith("/_emulator/"):
                 from emulators.customerio.control import handle_control
@@ -443,37 +440,13 @@ class Handler(BaseHTTPRequestHandler):
             return 200, {"customer": app_customer(person)}
 
 
-class EmulatorHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], *, spec: OpenAPISpec | None, verbose: bool = False) -> None:
-        super().__init__(address, Handler)
-        self.state = EmulatorState()
-        self.spec = spec
-        self.verbose = verbose
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        _served.paths = []
-        super().process_request_thread(request, client_address)  # handle_error (if any) has run
-        with self.state.lock:
-            for path in _served.paths:
-                self.state.finished[path] = self.state.finished.get(path, 0) + 1
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # An exception that got out of a handler (a bug): counted, so that tests can see there was none.
-        with self.state.lock:
-            self.state.unhandled_errors += 1
-        super().handle_error(request, client_address)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+class EmulatorHTTPServer(EmulatorServer):
+    handler = Handler
+    state_class = EmulatorState
 
 
 def start_in_thread(port: int = 0, *, spec_path: str | None = None) -> EmulatorHTTPServer:
     """Serve on 127.0.0.1 in a daemon thread (tests). ``server.shutdown()`` stops it."""
-    server = EmulatorHTTPServer(("127.0.0.1", port), spec=OpenAPISpec.load(spec_path))
-    threading.Thread(target=server.serve_forever, name="customerio-emulator", daemon=True).start()
-    return server
+    return EmulatorHTTPServer(("127.0.0.1", port), spec=OpenAPISpec.load(spec_path)).serve_in_thread(
+        "customerio-emulator"
+    )

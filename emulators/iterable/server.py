@@ -19,13 +19,13 @@ import json
 import random
 import secrets
 import socket
-import threading
 import time
 import traceback
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from emulators.common import EmulatorServer, served
 from emulators.iterable.spec import HANDLER_SHAPES, SwaggerSpec
 from emulators.iterable.state import (
     JAVASCRIPT,
@@ -77,9 +77,6 @@ def envelope(code: str, msg: str, params: Any = None) -> dict:
     return {"msg": msg, "code": code, "params": params}
 
 
-_served = threading.local()  # the API paths a handler thread served (EmulatorHTTPServer.process_request_thread)
-
-
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # An answer goes out as two writes (headers, then body). With Nagle's algorithm on, the body
@@ -129,7 +126,7 @@ class Handler(BaseHTTPRequestHandler):
         # taken for the next request on this keep-alive connection.
         self.body = self._read_body()
         if path.startswith("/api/"):
-            _served.paths.append(path)
+            served.paths.append(path)
         try:
             if path.startswith("/_emulator/"):
                 from emulators.iterable.control import handle_control
@@ -542,37 +539,13 @@ def _token(state: EmulatorState, form: dict[str, str]) -> tuple[int, dict]:
     return 400, {"error": "unsupported_grant_type"}
 
 
-class EmulatorHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], *, spec: SwaggerSpec | None, verbose: bool = False) -> None:
-        super().__init__(address, Handler)
-        self.state = EmulatorState()
-        self.spec = spec
-        self.verbose = verbose
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        _served.paths = []
-        super().process_request_thread(request, client_address)  # handle_error (if any) has run
-        with self.state.lock:
-            for path in _served.paths:
-                self.state.finished[path] = self.state.finished.get(path, 0) + 1
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # An exception that got out of a handler (a bug): counted, so that tests can see there was none.
-        with self.state.lock:
-            self.state.unhandled_errors += 1
-        super().handle_error(request, client_address)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+class EmulatorHTTPServer(EmulatorServer):
+    handler = Handler
+    state_class = EmulatorState
 
 
 def start_in_thread(port: int = 0, *, spec_path: str | None = None) -> EmulatorHTTPServer:
     """Serve on 127.0.0.1 in a daemon thread (tests). ``server.shutdown()`` stops it."""
-    server = EmulatorHTTPServer(("127.0.0.1", port), spec=SwaggerSpec.load(spec_path))
-    threading.Thread(target=server.serve_forever, name="iterable-emulator", daemon=True).start()
-    return server
+    return EmulatorHTTPServer(("127.0.0.1", port), spec=SwaggerSpec.load(spec_path)).serve_in_thread(
+        "iterable-emulator"
+    )

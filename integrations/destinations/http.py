@@ -33,9 +33,14 @@ from django.conf import settings
 from integrations.destinations.base import (
     AuthError,
     BusyError,
+    ConflictError,
     DeadlineError,
     DestinationError,
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
     RateLimitedError,
+    ServerError,
     TransportError,
     UnexpectedAnswerError,
 )
@@ -81,6 +86,28 @@ def retry_after_seconds(headers: dict[str, str]) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)  # an HTTP-date is in GMT
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def error_for_status(
+    label: str, status: int, where: str, message: str, /, *, retry_after: float | None = None, **kwargs: Any
+) -> DestinationError | None:
+    """The error a refusal's HTTP status says, in the same words for every destination; None for a
+    status whose meaning is the destination's own (a 400 and its body, a 2xx or 3xx)."""
+    if status == 401:
+        return AuthError(f"{label} refused the credentials on {where} ({message})", **kwargs)
+    if status == 403:
+        return ForbiddenError(f"{label} refused {where} for these credentials: {message}", **kwargs)
+    if status == 404:
+        return NotFoundError(f"{where}: {message}", **kwargs)
+    if status == 409:
+        return ConflictError(f"{where}: {message}", **kwargs)
+    if status == 413:
+        return PayloadTooLargeError(f"{where}: the request body is too large ({message})", **kwargs)
+    if status == 429:
+        return RateLimitedError(f"{where}: rate limited ({message})", retry_after=retry_after, **kwargs)
+    if status >= 500:
+        return ServerError(f"{label} answered {status} on {where}: {message}", retry_after=retry_after, **kwargs)
+    return None
 
 
 def _json(raw: requests.Response) -> Any:

@@ -16,17 +16,12 @@ from typing import Any
 from django.conf import settings
 
 from integrations.destinations.base import (
-    AuthError,
     DestinationError,
-    ForbiddenError,
-    NotFoundError,
     PayloadTooLargeError,
-    RateLimitedError,
-    ServerError,
     UnexpectedAnswerError,
     ValidationError,
 )
-from integrations.destinations.http import HttpClient, Response, retry_after_seconds
+from integrations.destinations.http import HttpClient, Response, error_for_status, retry_after_seconds
 
 LABEL = "Customer.io"
 REGIONS = ("us", "eu")
@@ -108,20 +103,12 @@ def map_error(method: str, path: str, response: Response) -> DestinationError:
     message = error_message(response.body, status)
     where = f"{method} {path}"
     kwargs: dict[str, Any] = {"status": status, "params": error_items(response.body) or None}
-    retry_after = retry_after_seconds(response.headers)
-    if status == 401:
-        return AuthError(f"Customer.io refused the credentials on {where} ({message})", **kwargs)
-    if status == 403:
-        return ForbiddenError(f"Customer.io refused {where} for these credentials: {message}", **kwargs)
-    if status == 404:
-        return NotFoundError(f"{where}: {message}", **kwargs)
-    if status == 413:
-        return PayloadTooLargeError(f"{where}: the request body is too large ({message})", **kwargs)
-    if status == 429:
-        # reference 4.1/4.2: no Retry-After is documented; honoured when one comes
-        return RateLimitedError(f"{where}: rate limited ({message})", retry_after=retry_after, **kwargs)
-    if status >= 500:
-        return ServerError(f"Customer.io answered {status} on {where}: {message}", retry_after=retry_after, **kwargs)
+    # reference 4.1/4.2: no Retry-After is documented; honoured when one comes
+    by_status = error_for_status(
+        LABEL, status, where, message, retry_after=retry_after_seconds(response.headers), **kwargs
+    )
+    if by_status is not None:
+        return by_status
     if status < 400:
         # A redirect not followed (no Location) or another 3xx: nothing was done.
         return UnexpectedAnswerError(

@@ -15,19 +15,12 @@ from typing import Any
 from django.conf import settings
 
 from integrations.destinations.base import (
-    AuthError,
-    ConflictError,
     DestinationError,
-    ForbiddenError,
-    NotFoundError,
-    PayloadTooLargeError,
-    RateLimitedError,
-    ServerError,
     TypeMismatchError,
     UnexpectedAnswerError,
     ValidationError,
 )
-from integrations.destinations.http import HttpClient, Response, retry_after_seconds
+from integrations.destinations.http import HttpClient, Response, error_for_status, retry_after_seconds
 from integrations.destinations.iterable import answers
 
 logger = logging.getLogger(__name__)
@@ -215,21 +208,11 @@ def map_error(method: str, path: str, response: Response) -> DestinationError:
     if code == NO_USER_CODE:
         status = 404  # a definite "no such user", whatever status it came with (reference 4: seen with 500)
     kwargs = {"code": code or f"http_{status}", "status": response.status, "params": params}
-    retry_after = retry_after_seconds(response.headers)
-    if status == 401:
-        return AuthError(f"Iterable refused the credentials ({msg}) on {where}", **kwargs)
-    if status == 403:
-        return ForbiddenError(f"Iterable refused {where} for this key: {msg}", **kwargs)
-    if status == 404:
-        return NotFoundError(f"{where}: {msg}", **kwargs)
-    if status == 409:
-        return ConflictError(f"{where}: {msg}", **kwargs)
-    if status == 413:
-        return PayloadTooLargeError(f"{where}: the request body is too large ({msg})", **kwargs)
-    if status == 429:
-        return RateLimitedError(f"{where}: rate limited", retry_after=retry_after, **kwargs)
-    if status >= 500:
-        return ServerError(f"Iterable answered {status} on {where}: {msg}", retry_after=retry_after, **kwargs)
+    by_status = error_for_status(
+        "Iterable", status, where, msg, retry_after=retry_after_seconds(response.headers), **kwargs
+    )
+    if by_status is not None:
+        return by_status
     if code == "RequestFieldsTypesMismatched":
         errors = (params or {}).get("validationErrors") or {}
         field_errors = {
