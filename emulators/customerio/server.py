@@ -28,10 +28,9 @@ import socket
 import time
 import traceback
 import urllib.parse
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from emulators.common import EmulatorServer, served
+from emulators.common import EmulatorHandler, EmulatorServer, served
 from emulators.customerio.people import (
     app_customer,
     apply_operation,
@@ -66,30 +65,8 @@ def v2_errors(*problems: Problem) -> dict:
     return {"errors": [problem.as_error() for problem in problems]}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # An answer goes out as two writes (headers, then body). With Nagle's algorithm on, the body
-    # can wait for the client's delayed ACK of the headers: ~40 ms added to a call, now and then.
-    disable_nagle_algorithm = True
+class Handler(EmulatorHandler):
     server: EmulatorHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    # --- plumbing ---------------------------------------------------------------------------
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()

@@ -22,10 +22,9 @@ import socket
 import time
 import traceback
 import urllib.parse
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from emulators.common import EmulatorServer, served
+from emulators.common import EmulatorHandler, EmulatorServer, served
 from emulators.iterable.spec import HANDLER_SHAPES, SwaggerSpec
 from emulators.iterable.state import (
     JAVASCRIPT,
@@ -77,27 +76,8 @@ def envelope(code: str, msg: str, params: Any = None) -> dict:
     return {"msg": msg, "code": code, "params": params}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # An answer goes out as two writes (headers, then body). With Nagle's algorithm on, the body
-    # can wait for the client's delayed ACK of the headers: ~40 ms added to a call, now and then.
-    disable_nagle_algorithm = True
+class Handler(EmulatorHandler):
     server: EmulatorHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    # --- plumbing -----------------------------------------------------------------------
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()

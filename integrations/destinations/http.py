@@ -128,7 +128,7 @@ class HttpClient:
     pacing_setting: ClassVar[str] = ""  # a setting that turns pacing off (projects with raised limits)
     bucket_prefix: ClassVar[str] = "destination"  # the rate buckets' names: <prefix>:<bucket id>:<endpoint>
     # Requests that may go back to back after a pause (the bucket's capacity). 1: every send waits its
-    # interval, the strictest reading of a limit documented without a burst (Iterable's leaky bucket).
+    # interval, the strictest reading of a limit documented without a burst (a leaky bucket).
     burst: ClassVar[float] = 1.0
 
     def __init__(

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from integrations.sync import sync_now
-from integrations.tasks import integration_sync_task
+from integrations.tasks import sync_run_execute_task
 from tests.sync.test_worker_sync import _worker_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -21,7 +21,7 @@ def test_filter_failed_retry_one_see_it_delivered(
     capture(3, age=30)
     iterable.fault("/api/users/bulkUpdate", status=503, times=1)
     outage = sync_now(integration=integration)
-    integration_sync_task(outage.pk)  # the task's body in this process: the run, then its alert
+    sync_run_execute_task(outage.pk)  # the task's body in this process: the run, then its alert
     outage.refresh_from_db()
     assert (outage.status, outage.failed) == ("failed", 3)
     worker = start_worker(extra_env=_worker_env(iterable))
@@ -39,7 +39,7 @@ def test_filter_failed_retry_one_see_it_delivered(
     rows = page.locator("[data-record]")
     expect(rows).to_have_count(3)
     expect(page).to_have_url(f"{live_server.url}/w/acme/integrations/iterable/logs/runs/{outage.pk}/?status=failed&q=")
-    expect(rows.first).to_contain_text("Retry: nothing needs fixing on your side.")
+    expect(rows.first).to_contain_text("Iterable had an error on its side.")
     rows.first.get_by_role("button", name="Retry").click()
     expect(page.get_by_text("1 failed contact(s) queued again; a sync started.")).to_be_visible()
 
