@@ -306,6 +306,9 @@ CUSTOMERIO_APP_EU_BASE_URL = env_str("CUSTOMERIO_APP_EU_BASE_URL", "https://api-
 # current one, keeps us clear of throttling and dropped data. The App API answers 429 over 10 (4.2).
 CUSTOMERIO_RATE_PER_SECOND = env_int("CUSTOMERIO_RATE_PER_SECOND", 100)
 CUSTOMERIO_APP_RATE_PER_SECOND = env_int("CUSTOMERIO_APP_RATE_PER_SECOND", 10)
+# Requests of one batch in flight at once (a batch of 1,000 contacts is 10 requests of 100): the pace
+# still spaces their sends; a slow answer no longer holds the next request back.
+CUSTOMERIO_PUSH_CONCURRENCY = env_int("CUSTOMERIO_PUSH_CONCURRENCY", 4)
 DESTINATION_TIMEOUT_SECONDS = env_int("DESTINATION_TIMEOUT_SECONDS", 30)
 DESTINATION_MAX_RETRIES = env_int("DESTINATION_MAX_RETRIES", 3)
 # How long one call may wait in total for rate-limit (429) backoff before giving up for now.

@@ -117,6 +117,7 @@ def _control(state: EmulatorState, method: str, action: str, query: dict[str, st
             "faulted": dict(state.faulted),
             "deduplicated_events": state.deduplicated_events,
             "unhandled_errors": state.unhandled_errors,
+            "most_in_flight": state.most_in_flight,
         }
     raise ControlError(404, f"unknown control action {method} {action}")
 

@@ -113,7 +113,16 @@ class Handler(EmulatorHandler):
                 status, body = handle_control(self.server.state, method, full_path, query, self.body)
                 self._send(status, body)
             elif is_api:
-                self._api(method, full_path, path, url.query, query, api, region)
+                with self.server.state.lock:
+                    self.server.state.in_flight += 1
+                    self.server.state.most_in_flight = max(
+                        self.server.state.most_in_flight, self.server.state.in_flight
+                    )
+                try:
+                    self._api(method, full_path, path, url.query, query, api, region)
+                finally:
+                    with self.server.state.lock:
+                        self.server.state.in_flight -= 1
             else:
                 self._send(404, {"meta": {"error": "Not found"}})
         except Reply as reply:

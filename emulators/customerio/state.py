@@ -145,6 +145,10 @@ class EmulatorState:
             # exceptions that got out of a handler: a test waits for the one and expects none of the other.
             self.finished: dict[str, int] = {}
             self.unhandled_errors = 0
+            # API requests being served right now, and the most there were at once: how many a client
+            # keeps in flight (a count, so that a test of concurrency needs no clock).
+            self.in_flight = 0
+            self.most_in_flight = 0
             self.rate_limited: dict[str, int] = {}
             self.unauthorized: dict[str, int] = {}
             self.redirected: dict[str, int] = {}
