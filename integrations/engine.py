@@ -253,18 +253,18 @@ def record_batch(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outc
     _record(run=run, items=[i for i in items if i.id in outcomes], outcomes=outcomes)
 
 
-def decide_batch(
-    *,
-    integration: Integration,
-    destination: Destination,
-    plan: MappingPlan,
-    items: list[Claimed],
-    lease: Lease | None = None,
-) -> tuple[dict[int, Outcome], list[Claimed]]:
-    """The destination half of a batch: build, look up, push. Returns the outcomes and the rows deferred.
+@dataclass
+class Prepared:
+    """A batch built and sorted, before anything is sent: what fails or is skipped already, what goes,
+    what waits for the next batch (a second capture of one person), what a newer capture superseded."""
 
-    With a ``lease``, raises LeaseLost instead of sending when the run lost it (checked in the
-    database before the lookups and before the push, and by the keeper's flag before the extras)."""
+    outcomes: dict[int, Outcome]
+    sendable: list[tuple[Claimed, BuiltRecord]]
+    deferred: list[Claimed]
+    superseded: list[tuple[Claimed, BuiltRecord]]
+
+
+def prepare_batch(*, integration: Integration, plan: MappingPlan, items: list[Claimed]) -> Prepared:
     outcomes: dict[int, Outcome] = {}
     sendable: list[tuple[Claimed, BuiltRecord]] = []
     for item in items:
@@ -277,6 +277,30 @@ def decide_batch(
             sendable.append((item, built))
     sendable, deferred = _split_duplicates(sendable)
     sendable, superseded = _without_newer_values(integration=integration, plan=plan, pairs=sendable)
+    return Prepared(outcomes, sendable, deferred, superseded)
+
+
+def decide_batch(
+    *,
+    integration: Integration,
+    destination: Destination,
+    plan: MappingPlan,
+    items: list[Claimed],
+    lease: Lease | None = None,
+    prepared: Prepared | None = None,
+) -> tuple[dict[int, Outcome], list[Claimed]]:
+    """The destination half of a batch: build, look up, push. Returns the outcomes and the rows deferred.
+
+    With a ``lease``, raises LeaseLost instead of sending when the run lost it (checked in the
+    database before the lookups and before the push, and by the keeper's flag before the extras)."""
+    if prepared is None:
+        prepared = prepare_batch(integration=integration, plan=plan, items=items)
+    outcomes, sendable, deferred, superseded = (
+        prepared.outcomes,
+        prepared.sendable,
+        prepared.deferred,
+        prepared.superseded,
+    )
     label = plan.destination.label
     for item, built in superseded:
         outcomes[item.id] = Outcome(
@@ -502,15 +526,18 @@ def _run_batches(
 
     Returns True when it stopped for time (SYNC_RUN_MAX_SECONDS) rather than for want of rows.
 
-    Pipelined: while batch k's outcomes are written (a thread with its own database
-    connection), batch k+1 is claimed and pushed. Pushes stay one at a time and in
-    order. Inside an outer transaction (the in-process tests) a second connection
-    could not see its rows, so batches then run one after the other.
+    Pipelined: while batch k is pushed, batch k+1 is claimed, and while batch k's outcomes
+    are written, batch k+1 is pushed (each in a thread with its own database connection).
+    Pushes stay one batch at a time and in order; a batch's held-back duplicates go back to
+    the queue before the next claim. Inside an outer transaction (the in-process tests) a
+    second connection could not see its rows, so batches then run one after the other.
     """
     batch_size = settings.SYNC_BATCH_SIZE
     pipelined = not connection.in_atomic_block
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-record") if pipelined else None
+    claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-claim") if pipelined else None
     previous: Future | None = None
+    ahead: Future | None = None  # the next batch's claim, made while this one is sent
     out_of_time = False
     try:
         after_id = 0
@@ -519,7 +546,10 @@ def _run_batches(
             if batches and lease.overdue:
                 out_of_time = True  # at least one batch per run, however short SYNC_RUN_MAX_SECONDS is
                 break
-            items = claim_batch(run=run, size=batch_size, after_id=after_id)
+            if ahead is not None:
+                items, ahead = ahead.result(), None
+            else:
+                items = claim_batch(run=run, size=batch_size, after_id=after_id)
             if not items:
                 if after_id == 0:
                     break
@@ -531,19 +561,29 @@ def _run_batches(
                 # A row sent before is checked against what was delivered since (_without_newer_values):
                 # the last batch's log rows must be written first.
                 previous.result()
+            prepared = prepare_batch(integration=integration, plan=plan, items=items)
+            # Held-back duplicates go back before the next claim, not with the outcomes: the next
+            # batch then takes them (lowest ids first) ahead of any later row of the same person,
+            # so one person's data reaches the destination in the order it was captured.
+            release(prepared.deferred, run=run)
+            if prepared.deferred:
+                after_id = min(after_id, min(i.id for i in prepared.deferred) - 1)
+            if claimer is not None and not lease.overdue:
+                # The next batch is claimed (its own connection) while this one is sent: its push still
+                # starts only after this one's, so one person's captures keep their order.
+                ahead = claimer.submit(claim_batch, run=run, size=batch_size, after_id=after_id)
             try:
-                outcomes, deferred = decide_batch(
-                    integration=integration, destination=destination, plan=plan, items=items, lease=lease
+                outcomes, _ = decide_batch(
+                    integration=integration,
+                    destination=destination,
+                    plan=plan,
+                    items=items,
+                    lease=lease,
+                    prepared=prepared,
                 )
             except (AuthError, ForbiddenError) as exc:
                 release(items, run=run, sent=True)  # part of the batch may have gone before the refusal
                 raise StopRun(exc.message) from exc
-            # Held-back duplicates go back before the next claim, not with the outcomes: the next
-            # batch then takes them (lowest ids first) ahead of any later row of the same person,
-            # so one person's data reaches the destination in the order it was captured.
-            release(deferred, run=run)
-            if deferred:
-                after_id = min(after_id, min(i.id for i in deferred) - 1)
             if recorder is None:
                 record_batch(run=run, items=items, outcomes=outcomes)
                 continue
@@ -553,6 +593,11 @@ def _run_batches(
         if previous is not None:
             previous.result()
     finally:
+        if claimer is not None:
+            if ahead is not None and ahead.exception() is None:
+                release(ahead.result(), run=run)  # claimed ahead and never sent: back to the queue
+            claimer.submit(connections.close_all).result()
+            claimer.shutdown(wait=True)
         if recorder is not None:
             if previous is not None and not previous.done():
                 previous.exception()  # let the write in progress finish before anything else happens
