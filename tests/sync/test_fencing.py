@@ -198,3 +198,24 @@ def test_a_resent_contact_updates_its_event_instead_of_adding_one(integration, c
     assert engine.sync_run_execute(run.pk).delivered == 2
     events = iterable.events()
     assert sorted(e["id"] for e in events) == sorted(f"flowsync-{integration.pk}-{c.pk}" for c in contacts)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_claimed_ahead_of_a_run_out_of_time_goes_back_to_the_queue(integration, capture, iterable, settings):
+    # Outside a transaction the engine pipelines: it claims batch k+1 while batch k is sent. A run whose
+    # time ran out meanwhile does not send what it claimed ahead: those rows go back to pending at once
+    # (not left in flight for the reaper), and the follow-up runs deliver every contact once.
+    settings.SYNC_BATCH_SIZE = 2
+    settings.SYNC_RUN_MAX_SECONDS = 0.3
+    iterable.configure(latency_ms=150)  # each push outlasts the claim made beside it
+    contacts = capture(9)
+    run = sync_now(integration=integration)
+    runs = 0
+    while run is not None:
+        engine.sync_run_execute(run.pk)
+        runs += 1
+        assert not OutboxItem.objects.filter(status="in_flight").exists()
+        run = SyncRun.objects.filter(integration=integration, status="queued").first()
+    assert runs > 1
+    assert set(OutboxItem.objects.values_list("status", flat=True)) == {"delivered"}
+    assert delivered_log_rows_per_contact() == {c.pk: 1 for c in contacts}
