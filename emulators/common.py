@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+
+import requests
 
 # The API paths a handler thread served (EmulatorServer.process_request_thread counts them as finished).
 served = threading.local()
@@ -75,3 +78,38 @@ class EmulatorServer(ThreadingHTTPServer):
         """Serve in a daemon thread (tests). ``shutdown()`` stops it."""
         threading.Thread(target=self.serve_forever, name=name, daemon=True).start()
         return self
+
+
+def fault_take(faults: list, matches: Callable[[Any], bool]) -> Any | None:
+    """The first fault of ``faults`` that ``matches`` this request and is due (each ``after`` lets one
+    request by first), spent by one of its ``times`` (gone when none is left); None when none applies."""
+    for fault in faults:
+        if matches(fault) and fault.times > 0:
+            if fault.after > 0:
+                fault.after -= 1
+                continue
+            fault.times -= 1
+            if fault.times == 0:
+                faults.remove(fault)
+            return fault
+    return None
+
+
+class ControlClient:
+    """Drive an emulator's control API at ``base_url`` (its root, without a region prefix), over HTTP:
+    the same calls work whether it runs in a thread or in its own process."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+
+    def _call(self, method: str, action: str, **kwargs: Any) -> Any:
+        response = self.session.request(method, f"{self.base_url}/_emulator/{action}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self) -> None:
+        self._call("POST", "reset")
+
+    def stats(self) -> dict:
+        return self._call("GET", "stats")

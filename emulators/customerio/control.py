@@ -11,8 +11,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
-import requests
-
+from emulators.common import ControlClient
 from emulators.customerio.people import find_person, identify, public_person
 from emulators.customerio.state import EmulatorState, Fault, Workspace
 
@@ -122,23 +121,11 @@ def _control(state: EmulatorState, method: str, action: str, query: dict[str, st
     raise ControlError(404, f"unknown control action {method} {action}")
 
 
-class EmulatorControl:
+class EmulatorControl(ControlClient):
     """Drive an emulator at ``base_url`` (its root, without /us, /eu, /us-api or /eu-api).
 
     Counters in :meth:`stats` are keyed by the full path, region prefix included (``/eu/api/v2/batch``).
     """
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.session = requests.Session()
-
-    def _call(self, method: str, action: str, **kwargs: Any) -> Any:
-        response = self.session.request(method, f"{self.base_url}/_emulator/{action}", timeout=10, **kwargs)
-        response.raise_for_status()
-        return response.json()
-
-    def reset(self) -> None:
-        self._call("POST", "reset")
 
     def add_workspace(
         self,
@@ -236,6 +223,3 @@ class EmulatorControl:
     def requests(self, path: str | None = None, *, region: str | None = None) -> list[dict]:
         params = {k: v for k, v in {"path": path, "region": region}.items() if v}
         return self._call("GET", "requests", params=params)["requests"]
-
-    def stats(self) -> dict:
-        return self._call("GET", "stats")

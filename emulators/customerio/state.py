@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulators.common import fault_take
+
 REGIONS = ("us", "eu")
 IDENTIFY_BY = ("id", "email", "both")
 
@@ -213,16 +215,7 @@ class EmulatorState:
 
     def next_fault(self, full_path: str, path: str) -> Fault | None:
         with self.lock:
-            for fault in self.faults:
-                if fault.matches(full_path, path) and fault.times > 0:
-                    if fault.after > 0:
-                        fault.after -= 1
-                        continue
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self.faults.remove(fault)
-                    return fault
-        return None
+            return fault_take(self.faults, lambda fault: fault.matches(full_path, path))
 
     def bump(self, counter: dict[str, int], full_path: str) -> None:
         with self.lock:

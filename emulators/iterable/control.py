@@ -10,8 +10,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-import requests
-
+from emulators.common import ControlClient
 from emulators.iterable.state import EmulatorState, Fault
 
 
@@ -113,20 +112,8 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
     return 404, {"error": f"unknown control action {method} {action}"}
 
 
-class EmulatorControl:
-    """Drive an emulator at ``base_url`` (its root, without /us or /eu)."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.session = requests.Session()
-
-    def _call(self, method: str, action: str, **kwargs: Any) -> Any:
-        response = self.session.request(method, f"{self.base_url}/_emulator/{action}", timeout=10, **kwargs)
-        response.raise_for_status()
-        return response.json()
-
-    def reset(self) -> None:
-        self._call("POST", "reset")
+class EmulatorControl(ControlClient):
+    """Drive Iterable's emulator (see emulators.common.ControlClient)."""
 
     def add_key(
         self, key: str, key_type: str = "server_side", *, project_id: int = 1, region: str = "us", **options: Any
@@ -197,9 +184,6 @@ class EmulatorControl:
 
     def requests(self, path: str | None = None) -> list[dict]:
         return self._call("GET", "requests", params={"path": path} if path else {})["requests"]
-
-    def stats(self) -> dict:
-        return self._call("GET", "stats")
 
     def add_oauth_client(
         self, client_id: str, secret: str, redirect_uris: list[str], *, project_id: int = 1, region: str = "us"

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulators.common import fault_take
+
 # Key types and what each may call (reference 1.2). Read-only keys may call GETs.
 SERVER_SIDE, READ_ONLY, MOBILE, JAVASCRIPT = "server_side", "read_only", "mobile", "javascript"
 KEY_TYPES = (SERVER_SIDE, READ_ONLY, MOBILE, JAVASCRIPT)
@@ -274,16 +276,7 @@ class EmulatorState:
 
     def next_fault(self, path: str) -> Fault | None:
         with self.lock:
-            for fault in self.faults:
-                if fault.path in (path, "*") and fault.times > 0:
-                    if fault.after > 0:
-                        fault.after -= 1
-                        continue
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self.faults.remove(fault)
-                    return fault
-        return None
+            return fault_take(self.faults, lambda fault: fault.path in (path, "*"))
 
     def log_arrival(self, path: str) -> None:
         with self.lock:

@@ -338,41 +338,53 @@ class Destination:
         """The identifiers a record may be keyed by under ``config``, the preferred first."""
         return cls.identifier_names
 
+    # A destination package's data-model module and words module. The declarations below that a
+    # package does not override read them: rules.catalogue(schema_fields),
+    # rules.new_field_problem(name, schema_fields=...), rules.coerce(value, type, field),
+    # rules.identifier_value(name, value), rules.payload(record), rules.sent_values(payload, key),
+    # words.explain(code, message, retryable).
+    rules: ClassVar[Any] = None
+    words: ClassVar[Any] = None
+
     @classmethod
     def catalogue(cls, config: dict[str, Any], schema_fields: dict[str, str]) -> list[CatalogueField]:
         """The fields a form field may be mapped to: from the fetched schema, or the reserved ones."""
+        if cls.rules is not None:
+            return cls.rules.catalogue(schema_fields)
         return [CatalogueField(name, kind, name in cls.identifier_names) for name, kind in schema_fields.items()]
 
     @classmethod
     def new_field_problem(cls, name: str, *, config: dict[str, Any], schema_fields: dict[str, str]) -> str:
         """Why ``name`` cannot be a new attribute, or ""."""
-        return ""
+        return cls.rules.new_field_problem(name, schema_fields=schema_fields) if cls.rules is not None else ""
 
     @classmethod
     def identifier_problem(cls, name: str, source_type: str) -> str:
         """Why a form field of ``source_type`` cannot go to identifier ``name``, or ""."""
+        if name == "email" and source_type != "email":
+            return f"Only an email field can be mapped to {cls.label}'s email."
         return ""
 
     @classmethod
     def coerce(cls, value: Any, destination_type: str, field: str) -> Any:
         """The value for an attribute of ``destination_type``; raises CoercionError."""
-        raise NotImplementedError
+        return cls.rules.coerce(value, destination_type, field)
 
     @classmethod
     def identifier_value(cls, name: str, value: Any) -> str:
         """The identifier as the destination wants it; raises CoercionError when it would refuse it."""
-        raise NotImplementedError
+        return cls.rules.identifier_value(name, value)
 
     @classmethod
     def payload(cls, record: MappedRecord, config: dict[str, Any]) -> dict[str, Any]:
         """The destination's body for one record (what the sync log shows as sent)."""
-        raise NotImplementedError
+        return cls.rules.payload(record)
 
     @classmethod
     def sent_values(cls, payload: dict[str, Any], key: str) -> dict[str, Any]:
         """The values a payload sets, by neutral path (attributes by their dotted path; an identifier
         other than ``key`` by its name): the inverse of :meth:`payload`, for logged payloads."""
-        raise NotImplementedError
+        return cls.rules.sent_values(payload, key)
 
     @classmethod
     def request_preview(cls, payloads: list[dict[str, Any]], *, create_new_fields: bool) -> dict[str, Any]:
@@ -383,7 +395,7 @@ class Destination:
     def explain(cls, code: str, message: str, retryable: bool) -> tuple[str, str] | None:
         """A sync-log error of its own in plain words: (what happened, what to do), or None when the
         code is not one of its own (the shared words of sync_logs.explain then apply)."""
-        return None
+        return cls.words.explain(code, message, retryable) if cls.words is not None else None
 
     @classmethod
     def for_integration(cls, integration: Any, *, interactive: bool = False) -> Destination:

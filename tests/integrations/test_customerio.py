@@ -461,6 +461,7 @@ def test_an_outage_that_outlasts_the_retries_is_raised_retryable(customerio, set
 
 def test_an_outage_after_some_requests_keeps_their_results(customerio, settings):
     settings.DESTINATION_MAX_RETRIES = 0
+    settings.CUSTOMERIO_PUSH_CONCURRENCY = 1  # one after the other, so "the second request" is a fixed one
     customerio.fault(BATCH, status=500, times=5, after=1)
     results = _destination(customerio.us, sleeps=[]).push([_person(f"o{i}") for i in range(150)])
     assert all(r.delivered for r in results[:100])

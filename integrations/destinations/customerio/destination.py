@@ -18,12 +18,10 @@ from integrations.credentials import rate_bucket_id, stored_credentials
 from integrations.destinations.base import (
     AuthError,
     Capability,
-    CatalogueField,
     Connection,
     Destination,
     DestinationError,
     DestinationField,
-    MappedRecord,
     PayloadTooLargeError,
     RecordResult,
     TypeMismatchError,
@@ -77,6 +75,8 @@ class CustomerIODestination(Destination):
     new_field_types = rules.NEW_FIELD_TYPES
     suggested_targets = rules.SUGGESTED_TARGETS
     stable_codes = words.STABLE_CODES
+    # The package's data model and words, which the shared declarations read (base.Destination).
+    rules, words = rules, words
 
     def __init__(
         self,
@@ -143,43 +143,9 @@ class CustomerIODestination(Destination):
         return (config.get("identify_by") or "id",)
 
     @classmethod
-    def catalogue(cls, config: dict[str, Any], schema_fields: dict[str, str]) -> list[CatalogueField]:
-        return rules.catalogue(schema_fields)
-
-    @classmethod
-    def new_field_problem(cls, name: str, *, config: dict[str, Any], schema_fields: dict[str, str]) -> str:
-        return rules.new_field_problem(name, schema_fields=schema_fields)
-
-    @classmethod
-    def identifier_problem(cls, name: str, source_type: str) -> str:
-        if name == "email" and source_type != "email":
-            return "Only an email field can be mapped to Customer.io's email."
-        return ""
-
-    @classmethod
-    def coerce(cls, value: Any, destination_type: str, field: str) -> Any:
-        return rules.coerce(value, destination_type, field)
-
-    @classmethod
-    def identifier_value(cls, name: str, value: Any) -> str:
-        return rules.identifier_value(name, value)
-
-    @classmethod
-    def payload(cls, record: MappedRecord, config: dict[str, Any]) -> dict[str, Any]:
-        return rules.payload(record)
-
-    @classmethod
-    def sent_values(cls, payload: dict[str, Any], key: str) -> dict[str, Any]:
-        return rules.sent_values(payload, key)
-
-    @classmethod
     def request_preview(cls, payloads: list[dict[str, Any]], *, create_new_fields: bool) -> dict[str, Any]:
         # Customer.io adds an attribute the first time a person carries it: nothing to ask for new fields.
         return {"batch": payloads}
-
-    @classmethod
-    def explain(cls, code: str, message: str, retryable: bool) -> tuple[str, str] | None:
-        return words.explain(code, message, retryable)
 
     @classmethod
     def for_integration(cls, integration, *, interactive: bool = False) -> CustomerIODestination:
