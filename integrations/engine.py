@@ -593,16 +593,24 @@ def _run_batches(
         if previous is not None:
             previous.result()
     finally:
-        if claimer is not None:
-            if ahead is not None and ahead.exception() is None:
-                release(ahead.result(), run=run)  # claimed ahead and never sent: back to the queue
-            claimer.submit(connections.close_all).result()
-            claimer.shutdown(wait=True)
-        if recorder is not None:
-            if previous is not None and not previous.done():
-                previous.exception()  # let the write in progress finish before anything else happens
-            recorder.submit(connections.close_all).result()  # the thread's own connection
-            recorder.shutdown(wait=True)
+        # Each helper thread is wound down on its own: one's failure must not leave the other's
+        # connection open.
+        try:
+            if claimer is not None:
+                try:
+                    if ahead is not None and ahead.exception() is None:
+                        release(ahead.result(), run=run)  # claimed ahead and never sent: back to the queue
+                finally:
+                    claimer.submit(connections.close_all).result()
+                    claimer.shutdown(wait=True)
+        finally:
+            if recorder is not None:
+                # Let the write in progress finish before anything else happens; a failure of it that
+                # nothing else surfaces (the run stops for another reason) is logged.
+                if previous is not None and (failed := previous.exception()) is not None:
+                    logger.error("Sync run %s: a batch's write failed as the run stopped: %r", run.pk, failed)
+                recorder.submit(connections.close_all).result()  # the thread's own connection
+                recorder.shutdown(wait=True)
     return out_of_time
 
 
@@ -649,6 +657,11 @@ def _carry_out(run: SyncRun, lease: Lease) -> SyncRun:
     except LeaseLost:
         raise
     except StopRun as exc:
+        # The refused batch went back already; a batch whose write failed as the run stopped may still
+        # be in flight under this run, which the reaper never looks at once the run is closed.
+        OutboxItem.objects.filter(run=run, status=Status.IN_FLIGHT).update(
+            status=Status.PENDING, run=None, claimed_at=None, sent_before=True
+        )
         integration_mark_needs_attention(
             integration=integration,
             code="auth_failed",

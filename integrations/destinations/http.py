@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,11 +159,21 @@ class HttpClient:
             self.max_retries = settings.DESTINATION_MAX_RETRIES if max_retries is None else max_retries
             self.max_rate_wait = settings.DESTINATION_MAX_RATE_WAIT_SECONDS if max_rate_wait is None else max_rate_wait
         self.sleep = sleep
-        self.session = requests.Session()
-        self.session.headers.update(
-            {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "Flowsync/1.0"}
-        )
-        self.rate_limited_waits = 0  # for the engine's log and the tests
+        # One session per thread: a destination may send a batch's requests from several threads
+        # (Customer.io's push), and requests documents no thread safety for a shared Session.
+        self._local = threading.local()
+        self._count_lock = threading.Lock()
+        self.rate_limited_waits = 0  # 429s waited out over the client's life (tests read it)
+
+    @property
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers.update(
+                {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "Flowsync/1.0"}
+            )
+        return session
 
     # --- what a destination adds -----------------------------------------------------------------
 
@@ -272,7 +283,8 @@ class HttpClient:
                 # Waiting for the budget is not a failed attempt; it is bounded in time instead.
                 wait = self._backoff(rate_attempts, error.retry_after)
                 rate_attempts += 1
-                self.rate_limited_waits += 1
+                with self._count_lock:
+                    self.rate_limited_waits += 1
                 if rate_waited + wait > self.max_rate_wait:
                     raise error
                 rate_waited += wait
