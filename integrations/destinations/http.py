@@ -160,7 +160,7 @@ class HttpClient:
             self.max_rate_wait = settings.DESTINATION_MAX_RATE_WAIT_SECONDS if max_rate_wait is None else max_rate_wait
         self.sleep = sleep
         # One session per thread: a destination may send a batch's requests from several threads
-        # (Customer.io's push), and requests documents no thread safety for a shared Session.
+        # (a push in flight together), and requests documents no thread safety for a shared Session.
         self._local = threading.local()
         self._count_lock = threading.Lock()
         self.rate_limited_waits = 0  # 429s waited out over the client's life (tests read it)
