@@ -59,7 +59,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BENCH_ENV, ensure_database, free_port, peak_rss_mb  # noqa: E402 - after the path is set
+from bench.common import BENCH_ENV, cpu_seconds, ensure_database, free_port, peak_rss_mb  # noqa: E402 - after the path is set
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench_sync"
 BULK_RPS = 5
@@ -295,7 +295,7 @@ def _seed(workspace_slug: str, count: int, kind: str, data: dict, targets: dict[
     return integration.pk
 
 
-def _one_size(count: int, bench, env: dict[str, str]) -> dict:
+def _one_size(count: int, bench, env: dict[str, str], emulator_pid: int) -> dict:
     from integrations.models import Integration
     from integrations.sync import sync_now
     from sync_logs.models import SyncRun
@@ -335,6 +335,7 @@ def _one_size(count: int, bench, env: dict[str, str]) -> dict:
         from django.conf import settings
 
         settings.CELERY_TASK_DEFAULT_QUEUE = queue
+        cpu_before = cpu_seconds(worker.pid), cpu_seconds(emulator_pid)
         run = sync_now(integration=Integration.objects.get(pk=integration_id))
         started = time.monotonic()
         while True:
@@ -344,6 +345,7 @@ def _one_size(count: int, bench, env: dict[str, str]) -> dict:
             time.sleep(0.5)
         wall = time.monotonic() - started
         rss = peak_rss_mb(worker.pid)
+        cpu = cpu_seconds(worker.pid) - cpu_before[0], cpu_seconds(emulator_pid) - cpu_before[1]
     finally:
         worker.terminate()
         worker.wait(30)
@@ -361,6 +363,8 @@ def _one_size(count: int, bench, env: dict[str, str]) -> dict:
         "wall": wall,
         "rate": run.delivered / seconds if seconds else 0,
         "rss": rss,
+        "worker_cpu": cpu[0],
+        "emulator_cpu": cpu[1],
         "ratio": seconds / bench.allowed(count),
         **bench.extra(emulator, run),
     }
@@ -424,13 +428,19 @@ def main() -> None:
         for line in bench.header():
             print(line)
         for count in sizes:
-            r = _one_size(count, bench, env)
+            r = _one_size(count, bench, env, emulator.pid)
             print(
                 f"N={r['count']:>9,}  {r['status']:<9} delivered {r['delivered']:,} in {r['seconds']:.1f}s "
                 f"= {r['rate']:,.0f} contacts/s   worker peak RSS {r['rss']:.0f} MB   "
                 f"time / limit's minimum {r['ratio']:.2f}x"
             )
             print(f"{'':13}{bench.second_line(r)}")
+            per_contact = 1e6 / max(r["delivered"], 1)
+            print(
+                f"{'':13}CPU: worker {r['worker_cpu']:.1f}s ({r['worker_cpu'] * per_contact:.0f} us/contact), "
+                f"emulator {r['emulator_cpu']:.1f}s ({r['emulator_cpu'] * per_contact:.0f} us/contact), "
+                f"on {os.cpu_count()} cores"
+            )
     finally:
         emulator.terminate()
         emulator.wait(10)

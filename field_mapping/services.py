@@ -3,6 +3,7 @@ that turns a contact into the record a sync sends (and the preview shows)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -432,8 +433,9 @@ class MappingPlan:
     fields: list[PlannedField]
     create_new_fields: bool
 
-    @property
+    @functools.cached_property
     def accepted(self) -> tuple[str, ...]:
+        # Cached: read once per record of a sync, and the plan's configuration does not change under it.
         return self.destination.accepted_identifiers(self.config)
 
 

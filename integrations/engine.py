@@ -16,7 +16,6 @@ reaper closed gets LeaseLost at its next claim, send or write, and stops. A batc
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from integrations.lease import Lease, LeaseLost, lease_renew
 from integrations.models import Integration, OutboxItem
 from integrations.status import integration_mark_needs_attention
 from integrations.sync import SyncNotStarted, sync_now
+from lib import jsoncodec
 from lib.faults import fault_point
 from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
@@ -119,8 +119,10 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
             cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, after_id, now, size])
             rows = cursor.fetchall()
             _fence(run)
+        # The contacts' data comes as the database's JSON text (Django reads jsonb so), parsed here once.
+        loads = jsoncodec.loads
         return sorted(
-            (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4], r[5]) for r in rows),
+            (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else loads(r[3]), r[4], r[5]) for r in rows),
             key=lambda c: c.id,
         )
     with transaction.atomic():
@@ -526,8 +528,10 @@ def _run_batches(
 
     Returns True when it stopped for time (SYNC_RUN_MAX_SECONDS) rather than for want of rows.
 
-    Pipelined: while batch k is pushed, batch k+1 is claimed, and while batch k's outcomes
-    are written, batch k+1 is pushed (each in a thread with its own database connection).
+    Pipelined: while batch k is pushed, batch k+1 is claimed and built (mapped, coerced, encoded
+    for the destination), and while batch k's outcomes are written, batch k+1 is pushed (each in
+    a thread with its own database connection): the pushes follow each other with no gap for the
+    CPU work between them, which at a destination's pace is what a run's time is made of.
     Pushes stay one batch at a time and in order; a batch's held-back duplicates go back to
     the queue before the next claim. Inside an outer transaction (the in-process tests) a
     second connection could not see its rows, so batches then run one after the other.
@@ -537,7 +541,14 @@ def _run_batches(
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-record") if pipelined else None
     claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-claim") if pipelined else None
     previous: Future | None = None
-    ahead: Future | None = None  # the next batch's claim, made while this one is sent
+    ahead: Future | None = None  # the next batch's claim (and build), made while this one is sent
+
+    def claim_ahead(after_id: int) -> tuple[list[Claimed], Prepared | None]:
+        items = claim_batch(run=run, size=batch_size, after_id=after_id)
+        if any(item.sent_before for item in items):
+            return items, None  # built once the batch being sent has its outcomes written (below)
+        return items, prepare_batch(integration=integration, plan=plan, items=items)
+
     out_of_time = False
     try:
         after_id = 0
@@ -546,8 +557,9 @@ def _run_batches(
             if batches and lease.overdue:
                 out_of_time = True  # at least one batch per run, however short SYNC_RUN_MAX_SECONDS is
                 break
+            prepared: Prepared | None = None
             if ahead is not None:
-                items, ahead = ahead.result(), None
+                (items, prepared), ahead = ahead.result(), None
             else:
                 items = claim_batch(run=run, size=batch_size, after_id=after_id)
             if not items:
@@ -557,11 +569,12 @@ def _run_batches(
                 continue
             batches += 1
             after_id = items[-1].id
-            if previous is not None and any(item.sent_before for item in items):
-                # A row sent before is checked against what was delivered since (_without_newer_values):
-                # the last batch's log rows must be written first.
-                previous.result()
-            prepared = prepare_batch(integration=integration, plan=plan, items=items)
+            if prepared is None:
+                if previous is not None and any(item.sent_before for item in items):
+                    # A row sent before is checked against what was delivered since (_without_newer_values):
+                    # the last batch's log rows must be written first.
+                    previous.result()
+                prepared = prepare_batch(integration=integration, plan=plan, items=items)
             # Held-back duplicates go back before the next claim, not with the outcomes: the next
             # batch then takes them (lowest ids first) ahead of any later row of the same person,
             # so one person's data reaches the destination in the order it was captured.
@@ -571,7 +584,7 @@ def _run_batches(
             if claimer is not None and not lease.overdue:
                 # The next batch is claimed (its own connection) while this one is sent: its push still
                 # starts only after this one's, so one person's captures keep their order.
-                ahead = claimer.submit(claim_batch, run=run, size=batch_size, after_id=after_id)
+                ahead = claimer.submit(claim_ahead, after_id)
             try:
                 outcomes, _ = decide_batch(
                     integration=integration,
@@ -599,7 +612,7 @@ def _run_batches(
             if claimer is not None:
                 try:
                     if ahead is not None and ahead.exception() is None:
-                        release(ahead.result(), run=run)  # claimed ahead and never sent: back to the queue
+                        release(ahead.result()[0], run=run)  # claimed ahead and never sent: back to the queue
                 finally:
                     claimer.submit(connections.close_all).result()
                     claimer.shutdown(wait=True)

@@ -9,7 +9,6 @@ The engine decides what happens to contacts; this module keeps the books.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from datetime import timedelta
@@ -21,6 +20,7 @@ from django.utils import timezone
 
 from integrations.lease import LeaseLost
 from integrations.models import Integration, OutboxItem
+from lib import jsoncodec
 from sync_logs.models import SyncRecord, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def records_write(rows: list[tuple]) -> None:
             cursor.cursor.copy(f"COPY {table} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy,
         ):
             for row in rows:
-                copy.write_row((*row[:8], None if row[8] is None else json.dumps(row[8]), row[9]))
+                copy.write_row((*row[:8], None if row[8] is None else jsoncodec.dumps(row[8]).decode(), row[9]))
         return
     SyncRecord.objects.bulk_create(
         [SyncRecord(**dict(zip(_LOG_COLUMNS, row, strict=True))) for row in rows], batch_size=500

@@ -17,7 +17,6 @@ which reads a response as a success or one of the errors of base.py.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import threading
@@ -45,7 +44,7 @@ from integrations.destinations.base import (
     TransportError,
     UnexpectedAnswerError,
 )
-from lib import deadline, ratebucket
+from lib import deadline, jsoncodec, ratebucket
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class Response:
 
 def encode_body(value: Any) -> bytes:
     """A request body as a client sends it: what a push measures against a size limit is what goes out."""
-    return json.dumps(value, allow_nan=False).encode()
+    return jsoncodec.dumps(value)
 
 
 def call_timeout(timeout: float, *, interactive: bool, label: str) -> float:

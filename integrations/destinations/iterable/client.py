@@ -154,7 +154,7 @@ class IterableClient(HttpClient):
         return map_error(method, path, response)
 
 
-USERS_SEPARATOR = b", "  # what json.dumps puts between list items
+USERS_SEPARATOR = b","  # what encode_body puts between list items (compact JSON)
 
 
 def split_by_size(sizes: list[int], *, overhead: int, limit: int) -> Iterator[slice]:
