@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 
 from integrations.destinations import destination_for
 from integrations.destinations.base import BusyError, DestinationError
-from integrations.models import Integration
+from integrations.models import AlertState, Integration
 from workspaces.models import Workspace
 from workspaces.scoping import scoped
 
@@ -29,3 +29,8 @@ def integration_destination_lists(*, integration: Integration) -> tuple[list[dic
         if isinstance(exc, BusyError):
             return kept, f"Could not load {name}'s lists: {exc.message}"
         return kept, f"Could not load {name}'s lists ({exc.code})."
+
+
+def open_alerts(*, workspace: Workspace) -> list[AlertState]:
+    """The alerts the in-app banner shows for a workspace."""
+    return list(scoped(AlertState, workspace).exclude(message="").select_related("integration").order_by("-raised_at"))

@@ -39,7 +39,6 @@ __all__ = [
     "integration_connect",
     "integration_connect_verified",
     "integration_disconnect",
-    "integration_mark_needs_attention",
     "integration_reverify",
 ]
 

@@ -1,7 +1,7 @@
 """An integration's connection status, in one place: connected, needs attention, disconnected.
 
 Every change of status goes through here, so that the admins' alerts follow it
-(sync_logs.services: once per change, after commit) and nothing else sets it.
+(integrations.health: once per change, after commit) and nothing else sets it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from integrations.health import alert_clear, alerts_for_attention
 from integrations.models import Integration
-from sync_logs.services import alert_clear, alerts_for_attention
 
 
 def integration_mark_connected(integration: Integration, *, actor: User, **values: Any) -> None:

@@ -6,9 +6,9 @@ from celery import shared_task
 from django.utils import timezone
 
 from integrations import engine, sync
+from integrations.health import alerts_after_run
 from sync_logs import ledger
 from sync_logs.models import SyncRun
-from sync_logs.services import alerts_after_run
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from integrations.destinations.base import STABLE_CODES, Destination
+from integrations.destinations.base import STABLE_CODES, Destination, shared_stable_code
 
 
 @dataclass(frozen=True)
@@ -72,25 +72,10 @@ _BY_CODE: dict[str, tuple[str, str]] = {
         "See the record for {name}'s full answer; fix the mapping or the value, then retry.",
     ),
 }
-# The clients' http_<status> fallbacks for the same causes.
-ALIASES = {
-    "http_429": "rate_limited",
-    "http_413": "payload_too_large",
-    "http_401": "auth_failed",
-    "http_403": "forbidden",
-}
-
 
 # The codes a log row carries (the admin filters by these; listing the codes in use would be a
 # DISTINCT over every log row).
 KNOWN_CODES = tuple(sorted(STABLE_CODES))
-
-
-def canonical_code(code: str) -> str:
-    """One name per cause, whichever layer named it."""
-    if code.startswith("http_5"):
-        return "server_error"
-    return ALIASES.get(code, code)
 
 
 def explain(
@@ -105,13 +90,15 @@ def explain(
     asked first, for words only it has); the message itself when the code is unknown."""
     name = destination.label if destination is not None else "the destination"
     words = {"name": name, "Name": name[:1].upper() + name[1:]}
+    # One name per cause, whichever layer named it (a row may hold the transport's http_<status>), by
+    # the destinations' shared mapping; a code only a destination knows stays as it is, for its words.
+    code = shared_stable_code(code) or code
     if destination is not None:
         own = (destination_code and destination.explain(destination_code, message, retryable)) or destination.explain(
-            canonical_code(code), message, retryable
+            code, message, retryable
         )
         if own is not None:
             return Explanation(*own)
-    code = canonical_code(code)
     if code == "mapping_error":  # the mapper's own words name the field and the value (coercion, drift)
         return Explanation(
             message or "A value could not be mapped.",

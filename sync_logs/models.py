@@ -114,25 +114,3 @@ class SyncRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identifier or self.contact_id}: {self.status}"
-
-
-class AlertState(models.Model):
-    """Alerting for one integration: the admin's threshold, when the last email went, and the open alert
-    the in-app banner shows (cleared by the next clean run or by an admin)."""
-
-    workspace_lookup = "integration__workspace"
-
-    integration = models.OneToOneField(Integration, on_delete=models.CASCADE, related_name="alert_state")
-    failure_rate_threshold = models.PositiveSmallIntegerField(
-        default=20, help_text="Alert when more than this percentage of a run's records fail (0 turns it off)."
-    )
-    last_sent_at = models.DateTimeField(null=True, blank=True)
-    message = models.TextField(blank=True)
-    raised_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"alerts of {self.integration}"
-
-    @property
-    def is_open(self) -> bool:
-        return bool(self.message)

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 
 from flows.models import Contact
 from integrations.models import Integration, OutboxItem
-from sync_logs.models import AlertState, SyncRecord, SyncRun
+from sync_logs.models import SyncRecord, SyncRun
 from workspaces.models import Workspace
 from workspaces.scoping import scoped
 
@@ -125,8 +125,3 @@ def contact_history(*, workspace: Workspace, contact: Contact, limit: int = 50) 
     for record in records:
         by_integration.setdefault(record.run.integration_id, []).append(record)
     return [ContactDestination(i, outbox.get(i.pk), by_integration.get(i.pk, [])) for i in integrations]
-
-
-def open_alerts(*, workspace: Workspace) -> list[AlertState]:
-    """The alerts the in-app banner shows for a workspace."""
-    return list(scoped(AlertState, workspace).exclude(message="").select_related("integration").order_by("-raised_at"))

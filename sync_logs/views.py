@@ -1,4 +1,5 @@
-"""The sync-log viewer: runs, a run's records, one record, retry, CSV export, alert settings."""
+"""The sync-log viewer: runs, a run's records, one record, retry, CSV export, and the integration's alert settings
+(stored by integrations.health), which its run list shows."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from integrations import health
 from integrations.destinations import destination_class
 from integrations.models import Integration
 from integrations.selectors import integration_by_kind
@@ -67,7 +69,7 @@ def run_list(request: HttpRequest, kind: str) -> HttpResponse:
     page = selectors.runs_page(
         integration=integration, after=_id_param(request, "after"), before=_id_param(request, "before")
     )
-    state = services.alert_state(integration)
+    state = health.alert_state(integration)
     context = {
         "integration": integration,
         "kind": kind,
@@ -181,13 +183,13 @@ def record_retry(request: HttpRequest, kind: str, run_id: int, record_id: int) -
 def alert_settings(request: HttpRequest, kind: str) -> HttpResponse:
     integration = _integration(request, kind)
     if request.POST.get("action") == "dismiss":
-        services.alert_clear(integration=integration, actor=request.user)
+        health.alert_clear(integration=integration, actor=request.user)
         messages.success(request, "Alert dismissed. A new problem raises it again.")
     else:
         form = AlertSettingsForm(request.POST)
         if form.is_valid():
             threshold = form.cleaned_data["failure_rate_threshold"]
-            services.alert_threshold_save(integration=integration, actor=request.user, threshold=threshold)
+            health.alert_threshold_save(integration=integration, actor=request.user, threshold=threshold)
             messages.success(
                 request, f"Alert threshold saved: {threshold}%." if threshold else "Failure-rate alerts are off."
             )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from sync_logs.selectors import open_alerts
+from integrations.selectors import open_alerts
 from workspaces.selectors import memberships_for_user
 
 # (namespace, url name) -> highlighted entry of the left navigation; a namespace

@@ -214,6 +214,17 @@ _HTTP_CODES = {
 }
 
 
+def shared_stable_code(code: str) -> str | None:
+    """Flowsync's code for a code that means the same whatever the destination: a stable code itself,
+    or the shared transport's ``http_<status>`` fallback; None for a code only a destination knows.
+    One mapping for the engine (through Destination.stable_code) and for the log viewer's words."""
+    if code in STABLE_CODES:
+        return code
+    if code.startswith("http_5"):
+        return "server_error"
+    return _HTTP_CODES.get(code)
+
+
 @dataclass
 class VerifyResult:
     region: str = ""
@@ -309,9 +320,7 @@ class Destination:
             return code
         if code in cls.stable_codes:
             return cls.stable_codes[code]
-        if code.startswith("http_5"):
-            return "server_error"
-        return _HTTP_CODES.get(code, "destination_error")
+        return shared_stable_code(code) or "destination_error"
 
     @classmethod
     def supports(cls, capability: str, config: dict[str, Any]) -> bool:

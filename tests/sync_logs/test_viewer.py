@@ -151,6 +151,10 @@ def test_contact_history_across_runs(alice_client, integration, capture, iterabl
         ("type_mismatch", "something else", "type differs"),
         ("InvalidEmailAddressError", "x", "malformed"),
         ("http_503", "x", "error on its side"),
+        # The shared transport's fallbacks, named by the destinations' one mapping (destinations.base).
+        ("http_400", "x", "refused the request's content"),
+        ("http_404", "x", "has no such person"),
+        ("http_429", "x", "asked us to slow down"),
         ("mapping_error", "field age: 'ten' is not a number", "field age: 'ten' is not a number"),
         ("SomethingNew", "raw words", "raw words"),
         ("unexpected_answer", "x", "nothing proves this contact arrived"),
@@ -163,3 +167,9 @@ def test_contact_history_across_runs(alice_client, integration, capture, iterabl
 )
 def test_explanations(code, message, expected):
     assert expected in explain(code, message, destination=IterableDestination).summary
+
+
+def test_explanations_without_a_destination_use_the_shared_codes():
+    assert "data is too large" in explain("http_413", "x").summary
+    assert explain("http_502", "x").summary == "The destination had an error on its side."
+    assert explain("SomethingNew", "raw words").summary == "raw words"

@@ -1,5 +1,5 @@
-"""Alerts: a failed run, a failure rate over the threshold, or "needs attention" emails the admins,
-at most once per integration per hour, and shows a banner."""
+"""An integration's health (integrations/health.py): a failed run, a failure rate over the threshold,
+or "needs attention" emails the admins, at most once per integration per hour, and shows a banner."""
 
 from __future__ import annotations
 
@@ -10,15 +10,26 @@ from django.core import mail
 from django.test import TestCase
 from django.utils import timezone
 
+from integrations.health import alerts_after_run
+from integrations.models import AlertState
 from integrations.status import integration_mark_needs_attention
 from integrations.sync import sync_now
 from integrations.tasks import sync_run_execute_task, sync_runs_reap_task
-from sync_logs.models import AlertState, SyncRun
-from sync_logs.services import alerts_after_run
+from sync_logs.models import SyncRun
 from tests.sync_logs.factories import run_with_records
 from workspaces.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def logs_url():
+    """The alert's settings and Dismiss are on the integration's Sync Logs page."""
+
+    def url(path: str = "") -> str:
+        return f"/w/acme/integrations/iterable/logs/{path}"
+
+    return url
 
 
 def _finished(integration, **fields) -> SyncRun:
