@@ -186,6 +186,11 @@ class AlertState(models.Model):
     message = models.TextField(blank=True)
     raised_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        # The table it had in sync_logs (integrations' 0009 moved the model, not the table): a rename
+        # would break the release still running while a deploy migrates.
+        db_table = "sync_logs_alertstate"
+
     def __str__(self) -> str:
         return f"alerts of {self.integration}"
 

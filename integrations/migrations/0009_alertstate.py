@@ -1,9 +1,10 @@
 """AlertState, moved here from sync_logs (sync_logs' 0004 dropped it from that app's state).
 
-The model is taken over as it is, table and rows included (state only), then its table is renamed
-to this app's name: a rename, so every row, id and constraint is kept. Its content type moves with
-it, so permissions and admin history that point at it keep pointing at it. Backwards, each step
-is undone in reverse: the table gets its old name and sync_logs takes the model back."""
+The model is taken over as it is, table and rows included (state only). The table keeps its name
+(the model's Meta.db_table): renaming it would break the release still running while a deploy
+migrates (every workspace page reads the alert banner), and the name is only a name. Its content
+type moves with it, so permissions and admin history that point at it keep pointing at it.
+Backwards, sync_logs takes the model back."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -64,7 +65,5 @@ class Migration(migrations.Migration):
                 ),
             ],
         ),
-        # table=None: the default name, integrations_alertstate (ALTER TABLE ... RENAME TO).
-        migrations.AlterModelTable(name="alertstate", table=None),
         migrations.RunPython(content_type_forward, content_type_backward),
     ]
