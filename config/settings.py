@@ -323,6 +323,9 @@ DESTINATION_WEB_DEADLINE_SECONDS = env_int("DESTINATION_WEB_DEADLINE_SECONDS", 1
 ITERABLE_CLIENT_PACING = env_bool("ITERABLE_CLIENT_PACING", True)
 # The sync engine.
 SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 1000)  # users per bulkUpdate, as the others do (split if over 4 MB)
+# Pushes of one run in flight at once: a destination that takes its time to answer still gets every
+# request its rate budget allows (the pacing spaces them; one person is never in two at once).
+SYNC_PUSHES_IN_FLIGHT = env_int("SYNC_PUSHES_IN_FLIGHT", 4)
 SYNC_MAX_ATTEMPTS = env_int("SYNC_MAX_ATTEMPTS", 5)  # for retryable failures, across runs
 SYNC_RUN_TIMEOUT_SECONDS = env_int("SYNC_RUN_TIMEOUT_SECONDS", 600)  # no heartbeat for this long: abandoned
 # A run is a slice of at most this long: it then claims no more, and a follow-up run takes the rest.

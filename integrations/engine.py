@@ -17,7 +17,9 @@ reaper closed gets LeaseLost at its next claim, send or write, and stops. A batc
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -185,7 +187,7 @@ def _split_duplicates(pairs: list[tuple[Claimed, BuiltRecord]]) -> tuple[list, l
     seen: set[str] = set()
     kept, deferred = [], []
     for item, built in pairs:
-        key = built.identifier.lower()
+        key = _identity(built.identifier)
         if key in seen:
             deferred.append(item)
         else:
@@ -251,7 +253,7 @@ def _without_newer_values(
 
 
 def record_batch(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome]) -> None:
-    """The database half of a batch: every outcome written."""
+    """The database half of a batch: every outcome written (rows without one went back to the queue)."""
     _record(run=run, items=[i for i in items if i.id in outcomes], outcomes=outcomes)
 
 
@@ -283,26 +285,14 @@ def prepare_batch(*, integration: Integration, plan: MappingPlan, items: list[Cl
 
 
 def decide_batch(
-    *,
-    integration: Integration,
-    destination: Destination,
-    plan: MappingPlan,
-    items: list[Claimed],
-    lease: Lease | None = None,
-    prepared: Prepared | None = None,
-) -> tuple[dict[int, Outcome], list[Claimed]]:
-    """The destination half of a batch: build, look up, push. Returns the outcomes and the rows deferred.
+    *, integration: Integration, destination: Destination, plan: MappingPlan, prepared: Prepared, lease: Lease
+) -> dict[int, Outcome]:
+    """The destination half of a prepared batch: look up, push, list and event. Returns the outcomes of
+    its rows (the deferred ones have none: they went back to the queue).
 
-    With a ``lease``, raises LeaseLost instead of sending when the run lost it (checked in the
-    database before the lookups and before the push, and by the keeper's flag before the extras)."""
-    if prepared is None:
-        prepared = prepare_batch(integration=integration, plan=plan, items=items)
-    outcomes, sendable, deferred, superseded = (
-        prepared.outcomes,
-        prepared.sendable,
-        prepared.deferred,
-        prepared.superseded,
-    )
+    Raises LeaseLost instead of sending when the run lost its lease (checked in the database before
+    the lookups and before the push, and by the keeper's flag before the extras)."""
+    outcomes, sendable, superseded = dict(prepared.outcomes), prepared.sendable, prepared.superseded
     label = plan.destination.label
     for item, built in superseded:
         outcomes[item.id] = Outcome(
@@ -310,8 +300,7 @@ def decide_batch(
         )
     if sendable:
         fault_point("sync.before_push")  # tests freeze a worker here (tests/sync/test_worker_sync.py)
-        if lease is not None:
-            lease.hold()
+        lease.hold()
     try:
         if sendable and not integration.overwrite_existing:
             found = destination.find_existing([b.payload for _, b in sendable])
@@ -324,7 +313,7 @@ def decide_batch(
                         identifier=built.identifier,
                     )
             sendable = [pair for pair, exists in zip(sendable, found, strict=True) if not exists]
-            if sendable and lease is not None:
+            if sendable:
                 lease.hold()  # the lookups take a while (one call per record)
         results = (
             push_isolating(destination, [b.payload for _, b in sendable], create_new_fields=plan.create_new_fields)
@@ -352,7 +341,7 @@ def decide_batch(
     delivered += superseded
     if delivered and (integration.list_id or integration.event_name):
         _extras(integration=integration, destination=destination, delivered=delivered, outcomes=outcomes, lease=lease)
-    return outcomes, deferred
+    return outcomes
 
 
 def _extras(
@@ -361,7 +350,7 @@ def _extras(
     destination: Destination,
     delivered: list[tuple[Claimed, BuiltRecord]],
     outcomes: dict[int, Outcome],
-    lease: Lease | None = None,
+    lease: Lease,
 ) -> None:
     """The optional list subscription and event per delivered contact.
 
@@ -372,7 +361,7 @@ def _extras(
     Each event carries a stable id (``event_id``), so a contact sent again (a retry, a reaped run's
     rows) updates its event in the destination instead of adding a second one.
     """
-    check = lease.check if lease is not None else lambda: None
+    check = lease.check
     if integration.list_id:
         check()
         try:
@@ -521,6 +510,22 @@ def update_outbox(ids: list[int], changes: dict[str, Any], *, run_id: int, count
 # --- A run -------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Push:
+    """A batch whose push is in flight: its rows, its prepared records, the push's future."""
+
+    items: list[Claimed]
+    prepared: Prepared
+    future: Future
+    keys: set[str]
+
+
+def _identity(identifier: str) -> str:
+    """What makes two records the same person for the engine's ordering: identifiers compared without case
+    (a destination may read Erin@x.com and erin@x.com as one person)."""
+    return identifier.lower()
+
+
 def _run_batches(
     *, run: SyncRun, integration: Integration, destination: Destination, plan: MappingPlan, lease: Lease
 ) -> bool:
@@ -528,28 +533,54 @@ def _run_batches(
 
     Returns True when it stopped for time (SYNC_RUN_MAX_SECONDS) rather than for want of rows.
 
-    Pipelined: while batch k is pushed, batch k+1 is claimed and built (mapped, coerced, encoded
-    for the destination), and while batch k's outcomes are written, batch k+1 is pushed (each in
-    a thread with its own database connection): the pushes follow each other with no gap for the
-    CPU work between them, which at a destination's pace is what a run's time is made of.
-    Pushes stay one batch at a time and in order; a batch's held-back duplicates go back to
-    the queue before the next claim. Inside an outer transaction (the in-process tests) a
-    second connection could not see its rows, so batches then run one after the other.
+    Pipelined, each stage in its own thread with its own database connection: batch k+1 is claimed
+    and built (mapped, coerced, encoded for the destination) while batch k is sent; up to
+    SYNC_PUSHES_IN_FLIGHT pushes are in flight at once, so a destination that takes its time to
+    answer does not leave the run's rate budget unused (the destination's pacing still spaces every
+    request); batch k's outcomes are written while later batches are sent, one batch at a time and
+    in order. One person's captures still reach the destination in capture order: a batch that
+    carries a person of a push still in flight waits for that push to be answered before it goes,
+    and a batch's second capture of one person waits for the next batch (release, below). Inside an
+    outer transaction (the in-process tests) a second connection could not see its rows, so batches
+    then run one after the other.
     """
     batch_size = settings.SYNC_BATCH_SIZE
     pipelined = not connection.in_atomic_block
+    depth = max(1, settings.SYNC_PUSHES_IN_FLIGHT) if pipelined else 1
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-record") if pipelined else None
     claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-claim") if pipelined else None
-    previous: Future | None = None
+    pusher = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="sync-push") if pipelined else None
+    previous: Future | None = None  # the write of the last batch answered
     ahead: Future | None = None  # the next batch's claim (and build), made while this one is sent
+    in_flight: deque[_Push] = deque()  # oldest first
+    out_of_time = False
 
     def claim_ahead(after_id: int) -> tuple[list[Claimed], Prepared | None]:
         items = claim_batch(run=run, size=batch_size, after_id=after_id)
         if any(item.sent_before for item in items):
-            return items, None  # built once the batch being sent has its outcomes written (below)
+            return items, None  # built once every batch before it has its outcomes written (below)
         return items, prepare_batch(integration=integration, plan=plan, items=items)
 
-    out_of_time = False
+    def decide(items: list[Claimed], prepared: Prepared) -> dict[int, Outcome]:
+        try:
+            return decide_batch(
+                integration=integration, destination=destination, plan=plan, prepared=prepared, lease=lease
+            )
+        except (AuthError, ForbiddenError) as exc:
+            raise StopRun(exc.message) from exc
+
+    def land() -> None:
+        """The oldest push's answer: its outcomes go to be written, after the batch before them."""
+        nonlocal previous
+        push = in_flight.popleft()
+        outcomes = push.future.result()  # StopRun: every row still in flight goes back (_carry_out)
+        if recorder is None:
+            record_batch(run=run, items=push.items, outcomes=outcomes)
+            return
+        if previous is not None:
+            previous.result()  # one batch written at a time, in order; its errors surface here
+        previous = recorder.submit(record_batch, run=run, items=push.items, outcomes=outcomes)
+
     try:
         after_id = 0
         batches = 0
@@ -570,10 +601,13 @@ def _run_batches(
             batches += 1
             after_id = items[-1].id
             if prepared is None:
-                if previous is not None and any(item.sent_before for item in items):
+                if any(item.sent_before for item in items):
                     # A row sent before is checked against what was delivered since (_without_newer_values):
-                    # the last batch's log rows must be written first.
-                    previous.result()
+                    # every batch before it must be answered and written first.
+                    while in_flight:
+                        land()
+                    if previous is not None:
+                        previous.result()
                 prepared = prepare_batch(integration=integration, plan=plan, items=items)
             # Held-back duplicates go back before the next claim, not with the outcomes: the next
             # batch then takes them (lowest ids first) ahead of any later row of the same person,
@@ -582,32 +616,66 @@ def _run_batches(
             if prepared.deferred:
                 after_id = min(after_id, min(i.id for i in prepared.deferred) - 1)
             if claimer is not None and not lease.overdue:
-                # The next batch is claimed (its own connection) while this one is sent: its push still
-                # starts only after this one's, so one person's captures keep their order.
+                # The next batch is claimed and built (its own connection) while this one is sent: its push
+                # still starts only after this one's, so one person's captures keep their order.
                 ahead = claimer.submit(claim_ahead, after_id)
-            try:
-                outcomes, _ = decide_batch(
-                    integration=integration,
-                    destination=destination,
-                    plan=plan,
-                    items=items,
-                    lease=lease,
-                    prepared=prepared,
-                )
-            except (AuthError, ForbiddenError) as exc:
-                release(items, run=run, sent=True)  # part of the batch may have gone before the refusal
-                raise StopRun(exc.message) from exc
-            if recorder is None:
-                record_batch(run=run, items=items, outcomes=outcomes)
+            if pusher is None:
+                record_batch(run=run, items=items, outcomes=decide(items, prepared))
                 continue
-            if previous is not None:
-                previous.result()  # one batch written at a time, in order; its errors surface here
-            previous = recorder.submit(record_batch, run=run, items=items, outcomes=outcomes)
+            keys = {_identity(built.identifier) for _, built in prepared.sendable + prepared.superseded}
+            # A person of a push still in flight: that push is answered before this one goes.
+            while in_flight and (len(in_flight) >= depth or any(keys & push.keys for push in in_flight)):
+                land()
+            in_flight.append(_Push(items, prepared, pusher.submit(decide, items, prepared), keys))
+            while in_flight and in_flight[0].future.done():
+                land()
+        while in_flight:
+            land()
         if previous is not None:
             previous.result()
     finally:
-        # Each helper thread is wound down on its own: one's failure must not leave the other's
-        # connection open.
+        _wind_down(
+            run=run,
+            claimer=claimer,
+            ahead=ahead,
+            pusher=pusher,
+            pushes=[push.future for push in in_flight],
+            depth=depth,
+            recorder=recorder,
+            previous=previous,
+        )
+    return out_of_time
+
+
+def _wind_down(
+    *,
+    run: SyncRun,
+    claimer: ThreadPoolExecutor | None,
+    ahead: Future | None,
+    pusher: ThreadPoolExecutor | None,
+    pushes: list[Future],
+    depth: int,
+    recorder: ThreadPoolExecutor | None,
+    previous: Future | None,
+) -> None:
+    """Stop the run's helper threads, each on its own: one's failure must not leave another's connection
+    open. Pushes still in flight are let finish (a run that stops sends nothing new, and whatever it
+    sent is its rows' to be written or given back); rows claimed ahead and never sent go back."""
+    try:
+        if pusher is not None:
+            wait(pushes)  # their answers are dropped: the rows are given back, or the reaper's (LeaseLost)
+            # Every push thread idle: one task per thread closes that thread's connection (the lease
+            # checks before each send use it), the barrier keeping each task on a thread of its own.
+            barrier = threading.Barrier(depth)
+
+            def close_own() -> None:
+                connections.close_all()
+                barrier.wait(timeout=30)
+
+            for future in [pusher.submit(close_own) for _ in range(depth)]:
+                future.result()
+            pusher.shutdown(wait=True)
+    finally:
         try:
             if claimer is not None:
                 try:
@@ -624,7 +692,6 @@ def _run_batches(
                     logger.error("Sync run %s: a batch's write failed as the run stopped: %r", run.pk, failed)
                 recorder.submit(connections.close_all).result()  # the thread's own connection
                 recorder.shutdown(wait=True)
-    return out_of_time
 
 
 def sync_run_execute(run_id: int) -> SyncRun | None:

@@ -144,7 +144,11 @@ class OutboxItem(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(auto_now_add=True)
-    run = models.ForeignKey("sync_logs.SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The run holding the row in flight (kept after, as the run that delivered or failed it). Its only
+    # index is outbox_in_flight, below.
+    run = models.ForeignKey(
+        "sync_logs.SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     claimed_at = models.DateTimeField(null=True, blank=True)
     # Sent before (it waits out a retry backoff, or Retry queued it again): a later capture of the
     # same person may have been delivered meanwhile, so the engine checks before sending it again.
@@ -166,6 +170,11 @@ class OutboxItem(models.Model):
             # Failed rows of one integration (retry, the admin's counts): few, and a row enters it
             # only when it fails, so syncing writes almost nothing to it.
             models.Index(fields=["integration", "id"], condition=Q(status="failed"), name="outbox_failed"),
+            # A run's rows in flight (its outcomes' updates, a stopped run's release, the reaper). Partial:
+            # a full run index grew with every row the run had finished, and PostgreSQL chose it for the
+            # outcome update, each batch's update then reading the whole run so far (quadratic in the
+            # run); and each outcome update wrote it one entry more.
+            models.Index(fields=["run"], condition=Q(status="in_flight"), name="outbox_in_flight"),
         ]
 
     def __str__(self) -> str:

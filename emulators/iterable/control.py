@@ -88,6 +88,7 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
                 "rate_limited": state.rate_limited,
                 "closest_gap_ms": state.closest_gap_ms,
                 "arrived": state.arrived,
+                "most_in_flight": state.most_in_flight,
                 "finished": state.finished,
                 "unhandled_errors": state.unhandled_errors,
             }

@@ -179,6 +179,12 @@ class Handler(EmulatorHandler):
     def _api(self, method: str, path: str, query: dict[str, str], region: str) -> None:
         state = self.server.state
         state.log_arrival(path)
+        try:
+            self._api_call(state, method, path, query, region)
+        finally:
+            state.log_handled(path)
+
+    def _api_call(self, state, method: str, path: str, query: dict[str, str], region: str) -> None:
         if state.arrival_jitter_ms:
             time.sleep(random.uniform(0, state.arrival_jitter_ms) / 1000)
         route, handler, spec_path = self._route(method, path)

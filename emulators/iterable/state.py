@@ -210,6 +210,10 @@ class EmulatorState:
             self.requests: list[dict] = []
             self.counts: dict[str, int] = {}
             self.arrived: dict[str, int] = {}  # every API request by path, whatever it was answered
+            # API requests by path being handled right now, and the most there ever were at once: what a
+            # test of a client that keeps several requests in flight checks.
+            self.in_flight: dict[str, int] = {}
+            self.most_in_flight: dict[str, int] = {}
             # API requests by path whose connection the server is done with (answered, dropped, or failed),
             # and exceptions that got out of a handler: a test waits for the one and expects none of the other.
             self.finished: dict[str, int] = {}
@@ -281,6 +285,12 @@ class EmulatorState:
     def log_arrival(self, path: str) -> None:
         with self.lock:
             self.arrived[path] = self.arrived.get(path, 0) + 1
+            self.in_flight[path] = now = self.in_flight.get(path, 0) + 1
+            self.most_in_flight[path] = max(now, self.most_in_flight.get(path, 0))
+
+    def log_handled(self, path: str) -> None:
+        with self.lock:
+            self.in_flight[path] -= 1
 
     def log_request(self, method: str, path: str, body: Any, auth: str) -> None:
         with self.lock:

@@ -281,7 +281,9 @@ class RefusedValues:
     def carried_by(self, record: dict[str, Any]) -> list[RefusedValue]:
         data = record.get("dataFields")
         found: list[RefusedValue] = []
-        for field, values in self.by_field.items():
+        # A copy: the pushes of one run in flight at once share what it learned, and one may add a
+        # field while another reads.
+        for field, values in tuple(self.by_field.items()):
             value = _value_at(data, field)
             if value is not _MISSING:
                 found += [values[key] for key in _keys(value) if key in values]
