@@ -40,6 +40,26 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_cpu_seconds() -> float:
+    """CPU time so far of PostgreSQL on this machine: its live processes (backends, WAL writer,
+    checkpointer) and the backends that have ended (the postmaster's reaped children). What the
+    database spends, when the bench is what runs; 0 where its processes cannot be read."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if not stat.with_name("comm").read_text().strip().startswith(("postgres", "postmaster")):
+                continue
+            fields = stat.read_text().rpartition(")")[2].split()
+            ticks = int(fields[11]) + int(fields[12])
+            parent = Path(f"/proc/{fields[1]}/comm")
+            if not (parent.exists() and parent.read_text().strip().startswith("postgres")):
+                ticks += int(fields[13]) + int(fields[14])  # the postmaster: its ended children's time too
+            total += ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    return total
+
+
 def peak_rss_mb(pid: int | str = "self") -> float:
     """The process's peak resident memory (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

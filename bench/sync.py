@@ -59,7 +59,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BENCH_ENV, cpu_seconds, ensure_database, free_port, peak_rss_mb  # noqa: E402 - after the path is set
+from bench.common import BENCH_ENV, cpu_seconds, database_cpu_seconds, ensure_database, free_port, peak_rss_mb  # noqa: E402 - after the path is set
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench_sync"
 BULK_RPS = 5
@@ -335,17 +335,25 @@ def _one_size(count: int, bench, env: dict[str, str], emulator_pid: int) -> dict
         from django.conf import settings
 
         settings.CELERY_TASK_DEFAULT_QUEUE = queue
-        cpu_before = cpu_seconds(worker.pid), cpu_seconds(emulator_pid)
+        cpu_before = cpu_seconds(worker.pid), cpu_seconds(emulator_pid), database_cpu_seconds()
         run = sync_now(integration=Integration.objects.get(pk=integration_id))
         started = time.monotonic()
         while True:
             run.refresh_from_db()
             if not run.is_active:
                 break
+            if worker.poll() is not None:
+                raise SystemExit(
+                    f"The worker exited ({worker.returncode}) before the run ended: start it by hand to see why"
+                )
             time.sleep(0.5)
         wall = time.monotonic() - started
         rss = peak_rss_mb(worker.pid)
-        cpu = cpu_seconds(worker.pid) - cpu_before[0], cpu_seconds(emulator_pid) - cpu_before[1]
+        cpu = (
+            cpu_seconds(worker.pid) - cpu_before[0],
+            cpu_seconds(emulator_pid) - cpu_before[1],
+            database_cpu_seconds() - cpu_before[2],
+        )
     finally:
         worker.terminate()
         worker.wait(30)
@@ -365,6 +373,7 @@ def _one_size(count: int, bench, env: dict[str, str], emulator_pid: int) -> dict
         "rss": rss,
         "worker_cpu": cpu[0],
         "emulator_cpu": cpu[1],
+        "database_cpu": cpu[2],
         "ratio": seconds / bench.allowed(count),
         **bench.extra(emulator, run),
     }
@@ -439,6 +448,7 @@ def main() -> None:
             print(
                 f"{'':13}CPU: worker {r['worker_cpu']:.1f}s ({r['worker_cpu'] * per_contact:.0f} us/contact), "
                 f"emulator {r['emulator_cpu']:.1f}s ({r['emulator_cpu'] * per_contact:.0f} us/contact), "
+                f"PostgreSQL {r['database_cpu']:.1f}s ({r['database_cpu'] * per_contact:.0f} us/contact), "
                 f"on {os.cpu_count()} cores"
             )
     finally:

@@ -83,8 +83,9 @@ def records_page(
 ) -> KeysetPage:
     """A run's log rows in the order they were written, filtered by status and identifier prefix.
 
-    Each filter combination is an index range scan: (run, id), (run, status, id), or
-    (run, identifier) with the pattern opclass for the prefix search.
+    Each filter combination is an index range scan: (run, id) (for "delivered" too: nearly every row
+    of a run is), (run, status, id) for the rows not delivered, or identifier with the pattern opclass
+    for the prefix search.
     """
     qs = SyncRecord.objects.filter(run=run).defer("payload")
     filters: dict[str, str] = {}
