@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -30,8 +29,8 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BENCH_ENV, cpu_seconds, database_cpu_seconds, ensure_database, free_port  # noqa: E402
-from bench.sync import BENCHES, DEFAULT_DB, _one_size, _seed, _setup_django  # noqa: E402
+from bench.common import cpu_seconds, database_cpu_seconds  # noqa: E402
+from bench.sync import _one_size, _seed, bench_started, vacuum_sync_tables  # noqa: E402
 
 CIO_OPERATIONS = 100  # Customer.io's most operations per batch request
 
@@ -165,47 +164,16 @@ def main() -> None:
     sync_args = SimpleNamespace(
         destination=args.destination, batch=args.batch, no_limit=True, refused=0.0, latency_ms=0, no_spec=True
     )
-    db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
-    ensure_database(db_url)
-    port = free_port()
-    bench = BENCHES[args.destination](sync_args, port)
-    env = {
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": db_url,
-        "DEBUG": "0",
-        **BENCH_ENV,
-        "LOG_LEVEL": "WARNING",
-        "SYNC_BATCH_SIZE": str(args.batch),
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        **bench.env(),
-    }
-    _setup_django(env)
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", bench.module, "--port", str(port), *bench.emulator_options()],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(1)
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+    with bench_started(sync_args) as (bench, env, emulator_pid):
         control = bench.control()
         kind, data = bench.account(control, args.contacts + 1)  # a project of its own (Iterable)
         integration_id = _seed(f"Floor {uuid.uuid4().hex[:6]}", args.contacts, kind, data, bench.targets())
-        emulator_before = cpu_seconds(emulator.pid)
-        floor = bare_loop(
-            db_url.replace("postgres://", "postgresql://", 1), integration_id, PUSHES[kind](port, data), args.batch
-        )
-        floor["emulator_cpu"] = cpu_seconds(emulator.pid) - emulator_before
-        engine = _one_size(args.contacts, bench, env, emulator.pid)
-    finally:
-        emulator.terminate()
-        emulator.wait(10)
+        vacuum_sync_tables()
+        emulator_before = cpu_seconds(emulator_pid)
+        dsn = env["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
+        floor = bare_loop(dsn, integration_id, PUSHES[kind](bench.port, data), args.batch)
+        floor["emulator_cpu"] = cpu_seconds(emulator_pid) - emulator_before
+        engine = _one_size(args.contacts, bench, env, emulator_pid)
 
     print(
         f"{args.destination}, {args.contacts:,} contacts, batch {args.batch}, rate limits off, PostgreSQL, "

@@ -49,12 +49,15 @@ pace leaves between two requests. With it on, the run measures the emulator; wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -295,6 +298,21 @@ def _seed(workspace_slug: str, count: int, kind: str, data: dict, targets: dict[
     return integration.pk
 
 
+def vacuum_sync_tables() -> None:
+    """VACUUM ANALYZE the tables a sync works on, as autovacuum keeps them in production. The bench's
+    database is kept between runs, and where autovacuum is off (some development machines) every run
+    would leave its dead rows behind, each run then slower than the last."""
+    from django.db import connection
+
+    from flows.models import Contact
+    from integrations.models import OutboxItem
+    from sync_logs.models import SyncRecord, SyncRun
+
+    with connection.cursor() as cursor:
+        for model in (OutboxItem, Contact, SyncRecord, SyncRun):
+            cursor.execute(f"VACUUM (ANALYZE) {model._meta.db_table}")
+
+
 def _one_size(count: int, bench, env: dict[str, str], emulator_pid: int) -> dict:
     from integrations.models import Integration
     from integrations.sync import sync_now
@@ -305,6 +323,7 @@ def _one_size(count: int, bench, env: dict[str, str], emulator_pid: int) -> dict
     integration_id = _seed(
         f"Bench {count} {uuid.uuid4().hex[:4]}", count, kind, data, bench.targets(), bench.args.refused
     )
+    vacuum_sync_tables()
     requests_before, limited_before = bench.counters(emulator.stats())
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     worker_env = {**env, **bench.worker_env(), "CELERY_QUEUE": queue}
@@ -385,26 +404,10 @@ def _refused_in(body) -> bool:
     return any((u.get("dataFields") or {}).get("visit") == "not sure" for u in users)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--destination", choices=sorted(BENCHES), default="iterable")
-    parser.add_argument("--contacts", type=int, default=100_000)
-    parser.add_argument("--million", action="store_true", help="1,000,000 contacts")
-    parser.add_argument("--sizes", help="comma-separated sizes instead of --contacts (e.g. 10000,100000)")
-    parser.add_argument("--no-limit", action="store_true", help="no emulator rate limit and no client pacing")
-    parser.add_argument("--batch", type=int, default=1000, help="contacts the engine claims at a time")
-    parser.add_argument("--refused", type=float, default=0.0, help="share of contacts with a value Iterable refuses")
-    parser.add_argument("--latency-ms", type=int, default=0, help="the emulator's delay before every answer")
-    parser.add_argument(
-        "--no-spec", action="store_true", help="Customer.io's emulator skips the OpenAPI schema check of each operation"
-    )
-    args = parser.parse_args()
-    if args.refused and args.destination != "iterable":
-        parser.error("--refused is Iterable's: Customer.io types no attribute from its first value")
-    if args.no_spec and args.destination != "customerio":
-        parser.error("--no-spec is for Customer.io's emulator")
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [1_000_000 if args.million else args.contacts]
-
+@contextlib.contextmanager
+def bench_started(args) -> Iterator[tuple[Any, dict[str, str], int]]:
+    """The bench for ``args.destination``: its database (migrated), Django set up in this process, and
+    its emulator running on a free port. Yields (bench, the worker's environment, the emulator's pid)."""
     db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     ensure_database(db_url)
     port = free_port()
@@ -434,10 +437,37 @@ def main() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        yield bench, env, emulator.pid
+    finally:
+        emulator.terminate()
+        emulator.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--destination", choices=sorted(BENCHES), default="iterable")
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--million", action="store_true", help="1,000,000 contacts")
+    parser.add_argument("--sizes", help="comma-separated sizes instead of --contacts (e.g. 10000,100000)")
+    parser.add_argument("--no-limit", action="store_true", help="no emulator rate limit and no client pacing")
+    parser.add_argument("--batch", type=int, default=1000, help="contacts the engine claims at a time")
+    parser.add_argument("--refused", type=float, default=0.0, help="share of contacts with a value Iterable refuses")
+    parser.add_argument("--latency-ms", type=int, default=0, help="the emulator's delay before every answer")
+    parser.add_argument(
+        "--no-spec", action="store_true", help="Customer.io's emulator skips the OpenAPI schema check of each operation"
+    )
+    args = parser.parse_args()
+    if args.refused and args.destination != "iterable":
+        parser.error("--refused is Iterable's: Customer.io types no attribute from its first value")
+    if args.no_spec and args.destination != "customerio":
+        parser.error("--no-spec is for Customer.io's emulator")
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [1_000_000 if args.million else args.contacts]
+
+    with bench_started(args) as (bench, env, emulator_pid):
         for line in bench.header():
             print(line)
         for count in sizes:
-            r = _one_size(count, bench, env, emulator.pid)
+            r = _one_size(count, bench, env, emulator_pid)
             print(
                 f"N={r['count']:>9,}  {r['status']:<9} delivered {r['delivered']:,} in {r['seconds']:.1f}s "
                 f"= {r['rate']:,.0f} contacts/s   worker peak RSS {r['rss']:.0f} MB   "
@@ -451,9 +481,6 @@ def main() -> None:
                 f"PostgreSQL {r['database_cpu']:.1f}s ({r['database_cpu'] * per_contact:.0f} us/contact), "
                 f"on {os.cpu_count()} cores"
             )
-    finally:
-        emulator.terminate()
-        emulator.wait(10)
 
 
 if __name__ == "__main__":

@@ -7,20 +7,14 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+
+from tests.migrating import migrate_to, migrate_to_latest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("sync_logs", "0003_destination_code"), ("integrations", "0008_integration_config")]
 AFTER = [("integrations", "0009_alertstate")]
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 def _tables() -> set[str]:
@@ -37,7 +31,7 @@ def _content_type(apps, app_label: str):
 
 
 def test_an_alert_raised_before_the_move_is_there_after_it_and_back():
-    apps = _migrate(BEFORE)
+    apps = migrate_to(BEFORE)
     assert "sync_logs_alertstate" in _tables() and "integrations_alertstate" not in _tables()
     workspace = apps.get_model("workspaces", "Workspace").objects.create(name="Old", slug="old")
     Integration = apps.get_model("integrations", "Integration")
@@ -55,7 +49,7 @@ def test_an_alert_raised_before_the_move_is_there_after_it_and_back():
     ContentType.objects.filter(model="alertstate").delete()  # as a database from before the move has it:
     content_type = ContentType.objects.create(app_label="sync_logs", model="alertstate")
     try:
-        apps = _migrate(AFTER)
+        apps = migrate_to(AFTER)
         # The table keeps its name: the release still running during a deploy's migrate reads it.
         assert "sync_logs_alertstate" in _tables() and "integrations_alertstate" not in _tables()
         AlertState = apps.get_model("integrations", "AlertState")
@@ -67,10 +61,10 @@ def test_an_alert_raised_before_the_move_is_there_after_it_and_back():
         assert _content_type(apps, "integrations").pk == content_type.pk  # permissions, admin history follow it
         assert _content_type(apps, "sync_logs") is None
 
-        apps = _migrate(BEFORE)  # and back: sync_logs has the model and its table again
+        apps = migrate_to(BEFORE)  # and back: sync_logs has the model and its table again
         assert "sync_logs_alertstate" in _tables()
         back = apps.get_model("sync_logs", "AlertState").objects.get(pk=old.pk)
         assert _values(back) == _values(old)
         assert _content_type(apps, "sync_logs").pk == content_type.pk
     finally:
-        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+        migrate_to_latest()

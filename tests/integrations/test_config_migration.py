@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.migrating import migrate_to, migrate_to_latest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -13,15 +13,8 @@ BEFORE = [("integrations", "0007_outbox_sent_before")]
 AFTER = [("integrations", "0008_integration_config")]
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 def test_existing_integrations_keep_their_region_project_type_list_and_event():
-    apps = _migrate(BEFORE)
+    apps = migrate_to(BEFORE)
     workspace = apps.get_model("workspaces", "Workspace").objects.create(name="Old", slug="old")
     Integration = apps.get_model("integrations", "Integration")
     eu = Integration.objects.create(
@@ -34,7 +27,7 @@ def test_existing_integrations_keep_their_region_project_type_list_and_event():
         event_name="formSubmitted",
     )
     try:
-        apps = _migrate(AFTER)
+        apps = migrate_to(AFTER)
         moved = apps.get_model("integrations", "Integration").objects.get(pk=eu.pk)
         assert moved.config == {
             "region": "eu",
@@ -43,7 +36,7 @@ def test_existing_integrations_keep_their_region_project_type_list_and_event():
             "list_name": "Leads",
             "event_name": "formSubmitted",
         }
-        apps = _migrate(BEFORE)  # and back: the columns get their values again
+        apps = migrate_to(BEFORE)  # and back: the columns get their values again
         back = apps.get_model("integrations", "Integration").objects.get(pk=eu.pk)
         assert (back.region, back.project_type, back.list_id, back.list_name, back.event_name) == (
             "eu",
@@ -53,4 +46,4 @@ def test_existing_integrations_keep_their_region_project_type_list_and_event():
             "formSubmitted",
         )
     finally:
-        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+        migrate_to_latest()
