@@ -71,7 +71,11 @@ def broker_messages(settings):
         return found
 
     yield read
-    read()  # nothing left on the broker
+    read()  # nothing left on the broker: no message, no binding
+    with current_app.connection_for_write() as conn:
+        simple = conn.SimpleQueue(queue)
+        simple.queue.delete()
+        simple.close()
 
 
 @pytest.fixture
