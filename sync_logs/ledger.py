@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -34,6 +35,59 @@ def run_create(*, integration: Integration, trigger: str) -> SyncRun | None:
             return SyncRun.objects.create(integration=integration, trigger=trigger)
     except IntegrityError:
         return None
+
+
+def runs_create(*, integration_ids: Sequence[int], trigger: str, now: datetime) -> list[int]:
+    """Queued runs for many integrations at once (the schedule's tick); the ids of the runs made.
+
+    An integration with a run still queued or running gets none: on PostgreSQL one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` whose arbiter is the partial unique
+    index on active runs (so a Sync Now racing the tick makes one of the two wait, then
+    win or give way, as run_create's race does); elsewhere (SQLite, ./run's default) one
+    run_create each.
+    """
+    if not integration_ids:
+        return []
+    if connection.vendor != "postgresql":
+        return _runs_create_one_by_one(integration_ids, trigger)
+    return _runs_create_set_based(integration_ids, trigger, now)
+
+
+def _runs_create_set_based(integration_ids: Sequence[int], trigger: str, now: datetime) -> list[int]:
+    # Every column the ORM's create would fill: the model's defaults live in Python, not in the table.
+    # The conflict target names the index's own predicate, so no other constraint is silenced.
+    active = ", ".join(f"'{status}'" for status in SyncRun.ACTIVE)
+    sql = (
+        f"INSERT INTO {SyncRun._meta.db_table} (integration_id, trigger, status, created_at, worker, "  # noqa: S608 - names from the model, values as parameters
+        "total, delivered, skipped, failed, error_summary) "
+        "SELECT due.id, %s, %s, %s, '', 0, 0, 0, 0, '' FROM unnest(%s::bigint[]) AS due(id) "
+        f"ON CONFLICT (integration_id) WHERE status IN ({active}) DO NOTHING RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [trigger, SyncRun.Status.QUEUED, now, list(integration_ids)])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _runs_create_one_by_one(integration_ids: Sequence[int], trigger: str) -> list[int]:
+    made = []
+    for integration_id in integration_ids:
+        try:
+            with transaction.atomic():
+                made.append(SyncRun.objects.create(integration_id=integration_id, trigger=trigger).pk)
+        except IntegrityError:
+            continue  # one is active already
+    return made
+
+
+def runs_withdraw(*, run_ids: Sequence[int]) -> list[int]:
+    """Delete the runs of ``run_ids`` still queued, whose task may never have reached a worker (one that
+    gets it after finds no run and does nothing); the integrations they were for."""
+    with transaction.atomic():
+        # Locked first: a worker starting one meanwhile (run_start) waits, then finds it gone.
+        queued = SyncRun.objects.select_for_update().filter(pk__in=run_ids, status=SyncRun.Status.QUEUED)
+        rows = list(queued.values_list("pk", "integration_id"))
+        SyncRun.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+    return [integration_id for _, integration_id in rows]
 
 
 def run_start(run_id: int) -> SyncRun | None:
