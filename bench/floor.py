@@ -90,9 +90,9 @@ def bare_loop(dsn: str, integration_id: int, push, batch: int) -> dict:
     run = SyncRun.objects.create(integration_id=integration_id, trigger="manual", status="running")
     claim = (
         f"UPDATE {outbox} o SET status = 'in_flight', run_id = %s, claimed_at = now() "
-        f"FROM {contacts} c WHERE c.id = o.contact_id AND o.id IN ("
+        f"FROM {contacts} c WHERE c.id = o.contact_id AND o.id = ANY(ARRAY("
         f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = 'pending' AND id > %s "
-        "AND next_attempt_at <= now() ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+        "AND next_attempt_at <= now() ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)) "
         "RETURNING o.id, o.contact_id, c.data"
     )
     delivered_sql = (
