@@ -12,7 +12,16 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 
-from config.env import env_bool, env_int, env_list, env_networks, env_secret, env_str, require_deployment_secrets
+from config.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_secret,
+    env_str,
+    require_deployment_secrets,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("FLOWSYNC_VAR_DIR", str(BASE_DIR / "var")))
@@ -331,6 +340,13 @@ SYNC_RUN_TIMEOUT_SECONDS = env_int("SYNC_RUN_TIMEOUT_SECONDS", 600)  # no heartb
 # A run is a slice of at most this long: it then claims no more, and a follow-up run takes the rest.
 # Its lease (heartbeat) is not renewed past it either, so a run stuck for good is still reaped.
 SYNC_RUN_MAX_SECONDS = env_int("SYNC_RUN_MAX_SECONDS", 3600)
+# Slices: a run is carried by a chain of short tasks, each working at most this long and this many batches
+# before it queues the next behind other work, so that workspaces share the workers (0: a run goes to
+# its end in one task). A wait for the destination's rate budget longer than the last setting (a 429's
+# Retry-After) gives the worker slot back, the next slice queued for when the budget has room.
+SYNC_SLICE_SECONDS = env_float("SYNC_SLICE_SECONDS", 2.0)
+SYNC_SLICE_BATCHES = env_int("SYNC_SLICE_BATCHES", 20)
+SYNC_SLICE_YIELD_SECONDS = env_float("SYNC_SLICE_YIELD_SECONDS", 2.0)
 SYNC_LOG_RETENTION_DAYS = env_int("SYNC_LOG_RETENTION_DAYS", 90)  # log rows go; run summaries stay
 # Tests only (lib/faults.py): crash or freeze a worker at a named point. Empty in every deployment.
 FAULT_INJECTION = env_str("FLOWSYNC_FAULT_INJECTION", "")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from flows.models import Contact, ConversionFlow
 from integrations.destinations import destination_for
 from integrations.destinations.base import (
     AuthError,
+    BudgetWait,
     Destination,
     DestinationError,
     ForbiddenError,
@@ -45,7 +47,7 @@ from integrations.destinations.base import (
 from integrations.lease import Lease, LeaseLost, lease_renew
 from integrations.models import Integration, OutboxItem
 from integrations.status import integration_mark_needs_attention
-from integrations.sync import SyncNotStarted, sync_now
+from integrations.sync import SyncNotStarted, sync_now, sync_run_continue
 from lib import jsoncodec
 from lib.faults import fault_point
 from sync_logs import ledger
@@ -150,7 +152,7 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
 def _fence(run: SyncRun, **changes: Any) -> None:
     """The end of a transaction of the run: move its heartbeat (and apply ``changes``), or raise
     LeaseLost so that the transaction rolls back."""
-    if not lease_renew(run.pk, **changes):
+    if not lease_renew(run.pk, run.slice_token, **changes):
         raise LeaseLost(f"sync run {run.pk} is no longer running")
 
 
@@ -514,6 +516,38 @@ def update_outbox(ids: list[int], changes: dict[str, Any], *, run_id: int, count
 
 
 @dataclass
+class SliceBudget:
+    """What one slice of a run may do before it hands the run on to a new task, behind the queue's
+    other work: so many batches, until a moment (time.monotonic), and rate-budget waits up to
+    ``yield_after`` seconds slept out in its worker slot (a longer one gives the slot back)."""
+
+    batches: int
+    ends_at: float
+    yield_after: float
+
+    @classmethod
+    def start(cls) -> SliceBudget | None:
+        """This slice's budget (SYNC_SLICE_*), or None where a run goes to its end in one go: slicing
+        turned off, eager tasks (a next slice would run inside this one), or inside a transaction."""
+        seconds = settings.SYNC_SLICE_SECONDS
+        if seconds <= 0 or settings.CELERY_TASK_ALWAYS_EAGER or connection.in_atomic_block:
+            return None
+        return cls(max(1, settings.SYNC_SLICE_BATCHES), time.monotonic() + seconds, settings.SYNC_SLICE_YIELD_SECONDS)
+
+    def spent(self, batches: int) -> bool:
+        return batches >= self.batches or time.monotonic() >= self.ends_at
+
+
+@dataclass
+class Handoff:
+    """A slice ended with rows perhaps left: the run goes on in a new task ``resume_in`` seconds from
+    now, claiming from above ``after_id`` (where this slice stopped)."""
+
+    resume_in: float
+    after_id: int
+
+
+@dataclass
 class _Push:
     """A batch whose push is in flight: its rows, its prepared records, the push's future."""
 
@@ -530,11 +564,22 @@ def _identity(identifier: str) -> str:
 
 
 def _run_batches(
-    *, run: SyncRun, integration: Integration, destination: Destination, plan: MappingPlan, lease: Lease
-) -> bool:
-    """Claim and push batch after batch until none is left, or the run has had its time.
+    *,
+    run: SyncRun,
+    integration: Integration,
+    destination: Destination,
+    plan: MappingPlan,
+    lease: Lease,
+    budget: SliceBudget | None = None,
+    after_id: int = 0,
+) -> Handoff | bool:
+    """Claim and push batch after batch until none is left, the slice's budget is spent, or the run has
+    had its time.
 
-    Returns True when it stopped for time (SYNC_RUN_MAX_SECONDS) rather than for want of rows.
+    Returns a Handoff when the slice ended (``budget``: its batches or seconds are spent, or the
+    destination's rate budget would keep the run waiting longer than the slice sleeps out), else
+    True when it stopped for time (SYNC_RUN_MAX_SECONDS) rather than for want of rows. Between slices
+    the run holds nothing: pushes in flight are answered and written, rows claimed ahead go back.
 
     Pipelined, each stage in its own thread with its own database connection: batch k+1 is claimed
     and built (mapped, coerced, encoded for the destination) while batch k is sent; up to
@@ -557,6 +602,7 @@ def _run_batches(
     ahead: Future | None = None  # the next batch's claim (and build), made while this one is sent
     in_flight: deque[_Push] = deque()  # oldest first
     out_of_time = False
+    handoff: Handoff | None = None
 
     def claim_ahead(after_id: int) -> tuple[list[Claimed], Prepared | None]:
         items = claim_batch(run=run, size=batch_size, after_id=after_id)
@@ -574,9 +620,18 @@ def _run_batches(
 
     def land() -> None:
         """The oldest push's answer: its outcomes go to be written, after the batch before them."""
-        nonlocal previous
+        nonlocal previous, handoff
         push = in_flight.popleft()
-        outcomes = push.future.result()  # StopRun: every row still in flight goes back (_carry_out)
+        try:
+            outcomes = push.future.result()  # StopRun: every row still in flight goes back (_carry_out)
+        except BudgetWait as exc:
+            # The budget wants a long wait: the slot goes back and the next slice sends these rows. Sent before:
+            # part of the batch (or its list step) may have gone before the wait was asked for.
+            release(push.items, run=run, sent=True)
+            first_id = min(item.id for item in push.items) - 1
+            wait = max(exc.seconds, handoff.resume_in if handoff else 0.0)
+            handoff = Handoff(wait, min(first_id, handoff.after_id) if handoff else first_id)
+            return
         if recorder is None:
             record_batch(run=run, items=push.items, outcomes=outcomes)
             return
@@ -585,12 +640,19 @@ def _run_batches(
         previous = recorder.submit(record_batch, run=run, items=push.items, outcomes=outcomes)
 
     try:
-        after_id = 0
         batches = 0
         while True:
             if batches and lease.overdue:
                 out_of_time = True  # at least one batch per run, however short SYNC_RUN_MAX_SECONDS is
                 break
+            if budget is not None and batches:  # at least one batch per slice
+                if budget.spent(batches):
+                    handoff = Handoff(0.0, after_id)
+                    break
+                if (wait := destination.budget_wait()) > budget.yield_after:
+                    # A 429 told the whole budget to wait: the slot goes to other work meanwhile.
+                    handoff = Handoff(wait, after_id)
+                    break
             prepared: Prepared | None = None
             if ahead is not None:
                 (items, prepared), ahead = ahead.result(), None
@@ -618,7 +680,7 @@ def _run_batches(
             release(prepared.deferred, run=run)
             if prepared.deferred:
                 after_id = min(after_id, min(i.id for i in prepared.deferred) - 1)
-            if claimer is not None and not lease.overdue:
+            if claimer is not None and not lease.overdue and not (budget is not None and budget.spent(batches)):
                 # The next batch is claimed and built (its own connection) while this one is sent: its push
                 # still starts only after this one's, so one person's captures keep their order.
                 ahead = claimer.submit(claim_ahead, after_id)
@@ -629,9 +691,15 @@ def _run_batches(
             # A person of a push still in flight: that push is answered before this one goes.
             while in_flight and (len(in_flight) >= depth or any(keys & push.keys for push in in_flight)):
                 land()
+            if handoff is not None:
+                release(items, run=run)  # a push was told to wait: this batch waits for the next slice too
+                handoff.after_id = min(handoff.after_id, items[0].id - 1)
+                break
             in_flight.append(_Push(items, prepared, pusher.submit(decide, items, prepared), keys))
             while in_flight and in_flight[0].future.done():
                 land()
+            if handoff is not None:
+                break
         while in_flight:
             land()
         if previous is not None:
@@ -647,7 +715,7 @@ def _run_batches(
             recorder=recorder,
             previous=previous,
         )
-    return out_of_time
+    return handoff or out_of_time
 
 
 def _wind_down(
@@ -698,35 +766,74 @@ def _wind_down(
 
 
 def sync_run_execute(run_id: int) -> SyncRun | None:
-    """Carry out a queued run to the end. Safe to call twice: only a queued run starts.
+    """Carry out a queued run to the end, in this process, in one go (no slices). Safe to call twice:
+    only a queued run starts. Returns None when there was nothing to start, or when the run lost its
+    lease on the way (the reaper closed it and alerted; it wrote nothing after that)."""
+    return sync_run_slice(run_id, sliced=False)
 
-    Returns None when there was nothing to start, or when the run lost its lease on the way (the
-    reaper closed it and alerted; it wrote nothing after that).
+
+def sync_run_slice(run_id: int, token: int | None = None, after_id: int = 0, *, sliced: bool = True) -> SyncRun | None:
+    """One slice of a run: start it (``token`` None: a queued run) or take it back (the token its last
+    slice handed on), work for at most one slice (SYNC_SLICE_SECONDS, SYNC_SLICE_BATCHES), then hand it
+    on to a new task, queued behind the other work waiting for a worker (so workspaces take turns), or
+    finish it. A task delivered twice, or for a run the reaper closed, does nothing.
+
+    Returns the run when it finished in this slice; None when it was handed on, when there was
+    nothing to do, or when the run lost its lease on the way.
     """
-    run = ledger.run_start(run_id)
+    run = ledger.run_start(run_id) if token is None else ledger.run_resume(run_id, token)
     if run is None:
-        return None
+        return None  # a redelivered task, a run the reaper closed, or a slice taken already
+    budget = SliceBudget.start() if sliced else None
     lease = Lease(run)
     if not connection.in_atomic_block:  # the keeper's own connection could not see an uncommitted run
         lease.keep()
     try:
-        return _carry_out(run, lease)
+        result = _carry_out(run, lease, budget=budget, after_id=after_id, first=token is None)
     except LeaseLost as exc:
         logger.warning("Sync run %s lost its lease and stops (%s); the next run takes its contacts", run.pk, exc)
         return None
     finally:
         lease.release()
+    if isinstance(result, Handoff):
+        return _hand_off(run, result)
+    return result
 
 
-def _carry_out(run: SyncRun, lease: Lease) -> SyncRun:
+def _hand_off(run: SyncRun, handoff: Handoff) -> SyncRun | None:
+    """Queue the run's next slice. If the queue refuses it, the run finishes here with what it did (its
+    rows not sent stay queued for the next sync) rather than waiting for the reaper."""
+    if not ledger.run_hand_off(run, resume_in=handoff.resume_in):
+        logger.warning("Sync run %s lost its lease between two slices; the next run takes its contacts", run.pk)
+        return None
+    fault_point("sync.after_hand_off")  # tests kill a worker here (tests/sync/test_slices.py)
+    try:
+        sync_run_continue(run_id=run.pk, token=run.slice_token, after_id=handoff.after_id, countdown=handoff.resume_in)
+    except Exception:
+        logger.exception("Sync run %s: its next slice could not be queued", run.pk)
+        try:
+            return ledger.run_finish(
+                run, error="The next part of this sync could not be queued; the next sync takes the contacts left."
+            )
+        except LeaseLost:
+            return None
+    return None
+
+
+def _carry_out(
+    run: SyncRun, lease: Lease, *, budget: SliceBudget | None = None, after_id: int = 0, first: bool = True
+) -> SyncRun | Handoff:
     integration = run.integration
     if not integration.is_connected:
         return ledger.run_finish(run, error="The integration is not connected.", forced_status=SyncRun.Status.FAILED)
     if integration.is_paused:
+        if not first:  # paused while the run went on: what it did stands, the rest waits for the resume
+            return ledger.run_finish(run, error="Paused during the sync: the contacts left stay queued.")
         return ledger.run_finish(
             run, error="The integration is paused: contacts keep queueing.", forced_status=SyncRun.Status.FAILED
         )
-    schema = schema_refresh(integration=integration)  # the freshest types, for drift; keeps the last copy on error
+    # The freshest types, for drift, once per run (its first slice); the last copy on error, and for later slices.
+    schema = schema_refresh(integration=integration) if first else None
     plan = mapping_plan(integration=integration, schema=schema)
     if not plan.fields:
         return ledger.run_finish(
@@ -735,8 +842,17 @@ def _carry_out(run: SyncRun, lease: Lease) -> SyncRun:
             forced_status=SyncRun.Status.FAILED,
         )
     destination = destination_for(integration)
+    destination.hand_back_waits(budget.yield_after if budget is not None else None)
     try:
-        out_of_time = _run_batches(run=run, integration=integration, destination=destination, plan=plan, lease=lease)
+        stopped = _run_batches(
+            run=run,
+            integration=integration,
+            destination=destination,
+            plan=plan,
+            lease=lease,
+            budget=budget,
+            after_id=after_id,
+        )
     except LeaseLost:
         raise
     except StopRun as exc:
@@ -763,8 +879,10 @@ def _carry_out(run: SyncRun, lease: Lease) -> SyncRun:
             error=f"Internal error: {type(exc).__name__}. Queued contacts were kept.",
             forced_status=SyncRun.Status.FAILED,
         )
+    if isinstance(stopped, Handoff):
+        return stopped
     finished = ledger.run_finish(run)
-    if out_of_time:
+    if stopped:
         _follow_up(finished)
     return finished
 

@@ -38,9 +38,9 @@ class LeaseLost(Exception):
     It must write nothing more and send nothing more."""
 
 
-def lease_renew(run_id: int, **changes: Any) -> bool:
-    """Move the run's heartbeat (and apply ``changes`` to the run), if it is still running. False: the
-    run lost its lease.
+def lease_renew(run_id: int, token: int, **changes: Any) -> bool:
+    """Move the run's heartbeat (and apply ``changes`` to the run), if it is still running and the slice
+    holding ``token`` still holds it. False: the run lost its lease.
 
     As the last statement of a transaction it is that transaction's fence: it waits for a reaper
     that holds the run's row, then sees the run abandoned and the caller rolls back; or it locks the
@@ -49,7 +49,9 @@ def lease_renew(run_id: int, **changes: Any) -> bool:
     each other.
     """
     return bool(
-        SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.RUNNING).update(heartbeat_at=timezone.now(), **changes)
+        SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.RUNNING, slice_token=token).update(
+            heartbeat_at=timezone.now(), **changes
+        )
     )
 
 
@@ -58,6 +60,7 @@ class Lease:
 
     def __init__(self, run: SyncRun) -> None:
         self.run_id = run.pk
+        self.token = run.slice_token
         self.deadline = (run.started_at or timezone.now()) + timedelta(seconds=settings.SYNC_RUN_MAX_SECONDS)
         self._lost = threading.Event()
         self._done = threading.Event()
@@ -77,7 +80,7 @@ class Lease:
         """Renew now, in the caller's connection, and raise LeaseLost if the run lost its lease.
         Before a send: the keeper's last word may be SYNC_RUN_TIMEOUT_SECONDS / 4 old."""
         self.check()
-        if not lease_renew(self.run_id):
+        if not lease_renew(self.run_id, self.token):
             self._lost.set()
             self.check()
 
@@ -102,7 +105,7 @@ class Lease:
                     )
                     return
                 try:
-                    if not lease_renew(self.run_id):
+                    if not lease_renew(self.run_id, self.token):
                         logger.info("Sync run %s is no longer running: its lease keeper stops", self.run_id)
                         self._lost.set()
                         return

@@ -25,7 +25,10 @@ from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
 from workspaces.services import audit_record
 
-SYNC_TASK = "integrations.tasks.sync_run_execute_task"
+# A run's slices, the first one included (engine.sync_run_slice). Deploy the workers before the web and beat
+# processes: a worker of the previous release does not know this name (it still runs the old one's
+# messages, see tasks.py).
+SYNC_TASK = "integrations.tasks.sync_run_slice_task"
 
 
 class SyncNotStarted(Exception):
@@ -62,6 +65,14 @@ def sync_now(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUAL,
             data={"run": run.pk, "trigger": trigger},
         )
     return run
+
+
+def sync_run_continue(*, run_id: int, token: int, after_id: int, countdown: float) -> None:
+    """Queue a run's next slice: behind whatever waits for a worker now (other workspaces' runs and
+    slices), ``countdown`` seconds from now when the destination's budget asked the run to wait."""
+    signature(SYNC_TASK, args=[run_id, token, after_id]).apply_async(
+        queue=settings.CELERY_TASK_DEFAULT_QUEUE, countdown=countdown if countdown > 0 else None
+    )
 
 
 def integrations_enqueue_due() -> list[int]:

@@ -12,16 +12,23 @@ from sync_logs.models import SyncRun
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def sync_run_execute_task(run_id: int) -> None:
-    run = engine.sync_run_execute(run_id)
+def sync_run_slice_task(run_id: int, slice_token: int | None = None, after_id: int = 0) -> None:
+    run = engine.sync_run_slice(run_id, slice_token, after_id)
     if run is not None:
         alerts_after_run(run)
 
 
 @shared_task(acks_late=True, ignore_result=True)
+def sync_run_execute_task(run_id: int) -> None:
+    """A run's task name of the previous release (one task for a whole run): what it queued during a
+    deploy still runs, as a run's first slice."""
+    sync_run_slice_task(run_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def integration_sync_task(run_id: int) -> None:
-    """The task's name until this release: what the previous release queued during a deploy still runs."""
-    sync_run_execute_task(run_id)
+    """The task's name two releases ago, kept for the same reason."""
+    sync_run_slice_task(run_id)
 
 
 @shared_task(ignore_result=True)

@@ -99,13 +99,40 @@ def run_start(run_id: int) -> SyncRun | None:
         run.status = SyncRun.Status.RUNNING
         run.started_at = run.heartbeat_at = timezone.now()
         run.worker = socket.gethostname()[:200]
-        run.save(update_fields=["status", "started_at", "heartbeat_at", "worker"])
+        run.slice_token += 1  # the first slice holds it
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "worker", "slice_token"])
     return run
+
+
+def run_resume(run_id: int, token: int) -> SyncRun | None:
+    """Take a running run for its next slice: the task that carries ``token`` (the one the last slice
+    handed on) moves it on, in one conditional UPDATE. None when the run is not running any more, or a
+    task took it with that token already (a message delivered twice): that task does nothing."""
+    with transaction.atomic():
+        taken = SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.RUNNING, slice_token=token).update(
+            slice_token=token + 1, heartbeat_at=timezone.now(), worker=socket.gethostname()[:200]
+        )
+        if not taken:
+            return None
+        return SyncRun.objects.select_related("integration").get(pk=run_id)
+
+
+def run_hand_off(run: SyncRun, *, resume_in: float) -> bool:
+    """Between two slices (the run holds no outbox row in flight): its heartbeat dated ``resume_in``
+    seconds ahead, when its next slice is due, so the reaper leaves a run waiting in the queue alone
+    and still closes one whose next task never comes (timeout after that date). False: the run lost
+    its lease meanwhile."""
+    return bool(
+        SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING, slice_token=run.slice_token).update(
+            heartbeat_at=timezone.now() + timedelta(seconds=resume_in)
+        )
+    )
 
 
 def run_finish(run: SyncRun, *, error: str = "", forced_status: str | None = None) -> SyncRun:
     """Close the run with its status, only while it is still running: a run the reaper closed stays
     abandoned (LeaseLost), however its worker's last batches went."""
+    token = run.slice_token  # this slice's, whatever the row says now
     run.refresh_from_db()
     if forced_status:
         status = forced_status
@@ -121,9 +148,10 @@ def run_finish(run: SyncRun, *, error: str = "", forced_status: str | None = Non
     elif run.failed:
         codes = SyncRecord.objects.filter(run=run, status="failed").values_list("error_code", flat=True).distinct()[:5]
         summary = f"{run.failed} record(s) failed ({', '.join(c for c in codes if c)})."
-    closed = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
+    closed = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING, slice_token=token).update(
         status=status, finished_at=finished_at, error_summary=summary
     )
+    run.slice_token = token
     if not closed:
         raise LeaseLost(f"sync run {run.pk} was closed by the reaper before it finished")
     run.status, run.finished_at, run.error_summary = status, finished_at, summary

@@ -39,6 +39,11 @@ class SyncRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    # Who holds the run now: a run is carried by a chain of short tasks (integrations.engine, slices), and
+    # each task that takes the run moves this on; every write of the run is fenced on it, so a task
+    # delivered twice, or one that woke after the run moved on, writes nothing. db_default: rows the
+    # previous release inserts during a deploy get it too.
+    slice_token = models.PositiveIntegerField(default=0, db_default=0)
     total = models.PositiveIntegerField(default=0)
     delivered = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)

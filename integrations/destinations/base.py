@@ -100,6 +100,15 @@ class BusyError(RateLimitedError):
         )
 
 
+class BudgetWait(Exception):
+    """A sync run's request would wait longer than its slice sleeps out for the rate budget (a 429's
+    Retry-After): it was not sent, and the run hands its worker slot back (integrations.engine)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the rate budget has room in {seconds:.1f}s")
+        self.seconds = seconds
+
+
 class ServerError(DestinationError):
     retryable = True
     default_code = "server_error"
@@ -413,6 +422,22 @@ class Destination:
         raise NotImplementedError
 
     # --- verbs of a connected client -------------------------------------------------------------
+
+    # The endpoint a push spends the budget of ("METHOD /path" of its client's rates): budget_wait's.
+    push_endpoint: ClassVar[str] = ""
+
+    def budget_wait(self) -> float:
+        """Seconds until the push endpoint's rate budget has room, taking nothing (0 when it has room, or
+        is not paced). A sync run facing a long wait hands its worker slot back (integrations.engine)."""
+        client = getattr(self, "client", None)  # an HTTP destination's client (destinations.http)
+        return client.budget_wait(self.push_endpoint) if client is not None and self.push_endpoint else 0.0
+
+    def hand_back_waits(self, over: float | None) -> None:
+        """Raise BudgetWait instead of waiting for the rate budget longer than ``over`` seconds (None:
+        wait, as runs in one go and web requests do)."""
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.yield_after = over
 
     def identifier_of(self, payload: dict[str, Any]) -> str:
         """What a log row names this payload's person by."""

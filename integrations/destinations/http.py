@@ -32,6 +32,7 @@ from django.conf import settings
 
 from integrations.destinations.base import (
     AuthError,
+    BudgetWait,
     BusyError,
     ConflictError,
     DeadlineError,
@@ -163,6 +164,8 @@ class HttpClient:
         self._local = threading.local()
         self._count_lock = threading.Lock()
         self.rate_limited_waits = 0  # 429s waited out over the client's life (tests read it)
+        # A sliced sync run's: a wait for the budget longer than this raises BudgetWait (Destination.hand_back_waits).
+        self.yield_after: float | None = None
 
     @property
     def session(self) -> requests.Session:
@@ -206,12 +209,14 @@ class HttpClient:
         twice: when the next token comes within one interval it waits for it and asks once more;
         further out, or when a worker took that token first, BusyError says when to try again.
         """
-        rate = self.rates.get(endpoint)
-        if not rate or (self.pacing_setting and not getattr(settings, self.pacing_setting)):
+        bucket = self._bucket(endpoint)
+        if bucket is None:
             return
-        name, pace = f"{self.bucket_prefix}:{self.bucket_id}:{endpoint}", rate * self.pace
+        name, pace = bucket
         if not self.interactive:
             while (wait := ratebucket.reserve(name, rate=pace, capacity=self.burst, max_wait=0)) > 0:
+                if self.yield_after is not None and wait > self.yield_after:
+                    raise BudgetWait(wait)
                 self.sleep(wait)
             return
         wait = ratebucket.reserve(name, rate=pace, capacity=self.burst, max_wait=0)
@@ -222,6 +227,19 @@ class HttpClient:
             self.sleep(wait)
             if (wait := ratebucket.reserve(name, rate=pace, capacity=self.burst, max_wait=0)) > 0:
                 raise BusyError(self.label, wait)
+
+    def _bucket(self, endpoint: str) -> tuple[str, float] | None:
+        """(The budget's bucket name, its paced rate) for ``endpoint``; None when it is not paced."""
+        rate = self.rates.get(endpoint)
+        if not rate or (self.pacing_setting and not getattr(settings, self.pacing_setting)):
+            return None
+        return f"{self.bucket_prefix}:{self.bucket_id}:{endpoint}", rate * self.pace
+
+    def budget_wait(self, endpoint: str) -> float:
+        """Seconds until ``endpoint``'s budget has room, taking nothing: a sync run that would wait long
+        hands its worker slot back instead (integrations.engine)."""
+        bucket = self._bucket(endpoint)
+        return ratebucket.peek(bucket[0], rate=bucket[1], capacity=self.burst) if bucket else 0.0
 
     def _check_deadline(self, need: float = 0.0) -> float | None:
         """The seconds left of the web request's deadline (lib.deadline) for an interactive call, None
@@ -284,6 +302,12 @@ class HttpClient:
                 rate_attempts += 1
                 with self._count_lock:
                     self.rate_limited_waits += 1
+                if (bucket := self._bucket(endpoint)) is not None:
+                    # The whole budget waits, every worker's requests with this one's, and a run sees it
+                    # coming (budget_wait) before its next batch.
+                    ratebucket.block(bucket[0], rate=bucket[1], seconds=wait, capacity=self.burst)
+                if self.yield_after is not None and wait > self.yield_after:
+                    raise BudgetWait(wait)  # refused, so not applied: the run sends it again after the wait
                 if rate_waited + wait > self.max_rate_wait:
                     raise error
                 rate_waited += wait

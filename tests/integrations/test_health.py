@@ -14,7 +14,7 @@ from integrations.health import alerts_after_run
 from integrations.models import AlertState
 from integrations.status import integration_mark_needs_attention
 from integrations.sync import sync_now
-from integrations.tasks import sync_run_execute_task, sync_runs_reap_task
+from integrations.tasks import sync_run_slice_task, sync_runs_reap_task
 from sync_logs.models import SyncRun
 from tests.sync_logs.factories import run_with_records
 from workspaces.models import AuditEvent
@@ -107,7 +107,7 @@ def test_the_sync_task_raises_alerts(integration, capture, iterable, settings):
     iterable.fault("/api/users/bulkUpdate", status=500, times=5)
     run = sync_now(integration=integration)
     with TestCase.captureOnCommitCallbacks(execute=True):
-        sync_run_execute_task(run.pk)  # the task body, in this process
+        sync_run_slice_task(run.pk)  # the task body, in this process
     run.refresh_from_db()
     assert run.status == "failed" and len(mail.outbox) == 1 and f"Sync run #{run.pk} failed" in mail.outbox[0].body
 

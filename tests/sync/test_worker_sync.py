@@ -158,7 +158,7 @@ def test_a_frozen_worker_that_lost_its_run_stops_and_writes_nothing(
 
     stale.resume()
     wait_for(
-        lambda: re.search(r"sync_run_execute_task\[[^]]+\] succeeded", stale.log()),
+        lambda: re.search(r"sync_run_slice_task\[[^]]+\] succeeded", stale.log()),
         timeout=60,
         message="the stale worker's task to end",
     )

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from integrations.sync import sync_now
-from integrations.tasks import sync_run_execute_task
+from integrations.tasks import sync_run_slice_task
 from tests.sync.test_worker_sync import _worker_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -21,7 +21,7 @@ def test_filter_failed_retry_one_see_it_delivered(
     capture(3, age=30)
     iterable.fault("/api/users/bulkUpdate", status=503, times=1)
     outage = sync_now(integration=integration)
-    sync_run_execute_task(outage.pk)  # the task's body in this process: the run, then its alert
+    sync_run_slice_task(outage.pk)  # the task's body in this process: the run, then its alert
     outage.refresh_from_db()
     assert (outage.status, outage.failed) == ("failed", 3)
     worker = start_worker(extra_env=_worker_env(iterable))

@@ -68,6 +68,7 @@ class CustomerIODestination(Destination):
     label = "Customer.io"
     blurb = "Create and update Customer.io people from your flows, with an event per submission."
     capabilities = frozenset({Capability.EVENTS, Capability.LOOKUP})
+    push_endpoint = f"POST {BATCH_PATH}"
     push_endpoint = "POST /api/v2/batch"
     connect_form = ConnectForm
     connect_template = "integrations/customerio/connect.html"

@@ -43,6 +43,7 @@ class IterableDestination(Destination):
     label = "Iterable"
     blurb = "Create and update Iterable users from your flows."
     logo = "img/iterable.svg"
+    push_endpoint = "POST /api/users/bulkUpdate"
     capabilities = frozenset(
         {Capability.SCHEMA, Capability.LISTS, Capability.EVENTS, Capability.LOOKUP, Capability.OAUTH}
     )

@@ -1,0 +1,176 @@
+"""Time-sliced runs: a run is carried by a chain of short tasks, with real Celery workers and the real broker.
+
+Each slice works for at most SYNC_SLICE_BATCHES batches (or SYNC_SLICE_SECONDS), then queues the next
+behind the other work waiting for a worker; a long wait for the rate budget gives the slot back. The
+run's guarantees hold across slices: one task holds the run at a time (its slice token fences every
+write), nothing is lost when a worker dies between two slices.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from field_mapping.services import RowChoice, mapping_save
+from flows.services import contact_capture
+from integrations import engine
+from integrations.lease import LeaseLost, lease_renew
+from integrations.models import OutboxItem
+from integrations.services import integration_connect
+from integrations.sync import sync_now
+from sync_logs import ledger
+from sync_logs.models import SyncRun
+from tests.conftest import wait_for
+from tests.factories import make_flow
+from tests.sync.conftest import delivered_log_rows_per_contact
+from tests.sync.test_worker_sync import _fault_pid, _process_state, _worker_env
+
+SLICE_LOG = re.compile(r"sync_run_slice_task\[[^]]+\] succeeded")
+
+
+def _slices_env(iterable, **extra):
+    """A worker whose slices are one batch of two contacts: every run of more than two is several slices."""
+    return _worker_env(iterable, SYNC_BATCH_SIZE=2, SYNC_SLICE_BATCHES=1, SYNC_SLICE_SECONDS=30, **extra)
+
+
+def _pushes(iterable) -> list[dict]:
+    """The bulkUpdates that carried users (the connect check sends an empty one)."""
+    return [r for r in iterable.requests("/api/users/bulkUpdate") if (r["body"] or {}).get("users")]
+
+
+@pytest.fixture
+def other_workspace(iterable, workspace_b, charlie):
+    """Workspace B, connected (an integration and a rate budget of its own), mapped, with a flow."""
+    flow = make_flow(workspace_b, name="Kiosk")
+    integration = integration_connect(
+        workspace=workspace_b,
+        actor=charlie,
+        kind="iterable",
+        data={"api_key": iterable.keys.server_side, "region": "us", "project_type": "hybrid"},
+    )
+    mapping_save(
+        integration=integration,
+        actor=charlie,
+        choices=[RowChoice("email", "email"), RowChoice("first_name", "firstName")],
+    )
+    return flow, integration
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_run_goes_in_slices_and_every_contact_arrives_once(integration, capture, iterable, start_worker, settings):
+    contacts = capture(12)
+    worker = start_worker(extra_env=_slices_env(iterable))
+    settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
+    run = sync_now(integration=integration)
+    wait_for(lambda: SyncRun.objects.get(pk=run.pk).status == "succeeded", timeout=60, message="the run")
+    run.refresh_from_db()
+    assert (run.total, run.delivered) == (12, 12)
+    assert run.slice_token >= 6  # six batches, one slice each (and perhaps one that found nothing left)
+    assert len(SLICE_LOG.findall(worker.log())) >= 6
+    assert len(_pushes(iterable)) == 6
+    assert delivered_log_rows_per_contact() == {c.pk: 1 for c in contacts}
+    assert set(OutboxItem.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_small_workspace_syncs_between_the_slices_of_a_big_one(
+    integration, capture, other_workspace, iterable, start_worker, settings
+):
+    """One worker slot. Workspace A's backlog takes many slices; workspace B presses Sync Now once A is
+    under way, and its run is done while A's still has contacts to send: B waited one slice, not A's backlog."""
+    iterable.configure(latency_ms=100)
+    capture(40)
+    worker = start_worker(extra_env=_slices_env(iterable), concurrency=1)
+    settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
+    big = sync_now(integration=integration)
+    wait_for(lambda: SyncRun.objects.get(pk=big.pk).delivered >= 2, timeout=60, message="the big run to start")
+    flow, small_integration = other_workspace
+    for i in range(2):
+        contact_capture(flow=flow, raw={"email": f"kiosk{i}@example.com", "first_name": "Kiosk"})
+    small = sync_now(integration=small_integration)
+    wait_for(lambda: SyncRun.objects.get(pk=small.pk).status == "succeeded", timeout=60, message="the small run")
+    big.refresh_from_db()
+    assert big.is_active and big.delivered < 40
+    wait_for(lambda: SyncRun.objects.get(pk=big.pk).status == "succeeded", timeout=90, message="the big run")
+    assert SyncRun.objects.get(pk=big.pk).delivered == 40
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_between_two_slices_loses_nothing(integration, capture, iterable, start_worker, settings):
+    """SIGKILL after the second slice handed the run on and before its next task was queued: the run waits
+    for a task that never comes. The reaper closes it; nothing was in flight; the next run sends the rest."""
+    contacts = capture(8)
+    first = start_worker(extra_env=_slices_env(iterable, FLOWSYNC_FAULT_INJECTION="sync.after_hand_off=kill@2"))
+    settings.CELERY_TASK_DEFAULT_QUEUE = first.queue
+    run = sync_now(integration=integration)
+    pid = _fault_pid(first, "kill")
+    wait_for(lambda: _process_state(pid) in ("gone", "Z"), message="the pool process to die")
+    first.kill()
+    run.refresh_from_db()
+    assert (run.status, run.delivered) == ("running", 4)
+    assert not OutboxItem.objects.filter(status="in_flight").exists()  # a run between slices holds no row
+
+    assert ledger.sync_runs_reap(timeout=timedelta(0)) == 1
+    second = start_worker(extra_env=_worker_env(iterable))
+    settings.CELERY_TASK_DEFAULT_QUEUE = second.queue
+    again = sync_now(integration=integration)
+    wait_for(lambda: SyncRun.objects.get(pk=again.pk).status == "succeeded", timeout=60, message="the next run")
+    assert delivered_log_rows_per_contact() == {c.pk: 1 for c in contacts}
+    assert len(iterable.users()) == 8
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_long_wait_for_the_rate_budget_gives_the_worker_slot_back(
+    integration, capture, other_workspace, iterable, start_worker, settings
+):
+    """Workspace A's first push is answered 429 with Retry-After: 4. Instead of sleeping 4 s in the only
+    worker slot, A's run hands the slot back with its next slice queued for after the wait; workspace B's
+    run, pressed meanwhile, is done before A's resumes. Nothing of A's is counted as a failed attempt."""
+    capture(4)
+    iterable.fault("/api/users/bulkUpdate", status=429, headers={"Retry-After": "4"})
+    worker = start_worker(extra_env=_slices_env(iterable, SYNC_SLICE_YIELD_SECONDS=1), concurrency=1)
+    settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
+    waiting = sync_now(integration=integration)
+    wait_for(  # handed on, its heartbeat dated when the budget has room again
+        lambda: (
+            (SyncRun.objects.get(pk=waiting.pk).heartbeat_at or timezone.now()) > timezone.now() + timedelta(seconds=2)
+        ),
+        message="the run to give its slot back",
+    )
+    flow, small_integration = other_workspace
+    contact_capture(flow=flow, raw={"email": "kiosk@example.com", "first_name": "Kiosk"})
+    small = sync_now(integration=small_integration)
+    wait_for(lambda: SyncRun.objects.get(pk=small.pk).status == "succeeded", timeout=30, message="the other run")
+    waiting.refresh_from_db()
+    assert waiting.is_active and waiting.delivered == 0
+    assert waiting.heartbeat_at > SyncRun.objects.get(pk=small.pk).finished_at  # dated when its budget has room
+    wait_for(lambda: SyncRun.objects.get(pk=waiting.pk).status == "succeeded", timeout=30, message="the run")
+    assert SyncRun.objects.get(pk=waiting.pk).delivered == 4
+    assert set(OutboxItem.objects.filter(integration=integration).values_list("attempts", flat=True)) == {1}
+
+
+@pytest.mark.django_db
+def test_a_slice_task_delivered_twice_takes_the_run_once(integration, capture):
+    """Two copies of one slice's message (a broker redelivery): the first takes the run and moves its token
+    on, the second finds the token moved and does nothing; writes fenced on the old token fail."""
+    capture(2)
+    run = ledger.run_create(integration=integration, trigger=SyncRun.Trigger.MANUAL)
+    started = ledger.run_start(run.pk)
+    assert started.slice_token == 1
+    assert ledger.run_hand_off(started, resume_in=0)
+    taken = ledger.run_resume(run.pk, 1)
+    assert taken is not None and taken.slice_token == 2
+    assert ledger.run_resume(run.pk, 1) is None
+    assert engine.sync_run_slice(run.pk, 1) is None  # the copy: nothing claimed, nothing sent
+    assert not OutboxItem.objects.exclude(status="pending").exists()
+    assert not lease_renew(run.pk, 1) and lease_renew(run.pk, 2)
+    with pytest.raises(LeaseLost):
+        ledger.run_finish(started)  # the first slice, holding token 1, may not close it
+    assert ledger.run_finish(taken).status == "succeeded"
