@@ -91,6 +91,10 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
                 "most_in_flight": state.most_in_flight,
                 "finished": state.finished,
                 "unhandled_errors": state.unhandled_errors,
+                "projects": {
+                    pid: {"users": len(p.users), "writes": p.writes, "rewrites": p.rewrites}
+                    for pid, p in state.projects.items()
+                },
             }
         if action == "oauth/clients" and method == "POST":
             state.project(int(body.get("project_id", 1)), region=body.get("region", "us"))

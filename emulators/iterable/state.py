@@ -113,6 +113,10 @@ class Project:
     next_user: int = 1
     # People who asked to be forgotten (GDPR): Iterable keeps refusing them (failedUpdates.forgottenEmails).
     forgotten: set[str] = field(default_factory=set)
+    # Successful writes of a user, and those that found the user already there: with one write per
+    # person expected (a benchmark's unique emails), a rewrite is a duplicate delivery.
+    writes: int = 0
+    rewrites: int = 0
 
     def __post_init__(self) -> None:
         for name, kind in {

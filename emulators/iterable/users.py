@@ -174,6 +174,8 @@ def write_user(
     data = _drop(data, filtered)
     email, user_id = record.get("email"), record.get("userId")
     user = find_user(project, email=email, user_id=user_id)
+    project.writes += 1
+    project.rewrites += user is not None
     now = time.strftime("%Y-%m-%d %H:%M:%S +00:00", time.gmtime())
     if user is None:
         if kind == "userId" and project.project_type == EMAIL_BASED and email is None:

@@ -93,6 +93,14 @@ def test_arrivals_are_counted_whatever_the_answer(api, iterable):
     assert stats["arrived"]["/api/lists"] == 3 and stats["counts"]["/api/lists"] == 1
 
 
+def test_writes_to_a_user_already_there_are_counted_per_project(api, iterable):
+    # bench/processes.py counts duplicate deliveries so: one write per person expected, a rewrite is one more.
+    users = [{"email": "a@b.co"}, {"email": "c@d.co"}]
+    api("POST", "/api/users/bulkUpdate", json={"users": users})
+    api("POST", "/api/users/bulkUpdate", json={"users": users[:1]})
+    assert iterable.stats()["projects"]["1"] == {"users": 2, "writes": 3, "rewrites": 1}
+
+
 def test_auth_errors_use_the_envelope(api, iterable):
     response = api("GET", "/api/users/getFields", key="nope")
     assert response.status_code == 401
