@@ -47,7 +47,8 @@ def _seed(count: int) -> list[int]:
     """``count`` due, connected integrations, each in a new workspace: two statements. Returns their ids."""
     from django.db import connection
 
-    from integrations.models import Integration
+    from flows.models import Contact, ConversionFlow
+    from integrations.models import Integration, OutboxItem
     from lib.crypto import encrypt
     from workspaces.models import Workspace
 
@@ -70,14 +71,37 @@ def _seed(count: int) -> list[int]:
             [encrypt({"api_key": "bench-not-a-key"}), frequencies, len(frequencies), f"{SLUG_PREFIX}{tag}-%"],
         )
         ids = [row[0] for row in cursor.fetchall()]
-        cursor.execute(f"ANALYZE {Integration._meta.db_table}")
+        # A contact waiting in each: the tick starts no run for an integration with nothing to send.
+        cursor.execute(
+            f"INSERT INTO {ConversionFlow._meta.db_table} (name, public_id, is_enabled, headline, thank_you_message, "
+            "created_at, updated_at, workspace_id) SELECT 'Bench', md5(random()::text), true, '', '', now(), now(), "
+            f"w.id FROM {Workspace._meta.db_table} w WHERE w.slug LIKE %s",
+            [f"{SLUG_PREFIX}{tag}-%"],
+        )
+        cursor.execute(
+            f"INSERT INTO {Contact._meta.db_table} (workspace_id, flow_id, data, email, source, created_at) "
+            "SELECT f.workspace_id, f.id, '{}'::jsonb, 'due@example.com', 'api', now() "
+            f"FROM {ConversionFlow._meta.db_table} f WHERE f.workspace_id IN (SELECT workspace_id FROM "
+            f"{Integration._meta.db_table} WHERE id = ANY(%s))",
+            [ids],
+        )
+        cursor.execute(
+            f"INSERT INTO {OutboxItem._meta.db_table} (integration_id, contact_id, status, attempts, next_attempt_at, "
+            f"updated_at, error_code, error_message) SELECT i.id, c.id, 'pending', 0, now(), now(), '', '' "
+            f"FROM {Integration._meta.db_table} i JOIN {Contact._meta.db_table} c ON c.workspace_id = i.workspace_id "
+            "WHERE i.id = ANY(%s)",
+            [ids],
+        )
+        for model in (Integration, OutboxItem):
+            cursor.execute(f"ANALYZE {model._meta.db_table}")
     return ids
 
 
 def _delete_bench_rows() -> None:
     from django.db import connection
 
-    from integrations.models import Integration
+    from flows.models import Contact, ConversionFlow
+    from integrations.models import Integration, OutboxItem
     from sync_logs.models import SyncRun
     from workspaces.models import Workspace
 
@@ -89,6 +113,13 @@ def _delete_bench_rows() -> None:
             f"(SELECT id FROM {integrations} WHERE workspace_id IN ({mine}))",
             [f"{SLUG_PREFIX}%"],
         )
+        theirs = f"SELECT id FROM {integrations} WHERE workspace_id IN ({mine})"
+        cursor.execute(
+            f"DELETE FROM {OutboxItem._meta.db_table} WHERE integration_id IN ({theirs})", [f"{SLUG_PREFIX}%"]
+        )
+        for model in (Contact, ConversionFlow):
+            table = model._meta.db_table
+            cursor.execute(f"DELETE FROM {table} WHERE workspace_id IN ({mine})", [f"{SLUG_PREFIX}%"])
         cursor.execute(f"DELETE FROM {integrations} WHERE workspace_id IN ({mine})", [f"{SLUG_PREFIX}%"])
         cursor.execute(f"DELETE FROM {workspaces} WHERE slug LIKE %s", [f"{SLUG_PREFIX}%"])
         # Without the dead rows of the runs before: the tick's scan is timed on a table of this run's size.

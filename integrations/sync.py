@@ -113,7 +113,9 @@ def _due(now: datetime) -> Q:
 
 def integrations_due_claim(*, now: datetime) -> list[int]:
     """Move every due integration's next_run_at one period on (call inside the tick's transaction);
-    the ids of those a run may start for (sync_now's refusals: not connected, paused, needs attention).
+    the ids of those a run may start for (sync_now's refusals: not connected, paused, needs attention) and
+    that have a contact due: a run with nothing to send is not started (most ticks of a quiet workspace;
+    each would cost a worker slot, a schema fetch and a run row for nothing, docs/scale.md).
 
     Its rows stay locked until the tick commits, and another tick skips them (SKIP LOCKED: it never
     waits). The lock is FOR NO KEY UPDATE, what an UPDATE takes anyway: a capture committing
@@ -129,17 +131,20 @@ def integrations_due_claim(*, now: datetime) -> list[int]:
 
 def _due_claim_sql(now: datetime) -> list[int]:
     # _due(now), in SQL.
-    table = Integration._meta.db_table
+    table, outbox = Integration._meta.db_table, OutboxItem._meta.db_table
     sql = (
         f"UPDATE {table} SET next_run_at = %s + frequency * interval '1 minute' "  # noqa: S608 - names from the model
         f"WHERE id IN (SELECT id FROM {table} WHERE status = %s AND paused_at IS NULL AND frequency > 0 "
         "AND (next_run_at IS NULL OR next_run_at <= %s) FOR NO KEY UPDATE SKIP LOCKED) "
         # An empty ciphertext reads back as no credentials (lib.crypto.EncryptedJSONField): not connected.
-        "RETURNING id, credentials IS NOT NULL AND credentials <> ''"
+        "RETURNING id, credentials IS NOT NULL AND credentials <> '', "
+        # Anything to send: one probe of the partial outbox_pending index ('pending' written out for it).
+        f"EXISTS (SELECT 1 FROM {outbox} o WHERE o.integration_id = {table}.id AND o.status = 'pending' "
+        "AND o.next_attempt_at <= %s)"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now, Integration.Status.CONNECTED, now])
-        return [pk for pk, connected in cursor.fetchall() if connected]
+        cursor.execute(sql, [now, Integration.Status.CONNECTED, now, now])
+        return [pk for pk, connected, due_rows in cursor.fetchall() if connected and due_rows]
 
 
 def _due_claim_orm(now: datetime) -> list[int]:
@@ -152,7 +157,14 @@ def _due_claim_orm(now: datetime) -> list[int]:
         by_frequency[frequency].append(pk)
     for frequency, pks in by_frequency.items():
         Integration.objects.filter(pk__in=pks).update(next_run_at=now + timedelta(minutes=frequency))
-    return [pk for pk, _, secret in rows if secret]
+    waiting = set(
+        OutboxItem.objects.filter(
+            integration_id__in=[pk for pk, _, _ in rows], status=OutboxItem.Status.PENDING, next_attempt_at__lte=now
+        )
+        .values_list("integration_id", flat=True)
+        .distinct()
+    )
+    return [pk for pk, _, secret in rows if secret and pk in waiting]
 
 
 # Messages per Redis pipeline. A broker failure withdraws the batch it interrupted and those after it: some

@@ -13,9 +13,10 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from flows.models import Contact
 from flows.services import contact_capture
 from integrations import sync
-from integrations.models import Integration
+from integrations.models import Integration, OutboxItem
 from integrations.sync import SYNC_TASK, integrations_enqueue_due, sync_now
 from sync_logs import ledger
 from sync_logs.models import SyncRun
@@ -84,8 +85,9 @@ def sent_tasks(broker_messages):
     return lambda: [(m["headers"]["task"], m["body"][0]) for m in broker_messages()]  # body: args, kwargs, embed
 
 
-def _integration(**fields) -> Integration:
-    """A connected Iterable integration of a workspace of its own, due a minute ago every 15 minutes."""
+def _integration(*, due_contact: bool = True, **fields) -> Integration:
+    """A connected Iterable integration of a workspace of its own, due a minute ago every 15 minutes, with a
+    contact waiting to be sent (``due_contact``)."""
     values = {
         "kind": "iterable",
         "status": Integration.Status.CONNECTED,
@@ -94,7 +96,12 @@ def _integration(**fields) -> Integration:
         "next_run_at": timezone.now() - timedelta(minutes=1),
         **fields,
     }
-    return Integration.objects.create(workspace=WorkspaceFactory(), **values)
+    integration = Integration.objects.create(workspace=WorkspaceFactory(), **values)
+    if due_contact:
+        flow = make_flow(integration.workspace)
+        contact = Contact.objects.create(workspace=integration.workspace, flow=flow, data={}, email="due@example.com")
+        OutboxItem.objects.create(integration=integration, contact=contact)
+    return integration
 
 
 def _next_run_at(integration: Integration):
@@ -136,6 +143,21 @@ def test_a_scheduled_run_has_every_column_a_created_one_has(tick_path):
             assert getattr(run, field.attname) == getattr(reference, field.attname), field.name
     assert (run.status, run.trigger, run.total, run.worker, run.error_summary) == ("queued", "schedule", 0, "", "")
     assert abs(run.created_at - reference.created_at) < timedelta(seconds=5)
+
+
+@pytest.mark.django_db
+def test_an_integration_with_nothing_to_send_gets_no_run_and_moves_on(tick_path):
+    """Nothing queued, or only contacts waiting out a retry backoff: no run (no slot, schema fetch or run row
+    for nothing); its next_run_at moves all the same, and it runs at the first tick that has a contact due."""
+    empty = _integration(due_contact=False)
+    backing_off = _integration()
+    OutboxItem.objects.filter(integration=backing_off).update(next_attempt_at=timezone.now() + timedelta(minutes=3))
+    busy = _integration()
+
+    assert len(integrations_enqueue_due()) == 1
+    assert list(SyncRun.objects.values_list("integration_id", flat=True)) == [busy.pk]
+    for integration in (empty, backing_off):
+        assert _next_run_at(integration) > timezone.now() + timedelta(minutes=14)
 
 
 @pytest.mark.django_db
@@ -367,6 +389,6 @@ def test_a_tick_holding_its_claim_does_not_hold_up_a_capture(sent_tasks, monkeyp
         finally:
             release.set()
         [run_id] = ticking.result(timeout=30)
-    assert integration.outbox.count() == 1
+    assert integration.outbox.filter(contact__email="during@example.com").count() == 1
     assert SyncRun.objects.get(pk=run_id).integration_id == integration.pk
     assert sent_tasks() == [(SYNC_TASK, [run_id])]
