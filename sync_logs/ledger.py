@@ -3,8 +3,9 @@
 A run is created (one active per integration: a partial unique index decides races),
 started by the worker that takes it, finished with its counts, or closed as abandoned
 by the reaper when its worker stops answering; its log rows are written in bulk in the
-transaction of their batch (integrations.engine) and purged after the retention.
-The engine decides what happens to contacts; this module keeps the books.
+transaction of their batch (integrations.engine) and purged after the retention: on
+PostgreSQL whole daily partitions dropped, the partitions made ahead by log_partitions_ensure
+(sync_logs/partitions.py). The engine decides what happens to contacts; this module keeps the books.
 """
 
 from __future__ import annotations
