@@ -172,6 +172,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # The coming days' log partitions (PostgreSQL), hourly: a missed tick or two still leaves days ahead.
+    "log-partitions-ensure": {
+        "task": "sync_logs.tasks.log_partitions_ensure_task",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
 }
 
 # --- Auth -----------------------------------------------------------------------

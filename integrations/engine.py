@@ -52,6 +52,7 @@ from lib import jsoncodec
 from lib.faults import fault_point
 from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
+from sync_logs.partitions import CLOCK_SLACK
 
 logger = logging.getLogger(__name__)
 Status = OutboxItem.Status
@@ -221,11 +222,17 @@ def _without_newer_values(
     if not again:
         return pairs, []
     newer: dict[str, dict[int, dict]] = {}  # identifier -> newer contact id -> a payload it was delivered with
+    oldest = min(item.contact_id for item, _ in again)
+    # A newer capture's log rows are written after the oldest one here was captured: that bounds the
+    # rows' time, so PostgreSQL reads only the log partitions since then, not every day's.
+    captured = Contact.objects.filter(pk=oldest).values_list("created_at", flat=True).first()
+    since = {"created_at__gte": captured - CLOCK_SLACK} if captured else {}
     for identifier, contact_id, payload in SyncRecord.objects.filter(
         run__integration_id=integration.pk,
         status=SyncRecord.Status.DELIVERED,
         identifier__in={built.identifier for _, built in again},
-        contact_id__gt=min(item.contact_id for item, _ in again),
+        contact_id__gt=oldest,
+        **since,
     ).values_list("identifier", "contact_id", "payload"):
         if payload:
             newer.setdefault(identifier, {})[contact_id] = payload

@@ -23,6 +23,7 @@ from integrations.outbox import outbox_backfill
 from lib import jsoncodec
 from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
+from sync_logs.partitions import run_window
 from workspaces.services import audit_record
 
 # A run's slices, the first one included (engine.sync_run_slice). Deploy the workers before the web and beat
@@ -353,7 +354,9 @@ def retry_failed(
     if record is not None:
         rows = rows.filter(contact_id=record.contact_id)
     elif run is not None:
-        failed = SyncRecord.objects.filter(run=run, status=SyncRecord.Status.FAILED).values("contact_id")
+        failed = SyncRecord.objects.filter(run=run, status=SyncRecord.Status.FAILED, **run_window(run)).values(
+            "contact_id"
+        )
         # A failed outbox row keeps the run that failed it: that still finds them once retention
         # has deleted the run's log rows.
         rows = rows.filter(Q(contact_id__in=failed) | Q(run=run, status=OutboxItem.Status.FAILED))

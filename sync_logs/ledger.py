@@ -3,8 +3,9 @@
 A run is created (one active per integration: a partial unique index decides races),
 started by the worker that takes it, finished with its counts, or closed as abandoned
 by the reaper when its worker stops answering; its log rows are written in bulk in the
-transaction of their batch (integrations.engine) and purged after the retention.
-The engine decides what happens to contacts; this module keeps the books.
+transaction of their batch (integrations.engine) and purged after the retention: on
+PostgreSQL whole daily partitions dropped, the partitions made ahead by log_partitions_ensure
+(sync_logs/partitions.py). The engine decides what happens to contacts; this module keeps the books.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from integrations.lease import LeaseLost
 from integrations.models import Integration, OutboxItem
 from lib import jsoncodec
+from sync_logs import partitions
 from sync_logs.models import SyncRecord, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -146,7 +148,8 @@ def run_finish(run: SyncRun, *, error: str = "", forced_status: str | None = Non
     if error:
         summary = error
     elif run.failed:
-        codes = SyncRecord.objects.filter(run=run, status="failed").values_list("error_code", flat=True).distinct()[:5]
+        failed = SyncRecord.objects.filter(run=run, status="failed", **partitions.run_window(run))
+        codes = failed.values_list("error_code", flat=True).distinct()[:5]
         summary = f"{run.failed} record(s) failed ({', '.join(c for c in codes if c)})."
     closed = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING, slice_token=token).update(
         status=status, finished_at=finished_at, error_summary=summary
@@ -229,23 +232,124 @@ def sync_runs_reap(*, timeout: timedelta | None = None) -> int:
     return reaped
 
 
-def sync_logs_purge(*, days: int | None = None, batch: int = 10_000) -> int:
-    """Delete the log rows of runs that finished more than ``days`` ago, in batches; keep the runs.
+def log_partitions_ensure(*, days_ahead: int = 3, today: date | None = None, move_limit: int = 100_000) -> list[str]:
+    """Make the daily log partitions from today (UTC) to ``days_ahead`` days on, those missing; the names made.
 
-    A run's rows are all written while it runs, so a run's finish time dates them; the
-    delete walks the (run, id) index one batch at a time, never one statement over
-    millions of rows (short transactions, no long lock, no big WAL burst).
+    Idempotent (the beat calls it hourly, every migrate once). A missing day's rows land in the
+    DEFAULT partition meanwhile, so a write never fails; when its partition is made, rows of that
+    day found in DEFAULT move into it in the same transaction, up to ``move_limit`` of them (DEFAULT
+    is locked while they move, and the readers that cannot skip it wait). With more, the day is left
+    in DEFAULT with a warning: its rows stay readable there and retention deletes them in batches.
+    Each partition is made beside the table and attached (ATTACH locks the table SHARE UPDATE
+    EXCLUSIVE: writes go on; CREATE ... PARTITION OF would block them). No-op on SQLite.
+    """
+    if connection.vendor != "postgresql":
+        return []
+    today = timezone.now().astimezone(UTC).date() if today is None else today
+    made = []
+    for day in (today + timedelta(days=n) for n in range(days_ahead + 1)):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                if not _maintenance_begin(cursor):
+                    return made
+                if _partition_day(cursor, day, move_limit):
+                    made.append(partitions.day_name(day))
+        except OperationalError as exc:
+            if not partitions.lock_not_granted(exc):
+                raise
+            logger.warning("Sync-log partition for %s not made this time: %s", day, exc)
+    return made
+
+
+def _maintenance_begin(cursor) -> bool:
+    """Start a partition DDL transaction: a short lock timeout, the maintenance lock; False when the
+    table is not partitioned (SQLite-like plain table, or a database before migration 0006)."""
+    cursor.execute(f"SET LOCAL lock_timeout = '{partitions.LOCK_TIMEOUT}'")
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [partitions.MAINTENANCE_LOCK])
+    # A DDL refuses a table with deferred checks still pending in the transaction (a caller's own writes).
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    return partitions.is_partitioned(cursor)
+
+
+def _partition_day(cursor, day: date, move_limit: int) -> bool:
+    lower, upper = partitions.day_range(day)
+    existing = partitions.partitions(cursor)
+    if any(p.overlaps(lower, upper) for p in existing):
+        return False  # made already, or covered by the legacy partition
+    table, name = partitions.TABLE, partitions.day_name(day)
+    moving = 0
+    if any(p.is_default for p in existing):
+        # Locked first: ATTACH takes this lock anyway, and rows must not arrive between the count and the move.
+        cursor.execute(f"LOCK TABLE {partitions.DEFAULT} IN ACCESS EXCLUSIVE MODE")
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {partitions.DEFAULT} "  # noqa: S608 - fixed names
+            "WHERE created_at >= %s AND created_at < %s LIMIT %s) AS found",
+            [lower, upper, move_limit + 1],
+        )
+        moving = cursor.fetchone()[0]
+        if moving > move_limit:
+            logger.warning(
+                "Sync-log partition %s not made: more than %s rows of that day are in %s already "
+                "(the partition task did not run); they stay there until retention deletes them",
+                name,
+                move_limit,
+                partitions.DEFAULT,
+            )
+            return False
+    cursor.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)")
+    if moving:
+        cursor.execute(
+            f"WITH moved AS (DELETE FROM {partitions.DEFAULT} WHERE created_at >= %s AND created_at < %s "  # noqa: S608
+            f"RETURNING {_ALL_COLUMNS}) INSERT INTO {name} ({_ALL_COLUMNS}) SELECT {_ALL_COLUMNS} FROM moved",
+            [lower, upper],
+        )
+        logger.warning("Sync-log partition %s made late: %s rows moved from %s", name, moving, partitions.DEFAULT)
+    cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)", [lower, upper])
+    return True
+
+
+_ALL_COLUMNS = ", ".join(("id", *_LOG_COLUMNS))
+
+
+def sync_logs_purge(*, days: int | None = None, batch: int = 10_000) -> int:
+    """Remove the log rows older than ``days``; keep the runs, marked ``logs_purged_at``. Returns the rows deleted
+    in batches (a dropped partition's rows are not counted: nothing reads them one by one).
+
+    On the partitioned table (PostgreSQL): every daily partition whose whole day is older than the
+    retention is dropped (a day is kept up to one day longer than ``days``; DROP frees it at once,
+    without the WAL and vacuum of deleting millions of rows). The legacy partition's rows (from
+    before partitioning) go in batches per run, as they always did, until its whole range is old
+    enough to drop; rows the DEFAULT partition holds for days older than the dropped ones go in
+    batches too. A run whose rows are all gone is marked: a run's rows are all written while it
+    runs, so its finish time dates them.
+
+    Elsewhere (SQLite) and on a plain table: the batches per run of finished runs, as before.
     """
     days = settings.SYNC_LOG_RETENTION_DAYS if days is None else days
     cutoff = timezone.now() - timedelta(days=days)
-    runs = SyncRun.objects.filter(finished_at__lt=cutoff, logs_purged_at=None).exclude(status__in=SyncRun.ACTIVE)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            if partitions.is_partitioned(cursor):
+                return _purge_partitioned(cutoff, days, batch)
+    deleted = _purge_runs_in_batches(partitions.TABLE, cutoff, batch)
+    if deleted:
+        logger.info("Retention: deleted %s sync-log rows older than %s days", deleted, days)
+    return deleted
+
+
+def _purge_runs_in_batches(table: str, finished_before: datetime, batch: int) -> int:
+    """Delete the rows of ``table`` of the runs finished before ``finished_before``, a batch at a time,
+    walking the (run, id) index, never one statement over millions of rows (short transactions, no
+    long lock, no big WAL burst); mark those runs purged."""
+    runs = SyncRun.objects.filter(finished_at__lt=finished_before, logs_purged_at=None).exclude(
+        status__in=SyncRun.ACTIVE
+    )
     deleted = 0
-    table = SyncRecord._meta.db_table
     for run_id in runs.order_by("id").values_list("id", flat=True).iterator():
         while True:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(
-                    f"DELETE FROM {table} WHERE id IN "  # noqa: S608 - the table name comes from the model
+                    f"DELETE FROM {table} WHERE id IN "  # noqa: S608 - the table name is ours
                     f"(SELECT id FROM {table} WHERE run_id = %s ORDER BY id LIMIT %s)",
                     [run_id, batch],
                 )
@@ -254,6 +358,66 @@ def sync_logs_purge(*, days: int | None = None, batch: int = 10_000) -> int:
             if count < batch:
                 break
         SyncRun.objects.filter(pk=run_id).update(logs_purged_at=timezone.now())
-    if deleted:
-        logger.info("Retention: deleted %s sync-log rows older than %s days", deleted, days)
     return deleted
+
+
+def _purge_partitioned(cutoff: datetime, days: int, batch: int) -> int:
+    # Rows older than this boundary all go: the UTC midnight at or before the cutoff, so that only
+    # whole days are dropped.
+    boundary = partitions.day_start(cutoff.astimezone(UTC).date())
+    with connection.cursor() as cursor:
+        found = partitions.partitions(cursor)
+    dropped, deleted = [], 0
+    legacy = next((p for p in found if p.name == partitions.LEGACY), None)
+    for partition in found:
+        if partition.is_default or partition.upper is None or partition.upper > boundary:
+            continue
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                # DROP locks the whole table for a moment: never wait long for it (the next hour tries again).
+                if not _maintenance_begin(cursor):
+                    return deleted
+                cursor.execute(f"DROP TABLE IF EXISTS {partition.name}")
+            dropped.append(partition.name)
+        except OperationalError as exc:
+            if not partitions.lock_not_granted(exc):
+                raise
+            logger.warning("Retention: partition %s not dropped this time: %s", partition.name, exc)
+            return deleted  # the runs are marked only once every older row is gone
+    if legacy is not None and legacy.name not in dropped:
+        # Rows from before partitioning, of runs finished before the cutoff (and so before its range ended).
+        assert legacy.upper is not None  # [MINVALUE, cut-over)
+        deleted += _purge_runs_in_batches(partitions.LEGACY, min(cutoff, legacy.upper), batch)
+    if any(p.is_default for p in found):
+        deleted += _purge_default_before(boundary, batch)
+    # Every row before the boundary is gone now, but for the legacy partition's (if it is still there):
+    # the runs finished before it, and begun after the legacy range if it is, have no rows left.
+    gone = SyncRun.objects.filter(finished_at__lt=boundary, logs_purged_at=None).exclude(status__in=SyncRun.ACTIVE)
+    if legacy is not None and legacy.name not in dropped:
+        gone = gone.filter(created_at__gte=legacy.upper)
+    gone.update(logs_purged_at=timezone.now())
+    if dropped or deleted:
+        logger.info(
+            "Retention: dropped sync-log partitions %s and deleted %s rows older than %s days",
+            ", ".join(dropped) or "none",
+            deleted,
+            days,
+        )
+    return deleted
+
+
+def _purge_default_before(boundary: datetime, batch: int) -> int:
+    """Delete the DEFAULT partition's rows older than ``boundary`` in batches (it holds few rows:
+    those of days whose partition was not made in time)."""
+    deleted = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {partitions.DEFAULT} WHERE ctid IN (SELECT ctid FROM {partitions.DEFAULT} "  # noqa: S608
+                "WHERE created_at < %s LIMIT %s)",
+                [boundary, batch],
+            )
+            count = max(cursor.rowcount, 0)
+        deleted += count
+        if count < batch:
+            return deleted

@@ -76,7 +76,13 @@ class SyncRun(models.Model):
 
 
 class SyncRecord(models.Model):
-    """What happened to one contact in one run: the sync log row. Written in bulk."""
+    """What happened to one contact in one run: the sync log row. Written in bulk.
+
+    On PostgreSQL the table is partitioned by day on ``created_at`` (migration 0006, sync_logs/partitions.py):
+    its key there is (id, created_at), ``id`` stays unique through the identity, and Django keeps ``id`` as the
+    model's primary key. A query by run should add ``partitions.run_window(run)`` to read only the run's days.
+    Nothing may point a foreign key at this table (a partitioned table's key holds the partition column).
+    """
 
     class Status(models.TextChoices):
         DELIVERED = "delivered", "Delivered"

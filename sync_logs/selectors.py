@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from flows.models import Contact
 from integrations.models import Integration, OutboxItem
 from sync_logs.models import SyncRecord, SyncRun
+from sync_logs.partitions import run_window
 from workspaces.models import Workspace
 from workspaces.scoping import scoped
 
@@ -85,9 +86,9 @@ def records_page(
 
     Each filter combination is an index range scan: (run, id) (for "delivered" too: nearly every row
     of a run is), (run, status, id) for the rows not delivered, or identifier with the pattern opclass
-    for the prefix search.
+    for the prefix search; on PostgreSQL only in the partitions of the run's days (run_window).
     """
-    qs = SyncRecord.objects.filter(run=run).defer("payload")
+    qs = SyncRecord.objects.filter(run=run, **run_window(run)).defer("payload")
     filters: dict[str, str] = {}
     if status in STATUS_FILTERS:
         qs = qs.filter(status=status)
@@ -101,7 +102,7 @@ def records_page(
 
 
 def record_in_run(*, run: SyncRun, record_id: int) -> SyncRecord | None:
-    return SyncRecord.objects.filter(run=run, pk=record_id).select_related("contact").first()
+    return SyncRecord.objects.filter(run=run, pk=record_id, **run_window(run)).select_related("contact").first()
 
 
 @dataclass

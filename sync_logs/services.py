@@ -9,6 +9,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 
 from sync_logs.models import SyncRecord, SyncRun
+from sync_logs.partitions import run_window
 
 EXPORT_CHUNK = 2_000
 # (CSV header, what is read for it): the first is the keyset cursor.
@@ -38,7 +39,8 @@ def records_csv(run: SyncRun) -> Iterator[str]:
     writer = csv.writer(_Line())
     yield writer.writerow([header for header, _ in EXPORT_COLUMNS])
     # The payload comes as the database's own JSON text: no parse and re-dump per row.
-    rows = SyncRecord.objects.filter(run=run).order_by("id").annotate(payload_text=Cast("payload", TextField()))
+    rows = SyncRecord.objects.filter(run=run, **run_window(run)).order_by("id")
+    rows = rows.annotate(payload_text=Cast("payload", TextField()))
     last = 0
     while True:
         chunk = list(rows.filter(id__gt=last).values_list(*(field for _, field in EXPORT_COLUMNS))[:EXPORT_CHUNK])

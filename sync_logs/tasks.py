@@ -10,3 +10,8 @@ from sync_logs import ledger
 @shared_task(ignore_result=True)
 def sync_logs_purge_task() -> int:
     return ledger.sync_logs_purge()
+
+
+@shared_task(ignore_result=True)
+def log_partitions_ensure_task() -> list[str]:
+    return ledger.log_partitions_ensure()

@@ -10,9 +10,10 @@ from sync_logs.models import SyncRun
 MISMATCH = "Iterable has 'age' as long, the value sent was 'ten' (string)"
 
 
-def run_with_records(integration, count: int, *, failed_every: int = 0, contact=None, **run_fields) -> SyncRun:
-    """A finished run of ``count`` rows, user0000@example.com and on; every ``failed_every``-th row failed."""
-    now = timezone.now()
+def run_with_records(integration, count: int, *, failed_every: int = 0, contact=None, at=None, **run_fields) -> SyncRun:
+    """A finished run of ``count`` rows, user0000@example.com and on; every ``failed_every``-th row failed.
+    ``at``: when it ran (made, started, finished, and its rows' time), now by default."""
+    now = timezone.now() if at is None else at
     rows = []
     for i in range(count):
         failed = failed_every and i % failed_every == 0
@@ -42,5 +43,8 @@ def run_with_records(integration, count: int, *, failed_every: int = 0, contact=
         **run_fields,
     }
     run = SyncRun.objects.create(integration=integration, **fields)
+    if at is not None:
+        SyncRun.objects.filter(pk=run.pk).update(created_at=at)
+        run.created_at = at
     records_write([(run.pk, *row[1:]) for row in rows])
     return run

@@ -1,4 +1,4 @@
-"""CSV export streams a run of any size; retention deletes only old log rows, in batches."""
+"""CSV export streams a run of any size; retention deletes only old log rows (tests/sync_logs/test_partitions.py:\nthe daily partitions it drops)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from sync_logs import ledger, services
+from sync_logs import ledger, partitions, services
 from sync_logs.models import SyncRecord, SyncRun
 from tests.sync_logs.factories import run_with_records
 
@@ -75,20 +75,30 @@ def _age(run: SyncRun, days: int) -> None:
     SyncRun.objects.filter(pk=run.pk).update(finished_at=timezone.now() - timedelta(days=days))
 
 
-def test_retention_deletes_only_old_rows_in_batches(integration, settings):
+def test_retention_deletes_the_legacy_partitions_old_rows_in_batches(integration, settings):
+    """Rows from before partitioning (the legacy partition) go per run, in batches, as they always did."""
     settings.SYNC_LOG_RETENTION_DAYS = 90
-    old = run_with_records(integration, 25)
-    _age(old, 91)
-    recent = run_with_records(integration, 7)
-    _age(recent, 89)
+    cutoff = timezone.now() - timedelta(days=90)
+    boundary = partitions.day_start(cutoff.date())
+    with connection.cursor() as cursor:  # what migration 0006 leaves on a database that had rows
+        cursor.execute(f"CREATE TABLE {partitions.LEGACY} (LIKE {partitions.TABLE} INCLUDING DEFAULTS)")
+        cursor.execute(
+            f"ALTER TABLE {partitions.TABLE} ATTACH PARTITION {partitions.LEGACY} FOR VALUES FROM (MINVALUE) TO (%s)",
+            [boundary + timedelta(days=2)],
+        )
+    old = run_with_records(integration, 25, at=cutoff - timedelta(days=5))
+    recent = run_with_records(integration, 7, at=cutoff + timedelta(hours=1))
     with CaptureQueriesContext(connection) as queries:
         deleted = ledger.sync_logs_purge(batch=10)
     assert deleted == 25
-    assert len([q for q in queries.captured_queries if q["sql"].startswith("DELETE")]) == 3  # 10 + 10 + 5
+    deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(f"DELETE FROM {partitions.LEGACY}")]
+    assert len(deletes) == 3  # 10 + 10 + 5
     assert not SyncRecord.objects.filter(run=old).exists()
     assert SyncRecord.objects.filter(run=recent).count() == 7
     old.refresh_from_db()
+    recent.refresh_from_db()
     assert old.total == 25 and old.logs_purged_at is not None  # the summary stays
+    assert recent.logs_purged_at is None
     assert ledger.sync_logs_purge(batch=10) == 0  # done once
 
 
@@ -99,8 +109,7 @@ def test_retention_leaves_active_runs_alone(integration):
 
 
 def test_purged_run_says_so(alice_client, integration, logs_url):
-    run = run_with_records(integration, 3)
-    _age(run, 100)
+    run = run_with_records(integration, 3, at=timezone.now() - timedelta(days=100))
     ledger.sync_logs_purge()
     html = alice_client.get(logs_url(f"runs/{run.pk}/")).content.decode()
     assert "deleted by retention" in html

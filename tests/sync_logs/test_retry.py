@@ -141,7 +141,9 @@ def test_a_run_whose_log_rows_were_purged_can_still_be_retried(alice_client, int
 
     from sync_logs.ledger import sync_logs_purge
 
-    SyncRun.objects.filter(pk=mismatch_run.pk).update(finished_at=timezone.now() - timedelta(days=100))
+    long_ago = timezone.now() - timedelta(days=100)
+    SyncRun.objects.filter(pk=mismatch_run.pk).update(created_at=long_ago, finished_at=long_ago)
+    SyncRecord.objects.filter(run=mismatch_run).update(created_at=long_ago)  # a day with no partition: DEFAULT
     assert sync_logs_purge() == 3
     _stop_syncing_age(integration)
     alice_client.post(logs_url(f"runs/{mismatch_run.pk}/retry/"))
