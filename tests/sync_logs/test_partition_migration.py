@@ -17,7 +17,7 @@ from workspaces.models import Workspace
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("sync_logs", "0005_lighter_status_index")]
+BEFORE = [("sync_logs", "0006_run_slice_token")]
 AFTER = [("sync_logs", "0007_partition_sync_records")]
 TABLE = partitions.TABLE
 
