@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 # The benchmarks run with DEBUG off, as a deployment does, so settings want real-looking secrets
@@ -66,3 +68,16 @@ def peak_rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def celery_worker(env: dict[str, str], queue: str, *options: str) -> subprocess.Popen:
+    """A real Celery worker of the project consuming ``queue`` only (``options``: its pool, concurrency,
+    name), quiet, in the project's root: what every bench times its sync with."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, *options,
+         "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**env, "CELERY_QUEUE": queue},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip

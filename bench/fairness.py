@@ -35,6 +35,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import celery_worker  # noqa: E402
 from bench.sync import _seed, bench_started, vacuum_sync_tables  # noqa: E402
 
 
@@ -110,17 +111,13 @@ def main() -> None:
 
         emulator = bench.control()
         queue = f"fair-{uuid.uuid4().hex[:8]}"
-        worker_env = {**os.environ, **env, "CELERY_QUEUE": queue}
+        worker_env = {**os.environ, **env}
         if args.no_slices:
             worker_env["SYNC_SLICE_SECONDS"] = "0"
         elif args.slice_seconds is not None:
             worker_env["SYNC_SLICE_SECONDS"] = str(args.slice_seconds)
         settings.CELERY_TASK_DEFAULT_QUEUE = queue
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--concurrency",
-             str(args.concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        worker = celery_worker(worker_env, queue, "--concurrency", str(args.concurrency))
         try:
             time.sleep(4)  # let it connect
             slicing = "off (one task per run)" if args.no_slices else f"SYNC_SLICE_SECONDS={args.slice_seconds}"

@@ -59,7 +59,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_seconds, database_cpu_seconds  # noqa: E402 - after the path is set
+from bench.common import celery_worker, cpu_seconds, database_cpu_seconds  # noqa: E402 - after the path is set
 from bench.sync import IterableBench, _seed, bench_started, vacuum_sync_tables  # noqa: E402
 
 WAIT_LIMIT_SECONDS = 1800  # a configuration that has not finished by then is reported as stuck
@@ -91,32 +91,7 @@ def duplicates(stats: dict, project_ids: list[int]) -> tuple[int, int]:
 
 def _start_workers(processes: int, concurrency: int, env: dict[str, str], queue: str) -> list[subprocess.Popen]:
     pool = ["--pool", "solo"] if concurrency == 1 else ["--pool", "threads", "--concurrency", str(concurrency)]
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                queue,
-                "-n",
-                f"{queue}-{i}@localhost",
-                *pool,
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=ROOT,
-            env={**env, "CELERY_QUEUE": queue},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(processes)
-    ]
+    return [celery_worker(env, queue, "-n", f"{queue}-{i}@localhost", *pool) for i in range(processes)]
 
 
 def _wait_ready(workers: list[subprocess.Popen], queue: str) -> None:

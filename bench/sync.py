@@ -62,7 +62,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BENCH_ENV, cpu_seconds, database_cpu_seconds, ensure_database, free_port, peak_rss_mb  # noqa: E402 - after the path is set
+from bench.common import (  # noqa: E402 - after the path is set
+    BENCH_ENV,
+    celery_worker,
+    cpu_seconds,
+    database_cpu_seconds,
+    ensure_database,
+    free_port,
+    peak_rss_mb,
+)
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/flowsync_bench_sync"
 BULK_RPS = 5
@@ -327,28 +335,7 @@ def _one_size(count: int, bench, env: dict[str, str], emulator_pid: int) -> dict
     requests_before, limited_before = bench.counters(emulator.stats())
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     worker_env = {**env, **bench.worker_env(), "CELERY_QUEUE": queue}
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queue,
-            "--pool",
-            "solo",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=worker_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = celery_worker(worker_env, queue, "--pool", "solo")
     try:
         time.sleep(3)  # let it connect
         from django.conf import settings
