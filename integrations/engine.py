@@ -47,7 +47,7 @@ from integrations.destinations.base import (
 from integrations.lease import Lease, LeaseLost, lease_renew
 from integrations.models import Integration, OutboxItem
 from integrations.status import integration_mark_needs_attention
-from integrations.sync import SyncNotStarted, sync_now, sync_run_continue
+from integrations.sync import SyncNotStarted, sync_now, sync_run_continue, sync_tasks_waiting
 from lib import jsoncodec
 from lib.faults import fault_point
 from sync_logs import ledger
@@ -544,6 +544,11 @@ class SliceBudget:
     def spent(self, batches: int) -> bool:
         return batches >= self.batches or time.monotonic() >= self.ends_at
 
+    def renew(self, batches: int) -> None:
+        """Another slice's worth from now (``batches`` done so far): nothing else waited for a worker."""
+        self.batches = batches + max(1, settings.SYNC_SLICE_BATCHES)
+        self.ends_at = time.monotonic() + settings.SYNC_SLICE_SECONDS
+
 
 @dataclass
 class Handoff:
@@ -654,8 +659,10 @@ def _run_batches(
                 break
             if budget is not None and batches:  # at least one batch per slice
                 if budget.spent(batches):
-                    handoff = Handoff(0.0, after_id)
-                    break
+                    if sync_tasks_waiting():
+                        handoff = Handoff(0.0, after_id)
+                        break
+                    budget.renew(batches)  # no other work waits: the run goes on in this task
                 if (wait := destination.budget_wait()) > budget.yield_after:
                     # A 429 told the whole budget to wait: the slot goes to other work meanwhile.
                     handoff = Handoff(wait, after_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Length
 from django.utils import timezone
 from kombu import Producer, Queue
+from kombu.exceptions import ChannelError
 
 from accounts.models import User
 from integrations.models import Integration, OutboxItem
@@ -26,6 +28,7 @@ from sync_logs.models import SyncRecord, SyncRun
 from sync_logs.partitions import run_window
 from workspaces.services import audit_record
 
+logger = logging.getLogger(__name__)
 # A run's slices, the first one included (engine.sync_run_slice). Deploy the workers before the web and beat
 # processes: a worker of the previous release does not know this name (it still runs the old one's
 # messages, see tasks.py).
@@ -74,6 +77,24 @@ def sync_run_continue(*, run_id: int, token: int, after_id: int, countdown: floa
     signature(SYNC_TASK, args=[run_id, token, after_id]).apply_async(
         queue=settings.CELERY_TASK_DEFAULT_QUEUE, countdown=countdown if countdown > 0 else None
     )
+
+
+def sync_tasks_waiting() -> bool:
+    """Whether a task waits on the sync queue for a worker: a slice whose time is up hands its run on
+    only then (with nothing else to do, handing on would only cost the run its pipeline). True when
+    the broker cannot say: a slice then hands on, as it would anyway."""
+    try:
+        with current_app.connection_for_read() as conn:
+            _, waiting, _ = conn.default_channel.queue_declare(queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True)
+    except ChannelError as exc:
+        if str(getattr(exc, "reply_code", "")) == "404":
+            return False  # Redis keeps no empty list: a queue with nothing waiting is "not found"
+        logger.warning("Could not read the sync queue's length", exc_info=True)
+        return True
+    except Exception:  # a broker failure of any kind means it cannot say
+        logger.warning("Could not read the sync queue's length", exc_info=True)
+        return True
+    return waiting > 0
 
 
 def integrations_enqueue_due() -> list[int]:

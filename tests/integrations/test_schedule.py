@@ -392,3 +392,13 @@ def test_a_tick_holding_its_claim_does_not_hold_up_a_capture(sent_tasks, monkeyp
     assert integration.outbox.filter(contact__email="during@example.com").count() == 1
     assert SyncRun.objects.get(pk=run_id).integration_id == integration.pk
     assert sent_tasks() == [(SYNC_TASK, [run_id])]
+
+
+def test_the_sync_queue_says_whether_work_waits_for_a_worker(broker_messages):
+    """What a slice asks before it hands its run on (engine): an empty queue (which Redis does not even keep)
+    says no, a waiting slice says yes."""
+    assert not sync.sync_tasks_waiting()
+    sync.sync_run_continue(run_id=1, token=1, after_id=0, countdown=0)
+    assert sync.sync_tasks_waiting()
+    assert [m["body"][0] for m in broker_messages()] == [[1, 1, 0]]
+    assert not sync.sync_tasks_waiting()

@@ -59,21 +59,49 @@ def other_workspace(iterable, workspace_b, charlie):
     return flow, integration
 
 
+def _kiosk_contacts(flow, count: int) -> list:
+    return [
+        contact_capture(flow=flow, raw={"email": f"kiosk{i}@example.com", "first_name": "Kiosk"}) for i in range(count)
+    ]
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_run_goes_in_slices_and_every_contact_arrives_once(integration, capture, iterable, start_worker, settings):
+def test_two_runs_on_one_slot_take_turns_and_every_contact_arrives_once(
+    integration, capture, other_workspace, iterable, start_worker, settings
+):
+    """One worker slot, two workspaces' runs of six batches each: each slice hands its run on behind the other's,
+    so both go in slices, side by side, and each contact arrives once."""
+    iterable.configure(latency_ms=50)
     contacts = capture(12)
+    flow, other = other_workspace
+    contacts += _kiosk_contacts(flow, 12)
+    worker = start_worker(extra_env=_slices_env(iterable))
+    settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
+    runs = [sync_now(integration=integration), sync_now(integration=other)]
+    for run in runs:
+        wait_for(lambda run=run: SyncRun.objects.get(pk=run.pk).status == "succeeded", timeout=60, message="the runs")
+        run.refresh_from_db()
+        assert (run.total, run.delivered) == (12, 12)
+        assert run.slice_token > 2  # handed on, not run in one go
+    assert len(SLICE_LOG.findall(worker.log())) > 6
+    assert len(_pushes(iterable)) == 12
+    assert delivered_log_rows_per_contact() == {c.pk: 1 for c in contacts}
+    assert set(OutboxItem.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_run_alone_keeps_its_slot_past_its_slice(integration, capture, iterable, start_worker, settings):
+    """Nothing else waits for a worker: handing the run on would only cost it its pipeline, so its slice goes on."""
+    capture(12)
     worker = start_worker(extra_env=_slices_env(iterable))
     settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
     run = sync_now(integration=integration)
     wait_for(lambda: SyncRun.objects.get(pk=run.pk).status == "succeeded", timeout=60, message="the run")
     run.refresh_from_db()
-    assert (run.total, run.delivered) == (12, 12)
-    assert run.slice_token >= 6  # six batches, one slice each (and perhaps one that found nothing left)
-    assert len(SLICE_LOG.findall(worker.log())) >= 6
+    assert (run.delivered, run.slice_token) == (12, 1)
     assert len(_pushes(iterable)) == 6
-    assert delivered_log_rows_per_contact() == {c.pk: 1 for c in contacts}
-    assert set(OutboxItem.objects.values_list("status", flat=True)) == {"delivered"}
 
 
 @pytest.mark.worker
@@ -90,8 +118,7 @@ def test_a_small_workspace_syncs_between_the_slices_of_a_big_one(
     big = sync_now(integration=integration)
     wait_for(lambda: SyncRun.objects.get(pk=big.pk).delivered >= 2, timeout=60, message="the big run to start")
     flow, small_integration = other_workspace
-    for i in range(2):
-        contact_capture(flow=flow, raw={"email": f"kiosk{i}@example.com", "first_name": "Kiosk"})
+    _kiosk_contacts(flow, 2)
     small = sync_now(integration=small_integration)
     wait_for(lambda: SyncRun.objects.get(pk=small.pk).status == "succeeded", timeout=60, message="the small run")
     big.refresh_from_db()
@@ -102,27 +129,32 @@ def test_a_small_workspace_syncs_between_the_slices_of_a_big_one(
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_killed_between_two_slices_loses_nothing(integration, capture, iterable, start_worker, settings):
-    """SIGKILL after the second slice handed the run on and before its next task was queued: the run waits
-    for a task that never comes. The reaper closes it; nothing was in flight; the next run sends the rest."""
+def test_a_worker_killed_between_two_slices_loses_nothing(
+    integration, capture, other_workspace, iterable, start_worker, settings
+):
+    """Two runs take turns on one slot. SIGKILL after a slice handed its run on and before the next task was
+    queued: that run waits for a task that never comes. The reaper closes both; nothing was in flight
+    (a run between slices holds no row); the next runs send the rest, each contact once."""
     contacts = capture(8)
-    first = start_worker(extra_env=_slices_env(iterable, FLOWSYNC_FAULT_INJECTION="sync.after_hand_off=kill@2"))
+    flow, other = other_workspace
+    contacts += _kiosk_contacts(flow, 8)
+    first = start_worker(extra_env=_slices_env(iterable, FLOWSYNC_FAULT_INJECTION="sync.after_hand_off=kill@3"))
     settings.CELERY_TASK_DEFAULT_QUEUE = first.queue
-    run = sync_now(integration=integration)
+    runs = [sync_now(integration=integration), sync_now(integration=other)]
     pid = _fault_pid(first, "kill")
     wait_for(lambda: _process_state(pid) in ("gone", "Z"), message="the pool process to die")
     first.kill()
-    run.refresh_from_db()
-    assert (run.status, run.delivered) == ("running", 4)
-    assert not OutboxItem.objects.filter(status="in_flight").exists()  # a run between slices holds no row
+    assert not OutboxItem.objects.filter(status="in_flight").exists()
+    assert {SyncRun.objects.get(pk=run.pk).status for run in runs} == {"running"}
 
-    assert ledger.sync_runs_reap(timeout=timedelta(0)) == 1
+    assert ledger.sync_runs_reap(timeout=timedelta(0)) == 2
     second = start_worker(extra_env=_worker_env(iterable))
     settings.CELERY_TASK_DEFAULT_QUEUE = second.queue
-    again = sync_now(integration=integration)
-    wait_for(lambda: SyncRun.objects.get(pk=again.pk).status == "succeeded", timeout=60, message="the next run")
+    again = [sync_now(integration=integration), sync_now(integration=other)]
+    for run in again:
+        wait_for(lambda run=run: SyncRun.objects.get(pk=run.pk).status == "succeeded", timeout=60, message="a run")
     assert delivered_log_rows_per_contact() == {c.pk: 1 for c in contacts}
-    assert len(iterable.users()) == 8
+    assert len(iterable.users()) == 16
 
 
 @pytest.mark.worker
@@ -145,7 +177,7 @@ def test_a_long_wait_for_the_rate_budget_gives_the_worker_slot_back(
         message="the run to give its slot back",
     )
     flow, small_integration = other_workspace
-    contact_capture(flow=flow, raw={"email": "kiosk@example.com", "first_name": "Kiosk"})
+    _kiosk_contacts(flow, 1)
     small = sync_now(integration=small_integration)
     wait_for(lambda: SyncRun.objects.get(pk=small.pk).status == "succeeded", timeout=30, message="the other run")
     waiting.refresh_from_db()
