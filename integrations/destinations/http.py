@@ -302,11 +302,12 @@ class HttpClient:
                 rate_attempts += 1
                 with self._count_lock:
                     self.rate_limited_waits += 1
-                if (bucket := self._bucket(endpoint)) is not None:
-                    # The whole budget waits, every worker's requests with this one's, and a run sees it
-                    # coming (budget_wait) before its next batch.
-                    ratebucket.block(bucket[0], rate=bucket[1], seconds=wait, capacity=self.burst)
                 if self.yield_after is not None and wait > self.yield_after:
+                    if (bucket := self._bucket(endpoint)) is not None:
+                        # A long wait: the whole budget waits, every worker's requests with this one's, and
+                        # runs see it coming (budget_wait) before their next batch. Short waits (a request a
+                        # few ms early) leave the budget to its pacing.
+                        ratebucket.block(bucket[0], rate=bucket[1], seconds=wait, capacity=self.burst)
                     raise BudgetWait(wait)  # refused, so not applied: the run sends it again after the wait
                 if rate_waited + wait > self.max_rate_wait:
                     raise error
