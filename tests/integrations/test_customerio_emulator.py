@@ -553,7 +553,7 @@ def test_drop_timeout_and_truncate_faults(track, cio):
     assert response.content == b'{"url": "h'
 
 
-def test_latency_delays_answers_globally_or_per_region(track, cio):
+def test_latency_delays_answers_globally_or_per_region(track, cio, no_gc_pauses):
     cio.configure(latency_ms=150)
     started = time.monotonic()
     track("GET", "/api/v1/accounts/region")

@@ -350,7 +350,7 @@ def test_a_body_joined_from_records_encoded_once_is_the_bulk_body(create_new_fie
 
 
 @pytest.mark.parametrize("burst", [None, 1], ids=["burst-of-one-second", "no-burst"])
-def test_pacing_holds_when_sends_go_late_and_arrivals_jitter(iterable, burst):
+def test_pacing_holds_when_sends_go_late_and_arrivals_jitter(iterable, burst, no_gc_pauses):
     # reference 2.3 documents 5 bulkUpdate/s per project and a "leaky bucket", but no burst: the
     # emulator takes it either way. Three workers share the project's budget on a loaded machine:
     # each wakes up to 60 ms late from its pacing sleep, and each request reaches Iterable after a
