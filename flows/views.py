@@ -6,6 +6,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, Validat
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
@@ -19,6 +20,7 @@ from flows.forms import (
     StandardFieldForm,
 )
 from flows.models import Contact, ConversionFlow, FieldType, FlowField
+from flows.qrcodes import FORMATS, PRINT_SIZES, flow_public_url, flow_qr_code, print_size
 from flows.services import (
     CaptureRejected,
     capture_token_revoke,
@@ -71,7 +73,8 @@ def _flow_context(request: HttpRequest, flow: ConversionFlow, **extra: object) -
         "fields": list(flow.fields.all()),
         "standard_form": StandardFieldForm(flow=flow),
         "custom_form": CustomFieldForm(),
-        "public_url": request.build_absolute_uri(reverse("public-form", args=[flow.public_id])),
+        "public_url": flow_public_url(flow),
+        "print_sizes": PRINT_SIZES,
         **extra,
     }
 
@@ -85,6 +88,31 @@ def flow_detail(request: HttpRequest, flow_id: int) -> HttpResponse:
         messages.success(request, "Flow saved.")
         return redirect("flows:detail", request.workspace.slug, flow.pk)
     return render(request, "flows/flow_detail.html", _flow_context(request, flow, settings_form=form))
+
+
+@workspace_view()
+def flow_qr(request: HttpRequest, flow_id: int, fmt: str) -> HttpResponse:
+    """The flow's QR code as SVG or PNG at a print size (?size=s|m|l); ?download=1 saves it as a file."""
+    flow = get_object_in_workspace(ConversionFlow, request.workspace, pk=flow_id)
+    if fmt not in FORMATS:
+        raise Http404("No such format")
+    size = print_size(request.GET.get("size"))
+    response = HttpResponse(flow_qr_code(flow, fmt=fmt, size=size), content_type=FORMATS[fmt])
+    if request.GET.get("download"):
+        name = f"{slugify(flow.name) or 'flow'}-qr-{size.millimetres // 10}cm.{fmt}"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+    # The code changes only with SITE_URL; an hour spares a reload its redraw.
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@workspace_view()
+def flow_qr_print(request: HttpRequest, flow_id: int) -> HttpResponse:
+    """A page to print: the code, the flow's name and a call to action the admin may reword."""
+    flow = get_object_in_workspace(ConversionFlow, request.workspace, pk=flow_id)
+    cta = request.GET.get("cta", "").strip()[:120] or "Scan with your phone's camera to sign up"
+    context = {"flow": flow, "cta": cta, "public_url": flow_public_url(flow), "size": print_size("l")}
+    return render(request, "flows/flow_qr_print.html", context)
 
 
 def _fields_response(request: HttpRequest, flow: ConversionFlow, **extra: object) -> HttpResponse:

@@ -19,6 +19,35 @@
     true
   );
 
+  document.addEventListener("click", function (event) {
+    var el = event.target instanceof Element ? event.target.closest("[data-copy], [data-print]") : null;
+    if (!el) return;
+
+    // <button data-print>: the browser's print dialog (the page's print styles hide the controls).
+    if (el.hasAttribute("data-print")) {
+      window.print();
+      return;
+    }
+
+    // <button data-copy="text" data-copied="Copied">: put the text on the clipboard, say so for 2 s.
+    var text = el.getAttribute("data-copy");
+    if (!el.hasAttribute("data-label")) el.setAttribute("data-label", el.textContent);
+    var label = el.getAttribute("data-label");
+    var done = function (message) {
+      el.textContent = message;
+      window.setTimeout(function () { el.textContent = label; }, 2000);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(
+        function () { done(el.getAttribute("data-copied") || "Copied"); },
+        function () { window.prompt("Copy the link:", text); }
+      );
+    } else {
+      // Plain http on a LAN host has no clipboard API: let the admin copy it by hand.
+      window.prompt("Copy the link:", text);
+    }
+  });
+
   document.addEventListener("change", function (event) {
     var el = event.target;
     if (!(el instanceof HTMLElement)) return;
