@@ -59,6 +59,7 @@ def _workspace_objects(workspace, member: Membership) -> dict:
         "kind": "iterable",
         "run_id": run.pk,
         "record_id": record.pk,
+        "fmt": "png",
     }
 
 
@@ -129,8 +130,8 @@ def test_unknown_workspace_is_404_like_a_foreign_one(alice_client):
 # --- Own workspace, another workspace's object ids --------------------------------------------
 
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
-# Not object ids: the slug is the workspace's own, and a kind names a destination, not a row.
-_NOT_OBJECTS = {"workspace_slug", "kind"}
+# Not object ids: the slug is the workspace's own, a kind names a destination and a fmt a file format, not a row.
+_NOT_OBJECTS = {"workspace_slug", "kind", "fmt"}
 
 
 def _object_params(route: str) -> list[str]:
