@@ -13,7 +13,7 @@ from celery import Celery, current_app, signals, signature
 from celery.utils import uuid
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import Length
 from django.utils import timezone
 from kombu import Producer, Queue
@@ -43,6 +43,10 @@ class SyncNotStarted(Exception):
         self.message, self.run = message, run
 
 
+class NothingToSync(SyncNotStarted):
+    """No contact is due: every one is delivered, failed for good, or waiting for its retry backoff."""
+
+
 def sync_now(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUAL, actor: User | None = None) -> SyncRun:
     """Queue one run and send it to a worker. At most one queued-or-running run per integration:
     a second call while one is active starts nothing (a partial unique index decides races)."""
@@ -52,10 +56,17 @@ def sync_now(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUAL,
         raise SyncNotStarted("The integration is paused. Resume it to sync; contacts keep queueing meanwhile.")
     if integration.status == Integration.Status.NEEDS_ATTENTION:
         raise SyncNotStarted(f"The integration needs attention: {integration.error_message}")
+    now = timezone.now()
+    pending = OutboxItem.objects.filter(integration=integration, status=OutboxItem.Status.PENDING)
+    if not pending.filter(next_attempt_at__lte=now).exists():
+        # A run with nothing to send would only add a "0 · 0 · 0" row to the logs (the beat
+        # dispatcher starts none either). A run still going is the more useful thing to say.
+        _refuse_if_running(integration)
+        raise NothingToSync(_nothing_to_sync_message(pending, now))
     run = ledger.run_create(integration=integration, trigger=trigger)
     if run is None:
-        active = SyncRun.objects.filter(integration=integration, status__in=SyncRun.ACTIVE).first()
-        raise SyncNotStarted("A sync is already running for this integration.", run=active)
+        _refuse_if_running(integration)
+        raise SyncNotStarted("A sync is already running for this integration.")  # it ended meanwhile
     # After commit, so that the worker finds the run; the queue is read from settings now, not at import.
     # The task by its name: tasks.py calls this module, so importing it here would make a circle.
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
@@ -69,6 +80,24 @@ def sync_now(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUAL,
             data={"run": run.pk, "trigger": trigger},
         )
     return run
+
+
+def _refuse_if_running(integration: Integration) -> None:
+    active = SyncRun.objects.filter(integration=integration, status__in=SyncRun.ACTIVE).first()
+    if active is not None:
+        raise SyncNotStarted("A sync is already running for this integration.", run=active)
+
+
+def _nothing_to_sync_message(pending: QuerySet[OutboxItem], now: datetime) -> str:
+    backing_off = pending.aggregate(count=Count("pk"), first=Min("next_attempt_at"))
+    if not backing_off["count"]:
+        return "Nothing to sync: all contacts are up to date."
+    when = timezone.localtime(backing_off["first"]).strftime("%H:%M %Z")
+    return (
+        f"Nothing to sync now: {backing_off['count']} contact(s) wait to be tried again after a destination "
+        f"error, the first at {when}. The first sync after that sends them; Retry failed on their run "
+        "(Sync logs) sends them now."
+    )
 
 
 def sync_run_continue(*, run_id: int, token: int, after_id: int, countdown: float) -> None:

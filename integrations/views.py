@@ -22,6 +22,7 @@ from integrations.services import (
     integration_reverify,
 )
 from integrations.sync import (
+    NothingToSync,
     SyncNotStarted,
     integration_pause,
     integration_resume,
@@ -316,6 +317,8 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
 def _start_sync(request: HttpRequest, integration: Integration, kind: str, prefix: str = "") -> HttpResponse:
     try:
         sync_now(integration=integration, actor=request.user)
+    except NothingToSync as exc:
+        messages.info(request, f"{prefix} {exc.message}".strip())
     except SyncNotStarted as exc:
         messages.warning(request, f"{prefix} {exc.message}".strip())
     else:

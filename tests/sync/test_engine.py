@@ -12,7 +12,7 @@ from django.utils import timezone
 from flows.services import contact_capture
 from integrations import engine
 from integrations.models import Integration, OutboxItem
-from integrations.sync import SyncNotStarted, integration_pause, integration_resume, retry_failed, sync_now
+from integrations.sync import NothingToSync, SyncNotStarted, integration_pause, integration_resume, retry_failed, sync_now
 from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
 
@@ -46,7 +46,9 @@ def test_captured_contacts_are_queued_and_delivered_as_mapped(integration, captu
         "dataFields": {"firstName": "User2", "age": 30},
     }
     assert _statuses() == {"delivered": 3}
-    assert _run(integration).total == 0  # nothing left: a repeat sends nothing
+    with pytest.raises(NothingToSync, match="all contacts are up to date"):  # a repeat starts no empty run
+        sync_now(integration=integration)
+    assert SyncRun.objects.count() == 1
 
 
 def test_a_contact_is_queued_only_for_connected_integrations(integration, capture, workspace_b):
@@ -112,7 +114,8 @@ def test_5xx_is_retried_later_with_backoff_then_delivered(integration, capture, 
     item = OutboxItem.objects.first()
     assert (item.status, item.attempts) == ("pending", 1) and item.next_attempt_at > timezone.now()
     assert "Will retry (attempt 2 of 5)" in SyncRecord.objects.filter(run=run).first().error_message
-    assert _run(integration).total == 0  # not due yet
+    with pytest.raises(NothingToSync, match="2 contact"):  # not due yet, and no empty run for it
+        sync_now(integration=integration)
     OutboxItem.objects.update(next_attempt_at=timezone.now())
     assert _run(integration).delivered == 2
 
@@ -348,6 +351,7 @@ def test_two_claimers_never_take_the_same_row(integration, capture):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sync_now_starts_one_run(integration, capture):
+    capture(1)
     results: list[str] = []
     barrier = threading.Barrier(4)
 

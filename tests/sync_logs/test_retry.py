@@ -108,12 +108,13 @@ def test_retry_makes_backed_off_rows_due_now(
 def test_retry_while_a_run_is_active_queues_for_that_run(alice_client, integration, mismatch_run, logs_url):
     from integrations.sync import sync_now
 
+    contact_capture(flow=integration.workspace.flows.get(), raw={"email": "new@example.com"})
     active = sync_now(integration=integration)
     response = alice_client.post(logs_url(f"runs/{mismatch_run.pk}/retry/"), follow=True)
     assert "1 failed contact(s) queued again" in response.content.decode()
     assert OutboxItem.objects.get(contact__email="bad@example.com").status == "pending"
     done = engine.sync_run_execute(active.pk)
-    assert done.total == 1  # the running sync took it
+    assert done.total == 2  # the new contact, and the retried one: the running sync took it
 
 
 def test_nothing_to_retry(alice_client, integration, capture, run_sync, logs_url):
