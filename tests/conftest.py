@@ -137,6 +137,14 @@ def browser_type_launch_args(browser_type_launch_args):
     }
 
 
+@pytest.fixture(params=[(1280, 800), (390, 844)], ids=["desktop", "phone"])
+def screen(request, page) -> int:
+    """The page at a laptop's and at a phone's viewport (a test that asks for it runs at both); its width."""
+    width, height = request.param
+    page.set_viewport_size({"width": width, "height": height})
+    return width
+
+
 @pytest.fixture
 def log_in(page, live_server):
     """Log ``user`` in through the login form of the live server, as a person would."""

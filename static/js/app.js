@@ -48,6 +48,31 @@
     }
   });
 
+  // A filter form's GET leaves out its empty fields: "?status=failed", not "?status=failed&q=".
+  // (hx-get names the page's path: an empty one would send the current URL's query again, and
+  // each change would append to it.)
+  document.addEventListener("htmx:configRequest", function (event) {
+    var detail = event.detail;
+    if (detail.verb !== "get" || !detail.formData) return;
+    var empty = [];
+    detail.formData.forEach(function (value, key) { if (value === "") empty.push(key); });
+    empty.forEach(function (key) { detail.formData.delete(key); });
+  });
+
+  // Back and Forward: htmx puts back the page it kept for that URL, but it kept it as the
+  // filter stood when the admin left it, already changed for the next search. The URL is what
+  // was searched: the filter forms whose searches go into the URL are set from it.
+  document.addEventListener("htmx:historyRestore", function () {
+    var query = new URLSearchParams(window.location.search);
+    document.querySelectorAll("form[hx-push-url]").forEach(function (form) {
+      Array.prototype.forEach.call(form.elements, function (el) {
+        if (!el.name || el.type === "submit" || el.type === "hidden") return;
+        if (el.type === "checkbox" || el.type === "radio") el.checked = query.getAll(el.name).indexOf(el.value) !== -1;
+        else el.value = query.get(el.name) || "";
+      });
+    });
+  });
+
   document.addEventListener("change", function (event) {
     var el = event.target;
     if (!(el instanceof HTMLElement)) return;

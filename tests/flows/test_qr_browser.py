@@ -6,36 +6,22 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser import fits
 from tests.factories import make_flow
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-VIEWPORTS = [pytest.param((1280, 800), id="desktop"), pytest.param((390, 844), id="phone")]
-
-
-WIDER_THAN_SCREEN = """width => [...document.querySelectorAll("body *")]
-  .filter(el => el.getBoundingClientRect().right > width + 0.5 && !el.closest(".table-wrap *"))
-  .map(el => `${el.tagName.toLowerCase()}.${el.className} ${Math.round(el.getBoundingClientRect().right)}px`)
-  .slice(-5)"""
-
-
-def fits(page: Page, width: int) -> None:
-    """The page is no wider than the screen; the message names the elements that stick out."""
-    assert page.evaluate("document.documentElement.scrollWidth") <= width, page.evaluate(WIDER_THAN_SCREEN, width)
 
 
 def loaded(image) -> bool:
     return image.evaluate("img => img.complete && img.naturalWidth > 0")
 
 
-@pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_a_flow_shows_its_code_copies_its_link_and_downloads_it(
-    page: Page, live_server, log_in, alice, workspace_a, settings, viewport
+    page: Page, live_server, log_in, alice, workspace_a, settings, screen
 ):
     settings.SITE_URL = live_server.url
     flow = make_flow(workspace_a, name="In-store QR code")
-    width, height = viewport
-    page.set_viewport_size({"width": width, "height": height})
+    width = screen
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     log_in(alice)
     page.goto(f"{live_server.url}/w/acme/flows/{flow.pk}/")
@@ -59,19 +45,17 @@ def test_a_flow_shows_its_code_copies_its_link_and_downloads_it(
     assert svg.value.suggested_filename == "in-store-qr-code-qr-3cm.svg"
 
 
-@pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_the_printable_page_prints_the_code_the_name_and_a_reworded_call_to_action(
-    page: Page, live_server, log_in, alice, workspace_a, viewport
+    page: Page, live_server, log_in, alice, workspace_a, screen
 ):
     flow = make_flow(workspace_a, name="In-store QR code")
-    width, height = viewport
-    page.set_viewport_size({"width": width, "height": height})
+    width = screen
     log_in(alice)
     page.goto(f"{live_server.url}/w/acme/flows/{flow.pk}/")
     with page.context.expect_page() as opened:
         page.get_by_role("link", name="Printable page").click()
     sheet_page = opened.value
-    sheet_page.set_viewport_size({"width": width, "height": height})
+    sheet_page.set_viewport_size(page.viewport_size)
     sheet_page.wait_for_load_state()
     sheet = sheet_page.get_by_test_id("print-sheet")
     expect(sheet).to_contain_text("In-store QR code")

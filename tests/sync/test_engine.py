@@ -12,7 +12,14 @@ from django.utils import timezone
 from flows.services import contact_capture
 from integrations import engine
 from integrations.models import Integration, OutboxItem
-from integrations.sync import NothingToSync, SyncNotStarted, integration_pause, integration_resume, retry_failed, sync_now
+from integrations.sync import (
+    NothingToSync,
+    SyncNotStarted,
+    integration_pause,
+    integration_resume,
+    retry_failed,
+    sync_now,
+)
 from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
 
