@@ -14,7 +14,7 @@ RUN pip install -r requirements.txt
 COPY . .
 # collectstatic needs settings but no database or secrets; settings refuse to load with DEBUG off
 # and no secrets, so it gets throwaway ones that exist only in this build step.
-RUN STATIC_MANIFEST=1 SECRET_KEY=collectstatic-only \
+RUN SECRET_KEY=collectstatic-only \
     FLOWSYNC_ENCRYPTION_KEYS="$(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
     python manage.py collectstatic --noinput \
     && useradd --system --uid 10001 --home-dir /app flowsync \

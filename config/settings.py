@@ -280,13 +280,11 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if env_bool("STATIC_MANIFEST", False)
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
-    },
+    # Content-hashed names in every mode, DEBUG included (lib/staticfiles.py): WhiteNoise serves them
+    # from STATIC_ROOT as immutable for a year. `collectstatic` fills STATIC_ROOT (the image's build,
+    # ./run and the test suite run it).
+    "staticfiles": {"BACKEND": "lib.staticfiles.HashedStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", not env_bool("STATIC_MANIFEST", False))
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

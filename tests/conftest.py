@@ -29,6 +29,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"flowsync: database {engine} ({db.get('HOST') or db['NAME']}), broker {broker}"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _static_files(tmp_path_factory):
+    """Pages name static files by their hashed names (lib/staticfiles.py), which exist once collected:
+    collect them once per session, as a deployment does, into a directory of this run's own."""
+    from django.core.management import call_command
+    from django.test.utils import override_settings
+
+    # WhiteNoise's max-age for names without a hash as with DEBUG on (the demo): a page naming one
+    # would make every navigation revalidate it, and the browser test of caching would see it.
+    with override_settings(STATIC_ROOT=str(tmp_path_factory.mktemp("static")), WHITENOISE_MAX_AGE=0):
+        call_command("collectstatic", interactive=False, verbosity=0)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(settings) -> None:
     # A fast hasher: the tests create many users and never need a strong hash.
@@ -143,6 +157,20 @@ def screen(request, page) -> int:
     width, height = request.param
     page.set_viewport_size({"width": width, "height": height})
     return width
+
+
+@pytest.fixture(scope="session")
+def live_server(request, _static_files):
+    """pytest-django's live server, serving static files as a deployment does: WhiteNoise from
+    STATIC_ROOT under hashed names, not Django's finder handler (which knows only the plain names)."""
+    from pytest_django.live_server_helper import LiveServer
+
+    addr = request.config.getvalue("liveserver") or os.environ.get("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    server = LiveServer(addr, start=False)
+    server.thread.static_handler = lambda handler: handler  # the app's own middleware serves /static/
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
