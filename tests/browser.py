@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from playwright.sync_api import Page
 
-# The elements whose right edge passes the screen's (the last few, the innermost last); a wide
-# table inside its own scroll box (.table-wrap) is meant to.
+# What makes a page wider than the screen (the innermost last, a few): an element whose right edge
+# passes the screen's, or text that runs out of its box (a long address in a message). A wide table
+# inside its own scroll box (.table-wrap) is meant to.
 WIDER_THAN_SCREEN = """width => [...document.querySelectorAll("body *")]
-  .filter(el => el.getBoundingClientRect().right > width + 0.5 && !el.closest(".table-wrap *"))
+  .filter(el => !el.closest(".table-wrap *") && (el.getBoundingClientRect().right > width + 0.5
+    || (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === "visible" && el.children.length === 0)))
   .map(el => `${el.tagName.toLowerCase()}.${el.className} ${Math.round(el.getBoundingClientRect().right)}px`)
   .slice(-5)"""
 
