@@ -14,5 +14,6 @@ urlpatterns = [
     path("<slug:kind>/sync/", views.sync_settings, name="sync-settings"),
     path("<slug:kind>/sync-now/", views.sync_now_view, name="sync-now"),
     path("<slug:kind>/pause/", views.pause_view, name="pause"),
+    path("<slug:kind>/sync-panel/", views.sync_panel, name="sync-panel"),
     path("<slug:kind>/runs/<int:run_id>/progress/", views.run_progress, name="run-progress"),
 ]

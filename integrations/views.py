@@ -66,6 +66,7 @@ def integration_list(request: HttpRequest) -> HttpResponse:
             "blurb": destination.blurb,
             "available": True,
             "integration": by_kind.get(kind),
+            "health": _health(by_kind.get(kind)),
             "mapping_problems": _mapping_problems(by_kind.get(kind)),
         }
         for kind, destination in REGISTRY.items()
@@ -86,9 +87,16 @@ def integration_detail(request: HttpRequest, kind: str) -> HttpResponse:
         "step": "connect",
         "mapping_problems": _mapping_problems(integration),
         "runs": integration.runs.all()[:10] if integration else [],
-        "active_run": integration.runs.filter(status__in=SyncRun.ACTIVE).first() if integration else None,
+        "health": _health(integration),
     }
     return render(request, "integrations/detail.html", context)
+
+
+def _health(integration: Integration | None) -> selectors.SyncHealth | None:
+    """A connected (or needs-attention) integration's sync health; nothing for one never or no longer connected."""
+    if integration is None or not integration.is_connected:
+        return None
+    return selectors.integration_health(integration=integration)
 
 
 def _mapping_problems(integration: Integration | None) -> dict[str, str]:
@@ -343,6 +351,17 @@ def pause_view(request: HttpRequest, kind: str) -> HttpResponse:
         integration_pause(integration=integration, actor=request.user)
         messages.success(request, "Paused: contacts keep queueing and are sent when you resume.")
     return redirect("integrations:detail", request.workspace.slug, kind)
+
+
+@workspace_view()
+def sync_panel(request: HttpRequest, kind: str) -> HttpResponse:
+    """An integration's health and its running sync; htmx polls it while a sync runs, and the last
+    answer (the run over) brings Sync Now back and stops the polling."""
+    integration = selectors.integration_by_kind(workspace=request.workspace, kind=kind)
+    if integration is None:
+        raise Http404("No such integration")
+    health = selectors.integration_health(integration=integration)
+    return render(request, "integrations/_sync_panel.html", {"health": health})
 
 
 @workspace_view()

@@ -99,10 +99,14 @@ def run_start(run_id: int) -> SyncRun | None:
         if run is None or run.status != SyncRun.Status.QUEUED:
             return None  # a redelivered task, or a run the reaper closed: nothing to do
         run.status = SyncRun.Status.RUNNING
-        run.started_at = run.heartbeat_at = timezone.now()
+        run.started_at = run.heartbeat_at = now = timezone.now()
         run.worker = socket.gethostname()[:200]
         run.slice_token += 1  # the first slice holds it
-        run.save(update_fields=["status", "started_at", "heartbeat_at", "worker", "slice_token"])
+        # One count per run (the pending rows' partial index), for its progress; the claims count nothing.
+        run.planned = OutboxItem.objects.filter(
+            integration_id=run.integration_id, status=Status.PENDING, next_attempt_at__lte=now
+        ).count()
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "worker", "slice_token", "planned"])
     return run
 
 

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.decorators import verified_email_required
 from flows.models import Contact, ConversionFlow
+from integrations.selectors import integrations_health
 from workspaces import selectors
 from workspaces.forms import InviteForm, RoleForm, WorkspaceForm
 from workspaces.models import Invitation, Membership, Role
@@ -64,6 +65,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "contact_count": contacts.count(),
         "contacts_7d": contacts.filter(created_at__gte=since).count(),
         "recent_contacts": contacts.select_related("flow").order_by("-created_at", "-id")[:8],
+        "integrations_health": integrations_health(workspace=workspace),
     }
     return render(request, "workspaces/dashboard.html", context)
 

@@ -31,3 +31,40 @@ def test_save_and_sync_now(
     expect(progress.get_by_test_id("delivered")).to_have_text("12")
     assert len(iterable.users()) == 12
     assert iterable.user("user3@example.com")["dataFields"] == {"firstName": "User3", "age": 41}
+
+
+@pytest.mark.parametrize("viewport", [(1280, 800), (390, 844)], ids=["desktop", "phone"])
+def test_a_running_sync_shows_its_progress_and_gives_sync_now_back_when_done(
+    page: Page, live_server, log_in, alice, integration, capture, iterable, start_worker, settings, viewport
+):
+    # 20 pushes of 2 contacts, paced at Iterable's 5 a second: four seconds at least, two polls or more.
+    iterable.configure(latency_ms=300)
+    capture(40)
+    worker = start_worker(extra_env=_worker_env(iterable, SYNC_BATCH_SIZE=2))
+    settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
+    page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+    log_in(alice)
+    page.goto(f"{live_server.url}/w/acme/integrations/iterable/")
+    panel = page.get_by_test_id("sync-panel")
+    expect(panel.get_by_test_id("waiting")).to_have_text("40 contacts")
+    panel.get_by_role("button", name="Sync Now").click()
+    expect(page.get_by_text("Sync started.")).to_be_visible()
+    page.evaluate("window.notReloaded = true")  # gone if anything reloads the page
+
+    seen: set[int] = set()
+    while panel.get_attribute("data-syncing") == "yes":
+        done = panel.get_by_test_id("progress-done")
+        if done.count():
+            seen.add(int(done.inner_text()))
+            expect(panel.get_by_test_id("progress-expected")).to_have_text("40")
+            expect(panel.get_by_test_id("time-left")).to_contain_text("left")
+        expect(panel.get_by_role("button", name="Syncing…")).to_be_disabled()
+        page.wait_for_timeout(250)
+    assert any(0 < n < 40 for n in seen), f"no count between the first and the last: {sorted(seen)}"
+
+    expect(panel.get_by_role("button", name="Sync Now")).to_be_enabled()
+    expect(panel.get_by_test_id("last-sync")).to_contain_text("succeeded, 40 delivered")
+    expect(panel.get_by_test_id("waiting")).to_have_text("0 contacts")
+    expect(panel.get_by_test_id("health")).to_have_text("Healthy")
+    assert page.evaluate("window.notReloaded") is True
+    assert len(iterable.users()) == 40
