@@ -9,7 +9,6 @@ from integrations import engine
 from integrations.health import alert_raise
 from integrations.sync import sync_now
 from tests.browser import fits
-from tests.sync.conftest import capture, flow, integration  # noqa: F401 - the connected, mapped workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -15,7 +15,6 @@ from integrations.status import integration_mark_needs_attention
 from integrations.sync import integration_pause, sync_now
 from sync_logs import ledger
 from sync_logs.models import SyncRun
-from tests.sync.conftest import capture, flow, integration  # noqa: F401 - the connected, mapped workspace
 
 pytestmark = pytest.mark.django_db
 
