@@ -1,7 +1,7 @@
 """Turn a contact's typed value into what a destination field of a given type accepts.
 
 Pure functions, no database: a value that cannot be converted raises
-:class:`CoercionError` with a message for the sync log ("field age: 'ten' is not
+:class:`CoercionError` with a message for the sync log ("age → age: 'ten' is not
 a number"), and fails that one record, never the batch.
 """
 
@@ -27,30 +27,30 @@ def is_empty(value: Any) -> bool:
 
 def _number(value: Any, field: str) -> float | int:
     if isinstance(value, bool):
-        raise CoercionError(f"field {field}: {value!r} is true/false, not a number")
+        raise CoercionError(f"{field}: {value!r} is true/false, not a number")
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
-            raise CoercionError(f"field {field}: {value!r} is not a finite number")
+            raise CoercionError(f"{field}: {value!r} is not a finite number")
         return value
     if isinstance(value, str):
         try:
             number = parse_number(value)
         except NotANumber as exc:
-            raise CoercionError(f"field {field}: {exc}") from None
+            raise CoercionError(f"{field}: {exc}") from None
         if isinstance(number, float) and not math.isfinite(number):
-            raise CoercionError(f"field {field}: {value!r} is not a finite number")
+            raise CoercionError(f"{field}: {value!r} is not a finite number")
         return number
-    raise CoercionError(f"field {field}: {value!r} is not a number")
+    raise CoercionError(f"{field}: {value!r} is not a number")
 
 
 def to_long(value: Any, field: str) -> int:
     number = _number(value, field)
     if isinstance(number, float):
         if not number.is_integer():
-            raise CoercionError(f"field {field}: {value!r} is not a whole number (the field is a long)")
+            raise CoercionError(f"{field}: {value!r} is not a whole number (the field is a long)")
         number = int(number)
     if abs(number) > LONG_MAX:
-        raise CoercionError(f"field {field}: {value!r} is too large for a long")
+        raise CoercionError(f"{field}: {value!r} is too large for a long")
     return number
 
 
@@ -65,7 +65,7 @@ def to_boolean(value: Any, field: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
         return value.strip().lower() in TRUE_WORDS
-    raise CoercionError(f"field {field}: {value!r} is not true or false")
+    raise CoercionError(f"{field}: {value!r} is not true or false")
 
 
 def to_datetime(value: Any, field: str) -> dt.datetime:
@@ -79,9 +79,9 @@ def to_datetime(value: Any, field: str) -> dt.datetime:
         try:
             moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise CoercionError(f"field {field}: {value!r} is not a date") from None
+            raise CoercionError(f"{field}: {value!r} is not a date") from None
     else:
-        raise CoercionError(f"field {field}: {value!r} is not a date")
+        raise CoercionError(f"{field}: {value!r} is not a date")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC)
@@ -92,13 +92,13 @@ def to_string(value: Any, field: str) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float | str):
         return str(value)
-    raise CoercionError(f"field {field}: {value!r} is not text")
+    raise CoercionError(f"{field}: {value!r} is not text")
 
 
 def to_object(value: Any, field: str) -> dict:
     if isinstance(value, dict):
         return value
-    raise CoercionError(f"field {field}: {value!r} is not an object")
+    raise CoercionError(f"{field}: {value!r} is not an object")
 
 
 COERCERS = {
@@ -115,7 +115,7 @@ def coerce_with(coercers: dict, value: Any, destination_type: str, field: str, *
     a list is coerced item by item. Raises CoercionError."""
     coercer = coercers.get(destination_type.lower())
     if coercer is None:
-        raise CoercionError(f"field {field}: Flowsync cannot write {destination_type} fields to {destination}")
+        raise CoercionError(f"{field}: Flowsync cannot write {destination_type} fields to {destination}")
     if isinstance(value, list):
         return [coercer(item, field) for item in value]
     return coercer(value, field)

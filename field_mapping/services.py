@@ -511,7 +511,9 @@ def build_record(data: dict[str, Any], plan: MappingPlan) -> BuiltRecord:
             if planned.target in identifier_names:
                 identifiers[planned.target] = destination.identifier_value(planned.target, value)
             else:
-                attributes[planned.target] = destination.coerce(value, planned.target_type, planned.source_key)
+                # Named as the mapping page shows the row: "country → teamSize: 'ten' is not a number".
+                where = f"{planned.source_key} → {planned.target}"
+                attributes[planned.target] = destination.coerce(value, planned.target_type, where)
         except CoercionError as exc:
             errors.append(str(exc))
             continue

@@ -9,7 +9,7 @@ with the destination's name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from integrations.destinations.base import STABLE_CODES, Destination, shared_stable_code
 
@@ -18,6 +18,19 @@ from integrations.destinations.base import STABLE_CODES, Destination, shared_sta
 class Explanation:
     summary: str
     action: str
+    # False: Flowsync stopped the record itself (the mapping refused a value, no identifier, a newer
+    # capture went first), so the destination never saw it and there is no answer of its to show.
+    sent: bool = True
+
+
+# Codes Flowsync gives a record it did not send; payload_too_large is one too when Flowsync measured
+# it (no destination code), not when the destination refused the request.
+NOT_SENT = frozenset({"mapping_error", "no_identifier", "superseded", "existing_user"})
+
+
+def was_sent(code: str, destination_code: str = "") -> bool:
+    code = shared_stable_code(code) or code
+    return not (code in NOT_SENT or (code == "payload_too_large" and not destination_code))
 
 
 # {name}: the destination's name ({Name} at the start of a sentence).
@@ -79,6 +92,19 @@ KNOWN_CODES = tuple(sorted(STABLE_CODES))
 
 
 def explain(
+    code: str,
+    message: str,
+    retryable: bool = False,
+    *,
+    destination: type[Destination] | None = None,
+    destination_code: str = "",
+) -> Explanation:
+    """Plain words for a stored error (see _explain), and whether the record reached the destination."""
+    explanation = _explain(code, message, retryable, destination=destination, destination_code=destination_code)
+    return replace(explanation, sent=was_sent(code, destination_code))
+
+
+def _explain(
     code: str,
     message: str,
     retryable: bool = False,

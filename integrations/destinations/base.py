@@ -153,7 +153,7 @@ class ConnectError(Exception):
 
 
 class CoercionError(ValueError):
-    """A value a destination field cannot take; its message is for the sync log ("field age: ...")."""
+    """A value a destination field cannot take; its message is for the sync log ("age → age: ...")."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ GOOD = [
     ("long", [1, "2"], [1, 2]),  # arrays keep the element type
 ]
 BAD = [
-    ("long", "ten", "field f: 'ten' is not a number"),
+    ("long", "ten", "f: 'ten' is not a number"),
     ("double", "1,5", "ambiguous: write decimals with a dot"),  # never read as 15
     ("long", "1_000", "is not a number"),
     ("long", "9" * 5000, "too long to be a number"),  # int() itself would refuse past 4,300 digits

@@ -69,7 +69,7 @@ def test_preview_lists_what_is_not_sent_and_why(alice_client, connected, flows, 
 def test_preview_shows_a_bad_value_as_a_failure_of_this_contact(alice_client, connected, flows):
     odd = ContactFactory(flow=flows[0], email="x@example.com", data={"email": "x@example.com", "age": 36.5})
     _, html = _preview(alice_client, mapping_post(email="email", age="age"), odd)
-    assert "This contact would fail: field age: 36.5 is not a whole number" in html
+    assert "This contact would fail: age → age: 36.5 is not a whole number" in html
 
 
 def test_preview_says_when_the_identifier_is_missing(alice_client, connected, flows):

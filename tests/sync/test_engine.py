@@ -101,7 +101,7 @@ def test_a_bad_value_fails_its_record_before_sending(integration, capture):
     run = _run(integration)
     record = SyncRecord.objects.get(run=run)
     assert record.status == "failed" and record.error_code == "mapping_error"
-    assert "field age: 36.5 is not a whole number" in record.error_message
+    assert "age → age: 36.5 is not a whole number" in record.error_message
 
 
 def test_no_identifier_is_skipped_with_why(integration, flow):

@@ -116,6 +116,29 @@ def test_failed_record_is_explained_with_payload_and_answer(alice_client, integr
     assert "Iterable rejected the field `age`" in run_page  # plain words in the list too
 
 
+def test_a_record_flowsync_refused_says_it_was_not_sent_and_links_the_mapping(
+    alice_client, integration, capture, run_sync, logs_url
+):
+    from flows.models import Contact
+
+    contact = capture(1)[0]
+    Contact.objects.filter(pk=contact.pk).update(data={**contact.data, "age": 36.5})  # a legacy value
+    run = run_sync(integration)
+    record = SyncRecord.objects.get(run=run)
+    html = alice_client.get(logs_url(f"runs/{run.pk}/records/{record.pk}/")).content.decode()
+    assert "Flowsync didn't send this: age → age: 36.5 is not a whole number" in html
+    assert "Iterable&#x27;s answer" not in html and 'data-testid="fix-mapping"' in html
+    run_page = alice_client.get(logs_url(f"runs/{run.pk}/")).content.decode()
+    assert "Flowsync didn't send this:</strong> age → age" in run_page
+
+
+def test_a_record_the_destination_refused_is_not_called_unsent():
+    assert explain("type_mismatch", "", destination=IterableDestination, destination_code="X").sent
+    assert not explain("mapping_error", "age → age: 'ten' is not a number").sent
+    assert not explain("payload_too_large", "over the limit").sent  # measured by Flowsync
+    assert explain("payload_too_large", "", destination_code="BatchTooLarge").sent
+
+
 def test_a_record_of_another_run_is_404(alice_client, integration, logs_url):
     one, other = run_with_records(integration, 1), run_with_records(integration, 1)
     record = SyncRecord.objects.get(run=other)
