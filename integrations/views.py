@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from field_mapping.services import integration_mapping_problems
@@ -107,6 +108,7 @@ def _mapping_problems(integration: Integration | None) -> dict[str, str]:
 
 
 @workspace_view(min_role=Role.ADMIN)
+@never_cache  # a refused key is sent back in its field: no cache may keep the page
 def integration_connect(request: HttpRequest, kind: str) -> HttpResponse:
     destination = _destination(kind)
     integration = selectors.integration_by_kind(workspace=request.workspace, kind=kind)

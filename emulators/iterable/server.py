@@ -187,6 +187,8 @@ class Handler(EmulatorHandler):
     def _api_call(self, state, method: str, path: str, query: dict[str, str], region: str) -> None:
         if state.arrival_jitter_ms:
             time.sleep(random.uniform(0, state.arrival_jitter_ms) / 1000)
+        if state.latency_ms:  # every answer takes the trip, a refusal of the key or a 429 as much as a success
+            time.sleep(state.latency_ms / 1000)
         route, handler, spec_path = self._route(method, path)
         if handler is None:
             raise Reply(404, envelope("NotFound", f"Endpoint not found: {method} {path}"))
@@ -197,8 +199,6 @@ class Handler(EmulatorHandler):
             raise Reply(429, envelope("RateLimitExceeded", "Exceeded rate limit."), headers)
         fault = state.next_fault(path)
         self._apply_fault(fault)
-        if state.latency_ms:
-            time.sleep(state.latency_ms / 1000)
         body: Any = None
         if method == "POST":
             raw = self.body

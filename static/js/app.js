@@ -19,6 +19,31 @@
     true
   );
 
+  // <form data-busy="Checking…">: a submit that waits on a destination says so, and cannot be pressed
+  // twice. The button is disabled after the browser has read the form (a disabled button's name and
+  // value would not be sent), and comes back if the page is shown again from the back/forward cache.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-busy") || event.defaultPrevented) return;
+    var button = event.submitter || form.querySelector("button[type=submit], button:not([type])");
+    if (!button) return;
+    window.setTimeout(function () {
+      button.setAttribute("data-label", button.textContent);
+      button.textContent = form.getAttribute("data-busy");
+      button.disabled = true;
+      form.setAttribute("aria-busy", "true");
+    }, 0);
+  });
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[aria-busy=true]").forEach(function (form) {
+      form.removeAttribute("aria-busy");
+      form.querySelectorAll("button[data-label]").forEach(function (button) {
+        button.textContent = button.getAttribute("data-label");
+        button.disabled = false;
+      });
+    });
+  });
+
   document.addEventListener("click", function (event) {
     var el = event.target instanceof Element ? event.target.closest("[data-copy], [data-print]") : null;
     if (!el) return;

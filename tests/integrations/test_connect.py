@@ -100,6 +100,15 @@ def test_bad_keys_are_refused_with_what_to_do(alice_client, iterable, which, reg
     assert not Integration.objects.exists()
 
 
+def test_a_refused_key_stays_in_its_field_on_a_page_no_cache_keeps(alice_client, iterable):
+    # The EU project's key tried in the US: the admin changes the data center, not the paste.
+    response = _connect(alice_client, iterable.keys.eu_server_side, region="us")
+    assert response.status_code == 400
+    assert f'value="{iterable.keys.eu_server_side}"' in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    assert iterable.keys.eu_server_side not in alice_client.get(CONNECT).content.decode()  # only sent back, never kept
+
+
 @pytest.mark.parametrize(("key_status", "others_status"), [(401, 403), (403, 401)])
 def test_the_refusal_status_may_differ_per_key(alice_client, iterable, key_status, others_status):
     iterable.configure(refusal_status=others_status)

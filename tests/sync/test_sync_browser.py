@@ -51,14 +51,18 @@ def test_a_running_sync_shows_its_progress_and_gives_sync_now_back_when_done(
     expect(page.get_by_text("Sync started.")).to_be_visible()
     page.evaluate("window.notReloaded = true")  # gone if anything reloads the page
 
+    # Each look reads the panel at once: htmx may swap it between two separate reads.
+    look = """el => ({syncing: el.dataset.syncing, button: el.querySelector("button").textContent,
+        disabled: el.querySelector("button").disabled,
+        done: el.querySelector("[data-testid=progress-done]")?.textContent,
+        expected: el.querySelector("[data-testid=progress-expected]")?.textContent,
+        left: el.querySelector("[data-testid=time-left]")?.textContent})"""
     seen: set[int] = set()
-    while panel.get_attribute("data-syncing") == "yes":
-        done = panel.get_by_test_id("progress-done")
-        if done.count():
-            seen.add(int(done.inner_text()))
-            expect(panel.get_by_test_id("progress-expected")).to_have_text("40")
-            expect(panel.get_by_test_id("time-left")).to_contain_text("left")
-        expect(panel.get_by_role("button", name="Syncing…")).to_be_disabled()
+    while (now := panel.evaluate(look))["syncing"] == "yes":
+        assert (now["button"], now["disabled"]) == ("Syncing…", True), now
+        if now["done"] is not None:
+            seen.add(int(now["done"]))
+            assert now["expected"] == "40" and "left" in now["left"], now
         page.wait_for_timeout(250)
     assert any(0 < n < 40 for n in seen), f"no count between the first and the last: {sorted(seen)}"
 

@@ -31,6 +31,6 @@ def test_the_overview_and_the_tile_show_the_last_sync_what_waits_and_an_open_ale
     alert_raise(integration=integration, reason="Sync run #9 failed: 40% of records failed.")
     page.goto(f"{live_server.url}/w/acme/integrations/")
     tile = page.locator('[data-destination="iterable"]')
-    expect(tile.get_by_test_id("tile-health")).to_have_text("Failing records")
+    expect(tile.get_by_test_id("health")).to_have_text("Failing records")
     expect(tile.get_by_test_id("health-reason")).to_contain_text("40% of records failed")
     fits(page, screen)

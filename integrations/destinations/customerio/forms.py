@@ -8,6 +8,7 @@ from django import forms
 from integrations.destinations.customerio.rules import IDENTIFY_BY
 
 _SECRET = {"autocomplete": "off", "spellcheck": "false"}
+# Keys refused stay in their fields (render_value): the admin's own input, on a page never cached.
 
 
 class ConnectForm(forms.Form):
@@ -22,7 +23,7 @@ class ConnectForm(forms.Form):
         label="Track API key",
         max_length=200,
         strip=True,
-        widget=forms.PasswordInput(attrs=_SECRET),
+        widget=forms.PasswordInput(attrs=_SECRET, render_value=True),
         help_text="The API key next to that Site ID.",
     )
     identify_by = forms.ChoiceField(
@@ -37,7 +38,7 @@ class ConnectForm(forms.Form):
         max_length=200,
         required=False,
         strip=True,
-        widget=forms.PasswordInput(attrs=_SECRET),
+        widget=forms.PasswordInput(attrs=_SECRET, render_value=True),
         help_text="Only needed to leave existing people unchanged: Flowsync looks them up with it. Create one "
         "under API Credentials > App API Keys, for this workspace.",
     )

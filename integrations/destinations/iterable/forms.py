@@ -15,7 +15,11 @@ class ConnectKeyForm(forms.Form):
         label="API key",
         max_length=200,
         strip=True,  # whitespace pasted around the key is dropped
-        widget=forms.PasswordInput(attrs={"autocomplete": "off", "spellcheck": "false", "id": "api-key"}),
+        # A refused key stays in its field (the admin fixes the data center, not the paste); it is only
+        # ever the admin's own input sent back to them, on a page that is never cached (views.integration_connect).
+        widget=forms.PasswordInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "id": "api-key"}, render_value=True
+        ),
         help_text="A server-side key: in Iterable, Integrations > API Keys > New API key, type Server-side.",
     )
     region = forms.ChoiceField(label="Data center", choices=REGION_CHOICES, initial="auto")
