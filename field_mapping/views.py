@@ -29,8 +29,7 @@ from field_mapping.services import (
 from flows.models import Contact
 from integrations.destinations import destination_class
 from integrations.models import Integration
-from integrations.selectors import integration_by_kind
-from integrations.views import WIZARD_STEPS
+from integrations.selectors import integration_by_kind, integration_setup
 from workspaces.models import Role
 from workspaces.scoping import get_object_in_workspace, scoped, workspace_view
 
@@ -124,8 +123,7 @@ def _render(
     context = {
         "integration": integration,
         "destination": destination_class(integration.kind),
-        "steps": WIZARD_STEPS,
-        "step": "mapping",
+        "setup": integration_setup(integration=integration, on="mapping"),
         "schema": schema,
         "available": list(available.items()),  # the catalogue's order: identifiers first
         "rows": rows,
@@ -152,6 +150,9 @@ def mapping_step(request: HttpRequest, kind: str) -> HttpResponse:
                 request, integration, choices=choices, confirm_shared=confirm_shared, errors=exc.errors, status=400
             )
         messages.success(request, "Field mapping saved.")
+        if "continue" in request.POST:  # the setup's next step, or its summary once every step is done
+            nxt = "integrations:setup-summary" if integration.sync_configured_at else "integrations:sync-settings"
+            return redirect(nxt, request.workspace.slug, kind)
         return redirect("field_mapping:mapping", request.workspace.slug, kind)
     schema = schema_for(integration=integration, interactive=True)
     saved = list(integration.mappings.all())

@@ -57,6 +57,8 @@ class Integration(models.Model):
         default=True, help_text="Update users that already exist; off: leave them unchanged (looked up first)."
     )
     paused_at = models.DateTimeField(null=True, blank=True)
+    # When the sync settings (wizard step 3) were first saved: the setup's last step is done.
+    sync_configured_at = models.DateTimeField(null=True, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

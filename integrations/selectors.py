@@ -149,3 +149,30 @@ def _state(
 def integrations_health(*, workspace: Workspace) -> list[SyncHealth]:
     """Every integration of the workspace that is or was connected, for the overview."""
     return [integration_health(integration=i) for i in integrations_for(workspace=workspace).order_by("kind")]
+
+
+SETUP_STEPS = (("connect", "Connect"), ("mapping", "Field mapping"), ("frequency", "Sync frequency"))
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    key: str
+    label: str
+    done: bool
+    current: bool
+    open: bool  # it may be visited now: the later steps need a connection
+
+
+def integration_setup(*, integration: Integration | None, on: str | None = None) -> list[SetupStep]:
+    """The setup's steps as they stand: each done or not, the one ``on`` (the page's own) current;
+    on a page that is none of them, the first step left to do."""
+    connected = integration is not None and integration.is_connected
+    done = {
+        "connect": connected,
+        "mapping": connected and integration.mappings.exists(),
+        "frequency": connected and integration.sync_configured_at is not None,
+    }
+    current = on or next((key for key, _ in SETUP_STEPS if not done[key]), None)
+    return [
+        SetupStep(key, label, done[key], key == current, key == "connect" or connected) for key, label in SETUP_STEPS
+    ]

@@ -322,7 +322,10 @@ def integration_sync_settings_save(
     if event_name.strip():
         config["event_name"] = event_name.strip()
     integration.config = config
-    integration.save(update_fields=["frequency", "overwrite_existing", "next_run_at", "config", "updated_at"])
+    integration.sync_configured_at = integration.sync_configured_at or timezone.now()
+    integration.save(
+        update_fields=["frequency", "overwrite_existing", "next_run_at", "config", "sync_configured_at", "updated_at"]
+    )
     queued = outbox_backfill(integration=integration) if backfill else 0
     audit_record(
         workspace=integration.workspace,

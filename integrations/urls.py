@@ -12,6 +12,7 @@ urlpatterns = [
     path("<slug:kind>/reverify/", views.integration_reverify_view, name="reverify"),
     path("<slug:kind>/disconnect/", views.integration_disconnect_view, name="disconnect"),
     path("<slug:kind>/sync/", views.sync_settings, name="sync-settings"),
+    path("<slug:kind>/ready/", views.setup_summary, name="setup-summary"),
     path("<slug:kind>/sync-now/", views.sync_now_view, name="sync-now"),
     path("<slug:kind>/pause/", views.pause_view, name="pause"),
     path("<slug:kind>/sync-panel/", views.sync_panel, name="sync-panel"),

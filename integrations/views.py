@@ -34,7 +34,6 @@ from sync_logs.models import SyncRun
 from workspaces.models import Membership, Role
 from workspaces.scoping import get_membership, get_object_in_workspace, workspace_view
 
-WIZARD_STEPS = [("connect", "Connect"), ("mapping", "Field mapping"), ("frequency", "Sync frequency")]
 OAUTH_SESSION_KEY = "oauth_pending"
 # The last sign-in this session finished (its state and workspace), so that a replayed callback (a reload,
 # the back button, a second tab) still ends on that workspace's page. The callback URL cannot say it: the
@@ -84,8 +83,7 @@ def integration_detail(request: HttpRequest, kind: str) -> HttpResponse:
     context = {
         "destination": destination,
         "integration": integration,
-        "steps": WIZARD_STEPS,
-        "step": "connect",
+        "setup": selectors.integration_setup(integration=integration),
         "mapping_problems": _mapping_problems(integration),
         "runs": integration.runs.all()[:10] if integration else [],
         "health": _health(integration),
@@ -130,8 +128,7 @@ def integration_connect(request: HttpRequest, kind: str) -> HttpResponse:
         "destination": destination,
         "integration": integration,
         "form": form,
-        "steps": WIZARD_STEPS,
-        "step": "connect",
+        "setup": selectors.integration_setup(integration=integration, on="connect"),
         **oauth_context,
     }
     response = render(request, "integrations/connect.html", context, status=400 if form.errors else 200)
@@ -312,13 +309,12 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
         if "sync_now" in request.POST:
             return _start_sync(request, integration, kind, f"Settings saved.{note}")
         messages.success(request, f"Sync settings saved.{note}")
-        return redirect("integrations:detail", request.workspace.slug, kind)
+        return redirect("integrations:setup-summary", request.workspace.slug, kind)
     context = {
         "destination": destination,
         "integration": integration,
         "form": form,
-        "steps": WIZARD_STEPS,
-        "step": "frequency",
+        "setup": selectors.integration_setup(integration=integration, on="frequency"),
         "lists_error": lists_error,
     }
     return render(request, "integrations/sync_settings.html", context, status=400 if form.errors else 200)
@@ -353,6 +349,23 @@ def pause_view(request: HttpRequest, kind: str) -> HttpResponse:
         integration_pause(integration=integration, actor=request.user)
         messages.success(request, "Paused: contacts keep queueing and are sent when you resume.")
     return redirect("integrations:detail", request.workspace.slug, kind)
+
+
+@workspace_view()
+def setup_summary(request: HttpRequest, kind: str) -> HttpResponse:
+    """The setup's last page: what will sync, when, and the first run (Sync Now, or when the schedule starts it)."""
+    destination = _destination(kind)
+    integration = selectors.integration_by_kind(workspace=request.workspace, kind=kind)
+    if integration is None or not integration.is_connected:
+        return redirect("integrations:detail", request.workspace.slug, kind)
+    context = {
+        "destination": destination,
+        "integration": integration,
+        "setup": selectors.integration_setup(integration=integration),
+        "mapped": [m for m in integration.mappings.order_by("position", "pk") if m.target],
+        "health": selectors.integration_health(integration=integration),
+    }
+    return render(request, "integrations/setup_summary.html", context)
 
 
 @workspace_view()
