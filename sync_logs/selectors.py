@@ -8,12 +8,16 @@ a deep page of a million-row run costs what the first one does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, timedelta
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from flows.models import Contact
 from integrations.models import Integration, OutboxItem
+from lib.charts import Chart, stacked_bars
 from sync_logs.models import SyncRecord, SyncRun
 from sync_logs.partitions import run_window
 from workspaces.models import Workspace
@@ -127,3 +131,33 @@ def contact_history(*, workspace: Workspace, contact: Contact, limit: int = 50) 
     for record in records:
         by_integration.setdefault(record.run.integration_id, []).append(record)
     return [ContactDestination(i, outbox.get(i.pk), by_integration.get(i.pk, [])) for i in integrations]
+
+
+def delivered_per_day(*, workspace: Workspace, days: int = 14) -> list[tuple[date, int]]:
+    """Contacts delivered on each of the last ``days`` days (UTC) over the workspace's integrations, oldest
+    first: the runs' own counts summed by the day each finished (no log row is read)."""
+    today = timezone.now().date()
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        scoped(SyncRun, workspace)
+        .filter(finished_at__gte=since)
+        .annotate(day=TruncDate("finished_at", tzinfo=UTC))
+        .values("day")
+        .annotate(n=Sum("delivered"))
+        .values_list("day", "n")
+    )
+    counts = dict(rows)
+    return [(day, counts.get(day) or 0) for day in (today - timedelta(days=i) for i in range(days - 1, -1, -1))]
+
+
+def runs_chart(*, integration: Integration, limit: int = 30) -> Chart:
+    """The last ``limit`` finished runs, oldest first, as bars of delivered, skipped and failed."""
+    runs = list(integration.runs.exclude(finished_at=None).order_by("-created_at", "-id")[:limit])[::-1]
+    columns = [
+        (
+            f"#{run.pk} {run.finished_at:%b %-d %H:%M}",
+            {"delivered": run.delivered, "skipped": run.skipped, "failed": run.failed},
+        )
+        for run in runs
+    ]
+    return stacked_bars(columns, ("delivered", "skipped", "failed"))

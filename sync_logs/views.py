@@ -75,6 +75,7 @@ def run_list(request: HttpRequest, kind: str) -> HttpResponse:
         "kind": kind,
         "page": page,
         "runs": [(run, _bar(run)) for run in page.items],
+        "chart": selectors.runs_chart(integration=integration),
         "alert": state,
         "alert_shown_in_page": integration.pk,  # the page has the alert with its Dismiss: no banner on top
         "alert_form": AlertSettingsForm(initial={"failure_rate_threshold": state.failure_rate_threshold}),

@@ -11,7 +11,10 @@ from django.views.decorators.http import require_POST
 
 from accounts.decorators import verified_email_required
 from flows.models import Contact, ConversionFlow
+from flows.selectors import contacts_per_day
 from integrations.selectors import integrations_health
+from lib.charts import Chart, stacked_bars
+from sync_logs.selectors import delivered_per_day
 from workspaces import selectors
 from workspaces.forms import InviteForm, RoleForm, WorkspaceForm
 from workspaces.models import Invitation, Membership, Role
@@ -66,8 +69,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "contacts_7d": contacts.filter(created_at__gte=since).count(),
         "recent_contacts": contacts.select_related("flow").order_by("-created_at", "-id")[:8],
         "integrations_health": integrations_health(workspace=workspace),
+        "captured_chart": _per_day_chart(contacts_per_day(workspace=workspace), "captured"),
+        "synced_chart": _per_day_chart(delivered_per_day(workspace=workspace), "delivered"),
     }
     return render(request, "workspaces/dashboard.html", context)
+
+
+def _per_day_chart(days: list, key: str) -> Chart:
+    return stacked_bars([(f"{day:%b %-d}", {key: n}) for day, n in days], (key,))
 
 
 @workspace_view()

@@ -120,3 +120,14 @@ def test_the_panel_polls_only_while_a_sync_runs(integration, capture, alice_clie
     engine.sync_run_execute(run.pk)
     done = alice_client.get(url).content.decode()
     assert "hx-trigger" not in done and "Sync Now" in done and "disabled" not in done
+
+
+def test_the_logs_chart_the_last_runs_and_the_overview_charts_the_days(integration, capture, alice_client):
+    capture(3)
+    engine.sync_run_execute(sync_now(integration=integration).pk)
+    logs = alice_client.get("/w/acme/integrations/iterable/logs/").content.decode()
+    assert 'data-testid="runs-chart"' in logs and 'class="delivered"' in logs and 'data-total="3"' in logs
+    overview = alice_client.get("/w/acme/").content.decode()
+    assert 'data-testid="captured-chart"' in overview and 'data-testid="synced-chart"' in overview
+    assert overview.count('data-total="3"') == 2  # today: 3 captured, 3 synced
+    assert "<script" not in logs.split("</head>")[1]  # drawn on the server, no chart script
