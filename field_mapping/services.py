@@ -550,3 +550,39 @@ def record_preview(
         else None
     )
     return built, body
+
+
+# A typical value of each form field type: what a row's choice is tried with before any contact is.
+_SAMPLES: dict[str, Any] = {
+    "text": "Acme",
+    "email": "ada@example.com",
+    "phone": "+1 202 555 0100",
+    "number": 12,
+    "date": "2024-01-31",
+    "boolean": True,
+    "choice": "Gold",
+}
+
+
+def mapping_type_warnings(
+    *, integration: Integration, choices: list[RowChoice], available: dict[str, str], sources: list[SourceField]
+) -> dict[str, str]:
+    """Rows whose form field's type does not fit the destination field picked for it (text into a number
+    field), by source key: a typical value of the form field's type is coerced as a sync would, so the
+    destination's own rules decide, and the admin hears it in the row, before a contact fails."""
+    destination = destination_class(integration.kind)
+    types = {s.key: s.field_type for s in sources}
+    warnings = {}
+    for choice in choices:
+        target_type = available.get(choice.target) if choice.target and not choice.create_new else None
+        sample = _SAMPLES.get(types.get(choice.source_key, ""))
+        if target_type is None or sample is None or choice.target in destination.identifier_names:
+            continue
+        try:
+            destination.coerce(sample, target_type, f"{choice.source_key} → {choice.target}")
+        except CoercionError as exc:
+            kind = types[choice.source_key]
+            warnings[choice.source_key] = (
+                f"A {kind} field into a {target_type} field: a value like {sample!r} fails ({exc})."
+            )
+    return warnings

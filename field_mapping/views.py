@@ -18,6 +18,7 @@ from field_mapping.services import (
     mappable_fields,
     mapping_problems,
     mapping_save,
+    mapping_type_warnings,
     mappings_from_choices,
     record_preview,
     schema_for,
@@ -73,16 +74,29 @@ def _preview_context(
         )
     except MappingInvalid as exc:
         errors = exc.errors
+    # A new field not named yet is being typed: no error for it before the admin has had a chance.
+    pending = {c.source_key for c in choices if c.create_new and not c.target}
+    errors = {key: message for key, message in errors.items() if key not in pending}
+    # The preview shows what would be sent: a refused row, or one still being named, sends nothing.
+    held_back = pending | set(errors)
+    sendable = [RowChoice(c.source_key) if c.source_key in held_back else c for c in choices]
+    warnings = mapping_type_warnings(integration=integration, choices=choices, available=available, sources=sources)
     built = body = None
     if contact is not None:
-        mappings = mappings_from_choices(integration=integration, choices=choices, available=available, sources=sources)
+        mappings = mappings_from_choices(
+            integration=integration, choices=sendable, available=available, sources=sources
+        )
         built, body = record_preview(integration=integration, mappings=mappings, data=contact.data)
     return {
         "preview_contacts": contacts,
         "preview_contact": contact,
         "preview_record": built,
         "preview_body": json.dumps(body, indent=2, ensure_ascii=False) if body is not None else "",
-        "preview_errors": errors,
+        # Shown under each row's own input (out-of-band swaps), not in the preview column.
+        "row_notes": [(s.key, errors.get(s.key, ""), warnings.get(s.key, "")) for s in sources],
+        "row_errors": errors,
+        "row_warnings": warnings,
+        "preview_errors": {k: v for k, v in errors.items() if k in ("__all__", "__shared__")},
         "shared": shared_targets(choices),
         "confirm_shared": confirm_shared,
     }
@@ -106,6 +120,7 @@ def _render(
     sources = source_fields(integration=integration)
     by_key = {c.source_key: c for c in choices}
     problems = mapping_problems(mappings=list(integration.mappings.all()), schema=schema)
+    preview = _preview_context(request, integration, choices, available, sources, confirm_shared, schema.fields)
     rows = []
     for s in sources:
         choice = by_key.get(s.key, RowChoice(s.key))
@@ -116,7 +131,8 @@ def _render(
                 # A saved target the fetched fields lack (drift, or no schema yet) stays selected, so the
                 # page shows the mapping as saved instead of silently offering "Don't sync".
                 "unlisted": bool(choice.target) and not choice.create_new and choice.target not in available,
-                "error": errors.get(s.key),
+                "error": errors.get(s.key) or preview["row_errors"].get(s.key),
+                "warning": preview["row_warnings"].get(s.key),
                 "problem": problems.get(s.key),
             }
         )
@@ -132,7 +148,7 @@ def _render(
         "destination_summary": integration.destination_summary,
         "errors": errors,
         "NEW": NEW,
-        **_preview_context(request, integration, choices, available, sources, confirm_shared, schema.fields),
+        **preview,
     }
     return render(request, template, context, status=status)
 

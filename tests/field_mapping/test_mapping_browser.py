@@ -66,3 +66,39 @@ def test_map_fields_with_live_preview(page: Page, live_server, log_in, alice, co
     expect(page.get_by_text("Field mapping saved.")).to_be_visible()
     expect(page.get_by_test_id("form-error")).to_have_count(0)
     assert [m.source_key for m in FieldMapping.objects.filter(target="firstName")] == ["first_name", "company"]
+
+
+def test_each_row_says_what_is_wrong_with_it_and_the_preview_leaves_it_out(
+    page: Page, live_server, log_in, alice, connected, flows, contact, screen
+):
+    from tests.browser import fits
+
+    log_in(alice)
+    page.goto(f"{live_server.url}/w/acme/integrations/iterable/mapping/")
+    page.wait_for_load_state("load")
+    preview = page.get_by_test_id("preview-body")
+    shoe = page.locator('tr[data-source="shoe_size"]')
+    expect(preview).to_contain_text('"firstName": "Ada"')
+
+    # "Create new field…": nothing is wrong yet, nothing is typed yet.
+    page.get_by_label("Iterable field for Shoe size").select_option("__new__")
+    expect(page.get_by_label("New field name for Shoe size")).to_be_visible()
+    page.wait_for_timeout(700)  # past the typing pause: a preview came back
+    expect(shoe.get_by_test_id("row-error")).to_have_count(0)
+    # A name Iterable refuses: said under that input once typing pauses, and kept out of the preview.
+    page.get_by_label("New field name for Shoe size").press_sequentially("9 lives")
+    expect(shoe.get_by_test_id("row-error")).to_contain_text("is not a valid Iterable field name")
+    expect(preview).not_to_contain_text("9 lives")
+    expect(page.locator("#preview .error")).to_have_count(0)  # not in the preview column
+    page.get_by_label("New field name for Shoe size").fill("shoeSize")
+    expect(preview).to_contain_text('"shoeSize": "M"')
+    expect(shoe.get_by_test_id("row-error")).to_have_count(0)
+
+    # Text into a number field: flagged in its row before any contact fails.
+    page.get_by_label("Iterable field for Company").select_option("age")
+    expect(page.locator('tr[data-source="company"]').get_by_test_id("row-warning")).to_contain_text(
+        "A text field into a long field"
+    )
+    # The dropdowns are wide enough to read "firstName (string)".
+    assert page.get_by_label("Iterable field for First name").bounding_box()["width"] >= 250
+    fits(page, screen)

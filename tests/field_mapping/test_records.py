@@ -209,3 +209,20 @@ def test_drift_reaches_the_tile_without_a_sync_or_a_visit(alice_client, connecte
     DestinationSchema.objects.update(fetched_at=timezone.now() - timedelta(hours=2))
     assert schemas_refresh_stale() == 1
     assert "&#x27;age&#x27; is now string" in alice_client.get("/w/acme/integrations/").content.decode()
+
+
+def test_a_choice_whose_types_do_not_fit_is_flagged_in_its_row(connected, flows):
+    from field_mapping.services import RowChoice, mapping_type_warnings, source_fields
+
+    available = {"age": "long", "Company": "string", "vip": "boolean", "birthday": "date"}
+    choices = [
+        RowChoice("company", "age"),
+        RowChoice("age", "Company"),
+        RowChoice("vip", "vip"),
+        RowChoice("city", "birthday"),
+    ]
+    warnings = mapping_type_warnings(
+        integration=connected, choices=choices, available=available, sources=source_fields(integration=connected)
+    )
+    assert set(warnings) == {"company", "city"}  # text into a number, text into a date; a number into text is fine
+    assert warnings["company"].startswith("A text field into a long field: a value like 'Acme' fails")

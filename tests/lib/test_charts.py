@@ -6,7 +6,9 @@ from lib.charts import stacked_bars
 
 
 def test_bars_stack_bottom_up_relative_to_the_tallest():
-    chart = stacked_bars([("a", {"delivered": 6, "failed": 2}), ("b", {"delivered": 4})], ("delivered", "failed"), height=100)
+    chart = stacked_bars(
+        [("a", {"delivered": 6, "failed": 2}), ("b", {"delivered": 4})], ("delivered", "failed"), height=100
+    )
     first, second = chart.bars
     assert (chart.max_total, first.total, second.total) == (8, 8, 4)
     delivered, failed = first.segments
