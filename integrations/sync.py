@@ -385,7 +385,7 @@ def _start_after_requeue(integration: Integration, count: int, actor: User | Non
     except SyncNotStarted as exc:
         later = "the running sync or the next one" if exc.run else "the next sync once this is fixed"
         return Requeued(count, None, f"{count} {noun}(s) queued again; {later} sends them. ({exc.message})")
-    return Requeued(count, run, f"{count} {noun}(s) queued again; a sync started.")
+    return Requeued(count, run, f"{count} {noun}(s) queued again; a sync started: run #{run.pk} takes them.")
 
 
 def retry_failed(

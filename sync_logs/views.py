@@ -102,11 +102,18 @@ def run_detail(request: HttpRequest, kind: str, run_id: int) -> HttpResponse:
         "records": [(r, _explained(r, destination)) for r in page.items],
         "statuses": SyncRecord.Status.choices,
         "bar": _bar(run),
+        "taken_by": _taken_by(request, run.integration),
     }
     template = (
         "sync_logs/_records.html" if request.htmx and request.htmx.target == "records" else "sync_logs/run_detail.html"
     )
     return render(request, template, context)
+
+
+def _taken_by(request: HttpRequest, integration) -> SyncRun | None:
+    """The run a retry just handed the record to (?taken_by=), shown live on the page it came back to."""
+    run_id = _id_param(request, "taken_by")
+    return integration.runs.filter(pk=run_id).first() if run_id else None
 
 
 def _explained(record: SyncRecord, destination) -> Explanation | None:
@@ -134,6 +141,7 @@ def record_detail(request: HttpRequest, kind: str, run_id: int, record_id: int) 
         "integration": run.integration,
         "payload_json": json.dumps(record.payload, indent=2, ensure_ascii=False) if record.payload else "",
         "explanation": _explained(record, destination_class(run.integration.kind)),
+        "taken_by": _taken_by(request, run.integration),
     }
     return render(request, "sync_logs/record_detail.html", context)
 
@@ -174,9 +182,12 @@ def record_retry(request: HttpRequest, kind: str, run_id: int, record_id: int) -
     result = retry_failed(integration=run.integration, actor=request.user, record=record)
     _report(request, result)
     back = request.POST.get("next", "")
-    if back.startswith(reverse("sync_logs:runs", args=[request.workspace.slug, kind])):
-        return redirect(back)  # only back into this integration's logs, never elsewhere
-    return redirect("sync_logs:record", request.workspace.slug, kind, run.pk, record.pk)
+    if not back.startswith(reverse("sync_logs:runs", args=[request.workspace.slug, kind])):
+        back = reverse("sync_logs:record", args=[request.workspace.slug, kind, run.pk, record.pk])
+    # Only back into this integration's logs, never elsewhere; the page then follows the run that took it.
+    if result.run is not None:
+        back += ("&" if "?" in back else "?") + f"taken_by={result.run.pk}"
+    return redirect(back)
 
 
 @workspace_view(min_role=Role.ADMIN)

@@ -13,7 +13,7 @@ def mark_configured(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("integrations", "0010_outbox_in_flight_index"),
-        ("sync_logs", "0009_run_planned"),
+        ("sync_logs", "0004_alertstate_moves_to_integrations"),  # SyncRun with its integration: all the data step reads
     ]
 
     operations = [

@@ -70,7 +70,7 @@ def test_retry_failed_records_requeues_them_and_starts_a_run(staff_client, staff
         status="failed", attempts=5, error_code="invalid_email", error_message="bad"
     )
     response = run_action(staff_client, INTEGRATIONS, "retry_failed_records", [integration.pk])
-    assert "2 failed contact(s) queued again; a sync started." in _messages(response)
+    assert "2 failed contact(s) queued again; a sync started: run #" in _messages(response)
     assert set(OutboxItem.objects.values_list("status", "attempts")) == {("pending", 0)}
     assert _events(staff, "integration.retry_requested").get().data["requeued"] == 2
     assert SyncRun.objects.get().trigger == "retry"
@@ -145,7 +145,7 @@ def test_reset_backfill_asks_first_then_requeues_everything(staff_client, staff,
     assert not _events(staff, "integration.backfill_reset").exists()
 
     response = run_action(staff_client, INTEGRATIONS, "reset_backfill", [integration.pk], confirmed="yes")
-    assert "3 contact(s) queued again; a sync started." in _messages(response)
+    assert "3 contact(s) queued again; a sync started: run #" in _messages(response)
     assert set(OutboxItem.objects.values_list("status", flat=True)) == {"pending"}
     assert _events(staff, "integration.backfill_reset").get().data == {"added": 0, "requeued": 3}
 

@@ -41,7 +41,10 @@ def test_filter_failed_retry_one_see_it_delivered(
     expect(page).to_have_url(f"{live_server.url}/w/acme/integrations/iterable/logs/runs/{outage.pk}/?status=failed")
     expect(rows.first).to_contain_text("Iterable had an error on its side.")
     rows.first.get_by_role("button", name="Retry").click()
-    expect(page.get_by_text("1 failed contact(s) queued again; a sync started.")).to_be_visible()
+    expect(page.get_by_text("1 failed contact(s) queued again; a sync started: run #")).to_be_visible()
+    taken = page.get_by_test_id("taken-by")  # the run that took it, followed live on the same page
+    expect(taken.locator(".run-progress")).to_have_attribute("data-status", "succeeded", timeout=60_000)
+    expect(taken.get_by_test_id("delivered")).to_have_text("1")
 
     page.get_by_role("link", name="All runs").click()
     newest = page.locator("[data-run]").first

@@ -70,8 +70,12 @@ def test_retry_one_record(alice_client, integration, mismatch_run, logs_url, ite
     _stop_syncing_age(integration)
     page = logs_url(f"runs/{mismatch_run.pk}/?status=failed")
     response = alice_client.post(logs_url(f"runs/{mismatch_run.pk}/records/{record.pk}/retry/"), {"next": page})
-    assert response.status_code == 302 and response["Location"] == page  # back where the admin was
-    run = engine.sync_run_execute(_latest_run(integration).pk)
+    taken_by = _latest_run(integration)
+    # Back where the admin was, following the run that took it.
+    assert response.status_code == 302 and response["Location"] == f"{page}&taken_by={taken_by.pk}"
+    shown = alice_client.get(response["Location"]).content.decode()
+    assert 'data-testid="taken-by"' in shown and f"run #{taken_by.pk} takes it" in shown and "every 1s" in shown
+    run = engine.sync_run_execute(taken_by.pk)
     assert (run.trigger, run.total, run.delivered) == ("retry", 1, 1)
     assert OutboxItem.objects.get(contact=record.contact).status == "delivered"
 
@@ -81,7 +85,7 @@ def test_retry_never_redirects_off_site(alice_client, integration, mismatch_run,
     response = alice_client.post(
         logs_url(f"runs/{mismatch_run.pk}/records/{record.pk}/retry/"), {"next": "https://evil.example/"}
     )
-    assert response["Location"].endswith(f"/records/{record.pk}/")
+    assert f"/records/{record.pk}/?taken_by=" in response["Location"] and "evil" not in response["Location"]
 
 
 def test_a_delivered_record_is_not_retried(alice_client, integration, mismatch_run, logs_url):
