@@ -172,6 +172,12 @@ class OutboxItem(models.Model):
             # Failed rows of one integration (retry, the admin's counts): few, and a row enters it
             # only when it fails, so syncing writes almost nothing to it.
             models.Index(fields=["integration", "id"], condition=Q(status="failed"), name="outbox_failed"),
+            # Pending rows waiting for a retry (the health panel's "to be tried again", polled while a sync
+            # runs): a filter on outbox_pending would read every pending row of a big backlog to find them.
+            # A row enters it only when it fails retryably, so a sync writes almost nothing to it.
+            models.Index(
+                fields=["integration", "id"], condition=Q(status="pending", attempts__gt=0), name="outbox_retrying"
+            ),
             # A run's rows in flight (its outcomes' updates, a stopped run's release, the reaper). Partial:
             # a full run index grew with every row the run had finished, and PostgreSQL chose it for the
             # outcome update, each batch's update then reading the whole run so far (quadratic in the
