@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser import busy_seen, watch_busy
 from tests.sync_logs.factories import run_with_records
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -15,19 +16,6 @@ def _tile(page: Page, live_server):
     return page.locator('[data-destination="iterable"]')
 
 
-# Resolves in the page as soon as the form's button reads busy (or after half a second): one call,
-# because Playwright holds every later one (locators, waits, evaluations) until the navigation ends.
-BUSY = """() => new Promise(resolve => {
-  const started = performance.now();
-  const look = () => {
-    const b = document.querySelector("form[data-busy] button[type=submit]");
-    if (b.disabled || performance.now() - started > 500) resolve([b.textContent, b.disabled]);
-    else setTimeout(look, 10);
-  };
-  look();
-})"""
-
-
 def test_connect_with_a_key_and_refuse_a_read_only_one(page: Page, live_server, log_in, alice, iterable):
     log_in(alice)
     page.get_by_role("link", name="Integrations").click()
@@ -36,12 +24,13 @@ def test_connect_with_a_key_and_refuse_a_read_only_one(page: Page, live_server, 
     tile.get_by_role("link", name="Connect App").click()
     expect(page.get_by_text("Connect with Iterable")).to_be_disabled()
 
-    iterable.configure(latency_ms=1000)  # long enough to see the button wait
+    iterable.configure(latency_ms=300)  # the button waits, and says so
     page.get_by_label("API key").fill(iterable.keys.read_only)
     page.get_by_label("Data center").select_option("us")
-    page.get_by_role("button", name="Verify and connect").click(no_wait_after=True)  # look while it waits
-    assert page.evaluate(BUSY) == ["Checking with Iterable…", True]
+    watch_busy(page)
+    page.get_by_role("button", name="Verify and connect").click()
     expect(page.get_by_text("This is a read-only key")).to_be_visible()
+    assert busy_seen(page) == ["Checking with Iterable…", True]
     expect(page.get_by_text("create a key of type Server-side")).to_be_visible()
     expect(page.get_by_label("API key")).to_have_value(iterable.keys.read_only)  # kept: fix it, don't paste again
     iterable.configure(latency_ms=0)
