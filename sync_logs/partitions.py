@@ -116,3 +116,34 @@ def run_window(run) -> dict[str, datetime]:
     if run.finished_at is not None and run.status not in run.ACTIVE:
         window["created_at__lte"] = run.finished_at + CLOCK_SLACK
     return window
+
+
+def index_create_online(cursor, name: str, definition: str) -> None:
+    """Index the partitioned table without blocking its writers: CREATE INDEX CONCURRENTLY does not
+    apply to a partitioned table, so the parent's index is made ON ONLY the parent (invalid, empty),
+    each partition's concurrently, and each attached; the parent's turns valid with the last one.
+
+    ``definition`` follows the table name (``USING gin (upper(identifier) gin_trgm_ops)``). Run in
+    autocommit (a migration with ``atomic = False``). Idempotent, and resumable: a partition whose
+    index is attached already is skipped, an invalid one left by an interrupted build is made again.
+    A partition made meanwhile (ledger.log_partitions_ensure) gets the index when it is attached.
+    """
+    cursor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON ONLY {TABLE} {definition}")
+    cursor.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = to_regclass(%s) AND NOT EXISTS ("
+        "  SELECT 1 FROM pg_inherits ii JOIN pg_index x ON x.indexrelid = ii.inhrelid"
+        "  WHERE ii.inhparent = to_regclass(%s) AND x.indrelid = c.oid)",
+        [TABLE, name],
+    )
+    for (partition,) in cursor.fetchall():
+        child = f"{partition}_{name.removeprefix('record_')}"[:63]
+        cursor.execute(
+            "SELECT NOT x.indisvalid FROM pg_index x WHERE x.indexrelid = to_regclass(%s)",
+            [child],
+        )
+        row = cursor.fetchone()
+        if row and row[0]:
+            cursor.execute(f"DROP INDEX CONCURRENTLY {child}")
+        cursor.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {child} ON {partition} {definition}")
+        cursor.execute(f"ALTER INDEX {name} ATTACH PARTITION {child}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -70,11 +70,25 @@ def runs_page(*, integration: Integration, after: int | None = None, before: int
     return _keyset(qs, after=after, before=before, size=RUNS_PAGE_SIZE, newest_first=True)
 
 
+# The shortest search that matches any part of an identifier: the trigram index (migration 0010)
+# has nothing to look up in one or two characters, so those match the start, from the prefix index.
+SEARCH_ANY_PART_MIN = 3
+
+
 def search_prefix(q: str) -> str:
-    """What an identifier search matches: a prefix, lower-cased when it is (part of) an email
+    """What a short identifier search matches: a prefix, lower-cased when it is (part of) an email
     (captured emails are stored lower-cased; other identifiers keep their case)."""
     q = q.strip()[:254]
     return q.lower() if "@" in q or q.islower() else q
+
+
+def identifier_search(q: str) -> Q:
+    """The rows whose identifier holds ``q`` anywhere, in any case (the trigram index); under
+    SEARCH_ANY_PART_MIN characters, those it starts with (the prefix index)."""
+    q = q.strip()[:254]
+    if len(q) < SEARCH_ANY_PART_MIN:
+        return Q(identifier__startswith=search_prefix(q))
+    return Q(identifier__icontains=q)
 
 
 def records_page(
@@ -86,11 +100,12 @@ def records_page(
     before: int | None = None,
     size: int = RECORDS_PAGE_SIZE,
 ) -> KeysetPage:
-    """A run's log rows in the order they were written, filtered by status and identifier prefix.
+    """A run's log rows in the order they were written, filtered by status and by any part of the identifier.
 
     Each filter combination is an index range scan: (run, id) (for "delivered" too: nearly every row
-    of a run is), (run, status, id) for the rows not delivered, or identifier with the pattern opclass
-    for the prefix search; on PostgreSQL only in the partitions of the run's days (run_window).
+    of a run is), (run, status, id) for the rows not delivered, or for a search the identifier's trigram
+    index (its prefix index under three characters) when the planner finds it matches few rows, else
+    (run, id) in order until a page is found; on PostgreSQL only in the partitions of the run's days.
     """
     qs = SyncRecord.objects.filter(run=run, **run_window(run)).defer("payload")
     filters: dict[str, str] = {}
@@ -98,7 +113,7 @@ def records_page(
         qs = qs.filter(status=status)
         filters["status"] = status
     if q.strip():
-        qs = qs.filter(identifier__startswith=search_prefix(q))
+        qs = qs.filter(identifier_search(q))
         filters["q"] = q.strip()
     page = _keyset(qs, after=after, before=before, size=size, newest_first=False)
     page.filters = filters
