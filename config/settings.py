@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "integrations",
     "field_mapping",
     "sync_logs",
+    "alert_channels",
     "health",
 ]
 
@@ -172,6 +173,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # Alert deliveries whose task was lost (a broker restart) or whose worker died while sending.
+    "alert-deliveries-resume": {
+        "task": "alert_channels.tasks.alert_deliveries_resume",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # The coming days' log partitions (PostgreSQL), hourly: a missed tick or two still leaves days ahead.
     "log-partitions-ensure": {
         "task": "sync_logs.tasks.log_partitions_ensure_task",
@@ -212,6 +219,15 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Flowsync <noreply@flowsync.localhost>")
 MAIL_MAX_RETRIES = env_int("MAIL_MAX_RETRIES", 5)
 MAIL_RETRY_SECONDS = env_int("MAIL_RETRY_SECONDS", 30)  # the first retry's delay; it doubles each time
+
+# --- Alert channels (alert_channels/addresses.py) -------------------------------------------------
+# Lets an alert webhook point at this machine (127.0.0.1, plain http) for a local receiver. Only with
+# DEBUG on: in a deployment an admin's URL must never reach the hosts beside the worker.
+ALERT_WEBHOOKS_ALLOW_LOOPBACK = DEBUG and env_bool("ALERT_WEBHOOKS_ALLOW_LOOPBACK", False)
+# A failed delivery is tried again after this many seconds, doubling (±20%) up to the last attempt:
+# 30 s and 6 attempts span about half an hour.
+ALERT_DELIVERY_RETRY_SECONDS = env_int("ALERT_DELIVERY_RETRY_SECONDS", 30)
+ALERT_DELIVERY_MAX_ATTEMPTS = env_int("ALERT_DELIVERY_MAX_ATTEMPTS", 6)
 
 # --- Abuse limits (accounts/throttles.py, workspaces/services.py); 0 turns one off ----------------
 # Failed log-ins (app and admin) per email address and per client address, counted over a sliding

@@ -19,5 +19,6 @@ urlpatterns = [
     path("w/<slug:workspace_slug>/integrations/<slug:kind>/mapping/", include("field_mapping.urls")),
     path("w/<slug:workspace_slug>/integrations/<slug:kind>/logs/", include("sync_logs.urls")),
     path("w/<slug:workspace_slug>/integrations/", include("integrations.urls")),
+    path("w/<slug:workspace_slug>/settings/alerts/", include("alert_channels.urls")),
     path("", include("workspaces.urls")),
 ]

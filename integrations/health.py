@@ -1,5 +1,6 @@
 """An integration's health: its alert (the banner every page of the workspace shows until it is
-closed), the admin's failure-rate threshold, and the emails to the workspace's admins.
+closed), the admin's failure-rate threshold, and the emails to the workspace's admins and the
+messages to its alert channels (Slack, webhooks: alert_channels), under the same hourly budget.
 
 Changes of status stay in integrations.status, which calls into this module (an alert for
 "needs attention", closed on a reconnect); the sync tasks call :func:`alerts_after_run` once a
@@ -16,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from alert_channels.services import alert_channels_notify
 from integrations.models import AlertState, Integration
 from mailer.services import mail_queue
 from sync_logs.models import SyncRun
@@ -54,6 +56,13 @@ def alert_raise(*, integration: Integration, reason: str) -> bool:
     if not due.update(last_sent_at=now):
         return False
     _alert_email(integration, reason)
+    workspace = integration.workspace
+    alert_channels_notify(
+        workspace=workspace,
+        subject=_alert_subject(integration),
+        message=reason,
+        link=settings.SITE_URL + reverse("sync_logs:runs", args=[workspace.slug, integration.kind]),
+    )
     return True
 
 
@@ -68,6 +77,10 @@ def alert_clear(*, integration: Integration, actor: User | None = None) -> None:
             verb="integration.alert_dismissed",
             target=integration.get_kind_display(),
         )
+
+
+def _alert_subject(integration: Integration) -> str:
+    return f"{integration.get_kind_display()} sync for {integration.workspace.name} needs your attention"
 
 
 def _alert_email(integration: Integration, reason: str) -> None:
@@ -86,7 +99,7 @@ def _alert_email(integration: Integration, reason: str) -> None:
     name = integration.get_kind_display()
     mail_queue(
         to=recipients,
-        subject=f"[Flowsync] {name} sync for {workspace.name} needs your attention",
+        subject=f"[Flowsync] {_alert_subject(integration)}",
         body=(
             f"The {name} integration of the workspace {workspace.name} needs attention:\n\n"
             f"{reason}\n\n"

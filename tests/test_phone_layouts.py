@@ -14,6 +14,7 @@ from django.core.management import call_command
 from playwright.sync_api import Page
 
 from accounts.models import User
+from alert_channels.models import AlertChannel
 from flows.models import Contact
 from integrations import engine
 from integrations.sync import sync_now
@@ -45,6 +46,15 @@ def demo(iterable) -> dict:
         token_hash="d" * 64,
         expires_at=timezone.now(),
     )
+    channel = AlertChannel.objects.create(
+        workspace=workspace,
+        kind="slack",
+        name="#marketing-alerts-for-the-whole-team",
+        secrets={"url": "https://hooks.slack.com/services/T0/B0/x"},
+        address_hint="hooks.slack.com/…abcd",
+        last_error="Slack says this webhook no longer exists: add a new one (no_service); not tried again",
+        last_attempt_at=timezone.now(),
+    )
     return {
         "workspace_slug": "demo",
         "flow_id": flow.pk,
@@ -56,6 +66,7 @@ def demo(iterable) -> dict:
         "run_id": run.pk,
         "record_id": record.pk,
         "fmt": "png",
+        "channel_id": channel.pk,
     }
 
 

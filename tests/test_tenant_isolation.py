@@ -11,6 +11,7 @@ import re
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from alert_channels.models import AlertChannel
 from integrations.models import Integration
 from sync_logs.models import SyncRecord, SyncRun
 from tests.factories import ContactFactory, MembershipFactory, make_flow
@@ -43,6 +44,9 @@ def _workspace_objects(workspace, member: Membership) -> dict:
     )
     run = SyncRun.objects.create(integration=integration, trigger="manual", status="succeeded")
     record = SyncRecord.objects.create(run=run, contact=contact, identifier=contact.email or "x", status="failed")
+    channel = AlertChannel.objects.create(
+        workspace=workspace, kind="webhook", name="Ops", secrets={"url": "https://93.184.216.34/x"}, address_hint="x"
+    )
     invitation = Invitation.objects.create(
         workspace=workspace,
         email="new@example.com",
@@ -60,6 +64,7 @@ def _workspace_objects(workspace, member: Membership) -> dict:
         "run_id": run.pk,
         "record_id": record.pk,
         "fmt": "png",
+        "channel_id": channel.pk,
     }
 
 

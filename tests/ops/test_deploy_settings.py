@@ -53,7 +53,7 @@ def _settings_in_subprocess(env: dict[str, str]) -> dict:
         "'KEYS': s.FLOWSYNC_ENCRYPTION_KEYS, 'REDIRECT_EXEMPT': s.SECURE_REDIRECT_EXEMPT,"
         "'PROXY_COUNT': s.FLOWSYNC_TRUSTED_PROXY_COUNT, 'BODY_CAP': s.REQUEST_MAX_BODY_BYTES,"
         "'PROXIES': [str(n) for n in s.FLOWSYNC_TRUSTED_PROXIES],"
-        "'CAPTURE_CAP': s.CAPTURE_MAX_BODY_BYTES}))"
+        "'CAPTURE_CAP': s.CAPTURE_MAX_BODY_BYTES, 'ALERT_LOOPBACK': s.ALERT_WEBHOOKS_ALLOW_LOOPBACK}))"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG"))}
     out = subprocess.run(
@@ -232,6 +232,13 @@ def test_with_debug_off_nothing_starts_without_encryption_keys(process):
 def test_with_both_secrets_a_deployment_starts_and_with_debug_on_it_needs_neither():
     assert _start(STARTS["manage.py"], SECRET_KEY="k" * 50, FLOWSYNC_ENCRYPTION_KEYS=GOOD_KEYS).returncode == 0
     assert _start(STARTS["manage.py"], DEBUG="1").returncode == 0
+
+
+def test_alert_webhooks_reach_this_machine_only_in_development():
+    # In a deployment an admin's webhook URL must never reach the hosts beside the worker.
+    deployed = {"SECRET_KEY": "k" * 50, "FLOWSYNC_ENCRYPTION_KEYS": GOOD_KEYS, "ALERT_WEBHOOKS_ALLOW_LOOPBACK": "1"}
+    assert _settings_in_subprocess(deployed)["ALERT_LOOPBACK"] is False
+    assert _settings_in_subprocess({"DEBUG": "1", "ALERT_WEBHOOKS_ALLOW_LOOPBACK": "1"})["ALERT_LOOPBACK"] is True
 
 
 def test_a_malformed_encryption_key_is_refused_even_in_development():

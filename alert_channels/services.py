@@ -1,0 +1,216 @@
+"""Alert channels: add, remove, test; fan an alert out to a workspace's channels; send one delivery.
+
+An alert never waits on a channel: ``alert_channels_notify`` writes one delivery row per channel and
+queues a task after commit (robustly: a broker that is down fails nothing, and the sweep
+``deliveries_resume`` queues what was never queued). The worker sends it with short timeouts and
+retries with a growing, jittered delay; an answer that says the channel is gone stops the retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets as secrets_module
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import User
+from alert_channels.addresses import UnsafeAddress, is_refused_address, session
+from alert_channels.models import AlertChannel, AlertDelivery
+from alert_channels.transports import TRANSPORTS, transport_for
+from workspaces.models import Workspace
+from workspaces.services import audit_record
+
+logger = logging.getLogger(__name__)
+
+SENDING_LEASE = timedelta(minutes=2)  # a worker killed while sending: the delivery is due again after this
+
+
+class ChannelRefused(Exception):
+    """The channel cannot be saved; the message says why."""
+
+
+def _hint(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}/…{url.rstrip('/')[-4:]}" if parts.path.strip("/") else str(parts.hostname)
+
+
+def channel_create(*, workspace: Workspace, actor: User, kind: str, name: str, url: str) -> tuple[AlertChannel, str]:
+    """A new channel, its URL checked (shape and address). Returns it and, for a webhook, its signing
+    secret (shown once: stored encrypted, never displayed again)."""
+    url = url.strip()
+    try:
+        TRANSPORTS[kind].url_check(url)
+    except UnsafeAddress as exc:
+        raise ChannelRefused(str(exc)) from None
+    secret = f"whsec_{secrets_module.token_urlsafe(32)}" if kind == AlertChannel.Kind.WEBHOOK else ""
+    channel = AlertChannel.objects.create(
+        workspace=workspace,
+        kind=kind,
+        name=name.strip(),
+        secrets={"url": url, **({"signing_secret": secret} if secret else {})},
+        address_hint=_hint(url),
+        created_by=actor,
+    )
+    audit_record(
+        workspace=workspace,
+        actor=actor,
+        verb="alert_channel.added",
+        target=channel.name,
+        data={"kind": kind, "address": channel.address_hint},
+    )
+    return channel, secret
+
+
+def channel_delete(*, channel: AlertChannel, actor: User) -> None:
+    audit_record(
+        workspace=channel.workspace,
+        actor=actor,
+        verb="alert_channel.removed",
+        target=channel.name,
+        data={"kind": channel.kind, "address": channel.address_hint},
+    )
+    channel.delete()  # its waiting deliveries go with it: nothing is sent to a removed channel
+
+
+def channel_test(*, channel: AlertChannel, actor: User) -> AlertDelivery:
+    """Queue a test alert to one channel (the admin sees how it went on the settings page)."""
+    link = settings.SITE_URL + f"/w/{channel.workspace.slug}/settings/alerts/"
+    (delivery,) = _deliveries_queue(
+        [channel],
+        event="test",
+        subject=f"Test alert from Flowsync for {channel.workspace.name}",
+        message=f"{actor.email} sent this test. Sync alerts for this workspace will arrive here.",
+        link=link,
+    )
+    return delivery
+
+
+def alert_channels_notify(*, workspace: Workspace, subject: str, message: str, link: str) -> list[AlertDelivery]:
+    """The alert to each of the workspace's channels (called with the alert email, under its hourly budget)."""
+    return _deliveries_queue(
+        list(AlertChannel.objects.filter(workspace=workspace)),
+        event="integration.alert",
+        subject=subject,
+        message=message,
+        link=link,
+    )
+
+
+def _deliveries_queue(channels, *, event: str, subject: str, message: str, link: str) -> list[AlertDelivery]:
+    now = timezone.now()
+    made = AlertDelivery.objects.bulk_create(
+        AlertDelivery(channel=c, event=event, subject=subject[:200], message=message, link=link, due_at=now)
+        for c in channels
+    )
+    for delivery in made:
+        transaction.on_commit(lambda pk=delivery.pk: _task_queue(pk), robust=True)
+    return made
+
+
+def _task_queue(delivery_id: int, countdown: float = 0) -> None:
+    from alert_channels.tasks import alert_delivery_send  # tasks import this module
+
+    alert_delivery_send.apply_async(args=[delivery_id], countdown=countdown)
+
+
+def _retry_delay(attempts: int) -> timedelta:
+    """After the ``attempts``-th failure: ALERT_DELIVERY_RETRY_SECONDS doubling, each within ±20%
+    (deliveries queued together do not all come back at once)."""
+    first = timedelta(seconds=settings.ALERT_DELIVERY_RETRY_SECONDS)
+    return first * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
+
+
+def delivery_attempt(delivery_id: int) -> str:
+    """Send one delivery if it is due and nobody else holds it; returns its status afterwards.
+
+    The claim is one conditional UPDATE (pending and due, or a sending lease that ran out), so two
+    workers given the same delivery send it once; the request is made outside any transaction.
+    """
+    now = timezone.now()
+    claimed = AlertDelivery.objects.filter(
+        pk=delivery_id, status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.SENDING], due_at__lte=now
+    ).update(status=AlertDelivery.Status.SENDING, due_at=now + SENDING_LEASE, attempts=F("attempts") + 1)
+    if not claimed:
+        return AlertDelivery.objects.filter(pk=delivery_id).values_list("status", flat=True).first() or "gone"
+    delivery = AlertDelivery.objects.select_related("channel__workspace").get(pk=delivery_id)
+    channel = delivery.channel
+    transport = transport_for(channel)
+    reason, permanent = "", False
+    try:
+        transport.url_check(channel.url)  # checked again: an address that turned private is not sent to
+        headers, body = transport.request(channel, delivery)
+        with session() as http:
+            response = http.post(channel.url, data=body, headers=headers)
+        answer = transport.answer(response.status_code, response.text[:200])
+        reason, permanent = answer.reason, answer.permanent
+        if 300 <= response.status_code < 400:
+            reason, permanent = (
+                f"the receiver redirected (HTTP {response.status_code}); redirects are not followed",
+                True,
+            )
+    except UnsafeAddress as exc:
+        reason, permanent = str(exc), True
+    except requests.RequestException as exc:
+        if is_refused_address(exc):
+            reason, permanent = "the address now resolves to a private or internal host: not sent", True
+        elif isinstance(exc, requests.Timeout):
+            reason = "the receiver did not answer in time"
+        else:
+            reason = "the receiver could not be reached"
+    return _delivery_outcome(delivery, reason=reason, permanent=permanent)
+
+
+def _delivery_outcome(delivery: AlertDelivery, *, reason: str, permanent: bool) -> str:
+    now = timezone.now()
+    reason = reason.rstrip(".")  # a sentence of its own elsewhere; here the outcome follows it
+    channel_fields = {"last_attempt_at": now}
+    if not reason:
+        delivery.status, delivery.delivered_at, delivery.last_error = AlertDelivery.Status.DELIVERED, now, ""
+        channel_fields.update(last_delivered_at=now, last_error="")
+    elif permanent or delivery.attempts >= settings.ALERT_DELIVERY_MAX_ATTEMPTS:
+        delivery.status = AlertDelivery.Status.FAILED
+        delivery.last_error = (
+            f"{reason}; not tried again" if permanent else f"{reason}; gave up after {delivery.attempts} tries"
+        )
+        channel_fields["last_error"] = delivery.last_error
+    else:
+        delay = _retry_delay(delivery.attempts)
+        delivery.status, delivery.due_at = AlertDelivery.Status.PENDING, now + delay
+        delivery.last_error = (
+            f"{reason}; trying again (attempt {delivery.attempts} of {settings.ALERT_DELIVERY_MAX_ATTEMPTS})"
+        )
+        channel_fields["last_error"] = delivery.last_error
+    with transaction.atomic():
+        # Only if it is still ours: a channel removed meanwhile took the delivery with it.
+        AlertDelivery.objects.filter(pk=delivery.pk, status=AlertDelivery.Status.SENDING).update(
+            status=delivery.status,
+            due_at=delivery.due_at,
+            last_error=delivery.last_error,
+            delivered_at=delivery.delivered_at,
+        )
+        AlertChannel.objects.filter(pk=delivery.channel_id).update(**channel_fields)
+        if delivery.status == AlertDelivery.Status.PENDING:  # the retry, queued once the row says it is due
+            transaction.on_commit(lambda: _task_queue(delivery.pk, delay.total_seconds()), robust=True)
+    if reason:
+        logger.warning("Alert delivery %s to channel %s: %s", delivery.pk, delivery.channel_id, delivery.last_error)
+    return delivery.status
+
+
+def deliveries_resume(*, grace: timedelta = timedelta(minutes=2)) -> int:
+    """Queue the deliveries overdue by more than ``grace``: their task was never queued (the broker
+    was down at commit) or was lost, or the worker sending one was killed (its lease ran out)."""
+    overdue = list(
+        AlertDelivery.objects.filter(
+            status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.SENDING], due_at__lt=timezone.now() - grace
+        ).values_list("pk", flat=True)[:1000]
+    )
+    for pk in overdue:
+        _task_queue(pk)
+    return len(overdue)
