@@ -15,6 +15,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import requests
+from celery import signature
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -28,6 +29,7 @@ from workspaces.models import Workspace
 from workspaces.services import audit_record
 
 logger = logging.getLogger(__name__)
+TASK = "alert_channels.tasks.alert_delivery_send"
 
 SENDING_LEASE = timedelta(minutes=2)  # a worker killed while sending: the delivery is due again after this
 
@@ -115,9 +117,8 @@ def _deliveries_queue(channels, *, event: str, subject: str, message: str, link:
 
 
 def _task_queue(delivery_id: int, countdown: float = 0) -> None:
-    from alert_channels.tasks import alert_delivery_send  # tasks import this module
-
-    alert_delivery_send.apply_async(args=[delivery_id], countdown=countdown)
+    # By name: the tasks module imports this one.
+    signature(TASK, args=[delivery_id]).apply_async(countdown=countdown)
 
 
 def _retry_delay(attempts: int) -> timedelta:

@@ -52,9 +52,8 @@ def alert_channels_page(request: HttpRequest) -> HttpResponse:
 @workspace_view(min_role=Role.ADMIN)
 def alert_channels_status(request: HttpRequest) -> HttpResponse:
     """The channels' table alone, polled while a delivery is on its way (the page itself to a browser)."""
-    if not request.htmx:
-        return redirect("alert_channels:settings", request.workspace.slug)
-    return render(request, "alert_channels/_channels.html", _context(request, ChannelForm()))
+    template = "alert_channels/_channels.html" if request.htmx else "alert_channels/settings.html"
+    return render(request, template, _context(request, ChannelForm()))
 
 
 @workspace_view(min_role=Role.ADMIN)

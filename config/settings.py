@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "field_mapping",
     "sync_logs",
     "alert_channels",
+    "erasure",
     "health",
 ]
 
@@ -179,6 +180,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Erasure steps whose task was lost or whose worker died while asking the destination.
+    "erasure-steps-resume": {
+        "task": "erasure.tasks.erasure_steps_resume",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # The coming days' log partitions (PostgreSQL), hourly: a missed tick or two still leaves days ahead.
     "log-partitions-ensure": {
         "task": "sync_logs.tasks.log_partitions_ensure_task",
@@ -228,6 +235,13 @@ ALERT_WEBHOOKS_ALLOW_LOOPBACK = DEBUG and env_bool("ALERT_WEBHOOKS_ALLOW_LOOPBAC
 # 30 s and 6 attempts span about half an hour.
 ALERT_DELIVERY_RETRY_SECONDS = env_int("ALERT_DELIVERY_RETRY_SECONDS", 30)
 ALERT_DELIVERY_MAX_ATTEMPTS = env_int("ALERT_DELIVERY_MAX_ATTEMPTS", 6)
+
+# --- Erasure requests (erasure/services.py) --------------------------------------------------------
+# A destination is asked to delete an erased person this long after the request: longer than a sync
+# slice that was sending them may still take, so the delete comes after that push, never before.
+ERASURE_DESTINATION_DELAY_SECONDS = env_int("ERASURE_DESTINATION_DELAY_SECONDS", 60)
+# A destination step that failed is tried again after this, doubling (±20%), at most an hour apart, until done.
+ERASURE_RETRY_SECONDS = env_int("ERASURE_RETRY_SECONDS", 60)
 
 # --- Abuse limits (accounts/throttles.py, workspaces/services.py); 0 turns one off ----------------
 # Failed log-ins (app and admin) per email address and per client address, counted over a sliding

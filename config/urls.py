@@ -20,5 +20,6 @@ urlpatterns = [
     path("w/<slug:workspace_slug>/integrations/<slug:kind>/logs/", include("sync_logs.urls")),
     path("w/<slug:workspace_slug>/integrations/", include("integrations.urls")),
     path("w/<slug:workspace_slug>/settings/alerts/", include("alert_channels.urls")),
+    path("w/<slug:workspace_slug>/settings/privacy/", include("erasure.urls")),
     path("", include("workspaces.urls")),
 ]

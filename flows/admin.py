@@ -1,7 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from erasure.models import ErasureRequest
+from erasure.services import erasure_request
 from flows.models import CaptureToken, Contact, ConversionFlow, FlowField
 from lib.admin_tools import LargeTablePaginator, admin_link
 from sync_logs.selectors import contact_history
@@ -42,8 +44,33 @@ class ContactAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = LargeTablePaginator
 
+    actions = ["erase_people"]
+
     def has_change_permission(self, request, obj=None) -> bool:  # contacts are immutable
         return False
+
+    def get_actions(self, request):
+        # A bare delete would leave the person in the sync logs and at every destination: erase instead.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(
+        description="Erase these people (here, in the sync logs and at each destination)", permissions=["delete"]
+    )
+    def erase_people(self, request, queryset) -> None:
+        people = {(c.workspace_id, c.email) for c in queryset.select_related("workspace") if c.email}
+        workspaces = {c.workspace_id: c.workspace for c in queryset.select_related("workspace")}
+        for workspace_id, email in sorted(people):
+            done = erasure_request(
+                workspace=workspaces[workspace_id], email=email, via=ErasureRequest.Via.ADMIN, actor=request.user
+            )
+            self.message_user(
+                request,
+                f"Erasure #{done.pk} in {workspaces[workspace_id].slug}: {done.contacts_erased} contact(s) deleted; "
+                f"{done.steps.count()} destination(s) asked.",
+                messages.SUCCESS,
+            )
 
     def get_search_results(self, request, queryset, search_term):
         # Equalities only: the admin's "=email" is iexact (UPPER(email) = UPPER(...)), which no plain

@@ -21,6 +21,8 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from erasure.models import ErasureRequest
+from erasure.services import ErasureRefused, erasure_request
 from flows.services import (
     ItemResult,
     capture_flows,
@@ -50,9 +52,9 @@ def _item_json(result: ItemResult) -> dict[str, Any]:
 
 @csrf_exempt
 def contacts_endpoint(request: HttpRequest) -> JsonResponse:
-    if request.method != "POST":
-        response = _error(405, "method_not_allowed", "Use POST to submit contacts.")
-        response["Allow"] = "POST"
+    if request.method not in ("POST", "DELETE"):
+        response = _error(405, "method_not_allowed", "Use POST to submit contacts, DELETE to erase a person.")
+        response["Allow"] = "POST, DELETE"
         return response
 
     # The per-IP limit counts requests, not contacts: it is a flood guard, checked before the
@@ -75,6 +77,9 @@ def contacts_endpoint(request: HttpRequest) -> JsonResponse:
             "unauthorized",
             "This capture token is not valid or was rotated. Get the current one in Settings > API.",
         )
+
+    if request.method == "DELETE":
+        return _erase(request, token)
 
     try:
         length = int(request.headers.get("Content-Length") or 0)
@@ -142,3 +147,32 @@ def _rate_limited(retry_after: int) -> JsonResponse:
     response = _error(429, "rate_limited", f"Too many requests. Try again in {retry_after} seconds.")
     response["Retry-After"] = str(retry_after)
     return response
+
+
+def _erase(request: HttpRequest, token) -> JsonResponse:
+    """DELETE /api/v1/contacts?email=…[&forget=true]: erase the person from the token's workspace now (202:
+    their destinations are asked next, erasure.services). A person not found is no error: erasing is
+    idempotent, and the destinations are asked all the same (they may hold the person from before)."""
+    email = (request.GET.get("email") or "").strip()
+    forget = (request.GET.get("forget") or "").lower()
+    if forget not in ("", "true", "false"):
+        return _error(400, "invalid", "forget is true or false.")
+    try:
+        done = erasure_request(
+            workspace=token.workspace, email=email, via=ErasureRequest.Via.API, forget=forget == "true"
+        )
+    except ErasureRefused as exc:
+        return _error(400, "invalid", str(exc))
+    return JsonResponse(
+        {
+            "erasure": {
+                "id": done.pk,
+                "mode": done.mode,
+                "contacts_erased": done.contacts_erased,
+                "destinations": [
+                    {"destination": step.destination_label, "status": step.status} for step in done.steps.all()
+                ],
+            }
+        },
+        status=202,
+    )

@@ -10,7 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 APPS = (
     "accounts",
+    "alert_channels",
     "config",
+    "erasure",
     "field_mapping",
     "flows",
     "health",

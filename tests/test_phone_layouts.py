@@ -15,6 +15,7 @@ from playwright.sync_api import Page
 
 from accounts.models import User
 from alert_channels.models import AlertChannel
+from erasure.models import ErasureRequest, ErasureStep
 from flows.models import Contact
 from integrations import engine
 from integrations.sync import sync_now
@@ -55,6 +56,13 @@ def demo(iterable) -> dict:
         last_error="Slack says this webhook no longer exists: add a new one (no_service); not tried again",
         last_attempt_at=timezone.now(),
     )
+    erasure = ErasureRequest.objects.create(workspace=workspace, via="app", contacts_erased=2, log_rows_scrubbed=4)
+    step = ErasureStep.objects.create(
+        request=erasure,
+        destination_label="Iterable",
+        due_at=timezone.now(),
+        last_error="Iterable refused the credentials (the key was revoked): fix the connection; trying again in 2 min",
+    )
     return {
         "workspace_slug": "demo",
         "flow_id": flow.pk,
@@ -67,6 +75,7 @@ def demo(iterable) -> dict:
         "record_id": record.pk,
         "fmt": "png",
         "channel_id": channel.pk,
+        "step_id": step.pk,
     }
 
 

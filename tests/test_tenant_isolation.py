@@ -12,6 +12,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from alert_channels.models import AlertChannel
+from erasure.models import ErasureRequest, ErasureStep
 from integrations.models import Integration
 from sync_logs.models import SyncRecord, SyncRun
 from tests.factories import ContactFactory, MembershipFactory, make_flow
@@ -47,6 +48,8 @@ def _workspace_objects(workspace, member: Membership) -> dict:
     channel = AlertChannel.objects.create(
         workspace=workspace, kind="webhook", name="Ops", secrets={"url": "https://93.184.216.34/x"}, address_hint="x"
     )
+    erasure = ErasureRequest.objects.create(workspace=workspace, via="app")
+    step = ErasureStep.objects.create(request=erasure, destination_label="Iterable", due_at=timezone.now())
     invitation = Invitation.objects.create(
         workspace=workspace,
         email="new@example.com",
@@ -65,6 +68,7 @@ def _workspace_objects(workspace, member: Membership) -> dict:
         "record_id": record.pk,
         "fmt": "png",
         "channel_id": channel.pk,
+        "step_id": step.pk,
     }
 
 

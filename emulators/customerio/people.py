@@ -243,6 +243,9 @@ def identify(
 ) -> dict | None:
     """Add or update the person ``kind=value`` (reference 2.1, 3.1); the person, or None when nothing changed."""
     attributes = {name: item for name, item in (attributes or {}).items() if name not in RESERVED_ONLY}
+    if _suppressed(workspace, kind, value):
+        _activity(workspace, kind, value, "the identifier is suppressed: ignored")
+        return None
     person = find_person(workspace, kind, value)
     if person is None:
         # "if an identifier in the body belongs to someone, that person is updated and gets the path identifier"
@@ -294,6 +297,10 @@ def identify(
         person["timestamps"][name] = now if timestamp is None else timestamp
     person["updated"] = now
     return person
+
+
+def _suppressed(workspace: Workspace, kind: str, value: str) -> bool:
+    return f"{kind}:{value.lower() if kind == 'email' else value}" in workspace.suppressed
 
 
 def delete_person(workspace: Workspace, kind: str, value: str) -> None:
@@ -354,6 +361,15 @@ def apply_operation(workspace: Workspace, op: dict) -> bool:
         identify(workspace, kind, value, attributes, timestamp=op.get("timestamp"), update_only=update_only)
     elif action == "delete":
         delete_person(workspace, kind, value)
+    elif action == "suppress":
+        # Track OpenAPI person_suppress: the person goes, and every identifier it had is refused from now on.
+        person = find_person(workspace, kind, value)
+        workspace.suppressed.add(f"{kind}:{value.lower() if kind == 'email' else value}")
+        if person is not None:
+            for other in ("id", "email"):
+                if person.get(other):
+                    workspace.suppressed.add(f"{other}:{person[other].lower() if other == 'email' else person[other]}")
+            delete_person(workspace, kind, value)
     elif action in ("event", "page", "screen"):
         return record_event(
             workspace,

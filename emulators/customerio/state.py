@@ -45,6 +45,8 @@ class Workspace:
     by_id: dict[str, str] = field(default_factory=dict)  # id -> cio_id
     by_email: dict[str, str] = field(default_factory=dict)  # lower-cased email -> cio_id
     events: list[dict] = field(default_factory=list)
+    # Suppressed identifiers ("id:42", "email:ada@example.com"): deleted, and never added back.
+    suppressed: set[str] = field(default_factory=set)
     event_ids: set[str] = field(default_factory=set)  # dedupe ids already received
     # What Customer.io's activity log would show for a change it accepted but could not make
     # (an ``_update`` for nobody): a 200 is not proof the change applied (reference 2.1, 10).

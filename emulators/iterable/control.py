@@ -70,6 +70,7 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
                 "rate_limit_overrides",
                 "retry_after",
                 "mismatch_report",
+                "missing_user_delete_status",
                 "oauth_deny_next",
                 "oauth_token_ttl",
                 "oauth_fail_token_endpoint",

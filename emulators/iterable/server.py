@@ -27,6 +27,8 @@ from typing import Any
 from emulators.common import EmulatorHandler, EmulatorServer, served
 from emulators.iterable.spec import HANDLER_SHAPES, SwaggerSpec
 from emulators.iterable.state import (
+    EMAIL_BASED,
+    FORGET_DAILY_CAP,
     JAVASCRIPT,
     JAVASCRIPT_ENDPOINTS,
     MAX_BULK_BODY,
@@ -43,6 +45,7 @@ from emulators.iterable.state import (
 from emulators.iterable.users import (
     TypeMismatch,
     check_types,
+    delete_user,
     find_user,
     public_user,
     type_mismatch_envelope,
@@ -263,9 +266,14 @@ class Handler(EmulatorHandler):
             ("POST", "/api/lists"): ("lists.create", Handler.r_list_create),
             ("POST", "/api/lists/subscribe"): ("lists.subscribe", Handler.r_subscribe),
             ("POST", "/api/events/track"): ("events.track", Handler.r_track),
+            ("POST", "/api/users/forget"): ("users.forget", Handler.r_forget),
         }
         if (method, path) in table:
             return (*table[(method, path)], path)
+        if method == "DELETE" and path.startswith("/api/users/byUserId/") and path.count("/") == 4:
+            return "users.deleteByUserId", Handler.r_delete, "/api/users/byUserId/{userId}"
+        if method == "DELETE" and path.startswith("/api/users/") and path.count("/") == 3:
+            return "users.delete", Handler.r_delete, "/api/users/{email}"
         if method == "GET" and path.startswith("/api/users/byUserId/"):
             return "users.byUserIdPath", Handler.r_lookup, "/api/users/byUserId/{userId}"
         if method == "GET" and path.startswith("/api/users/") and path.count("/") == 3:
@@ -337,6 +345,47 @@ class Handler(EmulatorHandler):
             else:
                 user = find_user(project, email=email)
         return 200, ({"user": public_user(user)} if user else {})
+
+    def r_delete(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
+        """DELETE /api/users/{email} (not in userID-based projects) and /api/users/byUserId/{userId}:
+        asynchronous at Iterable, so accepted at once; a user it does not have is missing_user_delete_status."""
+        ident = urllib.parse.unquote(path.rsplit("/", 1)[-1])
+        if path.startswith("/api/users/byUserId/"):
+            user = find_user(project, user_id=ident)
+        else:
+            if project.project_type == USERID_BASED:
+                return 400, envelope("BadParams", "This project identifies users by userId: delete by userId")
+            if not valid_email(ident):
+                return 400, envelope("InvalidEmailAddressError", f"Invalid email: {ident}")
+            user = find_user(project, email=ident)
+        if user is None:
+            if self.server.state.missing_user_delete_status == 404:
+                return 404, envelope("NotFound", f"No user found for {ident}")
+            return 200, envelope("Success", f"User {ident} scheduled for deletion")
+        delete_user(project, user)
+        return 200, envelope("Success", f"User {ident} scheduled for deletion")
+
+    def r_forget(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        """POST /api/users/forget: email in email-based projects, userId in userID-based ones, either in
+        hybrid ones; the user is deleted and refused from then on. 1,000 calls a day per project."""
+        email, user_id = body.get("email"), body.get("userId")
+        if bool(email) == bool(user_id):
+            return 400, envelope("BadParams", "Provide an email or a userId (but not both)")
+        if (email and project.project_type == USERID_BASED) or (user_id and project.project_type == EMAIL_BASED):
+            return 400, envelope("BadParams", f"Forget by {'userId' if email else 'email'} in this project")
+        now = time.time()
+        project.forget_calls = [t for t in project.forget_calls if t > now - 86400]
+        if len(project.forget_calls) >= FORGET_DAILY_CAP:
+            return 429, envelope("RateLimitExceeded", f"Daily cap of {FORGET_DAILY_CAP} forget requests reached")
+        project.forget_calls.append(now)
+        user = find_user(project, email=email) if email else find_user(project, user_id=user_id)
+        if user is not None:
+            delete_user(project, user)
+        if email:
+            project.forgotten.add(email.lower())
+        else:
+            project.forgotten_user_ids.add(user_id)
+        return 200, envelope("Success", "User forgotten")
 
     def r_lists(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
         return 200, {"lists": [dict(item) for item in project.lists.values()]}

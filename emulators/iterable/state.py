@@ -47,7 +47,11 @@ RATE_LIMITS = {
     "users.byUserIdPath": 100,
     "events.track": 2000,
     "lists.get": 100,
+    "users.delete": 100,
+    "users.deleteByUserId": 100,
+    "users.forget": 3,
 }
+FORGET_DAILY_CAP = 1000  # forget calls per project per 24 h (reference 2.3): past it, 429
 # reference 2.2: "Max body size: 4 MB" per bulkUpdate, read as 4,000,000 bytes; the client splits
 # its batches under the same number (integrations/destinations/iterable.py MAX_BULK_BYTES).
 MAX_BULK_BODY = 4_000_000
@@ -113,6 +117,8 @@ class Project:
     next_user: int = 1
     # People who asked to be forgotten (GDPR): Iterable keeps refusing them (failedUpdates.forgottenEmails).
     forgotten: set[str] = field(default_factory=set)
+    forgotten_user_ids: set[str] = field(default_factory=set)
+    forget_calls: list[float] = field(default_factory=list)  # times of the last day's forget calls (the cap)
     # Successful writes of a user, and those that found the user already there: with one write per
     # person expected (a benchmark's unique emails), a rewrite is a duplicate delivery.
     writes: int = 0
@@ -209,6 +215,9 @@ class EmulatorState:
             # RequestFieldsTypesMismatched's params.validationErrors: "every" field a request gets wrong (each
             # with the first value refused for it), or only the "first" one. The reference's example has one field.
             self.mismatch_report = "every"
+            # What DELETE /api/users/... answers for a user the project does not have: the documents
+            # list only 200, 400 and 401, so a 200 (asynchronous: accepted) or a 404 (NotFound) may both be it.
+            self.missing_user_delete_status = 200
             self.buckets: dict[tuple[int, str], Bucket] = {}
             self.faults: list[Fault] = []
             self.requests: list[dict] = []

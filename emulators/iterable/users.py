@@ -167,6 +167,11 @@ def write_user(
     if str(record.get("email") or "").lower() in project.forgotten:
         email = str(record["email"])
         return WriteResult(False, "forgottenEmails", email, message=f"User {email} was forgotten and cannot be stored")
+    if str(record.get("userId") or "") in project.forgotten_user_ids:
+        user_id = str(record["userId"])
+        return WriteResult(
+            False, "forgottenUserIds", user_id, message=f"User {user_id} was forgotten and cannot be stored"
+        )
     kind, ident = who
     allow_new = project.allow_new_fields if create_new_fields is None else create_new_fields
     data = record.get("dataFields") or {}
@@ -222,3 +227,12 @@ def public_user(user: dict) -> dict:
     if user.get("userId"):
         out["userId"] = user["userId"]
     return out
+
+
+def delete_user(project: Project, user: dict) -> None:
+    """Remove a user and its indexes (DELETE /api/users/..., forget)."""
+    project.users.pop(user["id"], None)
+    if user.get("email"):
+        project.by_email.pop(user["email"].lower(), None)
+    if user.get("userId"):
+        project.by_user_id.pop(user["userId"], None)

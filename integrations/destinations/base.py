@@ -475,6 +475,13 @@ class Destination:
         add a second; raises a :class:`DestinationError` when it is not confirmed (Capability.EVENTS)."""
         raise NotImplementedError
 
+    def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
+        """Delete each person, named by their identifiers as a mapping made them (MappedRecord.identifiers),
+        one result per person in order (delivered = erased). With ``forget`` the destination is also kept
+        from collecting data about them again, where it offers that. A person it does not know is erased.
+        Raises a :class:`DestinationError` for what stops them all (a refused key, an outage)."""
+        raise NotImplementedError
+
 
 class OAuthFlow:
     """A destination's OAuth sign-in (Capability.OAUTH), as the shared connect views drive it."""

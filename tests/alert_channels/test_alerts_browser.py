@@ -15,7 +15,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def sent_in_process(monkeypatch):
     """Deliveries are sent by the live server's own thread as soon as they are queued (no worker here)."""
     monkeypatch.setattr(
-        alert_delivery_send, "apply_async", lambda args=None, countdown=0, **kw: services.delivery_attempt(args[0])
+        alert_delivery_send,
+        "apply_async",
+        lambda args=None, kwargs=None, countdown=0, **kw: services.delivery_attempt(args[0]),
     )
 
 

@@ -302,6 +302,41 @@ class CustomerIODestination(Destination):
             found |= answers.found_people(response.status, response.body, kind, ids)
         return [bool(v) and v in found for v in values]
 
+    def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
+        """Delete each person, or with ``forget`` suppress them (deleted, and their identifiers never
+        added back: Track OpenAPI components.schemas.person_suppress), as v2 person operations in
+        batches of at most 100, named by the identifier the workspace identifies people by (the other
+        one when only that is known). Customer.io deletes a person it does not know without an error."""
+        action = "suppress" if forget else "delete"
+        results: list[RecordResult | None] = [None] * len(people)
+        operations: list[tuple[int, str, bytes]] = []
+        for index, person in enumerate(people):
+            kind = (
+                self.identify_by
+                if person.get(self.identify_by)
+                else next((k for k in rules.IDENTIFIERS if person.get(k)), "")
+            )
+            if not kind:
+                results[index] = RecordResult(
+                    "", False, "no_identifier", "no identifier Customer.io knows this person by"
+                )
+                continue
+            operation = {"type": "person", "action": action, "identifiers": {kind: str(person[kind])}}
+            operations.append((index, str(person[kind]), rules.encode(operation)))
+        for start in range(0, len(operations), rules.MAX_BATCH_OPERATIONS):
+            chunk = operations[start : start + rules.MAX_BATCH_OPERATIONS]
+            response = self.client.request("POST", BATCH_PATH, data=rules.batch_body([op for _, _, op in chunk]))
+            failed, unexpected = answers.batch_failures(response.status, response.body, len(chunk))
+            if unexpected:
+                raise UnexpectedAnswerError(
+                    answers.unexpected_message(f"the {action}", response.status, response.body, unexpected),
+                    status=response.status,
+                )
+            for position, (index, shown, _) in enumerate(chunk):
+                errors = failed.get(position)
+                results[index] = answers.failed_result(shown, errors) if errors else RecordResult(shown, True)
+        return [r for r in results if r is not None]
+
     def track(self, event_name: str, record: dict[str, Any], data: dict[str, Any], *, event_id: str = "") -> None:
         """One event for the record's person, as a person event operation in a batch (Track OpenAPI
         components.schemas.person_event). Its ``id`` is a ULID derived from ``event_id``: a resend

@@ -7,11 +7,13 @@ Facts coded against are in ../shared/reference/iterable.md (section numbers in t
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from integrations.credentials import rate_bucket_id, stored_credentials
 from integrations.destinations.base import (
     AuthError,
     Capability,
+    ConflictError,
     Connection,
     Destination,
     DestinationError,
@@ -285,6 +287,39 @@ class IterableDestination(Destination):
         }
         response = self.client.request("POST", "/api/events/track", json=body)
         answers.check_envelope(what="events/track", status=response.status, body=response.body)
+
+    def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
+        """Delete (``DELETE /api/users/{email}`` or ``/byUserId/{userId}``, asynchronous at Iterable) or forget
+        (``POST /api/users/forget``: deleted and never collected again; 3/s and 1,000 a day per project,
+        a 429 past the cap) each person. A userID-based project knows people by userId only and has no
+        delete by email; elsewhere the email is used when there is one. A person Iterable does not know (a
+        404, byUserId's own "no user" code) or has forgotten already (409) counts as erased."""
+        results = []
+        for person in people:
+            email, user_id = person.get("email"), person.get("userId")
+            by_email = bool(email) and self.project_type != "userId"
+            if not by_email and not user_id:
+                results.append(RecordResult("", False, "no_identifier", "no identifier Iterable knows this person by"))
+                continue
+            shown = email if by_email else user_id
+            try:
+                if forget:
+                    body = {"email": email} if by_email else {"userId": user_id}
+                    response = self.client.request("POST", "/api/users/forget", json=body)
+                elif by_email:
+                    response = self.client.request("DELETE", f"/api/users/{quote(email, safe='@+')}")
+                else:
+                    response = self.client.request("DELETE", f"/api/users/byUserId/{quote(user_id, safe='')}")
+                answers.check_envelope(
+                    what="users/forget" if forget else "users/delete", status=response.status, body=response.body
+                )
+            except (NotFoundError, ConflictError):
+                pass  # not there, or forgotten already: nothing of theirs is left to delete
+            except ValidationError as exc:
+                results.append(RecordResult(shown, False, exc.code, exc.message))
+                continue
+            results.append(RecordResult(shown, True))
+        return results
 
     def lists(self) -> list[dict[str, Any]]:
         body = self.client.request("GET", "/api/lists").body
