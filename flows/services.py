@@ -16,6 +16,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import User
+from flows.devices import device_clean
 from flows.models import (
     CUSTOM_FIELD_TYPES,
     STANDARD_FIELDS,
@@ -297,9 +298,11 @@ def contacts_capture_batch(*, items: Sequence[Any], flows: CaptureFlows) -> list
         if not isinstance(item, Mapping):
             result.errors, result.code = {"item": "must be an object with 'flow' and 'fields'"}, "invalid"
             continue
-        unknown = sorted(set(item) - {"flow", "fields"})
+        unknown = sorted(set(item) - {"flow", "fields", "device"})
         if unknown:
-            result.errors = {str(k)[:60]: "unknown key; an item has only 'flow' and 'fields'" for k in unknown}
+            result.errors = {
+                str(k)[:60]: "unknown key; an item has only 'flow', 'fields' and 'device'" for k in unknown
+            }
             result.code = "invalid"
             continue
         public_id = item.get("flow")
@@ -308,10 +311,17 @@ def contacts_capture_batch(*, items: Sequence[Any], flows: CaptureFlows) -> list
             result.errors = {"flow": "required: the public id of a flow in this workspace (see Flows > Share)"}
             result.code = "flow_not_found" if public_id else "invalid"
             continue
+        device, device_errors = device_clean(item.get("device"))
         try:
-            pending.append((result, _build_contact(*entry, item.get("fields"), Contact.Source.API, False)))
+            contact = _build_contact(*entry, item.get("fields"), Contact.Source.API, False)
         except CaptureRejected as exc:
-            result.errors, result.code = exc.errors, exc.code
+            result.errors, result.code = {**exc.errors, **device_errors}, exc.code
+            continue
+        if device_errors:
+            result.errors, result.code = device_errors, "invalid"
+            continue
+        contact.device = device
+        pending.append((result, contact))
     if pending:
         stored = _store([contact for _, contact in pending])
         for (result, _), contact in zip(pending, stored, strict=True):

@@ -36,6 +36,7 @@ from integrations.destinations import destination_for
 from integrations.destinations.base import (
     AuthError,
     BudgetWait,
+    Capability,
     Destination,
     DestinationError,
     ForbiddenError,
@@ -94,6 +95,7 @@ class Claimed:
     data: dict[str, Any]
     flow_id: int = 0
     sent_before: bool = False
+    device: dict[str, Any] | None = None  # a mobile device to register once the person is upserted
 
 
 def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
@@ -121,7 +123,7 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
             # 'pending' written out, not a parameter: the planner must see it to use the partial outbox_pending.
             f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = 'pending' AND id > %s "
             f"AND next_attempt_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)) "
-            f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id, o.sent_before"
+            f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id, o.sent_before, c.device"
         )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, after_id, now, size])
@@ -130,7 +132,18 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
         # The contacts' data comes as the database's JSON text (Django reads jsonb so), parsed here once.
         loads = jsoncodec.loads
         return sorted(
-            (Claimed(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else loads(r[3]), r[4], r[5]) for r in rows),
+            (
+                Claimed(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3] if isinstance(r[3], dict) else loads(r[3]),
+                    r[4],
+                    r[5],
+                    r[6] if r[6] is None or isinstance(r[6], dict) else loads(r[6]),
+                )
+                for r in rows
+            ),
             key=lambda c: c.id,
         )
     with transaction.atomic():
@@ -145,9 +158,19 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
                 status=Status.IN_FLIGHT, run=run, claimed_at=now
             )
         _fence(run)
-    found = Contact.objects.filter(id__in=[r[1] for r in claimed]).values_list("id", "data", "flow_id")
-    by_id = {cid: (data, flow_id) for cid, data, flow_id in found}
-    return [Claimed(r[0], r[1], r[2], *by_id.get(r[1], ({}, 0)), sent_before=r[3]) for r in claimed]
+    found = Contact.objects.filter(id__in=[r[1] for r in claimed]).values_list("id", "data", "flow_id", "device")
+    by_id = {cid: (data, flow_id, device) for cid, data, flow_id, device in found}
+    return [
+        Claimed(
+            r[0],
+            r[1],
+            r[2],
+            *by_id.get(r[1], ({}, 0, None))[:2],
+            sent_before=r[3],
+            device=by_id.get(r[1], ({}, 0, None))[2],
+        )
+        for r in claimed
+    ]
 
 
 def _fence(run: SyncRun, **changes: Any) -> None:
@@ -351,7 +374,7 @@ def decide_batch(
     delivered = [(item, built) for item, built in sendable if outcomes[item.id].status == "delivered"]
     # A superseded row's person is in the destination already: its submission still gets its list and event.
     delivered += superseded
-    if delivered and (integration.list_id or integration.event_name):
+    if delivered and (integration.list_id or integration.event_name or any(item.device for item, _ in delivered)):
         _extras(integration=integration, destination=destination, delivered=delivered, outcomes=outcomes, lease=lease)
     return outcomes
 
@@ -364,7 +387,7 @@ def _extras(
     outcomes: dict[int, Outcome],
     lease: Lease,
 ) -> None:
-    """The optional list subscription and event per delivered contact.
+    """The optional list subscription, event and mobile device per delivered contact.
 
     The person is in the destination already. A step refused for good (a bad list, a forgotten user) is
     noted on the record, which stays delivered. A step that may pass later (an outage, an answer
@@ -403,6 +426,25 @@ def _extras(
             except DestinationError as exc:
                 result = RecordResult(built.identifier, False, exc.code, exc.message, exc.retryable)
                 _extra_failed(outcomes[item.id], f"tracking '{integration.event_name}'", result, destination)
+    with_device = [pair for pair in delivered if pair[0].device and not outcomes[pair[0].id].retryable]
+    if with_device and not destination.supports(Capability.DEVICES, integration.config or {}):
+        for item, _ in with_device:
+            _extra_failed(
+                outcomes[item.id],
+                "registering the device",
+                RecordResult("", False, "unsupported", f"{destination.label} takes no mobile devices from Flowsync"),
+                destination,
+            )
+        with_device = []
+    for item, built in with_device:
+        check()
+        try:
+            destination.device_register(built.payload, item.device)
+        except (AuthError, ForbiddenError):
+            raise
+        except DestinationError as exc:
+            result = RecordResult(built.identifier, False, exc.code, exc.message, exc.retryable)
+            _extra_failed(outcomes[item.id], "registering the device", result, destination)
 
 
 def _extra_failed(outcome: Outcome, step: str, result: RecordResult, destination: Destination) -> None:

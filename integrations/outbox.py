@@ -53,8 +53,8 @@ def contact_insert_queued(contact: Contact) -> Contact:
     outbox, integrations, contacts = _tables()
     now = timezone.now()
     sql = (
-        f"WITH new AS (INSERT INTO {contacts} (workspace_id, flow_id, data, email, source, created_at) "  # noqa: S608
-        f"VALUES (%s, %s, %s::jsonb, %s, %s, %s) RETURNING id, workspace_id), "
+        f"WITH new AS (INSERT INTO {contacts} (workspace_id, flow_id, data, email, source, created_at, device) "  # noqa: S608
+        f"VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s::jsonb) RETURNING id, workspace_id), "
         f"queued AS (INSERT INTO {outbox} ({_COLUMNS}) "
         f"SELECT i.id, new.id, 'pending', 0, %s, %s, '', '' FROM new JOIN {integrations} i "
         f"ON i.workspace_id = new.workspace_id WHERE i.status IN (%s, %s) "
@@ -68,6 +68,7 @@ def contact_insert_queued(contact: Contact) -> Contact:
         contact.email,
         contact.source,
         now,
+        None if contact.device is None else json.dumps(contact.device),
         now,
         now,
         *QUEUEING_STATUSES,

@@ -171,6 +171,12 @@ def check_operation(op: Any, workspace: Workspace) -> list[Problem]:
         dedupe = op.get("id")
         if dedupe is not None and (not isinstance(dedupe, str) or not dedupe):
             problems.append(Problem("id", "invalid", "id must be a non-empty string"))
+    elif action == "add_device":
+        device = op.get("device")
+        if not isinstance(device, dict) or not isinstance(device.get("token"), str) or not device.get("token"):
+            problems.append(Problem("device.token", "required", "device.token is required"))
+        elif device.get("platform") not in ("ios", "android"):
+            problems.append(Problem("device.platform", "invalid", "device.platform must be ios or android"))
     if "timestamp" in op and (not isinstance(op["timestamp"], int) or isinstance(op["timestamp"], bool)):
         problems.append(Problem("timestamp", "invalid", "timestamp must be an integer"))
     return problems
@@ -361,6 +367,17 @@ def apply_operation(workspace: Workspace, op: dict) -> bool:
         identify(workspace, kind, value, attributes, timestamp=op.get("timestamp"), update_only=update_only)
     elif action == "delete":
         delete_person(workspace, kind, value)
+    elif action == "add_device":
+        person = find_person(workspace, kind, value)
+        if person is None:
+            _activity(workspace, kind, value, "add_device for nobody: not added")
+            return True
+        devices = person.setdefault("devices", [])
+        device = op["device"]
+        devices[:] = [d for d in devices if d["token"] != device["token"]]
+        devices.append(
+            {"token": device["token"], "platform": device["platform"], "attributes": device.get("attributes") or {}}
+        )
     elif action == "suppress":
         # Track OpenAPI person_suppress: the person goes, and every identifier it had is refused from now on.
         person = find_person(workspace, kind, value)

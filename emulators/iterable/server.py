@@ -267,6 +267,7 @@ class Handler(EmulatorHandler):
             ("POST", "/api/lists/subscribe"): ("lists.subscribe", Handler.r_subscribe),
             ("POST", "/api/events/track"): ("events.track", Handler.r_track),
             ("POST", "/api/users/forget"): ("users.forget", Handler.r_forget),
+            ("POST", "/api/users/registerDeviceToken"): ("users.registerDeviceToken", Handler.r_register_device),
         }
         if (method, path) in table:
             return (*table[(method, path)], path)
@@ -454,6 +455,38 @@ class Handler(EmulatorHandler):
         else:
             project.events[same] = event
         return 200, envelope("Success", "Event tracked", {"id": event["id"]})
+
+    def r_register_device(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        """POST /api/users/registerDeviceToken (reference 6.2): the user by email or userId, never both; the
+        device updated by its token (its dataFields merged), at most 500 per user; a forgotten user is a 409."""
+        email, user_id = body.get("email"), body.get("userId")
+        if bool(email) == bool(user_id):
+            return 400, envelope("BadParams", "Provide an email or a userId (but not both)")
+        device = body.get("device")
+        if not isinstance(device, dict) or not all(
+            isinstance(device.get(k), str) and device.get(k) for k in ("token", "platform", "applicationName")
+        ):
+            return 400, envelope("BadParams", "device.token, device.platform and device.applicationName are required")
+        if device["platform"] not in ("APNS", "APNS_SANDBOX", "GCM"):
+            return 400, envelope("BadParams", f"Invalid platform: {device['platform']}")
+        if (email and email.lower() in project.forgotten) or (user_id and user_id in project.forgotten_user_ids):
+            return 409, envelope("ForgottenUserError", "Contact is GDPR forgotten")
+        user = find_user(project, email=email) if email else find_user(project, user_id=user_id)
+        if user is None:
+            result = write_user(project, {"email": email} if email else {"userId": user_id}, create_new_fields=None)
+            if not result.ok:
+                return 400, envelope("BadParams", result.message)
+            user = find_user(project, email=email) if email else find_user(project, user_id=user_id)
+        devices = user.setdefault("devices", [])
+        known = next((d for d in devices if d["token"] == device["token"]), None)
+        if known is None and len(devices) >= 500:
+            return 400, envelope("BadParams", "A user may have at most 500 devices")
+        if known is None:
+            devices.append({**device, "dataFields": dict(device.get("dataFields") or {}), "endpointEnabled": True})
+        else:
+            known.update({k: v for k, v in device.items() if k != "dataFields"}, endpointEnabled=True)
+            known["dataFields"].update(device.get("dataFields") or {})
+        return 200, envelope("Success", "Device registered")
 
     def r_accept(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
         return 200, envelope("Success", "")

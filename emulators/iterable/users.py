@@ -223,6 +223,8 @@ def public_user(user: dict) -> dict:
         data.setdefault("email", user["email"])
     data["signupDate"] = user["signupDate"]
     data["profileUpdatedAt"] = user["profileUpdatedAt"]
+    if user.get("devices"):
+        data["devices"] = [dict(d) for d in user["devices"]]
     out = {"email": user.get("email") or "", "dataFields": data}
     if user.get("userId"):
         out["userId"] = user["userId"]

@@ -283,6 +283,7 @@ class Capability:
     EVENTS = "events"  # an event per contact
     LOOKUP = "lookup"  # finds out whether a person exists ("leave existing people unchanged")
     OAUTH = "oauth"  # connects by OAuth too
+    DEVICES = "devices"  # registers a mobile device (push token) for a person
 
 
 class Destination:
@@ -473,6 +474,12 @@ class Destination:
     def track(self, event_name: str, record: dict[str, Any], data: dict[str, Any], *, event_id: str = "") -> None:
         """One event for the payload's person, with a stable ``event_id`` so that a resend does not
         add a second; raises a :class:`DestinationError` when it is not confirmed (Capability.EVENTS)."""
+        raise NotImplementedError
+
+    def device_register(self, record: dict[str, Any], device: dict[str, Any]) -> None:
+        """Register ``device`` (flows.devices: token, platform APNS|APNS_SANDBOX|GCM, applicationName,
+        dataFields) for the payload's person, who exists already; raises a :class:`DestinationError` when it
+        is not confirmed (Capability.DEVICES)."""
         raise NotImplementedError
 
     def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:

@@ -67,7 +67,7 @@ class CustomerIODestination(Destination):
     kind = "customerio"
     label = "Customer.io"
     blurb = "Create and update Customer.io people from your flows, with an event per submission."
-    capabilities = frozenset({Capability.EVENTS, Capability.LOOKUP})
+    capabilities = frozenset({Capability.EVENTS, Capability.LOOKUP, Capability.DEVICES})
     push_endpoint = f"POST {BATCH_PATH}"
     push_endpoint = "POST /api/v2/batch"
     connect_form = ConnectForm
@@ -301,6 +301,22 @@ class CustomerIODestination(Destination):
             response = self.app.request("POST", PEOPLE_PATH, params={"id_type": kind}, json={"ids": ids})
             found |= answers.found_people(response.status, response.body, kind, ids)
         return [bool(v) and v in found for v in values]
+
+    def device_register(self, record: dict[str, Any], device: dict[str, Any]) -> None:
+        """A v2 ``add_device`` operation for the record's person (Track OpenAPI person_add_device): the
+        token, the platform in Customer.io's words (APNS and APNS_SANDBOX are ios, GCM android), and the
+        app's name beside the device's data fields as its attributes."""
+        operation = rules.device_operation(record, device)
+        response = self.client.request("POST", BATCH_PATH, data=rules.batch_body([rules.encode(operation)]))
+        failed, unexpected = answers.batch_failures(response.status, response.body, 1)
+        if unexpected:
+            raise UnexpectedAnswerError(
+                answers.unexpected_message("the device", response.status, response.body, unexpected),
+                status=response.status,
+            )
+        if failed:
+            detail = "; ".join(describe_item(e) for e in failed[0])
+            raise ValidationError(f"Customer.io refused the device: {detail}", code="invalid")
 
     def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
         """Delete each person, or with ``forget`` suppress them (deleted, and their identifiers never

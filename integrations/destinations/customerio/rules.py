@@ -256,6 +256,20 @@ def event_operation(name: str, operation: dict[str, Any], data: dict[str, Any], 
     return event
 
 
+PLATFORMS = {"APNS": "ios", "APNS_SANDBOX": "ios", "GCM": "android"}
+
+
+def device_operation(operation: dict[str, Any], device: dict[str, Any]) -> dict[str, Any]:
+    """A v2 person add_device (Track OpenAPI components.schemas.person_add_device) for ``operation``'s person."""
+    attributes = {"app_name": device["applicationName"], **(device.get("dataFields") or {})}
+    return {
+        "type": "person",
+        "action": "add_device",
+        "identifiers": dict(operation.get("identifiers") or {}),
+        "device": {"token": device["token"], "platform": PLATFORMS[device["platform"]], "attributes": attributes},
+    }
+
+
 def event_problem(name: str, data: dict[str, Any]) -> str:
     """Why Customer.io would refuse the event (reference 2.4), or ""."""
     if not name or not name.strip():

@@ -47,7 +47,14 @@ class IterableDestination(Destination):
     logo = "img/iterable.svg"
     push_endpoint = "POST /api/users/bulkUpdate"
     capabilities = frozenset(
-        {Capability.SCHEMA, Capability.LISTS, Capability.EVENTS, Capability.LOOKUP, Capability.OAUTH}
+        {
+            Capability.SCHEMA,
+            Capability.LISTS,
+            Capability.EVENTS,
+            Capability.LOOKUP,
+            Capability.OAUTH,
+            Capability.DEVICES,
+        }
     )
     push_endpoint = "POST /api/users/bulkUpdate"
     connect_form = ConnectKeyForm
@@ -287,6 +294,14 @@ class IterableDestination(Destination):
         }
         response = self.client.request("POST", "/api/events/track", json=body)
         answers.check_envelope(what="events/track", status=response.status, body=response.body)
+
+    def device_register(self, record: dict[str, Any], device: dict[str, Any]) -> None:
+        """POST /api/users/registerDeviceToken (reference 6.2): the person by email or by userId, never both
+        (the one the project identifies people by), and the device as Flowsync stores it: the same shape."""
+        email, user_id = record.get("email"), record.get("userId")
+        who = {"email": email} if email and self.project_type != "userId" else {"userId": user_id}
+        response = self.client.request("POST", "/api/users/registerDeviceToken", json={**who, "device": device})
+        answers.check_envelope(what="users/registerDeviceToken", status=response.status, body=response.body)
 
     def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
         """Delete (``DELETE /api/users/{email}`` or ``/byUserId/{userId}``, asynchronous at Iterable) or forget

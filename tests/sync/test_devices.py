@@ -1,0 +1,65 @@
+"""After a person's upsert, the sync registers the device sent with them: Iterable registerDeviceToken (email or
+userId, never both), Customer.io add_device; a failure is the record's, in plain words, and retried."""
+
+from __future__ import annotations
+
+import pytest
+
+from field_mapping.services import RowChoice, mapping_save
+from flows.services import capture_flows, contacts_capture_batch
+from integrations import engine
+from integrations.services import integration_connect
+from integrations.sync import sync_now
+from sync_logs.models import SyncRecord
+
+pytestmark = pytest.mark.django_db
+
+DEVICE = {"token": "tok-1", "platform": "APNS_SANDBOX", "applicationName": "com.acme.app", "dataFields": {"os": "18"}}
+
+
+def _capture(flow, email: str, device=DEVICE):
+    items = [{"flow": flow.public_id, "fields": {"email": email, "first_name": "Ada"}, "device": device}]
+    (result,) = contacts_capture_batch(items=items, flows=capture_flows(workspace=flow.workspace, items=items))
+    assert result.contact is not None, result.errors
+    return result.contact
+
+
+def test_iterable_gets_the_device_of_the_person(integration, flow, iterable):
+    _capture(flow, "ada@example.com")
+    run = engine.sync_run_execute(sync_now(integration=integration).pk)
+    assert run.delivered == 1 and run.failed == 0
+    (sent,) = [r["body"] for r in iterable.requests("/api/users/registerDeviceToken")]
+    assert sent == {"email": "ada@example.com", "device": DEVICE}  # the email alone: never both identifiers
+    (device,) = iterable.user("ada@example.com")["devices"]
+    assert device["token"] == "tok-1" and device["platform"] == "APNS_SANDBOX"
+
+
+def test_a_device_iterable_fails_to_take_is_tried_again(integration, flow, iterable, settings):
+    settings.DESTINATION_MAX_RETRIES = 0
+    iterable.fault("/api/users/registerDeviceToken", status=503, times=1)
+    contact = _capture(flow, "ada@example.com")
+    run = engine.sync_run_execute(sync_now(integration=integration).pk)
+    record = SyncRecord.objects.get(run=run, contact=contact)
+    assert record.status == "failed" and record.retryable
+    assert record.error_message.startswith("The person is in Iterable, but registering the device failed")
+    assert iterable.user("ada@example.com") is not None  # the upsert went; only the device waits
+
+
+def test_customerio_gets_an_ios_device(workspace_a, alice, flow, customerio):
+    us = customerio.us
+    integration = integration_connect(
+        workspace=workspace_a,
+        actor=alice,
+        kind="customerio",
+        data={"site_id": us.site_id, "api_key": us.api_key, "identify_by": "id", "app_api_key": ""},
+    )
+    mapping_save(
+        integration=integration, actor=alice, choices=[RowChoice("email", "id"), RowChoice("first_name", "first_name")]
+    )
+    _capture(flow, "ada@example.com")
+    run = engine.sync_run_execute(sync_now(integration=integration).pk)
+    assert run.delivered == 1 and run.failed == 0
+    person = customerio.person(us.site_id, "ada@example.com")
+    assert person["devices"] == [
+        {"token": "tok-1", "platform": "ios", "attributes": {"app_name": "com.acme.app", "os": "18"}}
+    ]
