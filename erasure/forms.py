@@ -8,7 +8,7 @@ class ErasureForm(forms.Form):
     forget = forms.BooleanField(
         label="Also keep the destinations from collecting data about them again",
         required=False,
-        help_text="Iterable's forget (at most 1,000 a day per project) and Customer.io's suppress. "
+        help_text="Where a destination offers it (a forget, a suppression: some allow only so many a day). "
         "Without it the person is deleted, and a new capture may add them back.",
     )
     confirm = forms.BooleanField(label="I understand this cannot be undone", required=True)

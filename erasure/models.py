@@ -24,7 +24,7 @@ class ErasureRequest(models.Model):
 
     class Mode(models.TextChoices):
         DELETE = "delete", "Delete"
-        # Iterable's forget, Customer.io's suppress: deleted, and never collected again.
+        # Deleted, and never collected again where the destination offers it (Destination.erase's forget).
         FORGET = "forget", "Delete and never collect again"
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="erasure_requests")
@@ -61,7 +61,7 @@ class ErasureStep(models.Model):
         "integrations.Integration", null=True, blank=True, on_delete=models.SET_NULL, related_name="erasure_steps"
     )
     destination_label = models.CharField(max_length=60)  # kept when the integration is removed
-    # {"people": [{"email": ..., "userId": ...}, ...]}: the identifiers the destination knows them by.
+    # {"people": [{<identifier name>: <value>, ...}, ...]}: the identifiers the destination knows them by.
     # Emptied once the step is done.
     identifiers = EncryptedJSONField(null=True, blank=True)
     people = models.PositiveIntegerField(default=0)

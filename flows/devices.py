@@ -1,9 +1,10 @@
 """A mobile device sent with a contact through the capture API: checked here, stored on the contact,
 registered by the sync at each destination after the person's upsert (Destination.device_register).
 
-The shape is Iterable's (reference 6.2): ``{"token", "platform": "APNS"|"APNS_SANDBOX"|"GCM",
-"applicationName", "dataFields"?}``; a destination with another model (Customer.io's ios/android)
-translates it in its own package.
+The capture API takes ``{"token", "platform": "APNS"|"APNS_SANDBOX"|"GCM", "applicationName",
+"dataFields"?}`` (the names the product documents for app developers). It is stored neutral,
+``{"token", "platform", "app_name", "attributes"}``, and each destination makes its own request of
+it in its package (Destination.device_register).
 """
 
 from __future__ import annotations
@@ -46,7 +47,4 @@ def device_clean(raw: Any) -> tuple[dict[str, Any] | None, dict[str, str]]:
         errors["device.dataFields"] = f"at most {MAX_DATA_BYTES:,} bytes of JSON"
     if errors:
         return None, errors
-    device = {"token": token.strip(), "platform": platform, "applicationName": app.strip()}
-    if data:
-        device["dataFields"] = dict(data)
-    return device, {}
+    return {"token": token.strip(), "platform": platform, "app_name": app.strip(), "attributes": dict(data)}, {}

@@ -100,7 +100,7 @@ class Contact(models.Model):
     # Lower-cased, trimmed: the search key and the usual destination identifier.
     email = models.CharField(max_length=254, blank=True)
     # A mobile app's device sent with the contact through the capture API (flows.devices): registered at
-    # each destination once the person's upsert succeeds. {"token", "platform", "applicationName", "dataFields"}.
+    # each destination once the person's upsert succeeds. {"token", "platform", "app_name", "attributes"}.
     device = models.JSONField(null=True, blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.FORM)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -477,8 +477,8 @@ class Destination:
         raise NotImplementedError
 
     def device_register(self, record: dict[str, Any], device: dict[str, Any]) -> None:
-        """Register ``device`` (flows.devices: token, platform APNS|APNS_SANDBOX|GCM, applicationName,
-        dataFields) for the payload's person, who exists already; raises a :class:`DestinationError` when it
+        """Register ``device`` (flows.devices: token, platform APNS|APNS_SANDBOX|GCM, app_name, attributes)
+        for the payload's person, who exists already; raises a :class:`DestinationError` when it
         is not confirmed (Capability.DEVICES)."""
         raise NotImplementedError
 

@@ -14,7 +14,8 @@ DEVICE = {"token": "a1b2c3", "platform": "APNS", "applicationName": "com.acme.ap
 def test_a_device_is_stored_with_its_contact(api, flow):
     response = api({"flow": flow.public_id, "fields": {"email": "ada@example.com"}, "device": DEVICE})
     assert response.status_code == 201, response.content
-    assert Contact.objects.get(pk=response.json()["id"]).device == DEVICE
+    stored = Contact.objects.get(pk=response.json()["id"]).device
+    assert stored == {"token": "a1b2c3", "platform": "APNS", "app_name": "com.acme.app", "attributes": {"os": "18.1"}}
     plain = api({"flow": flow.public_id, "fields": {"email": "bob@example.com"}})
     assert Contact.objects.get(pk=plain.json()["id"]).device is None
 

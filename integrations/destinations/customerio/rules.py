@@ -261,7 +261,7 @@ PLATFORMS = {"APNS": "ios", "APNS_SANDBOX": "ios", "GCM": "android"}
 
 def device_operation(operation: dict[str, Any], device: dict[str, Any]) -> dict[str, Any]:
     """A v2 person add_device (Track OpenAPI components.schemas.person_add_device) for ``operation``'s person."""
-    attributes = {"app_name": device["applicationName"], **(device.get("dataFields") or {})}
+    attributes = {"app_name": device["app_name"], **(device.get("attributes") or {})}
     return {
         "type": "person",
         "action": "add_device",

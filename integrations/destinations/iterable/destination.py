@@ -297,10 +297,13 @@ class IterableDestination(Destination):
 
     def device_register(self, record: dict[str, Any], device: dict[str, Any]) -> None:
         """POST /api/users/registerDeviceToken (reference 6.2): the person by email or by userId, never both
-        (the one the project identifies people by), and the device as Flowsync stores it: the same shape."""
+        (the one the project identifies people by); its data fields merge into those Iterable has."""
         email, user_id = record.get("email"), record.get("userId")
         who = {"email": email} if email and self.project_type != "userId" else {"userId": user_id}
-        response = self.client.request("POST", "/api/users/registerDeviceToken", json={**who, "device": device})
+        body = {"token": device["token"], "platform": device["platform"], "applicationName": device["app_name"]}
+        if device.get("attributes"):
+            body["dataFields"] = device["attributes"]
+        response = self.client.request("POST", "/api/users/registerDeviceToken", json={**who, "device": body})
         answers.check_envelope(what="users/registerDeviceToken", status=response.status, body=response.body)
 
     def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
