@@ -22,10 +22,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
-from alert_channels.addresses import UnsafeAddress, is_refused_address, session
+from alert_channels.addresses import UnsafeAddress, is_refused_address, post_capped
 from alert_channels.models import AlertChannel, AlertDelivery
 from alert_channels.transports import TRANSPORTS, transport_for
 from workspaces.models import Workspace
+from workspaces.scoping import scoped
 from workspaces.services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class ChannelRefused(Exception):
 
 def _hint(url: str) -> str:
     parts = urlsplit(url)
-    return f"{parts.hostname}/…{url.rstrip('/')[-4:]}" if parts.path.strip("/") else str(parts.hostname)
+    host = str(parts.hostname)[:100]
+    return f"{host}/…{url.rstrip('/')[-4:]}" if parts.path.strip("/") else host
 
 
 def channel_create(*, workspace: Workspace, actor: User, kind: str, name: str, url: str) -> tuple[AlertChannel, str]:
@@ -97,7 +99,7 @@ def channel_test(*, channel: AlertChannel, actor: User) -> AlertDelivery:
 def alert_channels_notify(*, workspace: Workspace, subject: str, message: str, link: str) -> list[AlertDelivery]:
     """The alert to each of the workspace's channels (called with the alert email, under its hourly budget)."""
     return _deliveries_queue(
-        list(AlertChannel.objects.filter(workspace=workspace)),
+        list(scoped(AlertChannel, workspace)),
         event="integration.alert",
         subject=subject,
         message=message,
@@ -136,7 +138,10 @@ def delivery_attempt(delivery_id: int) -> str:
     """
     now = timezone.now()
     claimed = AlertDelivery.objects.filter(
-        pk=delivery_id, status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.SENDING], due_at__lte=now
+        pk=delivery_id,
+        status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.SENDING],
+        due_at__lte=now,
+        attempts__lt=settings.ALERT_DELIVERY_MAX_ATTEMPTS,  # a worker killed on the last one does not earn another
     ).update(status=AlertDelivery.Status.SENDING, due_at=now + SENDING_LEASE, attempts=F("attempts") + 1)
     if not claimed:
         return AlertDelivery.objects.filter(pk=delivery_id).values_list("status", flat=True).first() or "gone"
@@ -147,13 +152,12 @@ def delivery_attempt(delivery_id: int) -> str:
     try:
         transport.url_check(channel.url)  # checked again: an address that turned private is not sent to
         headers, body = transport.request(channel, delivery)
-        with session() as http:
-            response = http.post(channel.url, data=body, headers=headers)
-        answer = transport.answer(response.status_code, response.text[:200])
+        status, text = post_capped(channel.url, body=body, headers=headers)
+        answer = transport.answer(status, text[:200])
         reason, permanent = answer.reason, answer.permanent
-        if 300 <= response.status_code < 400:
+        if 300 <= status < 400:
             reason, permanent = (
-                f"the receiver redirected (HTTP {response.status_code}); redirects are not followed",
+                f"the receiver redirected (HTTP {status}); redirects are not followed",
                 True,
             )
     except UnsafeAddress as exc:
@@ -190,12 +194,18 @@ def _delivery_outcome(delivery: AlertDelivery, *, reason: str, permanent: bool) 
         channel_fields["last_error"] = delivery.last_error
     with transaction.atomic():
         # Only if it is still ours: a channel removed meanwhile took the delivery with it.
-        AlertDelivery.objects.filter(pk=delivery.pk, status=AlertDelivery.Status.SENDING).update(
+        # Only if it is still this attempt's: a channel removed meanwhile took the delivery with it, and a
+        # worker that outlived its lease must not overwrite a newer attempt's outcome.
+        kept = AlertDelivery.objects.filter(
+            pk=delivery.pk, status=AlertDelivery.Status.SENDING, attempts=delivery.attempts
+        )
+        if not kept.update(
             status=delivery.status,
             due_at=delivery.due_at,
             last_error=delivery.last_error,
             delivered_at=delivery.delivered_at,
-        )
+        ):
+            return AlertDelivery.objects.filter(pk=delivery.pk).values_list("status", flat=True).first() or "gone"
         AlertChannel.objects.filter(pk=delivery.channel_id).update(**channel_fields)
         if delivery.status == AlertDelivery.Status.PENDING:  # the retry, queued once the row says it is due
             transaction.on_commit(lambda: _task_queue(delivery.pk, delay.total_seconds()), robust=True)
@@ -206,12 +216,20 @@ def _delivery_outcome(delivery: AlertDelivery, *, reason: str, permanent: bool) 
 
 def deliveries_resume(*, grace: timedelta = timedelta(minutes=2)) -> int:
     """Queue the deliveries overdue by more than ``grace``: their task was never queued (the broker
-    was down at commit) or was lost, or the worker sending one was killed (its lease ran out)."""
-    overdue = list(
-        AlertDelivery.objects.filter(
-            status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.SENDING], due_at__lt=timezone.now() - grace
-        ).values_list("pk", flat=True)[:1000]
-    )
+    was down at commit) or was lost, or the worker sending one was killed (its lease ran out). Their
+    due time moves on as they are queued, so that a backlog is not queued again every minute."""
+    now = timezone.now()
+    with transaction.atomic():
+        overdue = list(
+            AlertDelivery.objects.select_for_update(skip_locked=True)
+            .filter(
+                status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.SENDING],
+                due_at__lt=now - grace,
+                attempts__lt=settings.ALERT_DELIVERY_MAX_ATTEMPTS,
+            )
+            .values_list("pk", flat=True)[:1000]
+        )
+        AlertDelivery.objects.filter(pk__in=overdue).update(due_at=now)
     for pk in overdue:
         _task_queue(pk)
     return len(overdue)

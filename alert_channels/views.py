@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -13,6 +14,8 @@ from alert_channels.models import AlertChannel
 from alert_channels.transports import SIGNATURE_HEADER
 from workspaces.models import Role
 from workspaces.scoping import get_object_in_workspace, workspace_view
+
+TEST_EVERY = 10  # seconds
 
 
 def _context(request: HttpRequest, form: ChannelForm) -> dict:
@@ -60,6 +63,10 @@ def alert_channels_status(request: HttpRequest) -> HttpResponse:
 @require_POST
 def alert_channel_test(request: HttpRequest, channel_id: int) -> HttpResponse:
     channel = get_object_in_workspace(AlertChannel, request.workspace, pk=channel_id)
+    # One test per channel per TEST_EVERY: each holds a worker for up to a delivery's time limit.
+    if not cache.add(f"alert-channel-test:{channel.pk}", 1, TEST_EVERY):
+        messages.warning(request, f"A test went to {channel.name} a moment ago: wait a few seconds.")
+        return redirect("alert_channels:settings", request.workspace.slug)
     services.channel_test(channel=channel, actor=request.user)
     messages.success(request, f"A test alert is on its way to {channel.name}; its result shows below.")
     return redirect("alert_channels:settings", request.workspace.slug)

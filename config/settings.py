@@ -237,9 +237,10 @@ ALERT_DELIVERY_RETRY_SECONDS = env_int("ALERT_DELIVERY_RETRY_SECONDS", 30)
 ALERT_DELIVERY_MAX_ATTEMPTS = env_int("ALERT_DELIVERY_MAX_ATTEMPTS", 6)
 
 # --- Erasure requests (erasure/services.py) --------------------------------------------------------
-# A destination is asked to delete an erased person this long after the request: longer than a sync
-# slice that was sending them may still take, so the delete comes after that push, never before.
-ERASURE_DESTINATION_DELAY_SECONDS = env_int("ERASURE_DESTINATION_DELAY_SECONDS", 60)
+# A destination is asked to delete an erased person this long after the request: longer than a batch
+# claimed before may still take to push them (4 tries of 30 s, their backoff, at most 120 s of rate
+# waits), so the delete comes after that push, never before.
+ERASURE_DESTINATION_DELAY_SECONDS = env_int("ERASURE_DESTINATION_DELAY_SECONDS", 600)
 # A destination step that failed is tried again after this, doubling (±20%), at most an hour apart, until done.
 ERASURE_RETRY_SECONDS = env_int("ERASURE_RETRY_SECONDS", 60)
 
@@ -408,6 +409,8 @@ CAPTURE_CACHE_SECONDS = env_int("CAPTURE_CACHE_SECONDS", 5)
 RATELIMIT_FORM_PER_IP = env_int("RATELIMIT_FORM_PER_IP", 30)
 RATELIMIT_FORM_PER_FLOW = env_int("RATELIMIT_FORM_PER_FLOW", 600)
 RATELIMIT_API_PER_IP = env_int("RATELIMIT_API_PER_IP", 600)
+# Erasures through the capture API (DELETE /api/v1/contacts) per workspace per hour.
+RATELIMIT_API_ERASURES_PER_HOUR = env_int("RATELIMIT_API_ERASURES_PER_HOUR", 100)
 RATELIMIT_API_PER_FLOW = env_int("RATELIMIT_API_PER_FLOW", 6000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CAPTURE_MAX_BODY_BYTES + 1024
 # Any request body, multipart file parts included, is refused over this before it is read

@@ -6,11 +6,12 @@ outcome. Never the email: the steps hold the identifiers a destination knows the
 encrypted, until that destination confirms, and then they are emptied.
 
 Order matters when a sync is sending this person while they are erased. The contacts, their outbox
-rows and their log rows' personal data go in one transaction; a slice that had claimed the rows
-before may still push them and write its log rows after. So each step waits a little longer than a
-slice lasts (ERASURE_DESTINATION_DELAY_SECONDS) before it asks the destination, and scrubs the log
-rows of the erased contacts again before and after it does: the destination's delete comes after any
-push of theirs, and no log row of theirs keeps their data.
+rows and their log rows' personal data go in one transaction, so no later claim can take them; but a
+batch claimed before may still push them and write its log rows after. So each step waits longer
+than a claimed batch can take (ERASURE_DESTINATION_DELAY_SECONDS: its tries, timeouts and rate
+waits are bounded, and a run that lost its lease writes nothing) before it asks the destination, and
+scrubs the log rows of the erased contacts again before and after: the destination's delete comes
+after any push of theirs, and no log row of theirs keeps their data.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _people_at(integration: Integration, contacts: list[Contact], email: str) ->
         built = build_record(contact.data, plan)
         if built.record is not None:
             people.append(dict(built.record.identifiers))
-    if "email" in plan.accepted:
+    if "email" in plan.accepted and not any(p.get("email") == email for p in people):
         people.append({"email": email})
     unique = {tuple(sorted(p.items())): p for p in people}
     return list(unique.values())
@@ -142,9 +143,8 @@ def _task_queue(step_id: int, countdown: float = 0) -> None:
 
 def erasure_step_retry(*, step: ErasureStep, actor: User) -> None:
     """An admin's "Try again" for a step that failed or waits: due now."""
-    ErasureStep.objects.filter(pk=step.pk).exclude(status=ErasureStep.Status.DONE).update(
-        status=ErasureStep.Status.PENDING, due_at=timezone.now()
-    )
+    # Not one a worker holds now (its answer decides), nor one done or failed for good (its identifiers are gone).
+    ErasureStep.objects.filter(pk=step.pk, status=ErasureStep.Status.PENDING).update(due_at=timezone.now())
     audit_record(
         workspace=step.request.workspace,
         actor=actor,
@@ -176,7 +176,9 @@ def erasure_step_attempt(step_id: int) -> str:
     people = (step.identifiers or {}).get("people", [])
     integration = step.integration
     error, retryable = "", True
-    if integration is None or not integration.is_connected:
+    if integration is None:
+        error, retryable = f"{step.destination_label} was removed from the workspace: delete the person there", False
+    elif not integration.is_connected:
         error = f"{step.destination_label} is not connected: reconnect it, then press Try again"
     else:
         try:
@@ -192,7 +194,17 @@ def erasure_step_attempt(step_id: int) -> str:
             if refused:
                 error = f"{step.destination_label} refused {len(refused)} of {len(results)}: {refused[0].message}"
                 retryable = any(r.retryable for r in refused)
-    return _step_outcome(step, error=error, retryable=retryable)
+    return _step_outcome(step, error=_without(error, people), retryable=retryable)
+
+
+def _without(text: str, people: list[dict[str, str]]) -> str:
+    """``text`` with the people's identifiers taken out: an answer may quote them, and the step's error
+    is shown on the Privacy page and logged."""
+    for person in people:
+        for value in person.values():
+            if value:
+                text = text.replace(str(value), "(the person)")
+    return text
 
 
 def _step_outcome(step: ErasureStep, *, error: str, retryable: bool) -> str:
@@ -206,21 +218,24 @@ def _step_outcome(step: ErasureStep, *, error: str, retryable: bool) -> str:
         fields.update(status=ErasureStep.Status.PENDING, due_at=now + delay)
         fields["last_error"] = f"{error}; trying again {_in(delay)}"
     else:
-        fields.update(status=ErasureStep.Status.FAILED)
+        # For good: the identifiers go too (nothing will use them), and the page says what to do by hand.
+        fields.update(status=ErasureStep.Status.FAILED, identifiers=None)
     with transaction.atomic():
-        # save(): the encrypted field is written through the model (update() would not encrypt None either way).
-        for name, value in fields.items():
-            setattr(step, name, value)
-        step.save(update_fields=list(fields))
+        # The request first, locked: two steps finishing at once must see each other's outcome.
+        ErasureRequest.objects.select_for_update().filter(pk=step.request_id).first()
+        # Only if it is still this attempt's: a worker that lost its lease must not overwrite a newer one.
+        kept = ErasureStep.objects.filter(pk=step.pk, status=ErasureStep.Status.SENDING, attempts=step.attempts)
+        if not kept.update(**fields):
+            return ErasureStep.objects.filter(pk=step.pk).values_list("status", flat=True).first() or "gone"
         if not error:
             logs_scrub(workspace=step.request.workspace, contact_ids=step.request.contact_ids)
-            if not step.request.steps.exclude(status=ErasureStep.Status.DONE).exists():
-                ErasureRequest.objects.filter(pk=step.request_id).update(completed_at=now)
+        if not step.request.steps.exclude(status=ErasureStep.Status.DONE).exists():
+            ErasureRequest.objects.filter(pk=step.request_id).update(completed_at=now)
         if delay is not None:
             transaction.on_commit(lambda: _task_queue(step.pk, delay.total_seconds()), robust=True)
     if error:
         logger.warning("Erasure step %s (%s): %s", step.pk, step.destination_label, fields["last_error"])
-    return step.status
+    return fields["status"]
 
 
 def _in(delay: timedelta) -> str:
@@ -229,12 +244,16 @@ def _in(delay: timedelta) -> str:
 
 
 def erasure_steps_resume(*, grace: timedelta = timedelta(minutes=2)) -> int:
-    """Queue the steps overdue by more than ``grace``: a task lost with the broker, a worker killed mid-call."""
-    overdue = list(
-        ErasureStep.objects.filter(
-            status__in=[ErasureStep.Status.PENDING, ErasureStep.Status.SENDING], due_at__lt=timezone.now() - grace
-        ).values_list("pk", flat=True)[:1000]
-    )
+    """Queue the steps overdue by more than ``grace``: a task lost with the broker, a worker killed mid-call.
+    Their due time moves on as they are queued, so that a backlog is not queued again every minute."""
+    now = timezone.now()
+    with transaction.atomic():
+        overdue = list(
+            ErasureStep.objects.select_for_update(skip_locked=True)
+            .filter(status__in=[ErasureStep.Status.PENDING, ErasureStep.Status.SENDING], due_at__lt=now - grace)
+            .values_list("pk", flat=True)[:1000]
+        )
+        ErasureStep.objects.filter(pk__in=overdue).update(due_at=now)
     for pk in overdue:
         _task_queue(pk)
     return len(overdue)

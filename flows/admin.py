@@ -49,18 +49,24 @@ class ContactAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:  # contacts are immutable
         return False
 
-    def get_actions(self, request):
+    def has_delete_permission(self, request, obj=None) -> bool:
         # A bare delete would leave the person in the sync logs and at every destination: erase instead.
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
+        return False
+
+    def has_erase_permission(self, request) -> bool:
+        return request.user.has_perm("flows.delete_contact")
 
     @admin.action(
-        description="Erase these people (here, in the sync logs and at each destination)", permissions=["delete"]
+        description="Erase these people (here, in the sync logs and at each destination)", permissions=["erase"]
     )
     def erase_people(self, request, queryset) -> None:
-        people = {(c.workspace_id, c.email) for c in queryset.select_related("workspace") if c.email}
-        workspaces = {c.workspace_id: c.workspace for c in queryset.select_related("workspace")}
+        chosen = list(queryset.select_related("workspace"))
+        people = {(c.workspace_id, c.email) for c in chosen if c.email}
+        workspaces = {c.workspace_id: c.workspace for c in chosen}
+        if without := sum(1 for c in chosen if not c.email):
+            self.message_user(
+                request, f"{without} contact(s) without an email were left: erase a person by email.", messages.WARNING
+            )
         for workspace_id, email in sorted(people):
             done = erasure_request(
                 workspace=workspaces[workspace_id], email=email, via=ErasureRequest.Via.ADMIN, actor=request.user

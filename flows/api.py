@@ -152,7 +152,15 @@ def _rate_limited(retry_after: int) -> JsonResponse:
 def _erase(request: HttpRequest, token) -> JsonResponse:
     """DELETE /api/v1/contacts?email=…[&forget=true]: erase the person from the token's workspace now (202:
     their destinations are asked next, erasure.services). A person not found is no error: erasing is
-    idempotent, and the destinations are asked all the same (they may hold the person from before)."""
+    idempotent, the destinations are asked all the same (they may hold the person from before), and the
+    answer is the same either way: a capture token writes contacts, it does not read who was captured."""
+    # Erasing cannot be undone and a forget spends a destination's daily cap: a budget of its own per
+    # workspace, far below the capture budget, so that a leaked token cannot empty a workspace quickly.
+    verdict = ratelimit.hit(
+        "api-erase", str(token.workspace_id), limit=settings.RATELIMIT_API_ERASURES_PER_HOUR, window=3600
+    )
+    if not verdict.allowed:
+        return _rate_limited(verdict.retry_after)
     email = (request.GET.get("email") or "").strip()
     forget = (request.GET.get("forget") or "").lower()
     if forget not in ("", "true", "false"):
@@ -168,7 +176,6 @@ def _erase(request: HttpRequest, token) -> JsonResponse:
             "erasure": {
                 "id": done.pk,
                 "mode": done.mode,
-                "contacts_erased": done.contacts_erased,
                 "destinations": [
                     {"destination": step.destination_label, "status": step.status} for step in done.steps.all()
                 ],

@@ -257,11 +257,21 @@ class HttpClient:
         return random.uniform(0, min(30.0, 0.5 * 2 ** min(attempt, 6)))
 
     def request(
-        self, method: str, path: str, *, json: Any = None, data: bytes | None = None, params: dict | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | None = None,
+        params: dict | None = None,
+        template: str = "",
     ) -> Response:
         """One logical call: paced, retried, and raised as a DestinationError when it fails.
-        ``data`` is a body already encoded as JSON (a push builds it from records encoded once)."""
-        endpoint = f"{method} {path}"
+        ``data`` is a body already encoded as JSON (a push builds it from records encoded once).
+        ``template``: the path as its endpoint is named (``/api/users/{email}``) when ``path`` holds a
+        person's identifier: the rate budget is the endpoint's, and logs and error messages never hold it."""
+        named = template or path
+        endpoint = f"{method} {named}"
         body = data if json is None else encode_body(json)
         attempt = 0  # failed tries (5xx, connection errors): bounded by max_retries
         rate_attempts = 0  # 429s of this request: they drive the backoff, and start over with each request
@@ -281,10 +291,12 @@ class HttpClient:
                 if isinstance(exc, requests.Timeout) and timeout < self.timeout:
                     # Cut short by the request's deadline, not by the call's own timeout.
                     raise DeadlineError(self.label, settings.DESTINATION_WEB_DEADLINE_SECONDS) from None
-                error: DestinationError = TransportError(f"{method} {path}: {type(exc).__name__}: {exc}")
+                error: DestinationError = TransportError(
+                    f"{endpoint}: {type(exc).__name__}" if template else f"{endpoint}: {type(exc).__name__}: {exc}"
+                )
             else:
                 response = Response(raw.status_code, _json(raw), dict(raw.headers))
-                found = self.answer(method, path, response)
+                found = self.answer(method, named, response)
                 if found is None:
                     return response
                 error = found

@@ -28,7 +28,7 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers each POST with the next of ``answers`` (status, body[, delay s]), then 200 "ok"."""
+    """Answers each POST with the next of ``answers`` (status, body[, delay s or "drip"]), then 200 "ok"."""
 
     port: int = 0
     answers: list[tuple] = field(default_factory=list)
@@ -47,6 +47,15 @@ def receiver():
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             state.received.append(Received(self.path, dict(self.headers), body))
             status, text, *delay = state.answers.pop(0) if state.answers else (200, "ok")
+            if delay and delay[0] == "drip":  # an answer without end, a byte at a time
+                self.send_response(status)
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                for _ in range(200):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                return
             if delay:
                 time.sleep(delay[0])
             self.send_response(status)

@@ -31,6 +31,10 @@ PAGE = "/w/acme/settings/alerts/"
         ("webhook", "https://[::ffff:127.0.0.1]/hook", "is a private or internal address"),
         ("webhook", "https://[fd00::1]/hook", "is a private or internal address"),
         ("webhook", "https://0.0.0.0/hook", "is a private or internal address"),
+        ("webhook", "https://[::127.0.0.1]/hook", "is a private or internal address"),  # IPv4-compatible
+        ("webhook", "https://[::ffff:0:7f00:1]/hook", "is a private or internal address"),  # IPv4-translated
+        ("webhook", "https://[fec0::1]/hook", "is a private or internal address"),  # site-local
+        ("webhook", "https://[2002:7f00:1::1]/hook", "is a private or internal address"),  # 6to4 of 127.0.0.1
         ("webhook", "https://user:secret@93.184.216.34/hook", "Leave the user name and password out"),
         ("webhook", "https://no-such-host.invalid/hook", "no-such-host.invalid could not be found"),
         ("slack", "https://93.184.216.34/services/T/B/x", "This is not a Slack incoming-webhook URL"),
@@ -84,6 +88,8 @@ def test_send_a_test_and_remove(alice_client, saved_channel, queued):
     channel = saved_channel("slack", "https://hooks.slack.com/services/T/B/x", name="#alerts")
     response = alice_client.post(f"{PAGE}{channel.pk}/test/")
     assert response.status_code == 302
+    again = alice_client.post(f"{PAGE}{channel.pk}/test/", follow=True)
+    assert "a moment ago" in again.content.decode()  # one test at a time
     delivery = AlertDelivery.objects.get()
     assert delivery.event == "test" and delivery.status == "pending"
     page = alice_client.get(PAGE).content.decode()

@@ -168,3 +168,23 @@ def test_a_broker_down_at_commit_loses_no_delivery(
     with django_capture_on_commit_callbacks(execute=True):  # robust: the failure is logged, the caller goes on
         (delivery,) = services.alert_channels_notify(workspace=channel.workspace, subject="s", message="m", link="")
     assert AlertDelivery.objects.get(pk=delivery.pk).status == "pending"
+
+
+def test_an_answer_without_end_holds_the_worker_a_bounded_time(add_channel, receiver, queued, monkeypatch):
+    monkeypatch.setattr(addresses, "TOTAL_SECONDS", 1.0)
+    channel, _ = add_channel("webhook", receiver.url())
+    receiver.answers = [(200, "", "drip")]
+    (delivery,) = services.alert_channels_notify(workspace=channel.workspace, subject="s", message="m", link="")
+    started = time.monotonic()
+    services.delivery_attempt(delivery.pk)
+    assert time.monotonic() - started < 3
+
+
+def test_no_attempt_past_the_last_even_after_a_killed_worker(add_channel, receiver, queued, settings):
+    channel, _ = add_channel("webhook", receiver.url())
+    (delivery,) = services.alert_channels_notify(workspace=channel.workspace, subject="s", message="m", link="")
+    AlertDelivery.objects.filter(pk=delivery.pk).update(
+        status="sending", attempts=settings.ALERT_DELIVERY_MAX_ATTEMPTS, due_at=timezone.now() - timedelta(hours=1)
+    )
+    assert services.deliveries_resume() == 0
+    assert services.delivery_attempt(delivery.pk) == "sending" and receiver.received == []

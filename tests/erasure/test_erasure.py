@@ -54,7 +54,7 @@ def test_the_person_goes_from_flowsync_and_from_iterable(
 
     (step,) = request.steps.all()
     assert step.identifiers == {"people": [{"email": "user0@example.com"}]}  # encrypted at rest
-    assert queued == [(step.pk, 60)]  # after a sync slice that was sending them is surely over
+    assert queued == [(step.pk, 600)]  # after a sync slice that was sending them is surely over
     assert services.erasure_step_attempt(step.pk) == "pending"  # not due yet
     _due(step)
     assert services.erasure_step_attempt(step.pk) == "done"
@@ -116,7 +116,12 @@ def test_a_destination_that_fails_is_tried_again_until_done(
     integration, workspace_a, alice, iterable, queued, settings, django_capture_on_commit_callbacks
 ):
     settings.DESTINATION_MAX_RETRIES = 0  # the client's own retries are the sync's business: one try here
-    iterable.fault("/api/users/never@example.com", status=503, times=1)
+    iterable.fault(
+        "/api/users/never@example.com",
+        status=503,
+        times=1,
+        body={"code": "GenericError", "msg": "never@example.com: try later"},
+    )
     request = _erase(workspace_a, alice, email="never@example.com")
     (step,) = request.steps.all()
     _due(step)
@@ -124,6 +129,7 @@ def test_a_destination_that_fails_is_tried_again_until_done(
         assert services.erasure_step_attempt(step.pk) == "pending"
     step.refresh_from_db()
     assert "trying again in" in step.last_error and step.attempts == 1
+    assert "never@example.com" not in step.last_error  # neither the path nor the answer's words keep them
     assert queued[-1][0] == step.pk and queued[-1][1] > 0
     _due(step)
     assert services.erasure_step_attempt(step.pk) == "done"
@@ -179,7 +185,7 @@ def test_the_capture_api_erases(integration, capture, workspace_a, queued, clien
     response = client.delete("/api/v1/contacts?email=user0@example.com", headers=headers)
     assert response.status_code == 202
     body = response.json()["erasure"]
-    assert body["contacts_erased"] == 1 and body["destinations"] == [{"destination": "Iterable", "status": "pending"}]
+    assert "contacts_erased" not in body and body["destinations"] == [{"destination": "Iterable", "status": "pending"}]
     assert ErasureRequest.objects.get().via == "api"
     assert client.delete("/api/v1/contacts?email=nope", headers=headers).json()["error"]["code"] == "invalid"
     assert client.delete("/api/v1/contacts?email=a@b.co").status_code == 401
@@ -188,7 +194,8 @@ def test_the_capture_api_erases(integration, capture, workspace_a, queued, clien
 def test_the_app_erases_from_the_contact_page(integration, capture, alice_client, bob_client, queued):
     (contact,) = capture(1)
     page = alice_client.get(f"/w/acme/contacts/{contact.pk}/").content.decode()
-    assert "Erase this person" in page
+    assert "Erase this person" in page and page.count('data-testid="erase"') == 1
+    assert "<details" not in page.split("<title>")[1].split("</title>")[0]
     assert "Erase this person" not in bob_client.get(f"/w/acme/contacts/{contact.pk}/").content.decode()
     assert bob_client.post("/w/acme/settings/privacy/", {"email": contact.email, "confirm": "on"}).status_code == 403
     unconfirmed = alice_client.post("/w/acme/settings/privacy/", {"email": contact.email})
@@ -207,3 +214,33 @@ def test_support_erases_from_the_django_admin(integration, capture, admin_client
     assert (
         admin_client.get(f"/admin/erasure/erasurerequest/{ErasureRequest.objects.get().pk}/change/").status_code == 200
     )
+
+
+def test_a_removed_integration_fails_its_step_for_good_and_forgets_the_person(integration, workspace_a, alice, queued):
+    request = _erase(workspace_a, alice, email="never@example.com")
+    (step,) = request.steps.all()
+    integration.delete()
+    _due(step)
+    assert services.erasure_step_attempt(step.pk) == "failed"
+    step.refresh_from_db()
+    assert step.identifiers is None and "was removed from the workspace" in step.last_error
+
+
+def test_try_again_leaves_a_step_a_worker_holds(integration, workspace_a, alice, queued):
+    request = _erase(workspace_a, alice, email="never@example.com")
+    (step,) = request.steps.all()
+    lease = timezone.now() + timedelta(minutes=5)
+    ErasureStep.objects.filter(pk=step.pk).update(status="sending", due_at=lease)
+    services.erasure_step_retry(step=step, actor=alice)
+    step.refresh_from_db()
+    assert (step.status, step.due_at) == ("sending", lease)
+
+
+def test_the_capture_api_has_an_erasure_budget(integration, workspace_a, queued, client, settings):
+    from flows.services import capture_token_rotate
+
+    settings.RATELIMIT_API_ERASURES_PER_HOUR = 1
+    headers = {"Authorization": f"Bearer {capture_token_rotate(workspace=workspace_a, actor=None)}"}
+    assert client.delete("/api/v1/contacts?email=a@example.com", headers=headers).status_code == 202
+    refused = client.delete("/api/v1/contacts?email=b@example.com", headers=headers)
+    assert refused.status_code == 429 and refused["Retry-After"]

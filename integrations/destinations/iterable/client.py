@@ -45,7 +45,9 @@ ENDPOINT_RATES = {
     "POST /api/lists/subscribe": 50,  # no limit documented: stay modest
     "POST /api/events/track": 2000,
     "POST /api/users/forget": 3,
-    "POST /api/users/registerDeviceToken": 500,  # and 1,000 a day per project: past it, a 429 until the day is over
+    "POST /api/users/registerDeviceToken": 500,
+    "DELETE /api/users/{email}": 100,
+    "DELETE /api/users/byUserId/{userId}": 100,  # and 1,000 a day per project: past it, a 429 until the day is over
 }
 PACE = 0.95
 # reference 2.2: "Max body size: 4 MB" per bulkUpdate, read as 4,000,000 bytes (as RudderStack does:

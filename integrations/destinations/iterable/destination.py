@@ -325,14 +325,24 @@ class IterableDestination(Destination):
                     body = {"email": email} if by_email else {"userId": user_id}
                     response = self.client.request("POST", "/api/users/forget", json=body)
                 elif by_email:
-                    response = self.client.request("DELETE", f"/api/users/{quote(email, safe='@+')}")
+                    response = self.client.request(
+                        "DELETE", f"/api/users/{quote(email, safe='@+')}", template="/api/users/{email}"
+                    )
                 else:
-                    response = self.client.request("DELETE", f"/api/users/byUserId/{quote(user_id, safe='')}")
+                    response = self.client.request(
+                        "DELETE",
+                        f"/api/users/byUserId/{quote(user_id, safe='')}",
+                        template="/api/users/byUserId/{userId}",
+                    )
                 answers.check_envelope(
                     what="users/forget" if forget else "users/delete", status=response.status, body=response.body
                 )
-            except (NotFoundError, ConflictError):
-                pass  # not there, or forgotten already: nothing of theirs is left to delete
+            except NotFoundError:
+                pass  # not there: nothing of theirs is left to delete
+            except ConflictError as exc:
+                if exc.code != "ForgottenUserError":  # a 409 also names an email/userId conflict
+                    results.append(RecordResult(shown, False, exc.code, exc.message))
+                    continue
             except ValidationError as exc:
                 results.append(RecordResult(shown, False, exc.code, exc.message))
                 continue
