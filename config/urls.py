@@ -13,6 +13,7 @@ urlpatterns = [
     path("f/<str:public_id>/", flow_views.public_form, name="public-form"),
     path("f/<str:public_id>/thanks/", flow_views.public_form_thanks, name="public-form-thanks"),
     path("api/v1/contacts", capture_api.contacts_endpoint, name="api-contacts"),
+    path("api/v1/devices/disable", capture_api.devices_disable_endpoint, name="api-devices-disable"),
     path("healthz", health_views.healthz, name="healthz"),
     path("integrations/oauth/<slug:kind>/callback/", integration_views.oauth_callback, name="oauth-callback"),
     path("w/<slug:workspace_slug>/", include("flows.urls")),

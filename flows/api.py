@@ -30,6 +30,7 @@ from flows.services import (
     contacts_capture_batch,
     contacts_per_flow,
 )
+from integrations.devices import device_disable_queue
 from lib import ratelimit
 
 
@@ -66,17 +67,9 @@ def contacts_endpoint(request: HttpRequest) -> JsonResponse:
     if not ip_verdict.allowed:
         return _rate_limited(ip_verdict.retry_after)
 
-    auth = request.headers.get("Authorization", "")
-    scheme, _, raw_token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not raw_token.strip():
-        return _error(401, "unauthorized", "Send your workspace's capture token as 'Authorization: Bearer <token>'.")
-    token = capture_token_authenticate(raw_token.strip())
-    if token is None:
-        return _error(
-            401,
-            "unauthorized",
-            "This capture token is not valid or was rotated. Get the current one in Settings > API.",
-        )
+    token = _token(request)
+    if isinstance(token, JsonResponse):
+        return token
 
     if request.method == "DELETE":
         return _erase(request, token)
@@ -183,3 +176,69 @@ def _erase(request: HttpRequest, token) -> JsonResponse:
         },
         status=202,
     )
+
+
+def _token(request: HttpRequest):
+    """The request's capture token, or the 401 to answer."""
+    auth = request.headers.get("Authorization", "")
+    scheme, _, raw_token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not raw_token.strip():
+        return _error(401, "unauthorized", "Send your workspace's capture token as 'Authorization: Bearer <token>'.")
+    token = capture_token_authenticate(raw_token.strip())
+    if token is None:
+        return _error(
+            401,
+            "unauthorized",
+            "This capture token is not valid or was rotated. Get the current one in Settings > API.",
+        )
+    return token
+
+
+@csrf_exempt
+def devices_disable_endpoint(request: HttpRequest) -> JsonResponse:
+    """POST /api/v1/devices/disable ``{"token", "email"?, "user_id"?}``: stop pushes to a device at each
+    destination (202; queued like a contact, carried out by the next sync, logged per destination)."""
+    if request.method != "POST":
+        response = _error(405, "method_not_allowed", "Use POST to disable a device.")
+        response["Allow"] = "POST"
+        return response
+    ip_verdict = ratelimit.hit("api-ip", ratelimit.client_ip(request), limit=settings.RATELIMIT_API_PER_IP)
+    if not ip_verdict.allowed:
+        return _rate_limited(ip_verdict.retry_after)
+    token = _token(request)
+    if isinstance(token, JsonResponse):
+        return token
+    if (request.content_type or "") != "application/json":
+        return _error(415, "unsupported_media_type", "Send the body as JSON with 'Content-Type: application/json'.")
+    try:
+        body = json.loads(request.body or b"null", parse_constant=_reject_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return _error(400, "invalid_json", "The body is not valid JSON.")
+    if not isinstance(body, dict):
+        return _error(400, "invalid", 'The body must be a JSON object: {"token": ..., "email": ...}.')
+    errors = {}
+    if unknown := sorted(set(body) - {"token", "email", "user_id"}):
+        errors.update({str(k)[:40]: "unknown key; send token, and email or user_id" for k in unknown})
+    device_token = body.get("token")
+    if not isinstance(device_token, str) or not device_token.strip() or len(device_token) > 4096:
+        errors["token"] = "required: the device's push token"
+    identifiers = {}
+    for key in ("email", "user_id"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > 254:
+            errors[key] = "must be a non-empty string"
+        else:
+            identifiers[key] = value.strip().lower() if key == "email" else value.strip()
+    if errors:
+        return _error(
+            422, "invalid", "Nothing was queued: " + "; ".join(f"{k}: {v}" for k, v in errors.items()), fields=errors
+        )
+    queued = device_disable_queue(
+        workspace=token.workspace,
+        token=device_token.strip(),
+        email=identifiers.get("email", ""),
+        user_id=identifiers.get("user_id", ""),
+    )
+    return JsonResponse({"status": "queued", "destinations": queued}, status=202)

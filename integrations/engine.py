@@ -121,8 +121,9 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
             # row ever queued) on every claim, which made the claim most of a sync's database time.
             f"FROM {contacts} c WHERE c.id = o.contact_id AND o.id = ANY(ARRAY("
             # 'pending' written out, not a parameter: the planner must see it to use the partial outbox_pending.
+            # Command rows (no contact) are commands_carry_out's, not a batch's.
             f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = 'pending' AND id > %s "
-            f"AND next_attempt_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)) "
+            f"AND next_attempt_at <= %s AND contact_id IS NOT NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)) "
             f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id, o.sent_before, c.device"
         )
         with transaction.atomic(), connection.cursor() as cursor:
@@ -150,6 +151,7 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
         claimed = list(
             OutboxItem.objects.select_for_update(skip_locked=True)
             .filter(integration_id=run.integration_id, status=Status.PENDING, id__gt=after_id, next_attempt_at__lte=now)
+            .exclude(contact=None)
             .order_by("id")
             .values_list("id", "contact_id", "attempts", "sent_before")[:size]
         )
@@ -534,6 +536,67 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
         )
 
 
+COMMANDS_PER_SLICE = 100
+
+
+def commands_carry_out(*, run: SyncRun, destination: Destination) -> int:
+    """The command rows due for the run's integration (a device to disable), up to COMMANDS_PER_SLICE a
+    slice: claimed like contacts (SKIP LOCKED, fenced), carried out one by one, each written as an
+    outbox outcome and a log row of its own by the same _record (retries, backoff, counts)."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            OutboxItem.objects.select_for_update(skip_locked=True)
+            .filter(integration_id=run.integration_id, status=Status.PENDING, contact=None, next_attempt_at__lte=now)
+            .order_by("id")
+            .values_list("id", "attempts", "sent_before", "command")[:COMMANDS_PER_SLICE]
+        )
+        if not rows:
+            return 0
+        OutboxItem.objects.filter(id__in=[r[0] for r in rows]).update(status=Status.IN_FLIGHT, run=run, claimed_at=now)
+        _fence(run)
+    items = [Claimed(r[0], None, r[1], {}, 0, r[2]) for r in rows]  # type: ignore[arg-type]
+    config = run.integration.config or {}
+    outcomes = {
+        item.id: _command_outcome(destination, row[3] or {}, config) for row, item in zip(rows, items, strict=True)
+    }
+    _record(run=run, items=items, outcomes=outcomes)
+    return len(items)
+
+
+def _command_outcome(destination: Destination, command: dict[str, Any], config: dict[str, Any]) -> Outcome:
+    identifiers = {k: v for k, v in (command.get("identifiers") or {}).items() if v}
+    token = str(command.get("token") or "")
+    shown = next(iter(identifiers.values()), "") or f"device …{token[-6:]}"
+    payload = {"disable_device": {"token": token, **identifiers}}
+    if command.get("op") != "device_disable" or not token:
+        return Outcome("failed", "invalid", "Not a command Flowsync knows.", identifier=shown, payload=payload)
+    if not destination.supports(Capability.DEVICES, config):
+        return Outcome(
+            "skipped",
+            "unsupported",
+            f"{destination.label} takes no mobile devices from Flowsync.",
+            identifier=shown,
+            payload=payload,
+        )
+    try:
+        destination.device_disable(token, identifiers)
+    except (AuthError, ForbiddenError) as exc:
+        raise StopRun(exc.message) from exc
+    except DestinationError as exc:
+        code, destination_code = _coded(destination, exc.code, "")
+        return Outcome(
+            "failed",
+            code,
+            f"Disabling the device failed: {exc.message}",
+            exc.retryable,
+            payload,
+            shown,
+            destination_code,
+        )
+    return Outcome("delivered", message="Device disabled.", identifier=shown, payload=payload)
+
+
 def update_outbox(ids: list[int], changes: dict[str, Any], *, run_id: int, count_attempt: bool = False) -> list[int]:
     """Apply ``changes`` (column -> value) to those of the outbox rows ``ids`` that run ``run_id``
     still holds in flight, in one UPDATE. Returns the ids it changed.
@@ -900,6 +963,7 @@ def _carry_out(
     destination = destination_for(integration)
     destination.hand_back_waits(budget.yield_after if budget is not None else None)
     try:
+        commands_carry_out(run=run, destination=destination)
         stopped = _run_batches(
             run=run,
             integration=integration,

@@ -142,7 +142,11 @@ class OutboxItem(models.Model):
 
     # No index of its own: outbox_unique_contact starts with integration (one index less to write per update).
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="outbox", db_index=False)
-    contact = models.ForeignKey("flows.Contact", on_delete=models.CASCADE, related_name="outbox")
+    # None for a command row (``command``): a request for the destination that is not a contact's upsert.
+    contact = models.ForeignKey("flows.Contact", null=True, on_delete=models.CASCADE, related_name="outbox")
+    # A command carried by the queue like a contact, claimed, retried and logged per row the same way:
+    # {"op": "device_disable", "token": ..., "identifiers": {"email": ...}} (integrations.engine.commands_carry_out).
+    command = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(auto_now_add=True)

@@ -171,6 +171,10 @@ def check_operation(op: Any, workspace: Workspace) -> list[Problem]:
         dedupe = op.get("id")
         if dedupe is not None and (not isinstance(dedupe, str) or not dedupe):
             problems.append(Problem("id", "invalid", "id must be a non-empty string"))
+    elif action == "delete_device":
+        device = op.get("device")
+        if not isinstance(device, dict) or not isinstance(device.get("token"), str) or not device.get("token"):
+            problems.append(Problem("device.token", "required", "device.token is required"))
     elif action == "add_device":
         device = op.get("device")
         if not isinstance(device, dict) or not isinstance(device.get("token"), str) or not device.get("token"):
@@ -378,6 +382,10 @@ def apply_operation(workspace: Workspace, op: dict) -> bool:
         devices.append(
             {"token": device["token"], "platform": device["platform"], "attributes": device.get("attributes") or {}}
         )
+    elif action == "delete_device":
+        person = find_person(workspace, kind, value)
+        if person is not None:
+            person["devices"] = [d for d in person.get("devices", []) if d["token"] != op["device"]["token"]]
     elif action == "suppress":
         # Track OpenAPI person_suppress: the person goes, and every identifier it had is refused from now on.
         person = find_person(workspace, kind, value)

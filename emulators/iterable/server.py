@@ -268,6 +268,7 @@ class Handler(EmulatorHandler):
             ("POST", "/api/events/track"): ("events.track", Handler.r_track),
             ("POST", "/api/users/forget"): ("users.forget", Handler.r_forget),
             ("POST", "/api/users/registerDeviceToken"): ("users.registerDeviceToken", Handler.r_register_device),
+            ("POST", "/api/users/disableDevice"): ("users.disableDevice", Handler.r_disable_device),
         }
         if (method, path) in table:
             return (*table[(method, path)], path)
@@ -487,6 +488,24 @@ class Handler(EmulatorHandler):
             known.update({k: v for k, v in device.items() if k != "dataFields"}, endpointEnabled=True)
             known["dataFields"].update(device.get("dataFields") or {})
         return 200, envelope("Success", "Device registered")
+
+    def r_disable_device(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        """POST /api/users/disableDevice (reference 6.2): the token under the user named, or, with no email or
+        userId, "under all users with this device". A token nobody has is no error."""
+        token = body.get("token")
+        if not isinstance(token, str) or not token:
+            return 400, envelope("BadParams", "token is required")
+        email, user_id = body.get("email"), body.get("userId")
+        if email or user_id:
+            user = find_user(project, email=email) if email else find_user(project, user_id=user_id)
+            users = [user] if user else []
+        else:
+            users = list(project.users.values())
+        for user in users:
+            for device in user.get("devices", []):
+                if device["token"] == token:
+                    device["endpointEnabled"] = False
+        return 200, envelope("Success", "Device disabled")
 
     def r_accept(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
         return 200, envelope("Success", "")

@@ -51,6 +51,7 @@ RATE_LIMITS = {
     "users.deleteByUserId": 100,
     "users.forget": 3,
     "users.registerDeviceToken": 500,
+    "users.disableDevice": 500,
 }
 FORGET_DAILY_CAP = 1000  # forget calls per project per 24 h (reference 2.3): past it, 429
 # reference 2.2: "Max body size: 4 MB" per bulkUpdate, read as 4,000,000 bytes; the client splits

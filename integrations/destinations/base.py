@@ -482,6 +482,13 @@ class Destination:
         is not confirmed (Capability.DEVICES)."""
         raise NotImplementedError
 
+    def device_disable(self, token: str, identifiers: dict[str, str]) -> None:
+        """Stop pushes to the device ``token``: of the person ``identifiers`` name (the destination's identifier
+        names as a mapping made them, or ``email`` / ``user_id`` as the capture API was given them), or, with
+        none, of whoever has it where the destination can do that. Raises a
+        :class:`DestinationError` when it is not confirmed (Capability.DEVICES)."""
+        raise NotImplementedError
+
     def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
         """Delete each person, named by their identifiers as a mapping made them (MappedRecord.identifiers),
         one result per person in order (delivered = erased). With ``forget`` the destination is also kept

@@ -63,3 +63,72 @@ def test_customerio_gets_an_ios_device(workspace_a, alice, flow, customerio):
     assert person["devices"] == [
         {"token": "tok-1", "platform": "ios", "attributes": {"app_name": "com.acme.app", "os": "18"}}
     ]
+
+
+def _disable(client, workspace, body):
+    from flows.services import capture_token_rotate
+
+    token = capture_token_rotate(workspace=workspace, actor=None)
+    return client.post(
+        "/api/v1/devices/disable",
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def test_a_device_disable_goes_through_the_outbox_and_is_logged(integration, flow, iterable, client):
+    _capture(flow, "ada@example.com")
+    engine.sync_run_execute(sync_now(integration=integration).pk)
+    response = _disable(client, integration.workspace, {"token": "tok-1", "email": "Ada@example.com"})
+    assert response.status_code == 202 and response.json() == {"status": "queued", "destinations": 1}
+    run = engine.sync_run_execute(sync_now(integration=integration).pk)
+    assert run.delivered == 1
+    (sent,) = [r["body"] for r in iterable.requests("/api/users/disableDevice")]
+    assert sent == {"token": "tok-1", "email": "ada@example.com"}
+    (device,) = iterable.user("ada@example.com")["devices"]
+    assert device["endpointEnabled"] is False
+    record = SyncRecord.objects.get(run=run)
+    assert (record.identifier, record.status, record.contact_id) == ("ada@example.com", "delivered", None)
+    assert record.payload == {"disable_device": {"token": "tok-1", "email": "ada@example.com"}}
+
+
+def test_a_device_disable_that_fails_is_retried(integration, flow, iterable, client, settings):
+    settings.DESTINATION_MAX_RETRIES = 0
+    iterable.fault("/api/users/disableDevice", status=503, times=1)
+    _disable(client, integration.workspace, {"token": "tok-9"})
+    run = engine.sync_run_execute(sync_now(integration=integration).pk)
+    record = SyncRecord.objects.get(run=run)
+    assert record.status == "failed" and record.retryable and record.identifier == "device …tok-9"
+    assert "Disabling the device failed" in record.error_message
+    from integrations.models import OutboxItem
+
+    row = OutboxItem.objects.get(contact=None)
+    assert row.status == "pending" and row.attempts == 1  # back in the queue, after its backoff
+
+
+def test_a_device_disable_is_checked_field_by_field(integration, client):
+    response = _disable(client, integration.workspace, {"token": "", "user_id": 7, "extra": 1})
+    assert response.status_code == 422
+    assert set(response.json()["error"]["fields"]) == {"token", "user_id", "extra"}
+
+
+def test_customerio_needs_the_person_to_remove_a_device(workspace_a, alice, flow, customerio, client):
+    us = customerio.us
+    integration = integration_connect(
+        workspace=workspace_a,
+        actor=alice,
+        kind="customerio",
+        data={"site_id": us.site_id, "api_key": us.api_key, "identify_by": "id", "app_api_key": ""},
+    )
+    mapping_save(
+        integration=integration, actor=alice, choices=[RowChoice("email", "id"), RowChoice("first_name", "first_name")]
+    )
+    _capture(flow, "ada@example.com")
+    engine.sync_run_execute(sync_now(integration=integration).pk)
+    _disable(client, workspace_a, {"token": "tok-1"})  # no person: Customer.io cannot
+    _disable(client, workspace_a, {"token": "tok-1", "email": "ada@example.com"})
+    run = engine.sync_run_execute(sync_now(integration=integration).pk)
+    assert customerio.person(us.site_id, "ada@example.com")["devices"] == []
+    statuses = sorted(SyncRecord.objects.filter(run=run).values_list("status", flat=True))
+    assert statuses == ["delivered", "failed"]

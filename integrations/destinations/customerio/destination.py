@@ -318,6 +318,35 @@ class CustomerIODestination(Destination):
             detail = "; ".join(describe_item(e) for e in failed[0])
             raise ValidationError(f"Customer.io refused the device: {detail}", code="invalid")
 
+    def device_disable(self, token: str, identifiers: dict[str, str]) -> None:
+        """A v2 ``delete_device`` for the person (Track OpenAPI person_delete_device): Customer.io removes a
+        device from a person only, so without an identifier it is refused, for good."""
+        kind = (
+            self.identify_by
+            if identifiers.get(self.identify_by)
+            else next((k for k in rules.IDENTIFIERS if identifiers.get(k)), "")
+        )
+        if not kind:
+            raise ValidationError(
+                "Customer.io removes a device from a person only: send the person's email or id with the token",
+                code="no_identifier",
+            )
+        operation = {
+            "type": "person",
+            "action": "delete_device",
+            "identifiers": {kind: identifiers[kind]},
+            "device": {"token": token},
+        }
+        response = self.client.request("POST", BATCH_PATH, data=rules.batch_body([rules.encode(operation)]))
+        failed, unexpected = answers.batch_failures(response.status, response.body, 1)
+        if unexpected:
+            raise UnexpectedAnswerError(
+                answers.unexpected_message("the device", response.status, response.body, unexpected),
+                status=response.status,
+            )
+        if failed:
+            raise ValidationError("Customer.io refused the device: " + "; ".join(describe_item(e) for e in failed[0]))
+
     def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
         """Delete each person, or with ``forget`` suppress them (deleted, and their identifiers never
         added back: Track OpenAPI components.schemas.person_suppress), as v2 person operations in

@@ -46,6 +46,7 @@ ENDPOINT_RATES = {
     "POST /api/events/track": 2000,
     "POST /api/users/forget": 3,
     "POST /api/users/registerDeviceToken": 500,
+    "POST /api/users/disableDevice": 500,  # not documented: as registerDeviceToken
     "DELETE /api/users/{email}": 100,
     "DELETE /api/users/byUserId/{userId}": 100,  # and 1,000 a day per project: past it, a 429 until the day is over
 }

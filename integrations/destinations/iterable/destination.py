@@ -306,6 +306,14 @@ class IterableDestination(Destination):
         response = self.client.request("POST", "/api/users/registerDeviceToken", json={**who, "device": body})
         answers.check_envelope(what="users/registerDeviceToken", status=response.status, body=response.body)
 
+    def device_disable(self, token: str, identifiers: dict[str, str]) -> None:
+        """POST /api/users/disableDevice (reference 6.2): the token, and the person's email or userId when
+        known; without one Iterable disables the token "under all users with this device"."""
+        email, user_id = identifiers.get("email"), identifiers.get("userId") or identifiers.get("user_id")
+        who = {"email": email} if email and self.project_type != "userId" else ({"userId": user_id} if user_id else {})
+        response = self.client.request("POST", "/api/users/disableDevice", json={"token": token, **who})
+        answers.check_envelope(what="users/disableDevice", status=response.status, body=response.body)
+
     def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
         """Delete (``DELETE /api/users/{email}`` or ``/byUserId/{userId}``, asynchronous at Iterable) or forget
         (``POST /api/users/forget``: deleted and never collected again; 3/s and 1,000 a day per project,
