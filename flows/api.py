@@ -53,42 +53,14 @@ def _item_json(result: ItemResult) -> dict[str, Any]:
 
 @csrf_exempt
 def contacts_endpoint(request: HttpRequest) -> JsonResponse:
-    if request.method not in ("POST", "DELETE"):
-        response = _error(405, "method_not_allowed", "Use POST to submit contacts, DELETE to erase a person.")
-        response["Allow"] = "POST, DELETE"
-        return response
-
-    # The per-IP limit counts requests, not contacts: it is a flood guard, checked before the
-    # token is looked up or the body read (so it cannot know the contact count), and many
-    # customers send through shared egress IPs (integration platforms, cloud NAT) where a
-    # per-contact IP budget would let one tenant's batches throttle the others. Volume is
-    # metered per flow below, per contact, once the flows are known to be the token's.
-    ip_verdict = ratelimit.hit("api-ip", ratelimit.client_ip(request), limit=settings.RATELIMIT_API_PER_IP)
-    if not ip_verdict.allowed:
-        return _rate_limited(ip_verdict.retry_after)
-
-    token = _token(request)
+    token = _guard(request, ("POST", "DELETE"), "Use POST to submit contacts, DELETE to erase a person.")
     if isinstance(token, JsonResponse):
         return token
-
     if request.method == "DELETE":
         return _erase(request, token)
-
-    try:
-        length = int(request.headers.get("Content-Length") or 0)
-    except ValueError:
-        length = 0
-    if length > settings.CAPTURE_MAX_BODY_BYTES:
-        return _error(
-            413, "body_too_large", f"The body is {length} bytes; the limit is {settings.CAPTURE_MAX_BODY_BYTES}."
-        )
-    content_type = request.content_type or ""
-    if content_type != "application/json":
-        return _error(415, "unsupported_media_type", "Send the body as JSON with 'Content-Type: application/json'.")
-    try:
-        body = json.loads(request.body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
-        return _error(400, "invalid_json", f"The body is not valid JSON: {str(exc)[:200]}")
+    body = _json_body(request)
+    if isinstance(body, JsonResponse):
+        return body
 
     if isinstance(body, dict) and "contacts" in body:
         unknown = sorted(set(body) - {"contacts"})
@@ -134,6 +106,43 @@ def contacts_endpoint(request: HttpRequest) -> JsonResponse:
         {"created": created, "rejected": len(results) - created, "results": [_item_json(r) for r in results]},
         status=200,
     )
+
+
+def _guard(request: HttpRequest, methods: tuple[str, ...], hint: str):
+    """The request's capture token, or the answer that refuses it: a method not served, the per-IP limit,
+    no or a bad token.
+
+    The per-IP limit counts requests, not contacts: it is a flood guard, checked before the token is
+    looked up or the body read (so it cannot know the contact count), and many customers send through
+    shared egress IPs (integration platforms, cloud NAT) where a per-contact IP budget would let one
+    tenant's batches throttle the others. Volume is metered per flow, per contact, once the flows are
+    known to be the token's."""
+    if request.method not in methods:
+        response = _error(405, "method_not_allowed", hint)
+        response["Allow"] = ", ".join(methods)
+        return response
+    ip_verdict = ratelimit.hit("api-ip", ratelimit.client_ip(request), limit=settings.RATELIMIT_API_PER_IP)
+    if not ip_verdict.allowed:
+        return _rate_limited(ip_verdict.retry_after)
+    return _token(request)
+
+
+def _json_body(request: HttpRequest):
+    """The request's JSON body, or the answer that refuses it (too large, not JSON)."""
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        length = 0
+    if length > settings.CAPTURE_MAX_BODY_BYTES:
+        return _error(
+            413, "body_too_large", f"The body is {length} bytes; the limit is {settings.CAPTURE_MAX_BODY_BYTES}."
+        )
+    if (request.content_type or "") != "application/json":
+        return _error(415, "unsupported_media_type", "Send the body as JSON with 'Content-Type: application/json'.")
+    try:
+        return json.loads(request.body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        return _error(400, "invalid_json", f"The body is not valid JSON: {str(exc)[:200]}")
 
 
 def _rate_limited(retry_after: int) -> JsonResponse:
@@ -198,22 +207,12 @@ def _token(request: HttpRequest):
 def devices_disable_endpoint(request: HttpRequest) -> JsonResponse:
     """POST /api/v1/devices/disable ``{"token", "email"?, "user_id"?}``: stop pushes to a device at each
     destination (202; queued like a contact, carried out by the next sync, logged per destination)."""
-    if request.method != "POST":
-        response = _error(405, "method_not_allowed", "Use POST to disable a device.")
-        response["Allow"] = "POST"
-        return response
-    ip_verdict = ratelimit.hit("api-ip", ratelimit.client_ip(request), limit=settings.RATELIMIT_API_PER_IP)
-    if not ip_verdict.allowed:
-        return _rate_limited(ip_verdict.retry_after)
-    token = _token(request)
+    token = _guard(request, ("POST",), "Use POST to disable a device.")
     if isinstance(token, JsonResponse):
         return token
-    if (request.content_type or "") != "application/json":
-        return _error(415, "unsupported_media_type", "Send the body as JSON with 'Content-Type: application/json'.")
-    try:
-        body = json.loads(request.body or b"null", parse_constant=_reject_constant)
-    except (ValueError, RecursionError, UnicodeDecodeError):
-        return _error(400, "invalid_json", "The body is not valid JSON.")
+    body = _json_body(request)
+    if isinstance(body, JsonResponse):
+        return body
     if not isinstance(body, dict):
         return _error(400, "invalid", 'The body must be a JSON object: {"token": ..., "email": ...}.')
     errors = {}

@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 
 from erasure.tasks import erasure_step_run
-from tests.sync.conftest import capture, flow, integration  # noqa: F401 - a connected, mapped workspace
+from tests.sync.conftest import (  # noqa: F401 - connected, mapped workspaces
+    capture,
+    customerio_integration,
+    flow,
+    integration,
+)
 
 
 @pytest.fixture

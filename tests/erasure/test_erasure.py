@@ -12,12 +12,10 @@ from django.utils import timezone
 
 from erasure import services
 from erasure.models import ErasureRequest, ErasureStep
-from field_mapping.services import RowChoice, mapping_save
 from flows.models import Contact
 from flows.services import contact_capture
 from integrations import engine
 from integrations.models import OutboxItem
-from integrations.services import integration_connect
 from integrations.sync import sync_now
 from sync_logs.models import SyncRecord, SyncRun
 from workspaces.models import AuditEvent
@@ -150,17 +148,8 @@ def test_a_revoked_key_waits_and_an_admin_tries_again(integration, workspace_a, 
     assert step.due_at <= timezone.now() + timedelta(seconds=1)
 
 
-def test_customerio_deletes_or_suppresses(workspace_a, alice, flow, customerio, queued):
-    us = customerio.us
-    integration = integration_connect(
-        workspace=workspace_a,
-        actor=alice,
-        kind="customerio",
-        data={"site_id": us.site_id, "api_key": us.api_key, "identify_by": "id", "app_api_key": ""},
-    )
-    mapping_save(
-        integration=integration, actor=alice, choices=[RowChoice("email", "id"), RowChoice("first_name", "first_name")]
-    )
+def test_customerio_deletes_or_suppresses(workspace_a, alice, flow, customerio, customerio_integration, queued):
+    us, integration = customerio.us, customerio_integration
     contact_capture(flow=flow, raw={"email": "ada@example.com", "first_name": "Ada"}, source="api")
     engine.sync_run_execute(sync_now(integration=integration).pk)
     assert customerio.person(us.site_id, "ada@example.com") is not None

@@ -66,3 +66,20 @@ def delivered_log_rows_per_contact() -> dict[int, int]:
     for contact_id in SyncRecord.objects.filter(status="delivered").values_list("contact_id", flat=True):
         counts[contact_id] = counts.get(contact_id, 0) + 1
     return counts
+
+
+@pytest.fixture
+def customerio_integration(workspace_a, alice, flow, customerio):
+    """Workspace A connected to the Customer.io emulator's US workspace (people identified by id), the
+    email mapped to the id and first_name to first_name."""
+    us = customerio.us
+    integration = integration_connect(
+        workspace=workspace_a,
+        actor=alice,
+        kind="customerio",
+        data={"site_id": us.site_id, "api_key": us.api_key, "identify_by": "id", "app_api_key": ""},
+    )
+    mapping_save(
+        integration=integration, actor=alice, choices=[RowChoice("email", "id"), RowChoice("first_name", "first_name")]
+    )
+    return integration

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from field_mapping.services import RowChoice, mapping_save
 from flows.services import capture_flows, contacts_capture_batch
 from integrations import engine
-from integrations.services import integration_connect
 from integrations.sync import sync_now
 from sync_logs.models import SyncRecord
 
@@ -45,17 +43,8 @@ def test_a_device_iterable_fails_to_take_is_tried_again(integration, flow, itera
     assert iterable.user("ada@example.com") is not None  # the upsert went; only the device waits
 
 
-def test_customerio_gets_an_ios_device(workspace_a, alice, flow, customerio):
-    us = customerio.us
-    integration = integration_connect(
-        workspace=workspace_a,
-        actor=alice,
-        kind="customerio",
-        data={"site_id": us.site_id, "api_key": us.api_key, "identify_by": "id", "app_api_key": ""},
-    )
-    mapping_save(
-        integration=integration, actor=alice, choices=[RowChoice("email", "id"), RowChoice("first_name", "first_name")]
-    )
+def test_customerio_gets_an_ios_device(workspace_a, alice, flow, customerio, customerio_integration):
+    us, integration = customerio.us, customerio_integration
     _capture(flow, "ada@example.com")
     run = engine.sync_run_execute(sync_now(integration=integration).pk)
     assert run.delivered == 1 and run.failed == 0
@@ -113,17 +102,10 @@ def test_a_device_disable_is_checked_field_by_field(integration, client):
     assert set(response.json()["error"]["fields"]) == {"token", "user_id", "extra"}
 
 
-def test_customerio_needs_the_person_to_remove_a_device(workspace_a, alice, flow, customerio, client):
-    us = customerio.us
-    integration = integration_connect(
-        workspace=workspace_a,
-        actor=alice,
-        kind="customerio",
-        data={"site_id": us.site_id, "api_key": us.api_key, "identify_by": "id", "app_api_key": ""},
-    )
-    mapping_save(
-        integration=integration, actor=alice, choices=[RowChoice("email", "id"), RowChoice("first_name", "first_name")]
-    )
+def test_customerio_needs_the_person_to_remove_a_device(
+    workspace_a, alice, flow, customerio, customerio_integration, client
+):
+    us, integration = customerio.us, customerio_integration
     _capture(flow, "ada@example.com")
     engine.sync_run_execute(sync_now(integration=integration).pk)
     _disable(client, workspace_a, {"token": "tok-1"})  # no person: Customer.io cannot
@@ -132,3 +114,13 @@ def test_customerio_needs_the_person_to_remove_a_device(workspace_a, alice, flow
     assert customerio.person(us.site_id, "ada@example.com")["devices"] == []
     statuses = sorted(SyncRecord.objects.filter(run=run).values_list("status", flat=True))
     assert statuses == ["delivered", "failed"]
+
+
+def test_customerio_reads_a_user_id_as_the_person_id(customerio, customerio_integration, flow, client):
+    _capture(flow, "ada@example.com")
+    engine.sync_run_execute(sync_now(integration=customerio_integration).pk)
+    # Given by id alone (no contact has this email): the capture API's user_id is the person's id there.
+    _disable(client, customerio_integration.workspace, {"token": "tok-1", "user_id": "ada@example.com"})
+    run = engine.sync_run_execute(sync_now(integration=customerio_integration).pk)
+    assert run.delivered == 1
+    assert customerio.person(customerio.us.site_id, "ada@example.com")["devices"] == []

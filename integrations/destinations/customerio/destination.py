@@ -306,26 +306,16 @@ class CustomerIODestination(Destination):
         """A v2 ``add_device`` operation for the record's person (Track OpenAPI person_add_device): the
         token, the platform in Customer.io's words (APNS and APNS_SANDBOX are ios, GCM android), and the
         app's name beside the device's data fields as its attributes."""
-        operation = rules.device_operation(record, device)
-        response = self.client.request("POST", BATCH_PATH, data=rules.batch_body([rules.encode(operation)]))
-        failed, unexpected = answers.batch_failures(response.status, response.body, 1)
-        if unexpected:
-            raise UnexpectedAnswerError(
-                answers.unexpected_message("the device", response.status, response.body, unexpected),
-                status=response.status,
-            )
-        if failed:
-            detail = "; ".join(describe_item(e) for e in failed[0])
-            raise ValidationError(f"Customer.io refused the device: {detail}", code="invalid")
+        self._send_one(rules.device_operation(record, device), "device", self.identifier_of(record))
 
     def device_disable(self, token: str, identifiers: dict[str, str]) -> None:
         """A v2 ``delete_device`` for the person (Track OpenAPI person_delete_device): Customer.io removes a
-        device from a person only, so without an identifier it is refused, for good."""
-        kind = (
-            self.identify_by
-            if identifiers.get(self.identify_by)
-            else next((k for k in rules.IDENTIFIERS if identifiers.get(k)), "")
-        )
+        device from a person only, so without an identifier it is refused, for good. A ``user_id`` as the
+        capture API was given it is the person's ``id`` here."""
+        if identifiers.get("user_id") and not identifiers.get("id"):
+            identifiers = {**identifiers, "id": identifiers["user_id"]}
+        kind = self.identify_by if identifiers.get(self.identify_by) else ""
+        kind = kind or next((k for k in rules.IDENTIFIERS if identifiers.get(k)), "")
         if not kind:
             raise ValidationError(
                 "Customer.io removes a device from a person only: send the person's email or id with the token",
@@ -337,15 +327,21 @@ class CustomerIODestination(Destination):
             "identifiers": {kind: identifiers[kind]},
             "device": {"token": token},
         }
+        self._send_one(operation, "device", identifiers[kind])
+
+    def _send_one(self, operation: dict[str, Any], what: str, identifier: str = "") -> None:
+        """One v2 operation in a batch of its own; raises what its answer says (a refused item: ValidationError)."""
         response = self.client.request("POST", BATCH_PATH, data=rules.batch_body([rules.encode(operation)]))
         failed, unexpected = answers.batch_failures(response.status, response.body, 1)
         if unexpected:
             raise UnexpectedAnswerError(
-                answers.unexpected_message("the device", response.status, response.body, unexpected),
+                answers.unexpected_message(f"the {what}", response.status, response.body, unexpected),
                 status=response.status,
             )
         if failed:
-            raise ValidationError("Customer.io refused the device: " + "; ".join(describe_item(e) for e in failed[0]))
+            refused = answers.failed_result(identifier, failed[0])
+            detail = "; ".join(describe_item(e) for e in failed[0])
+            raise ValidationError(f"Customer.io refused the {what}: {detail}", code=refused.code)
 
     def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
         """Delete each person, or with ``forget`` suppress them (deleted, and their identifiers never
@@ -390,14 +386,4 @@ class CustomerIODestination(Destination):
         if problem:
             raise ValidationError(problem, code="invalid")
         operation = rules.event_operation(event_name, record, data, event_id=event_id)
-        response = self.client.request("POST", BATCH_PATH, data=rules.batch_body([rules.encode(operation)]))
-        failed, unexpected = answers.batch_failures(response.status, response.body, 1)
-        if unexpected:
-            raise UnexpectedAnswerError(
-                answers.unexpected_message("the event", response.status, response.body, unexpected),
-                status=response.status,
-            )
-        if failed:
-            refused = answers.failed_result(self.identifier_of(record), failed[0])
-            detail = "; ".join(describe_item(e) for e in failed[0])
-            raise ValidationError(f"Customer.io refused the event: {detail}", code=refused.code)
+        self._send_one(operation, "event", self.identifier_of(record))
