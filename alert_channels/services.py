@@ -18,13 +18,13 @@ import requests
 from celery import signature
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
 from alert_channels.addresses import UnsafeAddress, is_refused_address, post_capped
 from alert_channels.models import AlertChannel, AlertDelivery
 from alert_channels.transports import TRANSPORTS, transport_for
+from lib.leased import row_claim, row_status, rows_overdue
 from workspaces.models import Workspace
 from workspaces.scoping import scoped
 from workspaces.services import audit_record
@@ -136,15 +136,11 @@ def delivery_attempt(delivery_id: int) -> str:
     The claim is one conditional UPDATE (pending and due, or a sending lease that ran out), so two
     workers given the same delivery send it once; the request is made outside any transaction.
     """
-    now = timezone.now()
-    claimed = AlertDelivery.objects.filter(
-        pk=delivery_id,
-        status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.SENDING],
-        due_at__lte=now,
-        attempts__lt=settings.ALERT_DELIVERY_MAX_ATTEMPTS,  # a worker killed on the last one does not earn another
-    ).update(status=AlertDelivery.Status.SENDING, due_at=now + SENDING_LEASE, attempts=F("attempts") + 1)
-    if not claimed:
-        return AlertDelivery.objects.filter(pk=delivery_id).values_list("status", flat=True).first() or "gone"
+    # A worker killed on the last attempt does not earn another.
+    if not row_claim(
+        AlertDelivery, delivery_id, lease=SENDING_LEASE, attempts__lt=settings.ALERT_DELIVERY_MAX_ATTEMPTS
+    ):
+        return row_status(AlertDelivery, delivery_id)
     delivery = AlertDelivery.objects.select_related("channel__workspace").get(pk=delivery_id)
     channel = delivery.channel
     transport = transport_for(channel)
@@ -205,7 +201,7 @@ def _delivery_outcome(delivery: AlertDelivery, *, reason: str, permanent: bool) 
             last_error=delivery.last_error,
             delivered_at=delivery.delivered_at,
         ):
-            return AlertDelivery.objects.filter(pk=delivery.pk).values_list("status", flat=True).first() or "gone"
+            return row_status(AlertDelivery, delivery.pk)
         AlertChannel.objects.filter(pk=delivery.channel_id).update(**channel_fields)
         if delivery.status == AlertDelivery.Status.PENDING:  # the retry, queued once the row says it is due
             transaction.on_commit(lambda: _task_queue(delivery.pk, delay.total_seconds()), robust=True)
@@ -218,18 +214,7 @@ def deliveries_resume(*, grace: timedelta = timedelta(minutes=2)) -> int:
     """Queue the deliveries overdue by more than ``grace``: their task was never queued (the broker
     was down at commit) or was lost, or the worker sending one was killed (its lease ran out). Their
     due time moves on as they are queued, so that a backlog is not queued again every minute."""
-    now = timezone.now()
-    with transaction.atomic():
-        overdue = list(
-            AlertDelivery.objects.select_for_update(skip_locked=True)
-            .filter(
-                status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.SENDING],
-                due_at__lt=now - grace,
-                attempts__lt=settings.ALERT_DELIVERY_MAX_ATTEMPTS,
-            )
-            .values_list("pk", flat=True)[:1000]
-        )
-        AlertDelivery.objects.filter(pk__in=overdue).update(due_at=now)
+    overdue = rows_overdue(AlertDelivery, grace=grace, attempts__lt=settings.ALERT_DELIVERY_MAX_ATTEMPTS)
     for pk in overdue:
         _task_queue(pk)
     return len(overdue)

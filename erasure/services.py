@@ -23,7 +23,6 @@ from datetime import timedelta
 from celery import signature
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
@@ -33,6 +32,7 @@ from flows.models import Contact
 from integrations.destinations import destination_for
 from integrations.destinations.base import AuthError, DestinationError, ForbiddenError
 from integrations.models import Integration, OutboxItem
+from lib.leased import row_claim, row_status, rows_overdue
 from sync_logs.models import SyncRecord
 from workspaces.models import Workspace
 from workspaces.scoping import scoped
@@ -164,12 +164,8 @@ def erasure_step_attempt(step_id: int) -> str:
     """Ask one destination to delete the request's people, if the step is due and nobody else holds
     it; returns its status afterwards. Retried (growing delays, at most an hour apart) until the
     destination confirms; a refusal that trying again cannot fix fails the step, visibly."""
-    now = timezone.now()
-    claimed = ErasureStep.objects.filter(
-        pk=step_id, status__in=[ErasureStep.Status.PENDING, ErasureStep.Status.SENDING], due_at__lte=now
-    ).update(status=ErasureStep.Status.SENDING, due_at=now + SENDING_LEASE, attempts=F("attempts") + 1)
-    if not claimed:
-        return ErasureStep.objects.filter(pk=step_id).values_list("status", flat=True).first() or "gone"
+    if not row_claim(ErasureStep, step_id, lease=SENDING_LEASE):
+        return row_status(ErasureStep, step_id)
     step = ErasureStep.objects.select_related("request__workspace", "integration").get(pk=step_id)
     request = step.request
     logs_scrub(workspace=request.workspace, contact_ids=request.contact_ids)  # a sync's late rows, if any
@@ -226,7 +222,7 @@ def _step_outcome(step: ErasureStep, *, error: str, retryable: bool) -> str:
         # Only if it is still this attempt's: a worker that lost its lease must not overwrite a newer one.
         kept = ErasureStep.objects.filter(pk=step.pk, status=ErasureStep.Status.SENDING, attempts=step.attempts)
         if not kept.update(**fields):
-            return ErasureStep.objects.filter(pk=step.pk).values_list("status", flat=True).first() or "gone"
+            return row_status(ErasureStep, step.pk)
         if not error:
             logs_scrub(workspace=step.request.workspace, contact_ids=step.request.contact_ids)
         if not step.request.steps.exclude(status=ErasureStep.Status.DONE).exists():
@@ -246,14 +242,7 @@ def _in(delay: timedelta) -> str:
 def erasure_steps_resume(*, grace: timedelta = timedelta(minutes=2)) -> int:
     """Queue the steps overdue by more than ``grace``: a task lost with the broker, a worker killed mid-call.
     Their due time moves on as they are queued, so that a backlog is not queued again every minute."""
-    now = timezone.now()
-    with transaction.atomic():
-        overdue = list(
-            ErasureStep.objects.select_for_update(skip_locked=True)
-            .filter(status__in=[ErasureStep.Status.PENDING, ErasureStep.Status.SENDING], due_at__lt=now - grace)
-            .values_list("pk", flat=True)[:1000]
-        )
-        ErasureStep.objects.filter(pk__in=overdue).update(due_at=now)
+    overdue = rows_overdue(ErasureStep, grace=grace)
     for pk in overdue:
         _task_queue(pk)
     return len(overdue)

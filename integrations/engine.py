@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from field_mapping.services import BuiltRecord, MappingPlan, build_record, mapping_plan, schema_refresh
@@ -539,6 +539,14 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
 COMMANDS_PER_SLICE = 100
 
 
+def commands_due(*, integration_id: int, now) -> QuerySet[OutboxItem]:
+    """The integration's command rows due now, oldest first: found through the contact key's index (which
+    holds the NULLs), so a backlog of contact rows is never walked to find none."""
+    return OutboxItem.objects.filter(
+        integration_id=integration_id, status=Status.PENDING, contact=None, next_attempt_at__lte=now
+    ).order_by("id")
+
+
 def commands_carry_out(*, run: SyncRun, destination: Destination) -> int:
     """The command rows due for the run's integration (a device to disable), up to COMMANDS_PER_SLICE a
     slice: claimed like contacts (SKIP LOCKED, fenced), carried out one by one, each written as an
@@ -546,9 +554,8 @@ def commands_carry_out(*, run: SyncRun, destination: Destination) -> int:
     now = timezone.now()
     with transaction.atomic():
         rows = list(
-            OutboxItem.objects.select_for_update(skip_locked=True)
-            .filter(integration_id=run.integration_id, status=Status.PENDING, contact=None, next_attempt_at__lte=now)
-            .order_by("id")
+            commands_due(integration_id=run.integration_id, now=now)
+            .select_for_update(skip_locked=True)
             .values_list("id", "attempts", "sent_before", "command")[:COMMANDS_PER_SLICE]
         )
         if not rows:
