@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("f/<str:public_id>/", flow_views.public_form, name="public-form"),
     path("f/<str:public_id>/thanks/", flow_views.public_form_thanks, name="public-form-thanks"),
+    path("c/<str:token>/", flow_views.contact_confirm_view, name="contact-confirm"),
     path("api/v1/contacts", capture_api.contacts_endpoint, name="api-contacts"),
     path("api/v1/devices/disable", capture_api.devices_disable_endpoint, name="api-devices-disable"),
     path("healthz", health_views.healthz, name="healthz"),

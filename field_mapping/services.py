@@ -561,6 +561,7 @@ _SAMPLES: dict[str, Any] = {
     "date": "2024-01-31",
     "boolean": True,
     "choice": "Gold",
+    "consent": True,
 }
 
 

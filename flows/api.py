@@ -47,7 +47,10 @@ def _reject_constant(name: str) -> None:
 
 def _item_json(result: ItemResult) -> dict[str, Any]:
     if result.contact is not None:
-        return {"index": result.index, "status": "created", "id": result.contact.pk}
+        item = {"index": result.index, "status": "created", "id": result.contact.pk}
+        if result.contact.awaiting_confirmation:
+            item["confirmation"] = "pending"  # a double opt-in flow: synced once the mailed link is confirmed
+        return item
     return {"index": result.index, "status": "rejected", "code": result.code, "errors": result.errors}
 
 

@@ -16,10 +16,23 @@ class FieldType(models.TextChoices):
     DATE = "date", "Date"
     BOOLEAN = "boolean", "Yes / no"
     CHOICE = "choice", "Choice"
+    # A checkbox the person ticks to agree to something: its exact wording (FlowField.wording) and the
+    # time of the answer are kept with each contact (Contact.consents); it can be mapped to a
+    # subscription at each destination (integrations: Capability.SUBSCRIPTIONS).
+    CONSENT = "consent", "Consent checkbox"
 
 
 # The types an admin may give a custom field (email and phone are standard fields).
-CUSTOM_FIELD_TYPES = [FieldType.TEXT, FieldType.NUMBER, FieldType.DATE, FieldType.BOOLEAN, FieldType.CHOICE]
+CUSTOM_FIELD_TYPES = [
+    FieldType.TEXT,
+    FieldType.NUMBER,
+    FieldType.DATE,
+    FieldType.BOOLEAN,
+    FieldType.CHOICE,
+    FieldType.CONSENT,
+]
+# The box's wording when the admin has not written their own.
+DEFAULT_CONSENT_WORDING = "I agree to receive marketing email. I can unsubscribe at any time."
 
 # Standard fields: fixed key, label and type, so every flow speaks the same language
 # and the destination mapping can suggest targets for them.
@@ -34,7 +47,7 @@ STANDARD_FIELDS: dict[str, tuple[str, str]] = {
     "city": ("City", FieldType.TEXT),
     "postal_code": ("Postal code", FieldType.TEXT),
     "birthday": ("Birthday", FieldType.DATE),
-    "marketing_consent": ("I agree to receive marketing email", FieldType.BOOLEAN),
+    "marketing_consent": ("Marketing consent", FieldType.CONSENT),
 }
 
 
@@ -49,6 +62,11 @@ class ConversionFlow(models.Model):
     is_enabled = models.BooleanField(default=True, help_text="A disabled flow stops accepting submissions.")
     headline = models.CharField(max_length=200, blank=True)
     thank_you_message = models.CharField(max_length=500, default="Thanks! We'll be in touch.")
+    # Email double opt-in: a contact is synced only once they click the link Flowsync mails them.
+    double_opt_in = models.BooleanField(
+        default=False,
+        help_text="Mail each new contact a link to confirm their address; sync them only once they do.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -74,6 +92,9 @@ class FlowField(models.Model):
     label = models.CharField(max_length=120, validators=[validate_name])
     field_type = models.CharField(max_length=10, choices=FieldType.choices)
     choices = models.JSONField(default=list, blank=True)
+    # A consent field's checkbox text, word for word (stored with each answer; the label names the
+    # field in the app). Empty for other types.
+    wording = models.TextField(blank=True, max_length=1000)
     required = models.BooleanField(default=False)
     position = models.PositiveIntegerField(default=0)
 
@@ -103,6 +124,14 @@ class Contact(models.Model):
     # each destination once the person's upsert succeeds. {"token", "platform", "app_name", "attributes"}.
     device = models.JSONField(null=True, blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.FORM)
+    # Each consent field's answer as given: {key: {"given": bool, "wording": the box's text, "at": ISO time}}.
+    consents = models.JSONField(null=True, blank=True)
+    # Double opt-in (ConversionFlow.double_opt_in): the hash of the confirmation link's token while the
+    # contact waits, the time the mail was queued (None: not sent, over the per-address budget) and the
+    # time they confirmed. A contact waiting to confirm is in no outbox.
+    confirm_token_hash = models.CharField(max_length=64, null=True, blank=True)
+    confirm_sent_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -113,10 +142,21 @@ class Contact(models.Model):
             # Support searches one email across every workspace (Django admin); pattern ops
             # so that a prefix search can use it too, whatever the database collation.
             models.Index(fields=["email"], name="contact_email", opclasses=["varchar_pattern_ops"]),
+            # The confirmation link's lookup. Partial: the capture hot path writes no entry for the
+            # contacts of flows without double opt-in (the token is 32 random bytes: no two alike).
+            models.Index(
+                fields=["confirm_token_hash"],
+                name="contact_confirm_token",
+                condition=models.Q(confirm_token_hash__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
         return self.email or f"contact {self.pk}"
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        return self.confirm_token_hash is not None and self.confirmed_at is None
 
 
 class CaptureToken(models.Model):

@@ -19,6 +19,7 @@ from accounts.models import User
 from flows.devices import device_clean
 from flows.models import (
     CUSTOM_FIELD_TYPES,
+    DEFAULT_CONSENT_WORDING,
     STANDARD_FIELDS,
     CaptureToken,
     Contact,
@@ -27,10 +28,12 @@ from flows.models import (
     FlowField,
 )
 from flows.validation import FieldSpec, clean_submission
+from lib import ratelimit
 from lib.emails import normalize_email
 from lib.names import clean_name
 from lib.tokens import hash_token, new_token
 from lib.ttlcache import TTLCache
+from mailer.services import mail_queue
 from workspaces.models import Workspace
 from workspaces.scoping import scoped
 from workspaces.services import audit_record
@@ -57,9 +60,13 @@ def flow_create(*, workspace: Workspace, name: str, actor: User) -> ConversionFl
 
 
 def flow_update(*, flow: ConversionFlow, actor: User, **changes: Any) -> ConversionFlow:
-    allowed = {"name", "is_enabled", "headline", "thank_you_message"}
+    allowed = {"name", "is_enabled", "headline", "thank_you_message", "double_opt_in"}
     if "name" in changes:
         changes["name"] = clean_name(changes["name"])
+    if changes.get("double_opt_in") and not flow.double_opt_in and not _has_email_field(flow):
+        raise ValidationError(
+            {"double_opt_in": "Double opt-in mails a link to each contact: add an Email field first."}
+        )
     changed = {k: v for k, v in changes.items() if k in allowed and getattr(flow, k) != v}
     for key, value in changed.items():
         setattr(flow, key, value)
@@ -73,6 +80,18 @@ def flow_update(*, flow: ConversionFlow, actor: User, **changes: Any) -> Convers
             data={"changed": sorted(changed)},
         )
     return flow
+
+
+def _has_email_field(flow: ConversionFlow) -> bool:
+    return flow.fields.filter(field_type=FieldType.EMAIL).exists()
+
+
+def _clean_wording(wording: str | None) -> str:
+    """A consent box's text: what the person agrees to, kept word for word with each answer."""
+    wording = " ".join((wording or "").split())
+    if len(wording) > 1000:
+        raise ValidationError({"wording": "Keep the checkbox's wording under 1,000 characters."})
+    return wording
 
 
 def _clean_choices(choices: Sequence[str] | str | None) -> list[str]:
@@ -96,9 +115,11 @@ def flow_field_add(
     field_type: str = "",
     choices: Sequence[str] | str | None = None,
     required: bool = False,
+    wording: str = "",
     actor: User | None,
 ) -> FlowField:
-    """Add a field. Standard fields take their label and type from the catalogue."""
+    """Add a field. Standard fields take their label and type from the catalogue; a consent field
+    keeps the exact wording of its box (the default one when none is given)."""
     key = (key or "").strip().lower()
     label = clean_name(label, field="label")
     if kind == FlowField.Kind.STANDARD:
@@ -120,6 +141,7 @@ def flow_field_add(
         choices_list = _clean_choices(choices)
         if field_type == FieldType.CHOICE and len(choices_list) < 2:
             raise ValidationError({"choices": "A choice field needs at least two options, separated by commas."})
+    wording = (_clean_wording(wording) or DEFAULT_CONSENT_WORDING) if field_type == FieldType.CONSENT else ""
     if flow.fields.filter(key=key).exists():
         raise ValidationError({"key": f"This flow already has a field '{key}'."})
     position = (flow.fields.aggregate(m=Max("position"))["m"] or 0) + 1
@@ -130,6 +152,7 @@ def flow_field_add(
         label=label[:120],
         field_type=field_type,
         choices=choices_list,
+        wording=wording,
         required=required,
         position=position,
     )
@@ -139,10 +162,19 @@ def flow_field_add(
 
 
 def flow_field_update(
-    *, field: FlowField, label: str, required: bool, choices: Sequence[str] | str | None, actor: User
+    *,
+    field: FlowField,
+    label: str,
+    required: bool,
+    choices: Sequence[str] | str | None,
+    actor: User,
+    wording: str | None = None,
 ) -> FlowField:
     field.label = clean_name(label, field="label")[:120] or field.label
     field.required = required
+    if field.field_type == FieldType.CONSENT and wording is not None:
+        # Answers already given keep the wording they were given to (Contact.consents).
+        field.wording = _clean_wording(wording) or field.wording
     if field.field_type == FieldType.CHOICE:
         cleaned = _clean_choices(choices)
         if len(cleaned) < 2:
@@ -181,7 +213,14 @@ def flow_field_move(*, field: FlowField, up: bool) -> None:
 
 def field_specs(flow: ConversionFlow) -> list[FieldSpec]:
     return [
-        FieldSpec(key=f.key, label=f.label, field_type=f.field_type, required=f.required, choices=tuple(f.choices))
+        FieldSpec(
+            key=f.key,
+            label=f.label,
+            field_type=f.field_type,
+            required=f.required,
+            choices=tuple(f.choices),
+            wording=f.wording,
+        )
         for f in flow.fields.all()
     ]
 
@@ -204,24 +243,132 @@ def _build_contact(flow: ConversionFlow, specs: list[FieldSpec], raw: Any, sourc
     if errors:
         raise CaptureRejected(errors)
     email = next((data[s.key] for s in specs if s.field_type == FieldType.EMAIL and s.key in data), "")
-    return Contact(workspace_id=flow.workspace_id, flow=flow, data=data, email=normalize_email(email), source=source)
+    if flow.double_opt_in and not email:
+        raise CaptureRejected({"email": "is required: this flow mails a link to confirm the address"})
+    return Contact(
+        workspace_id=flow.workspace_id,
+        flow=flow,
+        data=data,
+        email=normalize_email(email),
+        source=source,
+        consents=_consents(specs, data),
+    )
+
+
+def _consents(specs: list[FieldSpec], data: dict[str, Any]) -> dict[str, Any] | None:
+    """Each consent box's answer with the words the person saw and when they answered. A box the
+    capture API did not send was not answered: no record (an unticked box on the form is False)."""
+    at = timezone.now().isoformat()
+    answers = {
+        s.key: {"given": data[s.key], "wording": s.wording or s.label, "at": at}
+        for s in specs
+        if s.field_type == FieldType.CONSENT and s.key in data
+    }
+    return answers or None
 
 
 def _store(contacts: list[Contact]) -> list[Contact]:
     """Insert the contacts and queue them for the workspace's integrations, atomically:
-    a contact is never stored without its outbox rows (nothing captured is lost)."""
+    a contact is never stored without its outbox rows (nothing captured is lost). A contact of a
+    double opt-in flow is stored waiting for its confirmation instead: queued when it comes."""
     from integrations.outbox import contact_insert_queued, outbox_enqueue
 
-    if len(contacts) == 1 and connection.vendor == "postgresql":
+    links = {id(c): _confirmation_start(c) for c in contacts if c.flow.double_opt_in}
+    if len(contacts) == 1 and not links and connection.vendor == "postgresql":
         return [contact_insert_queued(contacts[0])]  # one statement: the capture hot path
     with transaction.atomic():
         stored = Contact.objects.bulk_create(contacts)
         by_workspace: dict[int, list[int]] = {}
         for contact in stored:
-            by_workspace.setdefault(contact.workspace_id, []).append(contact.pk)
+            if id(contact) in links:
+                _confirmation_mail(contact, links[id(contact)])
+            else:
+                by_workspace.setdefault(contact.workspace_id, []).append(contact.pk)
         for workspace_id, ids in by_workspace.items():
             outbox_enqueue(workspace_id=workspace_id, contact_ids=ids)
     return stored
+
+
+# --- Double opt-in ------------------------------------------------------------------------------
+
+
+def _confirmation_start(contact: Contact) -> str:
+    """Give a double opt-in contact its link's token (only the hash is stored); the raw token."""
+    raw = new_token("", 32)
+    contact.confirm_token_hash = hash_token(raw)
+    return raw
+
+
+def _confirmation_mail(contact: Contact, raw: str) -> None:
+    """Mail the confirmation link, after commit. One address gets at most
+    DOUBLE_OPT_IN_MAILS_PER_ADDRESS_PER_HOUR of them per workspace, so that a form cannot be used
+    to flood someone's inbox; past it the contact waits unmailed (its page says so) and a later
+    submission, an hour on, mails them again."""
+    verdict = ratelimit.hit(
+        "confirm-mail",
+        f"{contact.workspace_id}:{contact.email}",
+        limit=settings.DOUBLE_OPT_IN_MAILS_PER_ADDRESS_PER_HOUR,
+        window=3600,
+    )
+    if not verdict.allowed:
+        return
+    contact.confirm_sent_at = timezone.now()
+    Contact.objects.filter(pk=contact.pk).update(confirm_sent_at=contact.confirm_sent_at)
+    flow = contact.flow
+    sender = flow.headline or flow.workspace.name
+    hours = settings.DOUBLE_OPT_IN_LINK_HOURS
+    mail_queue(
+        to=[contact.email],
+        subject=f"Please confirm your email address for {sender}",
+        body=(
+            f"Hello,\n\nYou (or someone using this address) signed up through “{flow.name}” of {flow.workspace.name}.\n"
+            f"Please confirm your email address by opening this link within {hours} hours:\n\n"
+            f"{settings.SITE_URL}/c/{raw}/\n\n"
+            "If you did not sign up, ignore this mail: nothing more will be sent and your address will not be used.\n"
+        ),
+    )
+
+
+class ConfirmationInvalid(Exception):
+    """A confirmation link that confirms nothing; ``message`` is for the person who opened it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def contact_for_confirmation(raw: str) -> Contact:
+    """The contact a confirmation link names, or :class:`ConfirmationInvalid` saying why it does nothing."""
+    if not isinstance(raw, str) or not 20 <= len(raw) <= 100:
+        raise ConfirmationInvalid("This confirmation link is not valid. Check that it was copied whole.")
+    contact = Contact.objects.select_related("flow", "workspace").filter(confirm_token_hash=hash_token(raw)).first()
+    if contact is None:
+        raise ConfirmationInvalid("This confirmation link is not valid. Check that it was copied whole.")
+    if contact.confirmed_at is None and _link_expired(contact):
+        raise ConfirmationInvalid("This confirmation link has expired. Fill in the form again to get a new one.")
+    return contact
+
+
+def _link_expired(contact: Contact) -> bool:
+    return contact.created_at < timezone.now() - timedelta(hours=settings.DOUBLE_OPT_IN_LINK_HOURS)
+
+
+def contact_confirm(*, raw: str) -> tuple[Contact, bool]:
+    """Confirm the contact of a confirmation link and queue it for every integration of its workspace,
+    in one transaction. Single use: a second click confirms nothing more (False), whoever clicks.
+    Raises :class:`ConfirmationInvalid` for a link that is wrong or expired."""
+    from integrations.outbox import outbox_enqueue
+
+    contact = contact_for_confirmation(raw)
+    with transaction.atomic():
+        now = timezone.now()
+        claimed = Contact.objects.filter(pk=contact.pk, confirmed_at=None).update(confirmed_at=now)
+        if not claimed:
+            contact.refresh_from_db(fields=["confirmed_at"])
+            return contact, False
+        contact.confirmed_at = now
+        outbox_enqueue(workspace_id=contact.workspace_id, contact_ids=[contact.pk])
+    return contact, True
 
 
 def contact_capture(

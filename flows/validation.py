@@ -25,6 +25,7 @@ MAX_FIELDS_PER_SUBMISSION = 100
 _PHONE_ALLOWED = re.compile(r"^\+?[0-9 ().\-/]+$")
 _FORM_TRUE = {"on", "true", "1", "yes"}
 _FORM_FALSE = {"", "off", "false", "0", "no"}
+_CHECKBOXES = (FieldType.BOOLEAN, FieldType.CONSENT)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class FieldSpec:
     field_type: str
     required: bool = False
     choices: tuple[str, ...] = ()
+    wording: str = ""  # a consent box's text
 
 
 class Invalid(Exception):
@@ -137,7 +139,7 @@ def coerce(spec: FieldSpec, value: Any, *, from_form: bool = False) -> Any:
         return _number(value)
     if kind == FieldType.DATE:
         return _date(value)
-    if kind == FieldType.BOOLEAN:
+    if kind in _CHECKBOXES:
         return _boolean(value, from_form=from_form)
     if kind == FieldType.CHOICE:
         text = _text(value)
@@ -170,7 +172,7 @@ def clean_submission(
 
     for spec in specs:
         value = raw.get(spec.key)
-        if spec.field_type == FieldType.BOOLEAN and from_form and value is None:
+        if spec.field_type in _CHECKBOXES and from_form and value is None:
             value = False  # an unticked checkbox is simply absent from the POST
         if _is_empty(value):
             if spec.required:
@@ -181,7 +183,7 @@ def clean_submission(
         except Invalid as exc:
             errors[spec.key] = f"{spec.label} {exc}" if str(exc).startswith(("must", "is ")) else f"{spec.label}: {exc}"
             continue
-        if spec.required and spec.field_type == FieldType.BOOLEAN and typed is not True:
+        if spec.required and spec.field_type in _CHECKBOXES and typed is not True:
             errors[spec.key] = f"{spec.label} must be ticked"
             continue
         data[spec.key] = typed

@@ -23,9 +23,12 @@ from flows.models import Contact, ConversionFlow, FieldType, FlowField
 from flows.qrcodes import FORMATS, PRINT_SIZES, flow_public_url, flow_qr_code, print_size
 from flows.services import (
     CaptureRejected,
+    ConfirmationInvalid,
     capture_token_revoke,
     capture_token_rotate,
     contact_capture,
+    contact_confirm,
+    contact_for_confirmation,
     flow_create,
     flow_field_add,
     flow_field_delete,
@@ -84,10 +87,15 @@ def flow_detail(request: HttpRequest, flow_id: int) -> HttpResponse:
     flow = get_object_in_workspace(ConversionFlow, request.workspace, pk=flow_id)
     form = FlowSettingsForm.for_flow(flow, request.POST or None)
     if request.method == "POST" and form.is_valid():
-        flow_update(flow=flow, actor=request.user, **form.cleaned_data)
-        messages.success(request, "Flow saved.")
-        return redirect("flows:detail", request.workspace.slug, flow.pk)
-    return render(request, "flows/flow_detail.html", _flow_context(request, flow, settings_form=form))
+        try:
+            flow_update(flow=flow, actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, "Flow saved.")
+            return redirect("flows:detail", request.workspace.slug, flow.pk)
+    status = 400 if form.errors else 200
+    return render(request, "flows/flow_detail.html", _flow_context(request, flow, settings_form=form), status=status)
 
 
 @workspace_view()
@@ -156,6 +164,7 @@ def field_edit(request: HttpRequest, flow_id: int, field_id: int) -> HttpRespons
                 label=form.cleaned_data["label"],
                 required=form.cleaned_data["required"],
                 choices=form.cleaned_data.get("choices"),
+                wording=form.cleaned_data.get("wording"),
                 actor=request.user,
             )
             messages.success(request, f"Field “{field.label}” saved.")
@@ -349,3 +358,21 @@ def public_form_thanks(request: HttpRequest, public_id: str) -> HttpResponse:
         raise Http404("No such form")
     flow = get_object_or_404(ConversionFlow, public_id=public_id)
     return render(request, "flows/public_thanks.html", {"flow": flow})
+
+
+# A mail scanner opens every link it sees (to check it): the link's page only asks, and the POST of its
+# button confirms. The token in the URL is the proof (SECURE_REFERRER_POLICY "same-origin" keeps it from
+# other sites), and the POST carries it, not a cookie: a CSRF check would gain nothing, since a forged POST
+# can only confirm what its sender already holds.
+@csrf_exempt
+def contact_confirm_view(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        contact = contact_for_confirmation(token)
+        if request.method == "POST":
+            contact, now = contact_confirm(raw=token)
+            return render(request, "flows/confirm_done.html", {"flow": contact.flow, "first_time": now})
+    except ConfirmationInvalid as exc:
+        return render(request, "flows/confirm_invalid.html", {"message": exc.message}, status=404)
+    if contact.confirmed_at is not None:
+        return render(request, "flows/confirm_done.html", {"flow": contact.flow, "first_time": False})
+    return render(request, "flows/confirm.html", {"flow": contact.flow, "email": contact.email})

@@ -376,7 +376,12 @@ def decide_batch(
     delivered = [(item, built) for item, built in sendable if outcomes[item.id].status == "delivered"]
     # A superseded row's person is in the destination already: its submission still gets its list and event.
     delivered += superseded
-    if delivered and (integration.list_id or integration.event_name or any(item.device for item, _ in delivered)):
+    if delivered and (
+        integration.list_id
+        or integration.event_name
+        or consent_rules(integration, destination)
+        or any(item.device for item, _ in delivered)
+    ):
         _extras(integration=integration, destination=destination, delivered=delivered, outcomes=outcomes, lease=lease)
     return outcomes
 
@@ -412,6 +417,10 @@ def _extras(
             if not result.delivered:
                 _extra_failed(outcomes[item.id], step, result, destination)
         delivered = [pair for pair in delivered if not outcomes[pair[0].id].retryable]
+    _consents_apply(
+        integration=integration, destination=destination, delivered=delivered, outcomes=outcomes, check=check
+    )
+    delivered = [pair for pair in delivered if not outcomes[pair[0].id].retryable]
     if integration.event_name:
         flows = dict(ConversionFlow.objects.filter(id__in={i.flow_id for i, _ in delivered}).values_list("id", "name"))
         for item, built in delivered:
@@ -447,6 +456,51 @@ def _extras(
         except DestinationError as exc:
             result = RecordResult(built.identifier, False, exc.code, exc.message, exc.retryable)
             _extra_failed(outcomes[item.id], "registering the device", result, destination)
+
+
+def consent_rules(integration: Integration, destination: Destination) -> dict[str, dict[str, str]]:
+    """The integration's consent mapping: form field key -> {"target", "name", "unticked"} (the sync
+    settings step), where the destination can subscribe people."""
+    rules = (integration.config or {}).get("consent") or {}
+    return rules if rules and destination.supports(Capability.SUBSCRIPTIONS, integration.config or {}) else {}
+
+
+def _consents_apply(
+    *,
+    integration: Integration,
+    destination: Destination,
+    delivered: list[tuple[Claimed, BuiltRecord]],
+    outcomes: dict[int, Outcome],
+    check: Any,
+) -> None:
+    """Each consent field's answer as the admin mapped it: a ticked box subscribes the person to its target;
+    an unticked one unsubscribes them only when the admin chose that ("unticked": "unsubscribe"), and a
+    box never answered (the capture API did not send it) does nothing. Nobody who did not tick is ever
+    subscribed. A superseded submission's answer is older than one delivered already: it is not applied."""
+    fresh = [pair for pair in delivered if outcomes[pair[0].id].code != "superseded"]
+    for key, rule in consent_rules(integration, destination).items():
+        for subscribe in (True, False):
+            if not subscribe and rule.get("unticked") != "unsubscribe":
+                continue
+            group = [
+                (item, built)
+                for item, built in fresh
+                if item.data.get(key) is subscribe and not outcomes[item.id].retryable
+            ]
+            if not group:
+                continue
+            check()
+            try:
+                results = destination.subscriptions_apply(rule["target"], subscribe, [b.payload for _, b in group])
+            except (AuthError, ForbiddenError):
+                raise
+            except DestinationError as exc:
+                results = [RecordResult(b.identifier, False, exc.code, exc.message, exc.retryable) for _, b in group]
+            name = rule.get("name") or rule["target"]
+            step = f"subscribing them to {name}" if subscribe else f"unsubscribing them from {name}"
+            for (item, _), result in zip(group, results, strict=True):
+                if not result.delivered:
+                    _extra_failed(outcomes[item.id], step, result, destination)
 
 
 def _extra_failed(outcome: Outcome, step: str, result: RecordResult, destination: Destination) -> None:

@@ -8,6 +8,11 @@ from django import forms
 from integrations.destinations.base import Capability, Destination
 from integrations.models import Integration
 
+UNTICKED_CHOICES = [
+    ("leave", "Leave their subscriptions as they are"),
+    ("unsubscribe", "Unsubscribe them (they said no on this form)"),
+]
+
 
 class SyncSettingsForm(forms.Form):
     def __init__(
@@ -16,11 +21,39 @@ class SyncSettingsForm(forms.Form):
         lists: list[dict] | None = None,
         destination: type[Destination],
         config: dict | None = None,
+        consent_fields: list[tuple[str, str]] | None = None,
+        targets: list[dict] | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)
         config = config or {}
         label = destination.label
+        self.consent_note = ""
+        self.target_names = {str(t["id"]): str(t["name"]) for t in targets or []}
+        self.consent_keys = []
+        if consent_fields and destination.supports(Capability.SUBSCRIPTIONS, config):
+            saved = config.get("consent") or {}
+            for key, field_label in consent_fields:
+                rule = saved.get(key) or {}
+                self.consent_keys.append(key)
+                self.fields[f"consent__{key}"] = forms.ChoiceField(
+                    label=f"When “{field_label}” is ticked, subscribe them in {label} to",
+                    required=False,
+                    choices=[
+                        ("", "Nothing (only send the answer as a field, if mapped)"),
+                        *sorted(self.target_names.items(), key=lambda kv: kv[1].lower()),
+                    ],
+                    initial=rule.get("target", ""),
+                )
+                self.fields[f"unticked__{key}"] = forms.ChoiceField(
+                    label=f"When “{field_label}” is left unticked",
+                    choices=UNTICKED_CHOICES,
+                    initial=rule.get("unticked", "leave"),
+                    widget=forms.RadioSelect,
+                    help_text="A person who never ticked it is never subscribed.",
+                )
+        elif consent_fields:
+            self.consent_note = destination.unsupported_reason(Capability.SUBSCRIPTIONS, config)
         self.list_names = {int(item["id"]): str(item.get("name", "")) for item in lists or []}
         self.fields["overwrite_existing"].label = f"When a person already exists in {label}"
         if destination.supports(Capability.LISTS, config):
@@ -56,6 +89,21 @@ class SyncSettingsForm(forms.Form):
         max_length=100,
         help_text="An event name such as formSubmitted, with the flow's name in its data. Empty: no event.",
     )
+
+    def consent_rules(self) -> dict[str, dict[str, str]]:
+        """The consent mapping chosen: field key -> {"target", "name", "unticked"} (a field subscribing
+        to nothing is left out)."""
+        rules = {}
+        for key in self.consent_keys:
+            target = self.cleaned_data.get(f"consent__{key}") or ""
+            if target:
+                rules[key] = {
+                    "target": target,
+                    "name": self.target_names.get(target, target),
+                    "unticked": self.cleaned_data.get(f"unticked__{key}") or "leave",
+                }
+        return rules
+
     backfill = forms.BooleanField(
         label="Also sync the contacts captured before today",
         required=False,

@@ -8,6 +8,10 @@ from integrations.destinations import REGISTRY  # by dotted path: it imports no 
 from lib.crypto import EncryptedJSONField
 from workspaces.models import Workspace
 
+# The keys of an integration's config that the sync settings step owns (not its connection): they
+# survive a reconnect. "consent": form field key -> {"target", "name", "unticked"} (integrations.engine).
+SYNC_EXTRAS = ("list_id", "list_name", "event_name", "consent")
+
 
 class Integration(models.Model):
     """One destination of one workspace. Disconnecting drops the credentials and keeps the row
@@ -39,8 +43,8 @@ class Integration(models.Model):
     credentials = EncryptedJSONField(null=True, blank=True, editable=False)
     key_last4 = models.CharField(max_length=4, blank=True)
     # What the destination itself needs to know (its data center, project type, workspace id...),
-    # and the optional extras (list_id and list_name, event_name): validated by its package
-    # (Destination.validate_config), never read by shared code but for the extras.
+    # and the optional extras (SYNC_EXTRAS: list_id and list_name, event_name, the consent mapping):
+    # validated by its package (Destination.validate_config), never read by shared code but for the extras.
     config = models.JSONField(default=dict, blank=True)
     connected_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -53,8 +53,8 @@ def contact_insert_queued(contact: Contact) -> Contact:
     outbox, integrations, contacts = _tables()
     now = timezone.now()
     sql = (
-        f"WITH new AS (INSERT INTO {contacts} (workspace_id, flow_id, data, email, source, created_at, device) "  # noqa: S608
-        f"VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s::jsonb) RETURNING id, workspace_id), "
+        f"WITH new AS (INSERT INTO {contacts} (workspace_id, flow_id, data, email, source, created_at, device, consents) "  # noqa: S608,E501
+        f"VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s::jsonb) RETURNING id, workspace_id), "
         f"queued AS (INSERT INTO {outbox} ({_COLUMNS}) "
         f"SELECT i.id, new.id, 'pending', 0, %s, %s, '', '' FROM new JOIN {integrations} i "
         f"ON i.workspace_id = new.workspace_id WHERE i.status IN (%s, %s) "
@@ -69,6 +69,7 @@ def contact_insert_queued(contact: Contact) -> Contact:
         contact.source,
         now,
         None if contact.device is None else json.dumps(contact.device),
+        None if contact.consents is None else json.dumps(contact.consents),
         now,
         now,
         *QUEUEING_STATUSES,
@@ -99,6 +100,8 @@ def outbox_backfill(*, integration: Integration) -> int:
             f"INSERT INTO {outbox} ({_COLUMNS}, sent_before) "  # noqa: S608
             f"SELECT %s, c.id, 'pending', 0, %s, %s, '', '', %s FROM {contacts} c "
             f"WHERE c.workspace_id = %s AND c.id >= %s AND c.id < %s "
+            # A contact still waiting to confirm its address (double opt-in) is queued when it does.
+            f"AND (c.confirm_token_hash IS NULL OR c.confirmed_at IS NOT NULL) "
             f"ON CONFLICT (integration_id, contact_id) DO NOTHING"
         )
         with transaction.atomic(), connection.cursor() as cursor:

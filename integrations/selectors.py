@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.timesince import timeuntil
 
+from flows.models import FieldType, FlowField
 from integrations.destinations import destination_for
 from integrations.destinations.base import BusyError, DestinationError
 from integrations.models import AlertState, Integration, OutboxItem
@@ -35,6 +36,33 @@ def integration_destination_lists(*, integration: Integration) -> tuple[list[dic
         if isinstance(exc, BusyError):
             return kept, f"Could not load {name}'s lists: {exc.message}"
         return kept, f"Could not load {name}'s lists ({exc.code})."
+
+
+def integration_subscription_targets(*, integration: Integration) -> tuple[list[dict], str]:
+    """What consent fields can subscribe people to, or why it could not be read; as the lists above,
+    the targets already chosen stay choices without it."""
+    try:
+        return destination_for(integration, interactive=True).subscription_targets(), ""
+    except DestinationError as exc:
+        rules = (integration.config or {}).get("consent") or {}
+        kept = [{"id": rule["target"], "name": rule.get("name", rule["target"])} for rule in rules.values()]
+        name = integration.get_kind_display()
+        if isinstance(exc, BusyError):
+            return kept, f"Could not load {name}'s subscriptions: {exc.message}"
+        return kept, f"Could not load {name}'s subscriptions ({exc.code}): {exc.message}"
+
+
+def workspace_consent_fields(*, workspace: Workspace) -> list[tuple[str, str]]:
+    """The consent fields of the workspace's flows, (key, label), one per key."""
+    fields: dict[str, str] = {}
+    for key, label in (
+        scoped(FlowField, workspace)
+        .filter(field_type=FieldType.CONSENT)
+        .order_by("key", "id")
+        .values_list("key", "label")
+    ):
+        fields.setdefault(key, label)
+    return list(fields.items())
 
 
 def open_alerts(*, workspace: Workspace) -> list[AlertState]:

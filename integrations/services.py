@@ -22,7 +22,7 @@ from integrations.destinations.base import (
     DestinationError,
 )
 from integrations.destinations.base import ForbiddenError as DestinationForbidden
-from integrations.models import Integration
+from integrations.models import SYNC_EXTRAS, Integration
 from integrations.status import (
     integration_mark_connected,
     integration_mark_disconnected,
@@ -64,7 +64,7 @@ def integration_connect_verified(
     with transaction.atomic():
         integration = _integration(workspace, kind)
         # The extras chosen before (a list, an event) survive a reconnect; the rest is the new connection's.
-        extras = {k: v for k, v in (integration.config or {}).items() if k in ("list_id", "list_name", "event_name")}
+        extras = {k: v for k, v in (integration.config or {}).items() if k in SYNC_EXTRAS}
         config = destination.validate_config({**extras, **connection.config})
         # "Leave existing people unchanged" needs a lookup; a connection that cannot make one (an
         # optional key left out this time) updates them, and the sync settings say why.

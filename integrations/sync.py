@@ -20,7 +20,7 @@ from kombu import Producer, Queue
 from kombu.exceptions import ChannelError
 
 from accounts.models import User
-from integrations.models import Integration, OutboxItem
+from integrations.models import SYNC_EXTRAS, Integration, OutboxItem
 from integrations.outbox import outbox_backfill
 from lib import jsoncodec
 from sync_logs import ledger
@@ -308,6 +308,7 @@ def integration_sync_settings_save(
     list_id: int | None = None,
     list_name: str = "",
     event_name: str = "",
+    consent: dict[str, dict[str, str]] | None = None,
 ) -> int:
     """Save the frequency and overwrite policy; with ``backfill``, queue the contacts captured before.
 
@@ -316,7 +317,10 @@ def integration_sync_settings_save(
     integration.overwrite_existing = overwrite_existing
     integration.next_run_at = timezone.now() + timedelta(minutes=frequency) if frequency else None
     # The extras live in the destination's configuration, beside what its connect step stored.
-    config = {k: v for k, v in (integration.config or {}).items() if k not in ("list_id", "list_name", "event_name")}
+    config = {k: v for k, v in (integration.config or {}).items() if k not in SYNC_EXTRAS}
+    if consent:
+        # Form field key -> {"target", "name", "unticked"}: applied by the engine after each person's upsert.
+        config["consent"] = consent
     if list_id:
         config.update(list_id=list_id, list_name=list_name)
     if event_name.strip():
@@ -332,7 +336,12 @@ def integration_sync_settings_save(
         actor=actor,
         verb="integration.sync_settings_saved",
         target=integration.get_kind_display(),
-        data={"frequency": frequency, "overwrite_existing": overwrite_existing, "backfilled": queued},
+        data={
+            "frequency": frequency,
+            "overwrite_existing": overwrite_existing,
+            "backfilled": queued,
+            "consent": {key: rule["target"] for key, rule in (consent or {}).items()},
+        },
     )
     return queued
 

@@ -294,15 +294,28 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
         if destination.supports(Capability.LISTS, integration.config)
         else (None, "")
     )
+    consent_fields = selectors.workspace_consent_fields(workspace=request.workspace)
+    targets, targets_error = (
+        selectors.integration_subscription_targets(integration=integration)
+        if consent_fields and destination.supports(Capability.SUBSCRIPTIONS, integration.config)
+        else (None, "")
+    )
     form = SyncSettingsForm(
-        request.POST or None, initial=initial, lists=lists, destination=destination, config=integration.config
+        request.POST or None,
+        initial=initial,
+        lists=lists,
+        destination=destination,
+        config=integration.config,
+        consent_fields=consent_fields,
+        targets=targets,
     )
     if request.method == "POST" and form.is_valid():
-        values = form.cleaned_data
+        values = {k: v for k, v in form.cleaned_data.items() if not k.startswith(("consent__", "unticked__"))}
         queued = integration_sync_settings_save(
             integration=integration,
             actor=request.user,
             list_name=form.list_names.get(values.get("list_id") or 0, ""),
+            consent=form.consent_rules(),
             **values,
         )
         note = f" {queued} earlier contacts were queued." if queued else ""
@@ -316,6 +329,7 @@ def sync_settings(request: HttpRequest, kind: str) -> HttpResponse:
         "form": form,
         "setup": selectors.integration_setup(integration=integration, on="frequency"),
         "lists_error": lists_error,
+        "targets_error": targets_error,
     }
     return render(request, "integrations/sync_settings.html", context, status=400 if form.errors else 200)
 

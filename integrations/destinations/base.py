@@ -284,6 +284,7 @@ class Capability:
     LOOKUP = "lookup"  # finds out whether a person exists ("leave existing people unchanged")
     OAUTH = "oauth"  # connects by OAuth too
     DEVICES = "devices"  # registers a mobile device (push token) for a person
+    SUBSCRIPTIONS = "subscriptions"  # a consent field's answer subscribes (or unsubscribes) the person
 
 
 class Destination:
@@ -469,6 +470,16 @@ class Destination:
 
     def subscribe(self, list_id: int, records: list[dict[str, Any]]) -> list[RecordResult]:
         """Add the payloads' people to a list; one result per record, in order (delivered = subscribed)."""
+        raise NotImplementedError
+
+    def subscription_targets(self) -> list[dict[str, str]]:
+        """What a consent field can subscribe people to, as {"id", "name"}: ids are the destination's own
+        opaque strings, names say what kind of subscription each is (Capability.SUBSCRIPTIONS)."""
+        raise NotImplementedError
+
+    def subscriptions_apply(self, target: str, subscribe: bool, records: list[dict[str, Any]]) -> list[RecordResult]:
+        """Subscribe the payloads' people to ``target`` (one of :meth:`subscription_targets`), or unsubscribe
+        them, touching no other subscription they have; one result per record, in order."""
         raise NotImplementedError
 
     def track(self, event_name: str, record: dict[str, Any], data: dict[str, Any], *, event_id: str = "") -> None:

@@ -132,3 +132,20 @@ def found_people(status: int, body: Any, kind: str, asked: list[str]) -> set[str
     if problem:
         raise UnexpectedAnswerError(unexpected_message("the people lookup", status, body, problem), status=status)
     return found
+
+
+def subscription_topics(status: int, body: Any) -> list[dict[str, Any]]:
+    """The topics of GET /v1/subscription_topics: ``{"topics": [{"id": int, "name": str, ...}]}``."""
+    topics = body.get("topics") if isinstance(body, dict) else None
+    if not isinstance(topics, list) or not all(
+        isinstance(t, dict)
+        and isinstance(t.get("id"), int)
+        and not isinstance(t.get("id"), bool)
+        and isinstance(t.get("name"), str)
+        for t in topics
+    ):
+        raise UnexpectedAnswerError(
+            unexpected_message("the subscription topics", status, body, "no list of topics with ids and names"),
+            status=status,
+        )
+    return topics

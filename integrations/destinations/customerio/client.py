@@ -28,6 +28,7 @@ REGIONS = ("us", "eu")
 REGION_PATH = "/api/v1/accounts/region"
 BATCH_PATH = "/api/v2/batch"
 PEOPLE_PATH = "/v1/customers/attributes"  # App API getPeopleById (reference 5)
+TOPICS_PATH = "/v1/subscription_topics"  # App API: the subscription center's topics (reference 5)
 # What a 400 says when it refuses a request for its size ("batch request must be smaller than 500kb",
 # reference 3.2): the engine then splits the batch instead of failing its records.
 _SIZE_WORDS = re.compile(
@@ -168,7 +169,7 @@ class AppClient(CustomerIOClient):
     """The App API of one workspace (reference 1.2): looking people up."""
 
     api_rate_setting = "CUSTOMERIO_APP_RATE_PER_SECOND"
-    paced = (f"POST {PEOPLE_PATH}",)
+    paced = (f"POST {PEOPLE_PATH}", f"GET {TOPICS_PATH}")
     bucket_prefix = "customerio-app"
 
     def __init__(self, *, app_api_key: str, region: str = "us", **kwargs: Any) -> None:

@@ -34,6 +34,7 @@ from integrations.destinations.customerio.checks import APP_KEY_HINT, REGION_LAB
 from integrations.destinations.customerio.client import (
     BATCH_PATH,
     PEOPLE_PATH,
+    TOPICS_PATH,
     AppClient,
     TrackClient,
     describe_item,
@@ -42,6 +43,10 @@ from integrations.destinations.customerio.connect import connect_pair
 from integrations.destinations.customerio.forms import ConnectForm
 from integrations.destinations.http import Response
 
+TOPICS_REASON = (
+    "Mapping consent to subscription topics needs an App API key: Flowsync reads the topics of your "
+    "subscription center with it. " + APP_KEY_HINT
+)
 LOOKUP_REASON = (
     "Leave existing people unchanged needs an App API key: Flowsync looks each person up in Customer.io with it "
     "before sending. " + APP_KEY_HINT
@@ -67,7 +72,7 @@ class CustomerIODestination(Destination):
     kind = "customerio"
     label = "Customer.io"
     blurb = "Create and update Customer.io people from your flows, with an event per submission."
-    capabilities = frozenset({Capability.EVENTS, Capability.LOOKUP, Capability.DEVICES})
+    capabilities = frozenset({Capability.EVENTS, Capability.LOOKUP, Capability.DEVICES, Capability.SUBSCRIPTIONS})
     push_endpoint = f"POST {BATCH_PATH}"
     push_endpoint = "POST /api/v2/batch"
     connect_form = ConnectForm
@@ -100,14 +105,17 @@ class CustomerIODestination(Destination):
 
     @classmethod
     def supports(cls, capability: str, config: dict[str, Any]) -> bool:
-        if capability == Capability.LOOKUP:
-            return bool(config.get("app_api"))  # the lookup is the App API's (reference 5)
+        if capability in (Capability.LOOKUP, Capability.SUBSCRIPTIONS):
+            # The lookup and the list of subscription topics are the App API's (reference 5).
+            return bool(config.get("app_api"))
         return capability in cls.capabilities
 
     @classmethod
     def unsupported_reason(cls, capability: str, config: dict[str, Any]) -> str:
         if capability == Capability.LOOKUP and not cls.supports(capability, config):
             return LOOKUP_REASON
+        if capability == Capability.SUBSCRIPTIONS and not cls.supports(capability, config):
+            return TOPICS_REASON
         return ""
 
     @classmethod
@@ -301,6 +309,32 @@ class CustomerIODestination(Destination):
             response = self.app.request("POST", PEOPLE_PATH, params={"id_type": kind}, json={"ids": ids})
             found |= answers.found_people(response.status, response.body, kind, ids)
         return [bool(v) and v in found for v in values]
+
+    def subscription_targets(self) -> list[dict[str, str]]:
+        """The subscription center's topics (App API GET /v1/subscription_topics) as "topic:<id>"."""
+        if self.app is None:
+            raise DestinationError(TOPICS_REASON, code=words.NO_APP_API_KEY)
+        response = self.app.request("GET", TOPICS_PATH)
+        return [
+            {"id": f"topic:{topic['id']}", "name": f"Topic: {topic['name']}"}
+            for topic in answers.subscription_topics(response.status, response.body)
+        ]
+
+    def subscriptions_apply(self, target: str, subscribe: bool, records: list[dict[str, Any]]) -> list[RecordResult]:
+        """An ``identify`` per person setting one topic in JSON dot notation
+        (``cio_subscription_preferences.topics.topic_<id>``), which leaves their other topics as they are
+        (Track OpenAPI, cio_subscription_preferences), through the same batches as a push."""
+        attribute = rules.topic_attribute(target)
+        operations = [
+            {
+                "type": "person",
+                "action": "identify",
+                "identifiers": dict(record.get("identifiers") or {}),
+                "attributes": {attribute: subscribe},
+            }
+            for record in records
+        ]
+        return self.push(operations)
 
     def device_register(self, record: dict[str, Any], device: dict[str, Any]) -> None:
         """A v2 ``add_device`` operation for the record's person (Track OpenAPI person_add_device): the

@@ -65,6 +65,7 @@ NEW_FIELD_TYPES = {
     "number": "number",
     "date": "date",
     "boolean": "boolean",
+    "consent": "boolean",  # the answer (true / false); the wording and time stay in Flowsync
 }
 SUGGESTED_TARGETS = {"email": "email", "first_name": "first_name", "last_name": "last_name", "phone": "phone"}
 OVER_LIMIT = "over_limit"
@@ -279,3 +280,11 @@ def event_problem(name: str, data: dict[str, Any]) -> str:
     if byte_len(data) > MAX_EVENT_DATA_BYTES:
         return f"The event data is longer than Customer.io's {MAX_EVENT_DATA_BYTES:,} bytes."
     return ""
+
+
+def topic_attribute(target: str) -> str:
+    """The dot-notation attribute of a stored subscription target "topic:<id>"; ValueError for another."""
+    kind, _, number = str(target).partition(":")
+    if kind != "topic" or not number.isdigit():
+        raise ValueError(f"not a Customer.io subscription topic: {target!r}")
+    return f"cio_subscription_preferences.topics.topic_{int(number)}"

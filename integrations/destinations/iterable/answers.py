@@ -194,6 +194,28 @@ def check_envelope(*, what: str, status: int, body: Any) -> None:
     raise UnexpectedAnswerError(unexpected_message(what, status, body, "no code Success"), status=status)
 
 
+def check_subscription_answer(*, status: int, body: Any) -> None:
+    """The Subscriptions API's success: a 200 ``IterableApiResponse`` or a 202 with any body (the Swagger
+    documents none for it: "Accepted")."""
+    if status == 202:
+        return
+    check_envelope(what="the subscription", status=status, body=body)
+
+
+def items_of(name: str, response: Any) -> list[dict[str, Any]]:
+    """The ``{name: [{"id": int, "name": str, ...}]}`` of GET /api/messageTypes and /api/channels."""
+    body = response.body
+    items = body.get(name) if isinstance(body, dict) else None
+    if not isinstance(items, list) or not all(
+        isinstance(i, dict) and _is_count(i.get("id")) and isinstance(i.get("name"), str) for i in items
+    ):
+        raise UnexpectedAnswerError(
+            unexpected_message(f"GET /api/{name}", response.status, body, f"no list of {name} with ids and names"),
+            status=response.status,
+        )
+    return items
+
+
 def lookup_found(*, what: str, status: int, body: Any) -> bool:
     """A user lookup's answer (reference 4): ``{"user": {...}}`` found, ``{}`` not found; else not understood."""
     if isinstance(body, dict) and isinstance(body.get("user"), dict):

@@ -43,6 +43,15 @@ ENDPOINT_RATES = {
     "GET /api/users/byUserId": 100,
     "GET /api/lists": 100,
     "POST /api/lists/subscribe": 50,  # no limit documented: stay modest
+    "POST /api/lists/unsubscribe": 50,  # no limit documented: as subscribe
+    "GET /api/messageTypes": 100,
+    "GET /api/channels": 100,
+    # The Subscriptions API states no limit (peers-consent-erasure 3): as lists/subscribe.
+    "PUT /api/subscriptions/{group}/{id}": 50,
+    "PATCH /api/subscriptions/{group}/{id}/user/{email}": 50,
+    "PATCH /api/subscriptions/{group}/{id}/byUserId/{userId}": 50,
+    "DELETE /api/subscriptions/{group}/{id}/user/{email}": 50,
+    "DELETE /api/subscriptions/{group}/{id}/byUserId/{userId}": 50,
     "POST /api/events/track": 2000,
     "POST /api/users/forget": 3,
     "POST /api/users/registerDeviceToken": 500,

@@ -54,6 +54,7 @@ class IterableDestination(Destination):
             Capability.LOOKUP,
             Capability.OAUTH,
             Capability.DEVICES,
+            Capability.SUBSCRIPTIONS,
         }
     )
     push_endpoint = "POST /api/users/bulkUpdate"
@@ -360,3 +361,101 @@ class IterableDestination(Destination):
     def lists(self) -> list[dict[str, Any]]:
         body = self.client.request("GET", "/api/lists").body
         return list(body.get("lists") or []) if isinstance(body, dict) else []
+
+    # --- Consent: subscriptions (peers-consent-erasure 2.1) -----------------------------------------
+    # Additive calls only: a static list through lists/subscribe and lists/unsubscribe, a message type
+    # or a channel through the Subscriptions API (PUT /api/subscriptions/{group}/{id}). Never
+    # users/updateSubscriptions, which overwrites every subscription it is not sent.
+
+    def subscription_targets(self) -> list[dict[str, str]]:
+        """Standard lists, message types and marketing channels (GET /api/lists, /api/messageTypes,
+        /api/channels), as "emailList:<id>", "messageType:<id>", "messageChannel:<id>"."""
+        targets = [
+            {"id": f"{rules.SUBSCRIBE_LIST}:{item['id']}", "name": f"List: {item.get('name', item['id'])}"}
+            for item in self.lists()
+            if item.get("listType", "Standard") == "Standard" and isinstance(item.get("id"), int)
+        ]
+        types = answers.items_of("messageTypes", self.client.request("GET", "/api/messageTypes"))
+        channels = answers.items_of("channels", self.client.request("GET", "/api/channels"))
+        for item in types:
+            policy = "opt-in" if item.get("subscriptionPolicy") == "OptIn" else "opt-out"
+            targets.append(
+                {
+                    "id": f"{rules.SUBSCRIBE_MESSAGE_TYPE}:{item['id']}",
+                    "name": f"Message type: {item['name']} ({policy})",
+                }
+            )
+        for item in channels:
+            if item.get("channelType") == "Marketing":  # transactional channels cannot be unsubscribed from
+                name = f"Channel: {item['name']} ({item.get('messageMedium', '')})"
+                targets.append({"id": f"{rules.SUBSCRIBE_CHANNEL}:{item['id']}", "name": name})
+        return targets
+
+    def subscriptions_apply(self, target: str, subscribe: bool, records: list[dict[str, Any]]) -> list[RecordResult]:
+        group, group_id = rules.subscription_target(target)
+        if group == rules.SUBSCRIBE_LIST:
+            if subscribe:
+                return self.subscribe(group_id, records)
+            subscribers = [{k: r[k] for k in ("email", "userId") if r.get(k)} for r in records]
+            body = {"listId": group_id, "subscribers": subscribers, "channelUnsubscribe": False}
+            response = self.client.request("POST", "/api/lists/unsubscribe", json=body)
+            results = self._bulk_results("lists/unsubscribe", response, records)
+            # Not found on an unsubscribe: they are not on the list, which is what was asked (reference 6.3).
+            return [RecordResult(r.identifier, True) if r.code == "not_found" else r for r in results]
+        by_email, by_user_id = self._subscription_users(records)
+        body = {
+            "users": [by_email[i] for i in sorted(by_email)],
+            "usersByUserId": [by_user_id[i] for i in sorted(by_user_id)],
+        }
+        path = f"/api/subscriptions/{group}/{group_id}"
+        try:
+            response = self.client.request(
+                "PUT",
+                path,
+                params={"action": "subscribe" if subscribe else "unsubscribe"},
+                json=body,
+                template="/api/subscriptions/{group}/{id}",
+            )
+        except NotFoundError as exc:
+            return [
+                RecordResult(self.identifier_of(r), False, exc.code, words.SUBSCRIPTIONS_API_MISSING) for r in records
+            ]
+        except ConflictError:
+            # One email and userId of two different users refuses the whole request: one call each tells whose.
+            return [self._subscription_one(group, group_id, subscribe, record) for record in records]
+        answers.check_subscription_answer(status=response.status, body=response.body)
+        return [RecordResult(self.identifier_of(r), True) for r in records]
+
+    def _subscription_users(self, records: list[dict[str, Any]]) -> tuple[dict[int, str], dict[int, str]]:
+        """Each record's user by email where the project identifies people by it, else by userId."""
+        by_email, by_user_id = {}, {}
+        for index, record in enumerate(records):
+            if record.get("email") and self.project_type != "userId":
+                by_email[index] = record["email"]
+            elif record.get("userId"):
+                by_user_id[index] = record["userId"]
+        return by_email, by_user_id
+
+    def _subscription_one(self, group: str, group_id: int, subscribe: bool, record: dict[str, Any]) -> RecordResult:
+        shown = self.identifier_of(record)
+        by_email, by_user_id = self._subscription_users([record])
+        if by_email:
+            path, template = (
+                f"/api/subscriptions/{group}/{group_id}/user/{quote(by_email[0], safe='')}",
+                "/user/{email}",
+            )
+        else:
+            path, template = (
+                f"/api/subscriptions/{group}/{group_id}/byUserId/{quote(by_user_id[0], safe='')}",
+                "/byUserId/{userId}",
+            )
+        try:
+            response = self.client.request(
+                "PATCH" if subscribe else "DELETE", path, template="/api/subscriptions/{group}/{id}" + template
+            )
+        except (ConflictError, ValidationError) as exc:
+            return RecordResult(shown, False, exc.code, exc.message)
+        except NotFoundError as exc:
+            return RecordResult(shown, False, exc.code, words.SUBSCRIPTIONS_API_MISSING)
+        answers.check_subscription_answer(status=response.status, body=response.body)
+        return RecordResult(shown, True)

@@ -41,6 +41,7 @@ NEW_FIELD_TYPES = {
     "number": "double",
     "date": "date",
     "boolean": "boolean",
+    "consent": "boolean",  # the answer (true / false); the wording and time stay in Flowsync
 }
 SUGGESTED_TARGETS = {"email": "email", "first_name": "firstName", "last_name": "lastName", "phone": "phoneNumber"}
 NEW_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\- ]{0,99}(\.[A-Za-z][A-Za-z0-9_\- ]{0,99}){0,3}$")
@@ -145,3 +146,19 @@ def identifier_of(body: dict[str, Any], project_type: str) -> str:
     if project_type == "userId":
         return str(body.get("userId") or "")
     return str(body.get("email") or body.get("userId") or "")
+
+
+# --- Consent subscriptions (peers-consent-erasure 2.1) -----------------------------------------------
+# A subscription target's id is "<group>:<id>", the group as the Subscriptions API's path names it.
+SUBSCRIBE_LIST = "emailList"
+SUBSCRIBE_MESSAGE_TYPE = "messageType"
+SUBSCRIBE_CHANNEL = "messageChannel"
+_SUBSCRIPTION_GROUPS = (SUBSCRIBE_LIST, SUBSCRIBE_MESSAGE_TYPE, SUBSCRIBE_CHANNEL)
+
+
+def subscription_target(target: str) -> tuple[str, int]:
+    """(group, numeric id) of a stored target; ValueError for one that is not."""
+    group, _, number = str(target).partition(":")
+    if group not in _SUBSCRIPTION_GROUPS or not number.isdigit():
+        raise ValueError(f"not an Iterable subscription: {target!r}")
+    return group, int(number)

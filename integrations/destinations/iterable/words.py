@@ -7,6 +7,13 @@ import re
 from integrations.destinations.iterable.answers import FIELDS_FILTERED_OUT, TYPE_MISMATCH
 from integrations.destinations.iterable.client import NO_USER_CODE
 
+# A 404 from the Subscriptions API: the project does not have it (Iterable's customer success managers
+# enable it per project), or the message type or channel is gone.
+SUBSCRIPTIONS_API_MISSING = (
+    "Iterable answered 404 Not Found: this project's Subscriptions API is not enabled, or the message type "
+    "or channel no longer exists. Ask Iterable to enable the Subscriptions API, or map the consent to a list."
+)
+
 # What an Iterable field type is called in words an admin uses.
 TYPE_WORDS = {
     "long": "a whole number",
