@@ -40,6 +40,9 @@ class EmulatorHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def do_PATCH(self) -> None:  # Iterable's single-user subscribe (PATCH /api/subscriptions/...)
+        self._dispatch("PATCH")
+
 
 class EmulatorServer(ThreadingHTTPServer):
     """A threaded server with one state object: each request's paths are counted as finished once the

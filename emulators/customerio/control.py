@@ -13,7 +13,7 @@ from typing import Any
 
 from emulators.common import ControlClient
 from emulators.customerio.people import find_person, identify, public_person
-from emulators.customerio.state import EmulatorState, Fault, Workspace
+from emulators.customerio.state import EmulatorState, Fault, Workspace, topic
 
 _FAULT_FIELDS = {item.name for item in fields(Fault)}
 
@@ -82,6 +82,20 @@ def _control(state: EmulatorState, method: str, action: str, query: dict[str, st
     if (method, action) == ("GET", "person"):
         person = _find(_workspace(state, query.get("site_id")), query["identifier"])
         return 200, {"person": public_person(person) if person else None}
+    if (method, action) == ("POST", "topics"):
+        workspace = _workspace(state, body.get("site_id"))
+        topics = body["topics"]
+        if not isinstance(topics, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("id"), int) and isinstance(t.get("name"), str) for t in topics
+        ):
+            raise ControlError(400, "topics must be a list of objects with an integer id and a name")
+        workspace.topics = [
+            topic(t["id"], t["name"], t.get("description", ""), bool(t.get("subscribed_by_default", False)))
+            for t in topics
+        ]
+        return 200, {"topics": workspace.topics}
+    if (method, action) == ("GET", "topics"):
+        return 200, {"topics": json.loads(json.dumps(_workspace(state, query.get("site_id")).topics))}
     if method == "GET" and action in ("events", "activities", "operations"):
         return 200, {action: json.loads(json.dumps(getattr(_workspace(state, query.get("site_id")), action)))}
     if (method, action) == ("POST", "faults"):
@@ -159,6 +173,21 @@ class EmulatorControl(ControlClient):
     def person(self, site_id: str, identifier: str) -> dict | None:
         """The person whose id, email (any case) or cio_id is ``identifier``."""
         return self._call("GET", "person", params={"site_id": site_id, "identifier": identifier})["person"]
+
+    def topics(self, site_id: str) -> list[dict]:
+        """The workspace's subscription topics, as GET /v1/subscription_topics answers them."""
+        return self._call("GET", "topics", params={"site_id": site_id})["topics"]
+
+    def set_topics(self, site_id: str, topics: list[dict]) -> list[dict]:
+        """Replace the workspace's topics: each ``{"id": int, "name": str}``, optionally ``description`` and
+        ``subscribed_by_default`` (``identifier`` is always ``topic_<id>``); [] leaves none. Returns them."""
+        return self._call("POST", "topics", json={"site_id": site_id, "topics": topics})["topics"]
+
+    def attributes(self, site_id: str, identifier: str) -> dict | None:
+        """The attributes of the person whose id, email or cio_id is ``identifier``, as sent (not as strings):
+        ``cio_subscription_preferences`` is the object, e.g. ``{"topics": {"topic_1": True}}``."""
+        person = self.person(site_id, identifier)
+        return person["attributes"] if person else None
 
     def events(self, site_id: str) -> list[dict]:
         return self._call("GET", "events", params={"site_id": site_id})["events"]

@@ -11,6 +11,7 @@ later time than an update's own timestamp keeps its value. Without one, an updat
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -48,6 +49,11 @@ ACTIONS = {
     "delivery": ("event",),
 }
 RESERVED_ONLY = ("_update", "_timestamp")  # steer the update; not attributes of the person
+# Track OpenAPI cio_subscription_preferences: the object ({"topics": {"topic_<id>": bool}}) replaces the
+# person's, and "JSON dot notation, such as cio_subscription_preferences.topics.topic_<id>, [updates] one
+# topic without replacing others" (reference 2.3).
+PREFERENCES = "cio_subscription_preferences"
+TOPIC_PREFIX = f"{PREFERENCES}.topics."
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 
@@ -118,6 +124,8 @@ def check_attributes(attributes: Any, where: str = "attributes") -> list[Problem
             )
         elif name == "id" and value is not None:
             problems += check_identifier("id", value, _ANY_WORKSPACE, field)
+        elif (name == PREFERENCES or topic_name(name) is not None) and check_preferences(name, value, field):
+            problems += check_preferences(name, value, field)
         elif value is not None and byte_len(value) > MAX_ATTRIBUTE_VALUE_BYTES:
             problems.append(
                 Problem(
@@ -127,6 +135,34 @@ def check_attributes(attributes: Any, where: str = "attributes") -> list[Problem
                 )
             )
     return problems
+
+
+def topic_name(attribute: str) -> str | None:
+    """``topic_1`` for the attribute ``cio_subscription_preferences.topics.topic_1``; None for any other."""
+    rest = attribute[len(TOPIC_PREFIX) :] if attribute.startswith(TOPIC_PREFIX) else ""
+    return rest if rest and "." not in rest else None
+
+
+def check_preferences(name: str, value: Any, field: str) -> list[Problem]:
+    """The Track OpenAPI types each topic's preference as a boolean ("true subscribes, false unsubscribes")
+    and says "empty or missing values use the topic default": a boolean or null, nothing else. Checked here
+    as well as by the document, so that a checkout without it refuses the same bodies."""
+    if value is None:
+        return []
+    if name != PREFERENCES:
+        if isinstance(value, bool):
+            return []
+        return [Problem(field, "invalid", f"{name} must be a boolean: true subscribes, false unsubscribes")]
+    if not isinstance(value, dict):
+        return [Problem(field, "invalid", f'{PREFERENCES} must be an object such as {{"topics": {{"topic_1": true}}}}')]
+    topics = value.get("topics", {})
+    if not isinstance(topics, dict):
+        return [Problem(f"{field}.topics", "invalid", f"{PREFERENCES}.topics must be an object")]
+    return [
+        Problem(f"{field}.topics.{key}", "invalid", f"{PREFERENCES}.topics.{key} must be a boolean")
+        for key, item in topics.items()
+        if not isinstance(item, bool)
+    ]
 
 
 def check_event(name: Any, data: Any, *, name_field: str = "name", data_field: str = "attributes") -> list[Problem]:
@@ -290,14 +326,21 @@ def identify(
             _activity(workspace, kind, value, f"{other} is set; address the person by cio_id to change it")
         else:
             _set_identifier(workspace, person, other, new)
+    # One topic each, applied after the rest (a whole preferences object beside them is replaced first).
+    topic_updates = {topic_name(name): attributes.pop(name) for name in list(attributes) if topic_name(name)}
     stored = person["attributes"]
     after = set(stored) | {name for name, item in attributes.items() if item is not None}
     after -= {name for name, item in attributes.items() if item is None}
+    if topic_updates:
+        after.add(PREFERENCES)
     if len(after) > MAX_ATTRIBUTES:  # "300 per person or Identify call"
         _activity(workspace, kind, value, f"a person may have at most {MAX_ATTRIBUTES} attributes")
         return person
     now = int(time.time())
     for name, item in attributes.items():
+        if name == PREFERENCES:
+            _set_preferences(person, None, item, now if timestamp is None else timestamp, ordered=timestamp is not None)
+            continue
         if timestamp is not None and person["timestamps"].get(name, 0) > timestamp:
             continue  # a later update already set it
         if item is None:
@@ -305,8 +348,42 @@ def identify(
         else:
             stored[name] = item
         person["timestamps"][name] = now if timestamp is None else timestamp
+    for name, item in topic_updates.items():
+        _set_preferences(person, name, item, now if timestamp is None else timestamp, ordered=timestamp is not None)
     person["updated"] = now
     return person
+
+
+def _set_preferences(person: dict, topic: str | None, value: Any, at: int, *, ordered: bool) -> None:
+    """Replace the person's preferences (``topic`` None) or set one topic (null: back to the topic's default).
+
+    Ordered as every attribute is (module docstring), but per topic: an update of topic_2 stamped before
+    the last update of topic_1 still applies, since it changes nothing topic_1's update set. A whole
+    object stamped before any of its topics' last updates is dropped. ``preference_timestamps`` keeps the
+    stamps ("" for the last whole object); ``timestamps[cio_subscription_preferences]`` is the latest of
+    them, what the App API shows as "when a person's subscription preferences were last updated"."""
+    stored, stamps = person["attributes"], person.setdefault("preference_timestamps", {})
+    if ordered:
+        latest = max(stamps.values(), default=0) if topic is None else max(stamps.get("", 0), stamps.get(topic, 0))
+        if latest > at:
+            return
+    if topic is None:
+        if value is None:
+            stored.pop(PREFERENCES, None)
+        else:
+            stored[PREFERENCES] = copy.deepcopy(value)
+        stamps.clear()
+        stamps[""] = at
+    else:
+        current = stored.get(PREFERENCES) if isinstance(stored.get(PREFERENCES), dict) else {}
+        topics = dict(current.get("topics") or {})
+        if value is None:
+            topics.pop(topic, None)
+        else:
+            topics[topic] = value
+        stored[PREFERENCES] = {**current, "topics": topics}
+        stamps[topic] = at
+    person["timestamps"][PREFERENCES] = max(stamps.values())
 
 
 def _suppressed(workspace: Workspace, kind: str, value: str) -> bool:

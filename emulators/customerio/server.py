@@ -241,6 +241,8 @@ class Handler(EmulatorHandler):
                 return "app.people", Handler.r_app_people, {}
             if method == "GET" and len(parts) == 4 and parts[:2] == ["v1", "customers"] and parts[3] == "attributes":
                 return "app.person", Handler.r_app_person, {"identifier": parts[2]}
+            if (method, path) == ("GET", "/v1/subscription_topics"):
+                return "app.topics", Handler.r_app_topics, {}
             return "", None, {}
         if (method, path) == ("GET", "/api/v1/accounts/region"):
             return "region", Handler.r_region, {}
@@ -424,6 +426,11 @@ class Handler(EmulatorHandler):
             if person is None:
                 return 404, {"meta": {"error": "Customer not found"}}
             return 200, {"customer": app_customer(person)}
+
+    def r_app_topics(self, workspace: Workspace, params: dict, query: dict, region: str) -> tuple[int, dict]:
+        """getTopics (reference 5): the workspace's subscription topics, "an empty array" when it has none."""
+        with self.server.state.lock:
+            return 200, {"topics": [dict(item) for item in workspace.topics]}
 
 
 class EmulatorHTTPServer(EmulatorServer):

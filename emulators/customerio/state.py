@@ -32,6 +32,29 @@ MAX_APP_IDS = 100
 APP_RATE_LIMIT_RPS = 10
 MAX_LOGGED_BYTES = 50_000_000
 
+# What every workspace starts with: the subscription center's topics (App API getTopics, reference 5), in
+# the shape Customer.io's getTopics page shows ({name, description, subscribed_by_default, id, identifier}).
+# People carry their choices as cio_subscription_preferences.topics.topic_<id> (reference 2.3).
+SEEDED_TOPICS = (
+    {"id": 1, "name": "Newsletter", "description": "Our newsletter, for people who ask for it.", "default": False},
+    {"id": 2, "name": "Product updates", "description": "News of product releases.", "default": True},
+)
+
+
+def topic(id: int, name: str, description: str = "", subscribed_by_default: bool = False) -> dict:
+    """A topic as getTopics answers it: ``identifier`` is the name people's preferences use for it."""
+    return {
+        "id": id,
+        "name": name,
+        "description": description,
+        "subscribed_by_default": subscribed_by_default,
+        "identifier": f"topic_{id}",
+    }
+
+
+def seeded_topics() -> list[dict]:
+    return [topic(t["id"], t["name"], t["description"], t["default"]) for t in SEEDED_TOPICS]
+
 
 @dataclass
 class Workspace:
@@ -53,6 +76,9 @@ class Workspace:
     activities: list[dict] = field(default_factory=list)
     # Valid operations the emulator accepts but does not model (objects, devices, deliveries...).
     operations: list[dict] = field(default_factory=list)
+    # The subscription center's topics (GET /v1/subscription_topics); the control API may replace them.
+    # Preferences for a topic not listed here are still kept: the Track OpenAPI refuses none.
+    topics: list[dict] = field(default_factory=seeded_topics)
     next_person: int = 1
 
     def public(self) -> dict:

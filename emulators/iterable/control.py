@@ -13,6 +13,17 @@ from typing import Any
 from emulators.common import ControlClient
 from emulators.iterable.state import EmulatorState, Fault
 
+# Per-project settings of the Subscriptions API (see emulators.iterable.state.Project).
+PROJECT_SETTINGS = ("subscriptions_api", "subscriptions_bulk_status")
+
+
+def _bad_project_setting(settings: dict[str, Any]) -> str | None:
+    if "subscriptions_api" in settings and not isinstance(settings["subscriptions_api"], bool):
+        return "subscriptions_api must be true or false"
+    if settings.get("subscriptions_bulk_status", 200) not in (200, 202):
+        return "subscriptions_bulk_status must be 200 or 202"
+    return None
+
 
 def handle_control(state: EmulatorState, method: str, path: str, query: dict[str, str], raw: bytes) -> tuple[int, Any]:
     body = json.loads(raw) if raw else {}
@@ -22,9 +33,11 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
             state.reset()
             return 200, {"ok": True}
         if action == "keys" and method == "POST":
-            options = {
-                k: body[k] for k in ("project_type", "allow_new_fields", "refusal_status", "jwt_required") if k in body
-            }
+            names = ("project_type", "allow_new_fields", "refusal_status", "jwt_required", *PROJECT_SETTINGS)
+            options = {k: body[k] for k in names if k in body}
+            problem = _bad_project_setting(options)
+            if problem:
+                return 400, {"error": problem}
             key = state.add_key(
                 body["key"], body["type"], int(body.get("project_id", 1)), body.get("region", "us"), **options
             )
@@ -32,6 +45,13 @@ def handle_control(state: EmulatorState, method: str, path: str, query: dict[str
         if action == "users" and method == "GET":
             project = state.projects.get(int(query.get("project_id", 1)))
             return 200, {"users": list(project.users.values()) if project else []}
+        if action == "projects" and method == "POST":
+            settings = {k: body[k] for k in PROJECT_SETTINGS if k in body}
+            problem = _bad_project_setting(settings)
+            if problem:
+                return 400, {"error": problem}
+            project = state.project(int(body.get("project_id", 1)), **settings)
+            return 200, {"project_id": project.project_id, **{k: getattr(project, k) for k in PROJECT_SETTINGS}}
         if action == "fields" and method == "GET":
             project = state.projects.get(int(query.get("project_id", 1)))
             return 200, {"fields": dict(project.fields) if project else {}}
@@ -133,6 +153,44 @@ class EmulatorControl(ControlClient):
 
     def user(self, email: str, project_id: int = 1) -> dict | None:
         return next((u for u in self.users(project_id) if (u.get("email") or "").lower() == email.lower()), None)
+
+    def user_by_user_id(self, user_id: str, project_id: int = 1) -> dict | None:
+        return next((u for u in self.users(project_id) if u.get("userId") == user_id), None)
+
+    def subscriptions(
+        self, email: str | None = None, *, user_id: str | None = None, project_id: int = 1
+    ) -> dict[str, list[int]] | None:
+        """A user's subscription state as their profile holds it (None when there is no such user): the list
+        field lists/subscribe writes (``emailListIds`` in email-based projects, else ``userListIds``),
+        ``subscribedMessageTypeIds``, ``unsubscribedMessageTypeIds`` and ``unsubscribedChannelIds``; a field
+        the profile does not have is left out."""
+        user = self.user_by_user_id(user_id, project_id) if user_id is not None else self.user(email or "", project_id)
+        if user is None:
+            return None
+        names = (
+            "emailListIds",
+            "userListIds",
+            "subscribedMessageTypeIds",
+            "unsubscribedMessageTypeIds",
+            "unsubscribedChannelIds",
+        )
+        return {name: user["dataFields"][name] for name in names if name in user["dataFields"]}
+
+    def configure_project(
+        self,
+        project_id: int = 1,
+        *,
+        subscriptions_api: bool | None = None,
+        subscriptions_bulk_status: int | None = None,
+    ) -> dict:
+        """Per-project settings: whether the Subscriptions API is enabled (else its endpoints answer 404), and
+        whether its successes answer 200 with the envelope or 202 with no body. Returns the project's settings."""
+        body: dict[str, Any] = {"project_id": project_id}
+        if subscriptions_api is not None:
+            body["subscriptions_api"] = subscriptions_api
+        if subscriptions_bulk_status is not None:
+            body["subscriptions_bulk_status"] = subscriptions_bulk_status
+        return self._call("POST", "projects", json=body)
 
     def fields(self, project_id: int = 1) -> dict[str, str]:
         return self._call("GET", "fields", params={"project_id": project_id})["fields"]

@@ -42,14 +42,18 @@ from emulators.iterable.state import (
     Key,
     Project,
 )
+from emulators.iterable.subscriptions import GROUPS, conflicting, group_exists, list_field, overwrite, toggle
 from emulators.iterable.users import (
     TypeMismatch,
+    WriteResult,
     check_types,
     delete_user,
     find_user,
+    identify,
     public_user,
     type_mismatch_envelope,
     valid_email,
+    valid_user_id,
     write_user,
 )
 
@@ -197,13 +201,20 @@ class Handler(EmulatorHandler):
             raise Reply(404, envelope("NotFound", f"Endpoint not found: {method} {path}"))
         key = self._authenticate(region, path)
         self._check_rights(key, method, path)
+        if route.startswith("subscriptions."):
+            with state.lock:
+                enabled = state.projects[key.project_id].subscriptions_api
+            if not enabled:
+                # Swagger: "To enable this API, contact your customer success manager"; until then its
+                # endpoints answer 404 "Endpoint not found" (reference 5), whatever the request holds.
+                raise Reply(404, envelope("NotFound", "Endpoint not found"))
         if not state.rate_ok(key.project_id, route):
             headers = {"Retry-After": str(state.retry_after)} if state.retry_after else {}
             raise Reply(429, envelope("RateLimitExceeded", "Exceeded rate limit."), headers)
         fault = state.next_fault(path)
         self._apply_fault(fault)
         body: Any = None
-        if method == "POST":
+        if method in ("POST", "PUT"):  # the bulk subscription action is a PUT with a body
             raw = self.body
             if route == "users.bulkUpdate" and len(raw) > MAX_BULK_BODY:
                 raise Reply(
@@ -230,7 +241,7 @@ class Handler(EmulatorHandler):
             status, payload = handler(self, project, body, query, path)
         if fault is not None and fault.kind == "truncate":
             # Carried out, but the answer arrives cut (a proxy's buffer, a dropped tail): valid HTTP, broken JSON.
-            encoded = json.dumps(payload).encode()
+            encoded = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             payload = encoded[: len(encoded) // 2 if fault.cut is None else fault.cut]
             self._send(status, payload, {"Content-Type": "application/json"})
             return
@@ -265,6 +276,14 @@ class Handler(EmulatorHandler):
             ("GET", "/api/lists"): ("lists.get", Handler.r_lists),
             ("POST", "/api/lists"): ("lists.create", Handler.r_list_create),
             ("POST", "/api/lists/subscribe"): ("lists.subscribe", Handler.r_subscribe),
+            ("POST", "/api/lists/unsubscribe"): ("lists.unsubscribe", Handler.r_unsubscribe),
+            ("GET", "/api/channels"): ("channels.get", Handler.r_channels),
+            ("GET", "/api/messageTypes"): ("messageTypes.get", Handler.r_message_types),
+            ("POST", "/api/users/updateSubscriptions"): ("users.updateSubscriptions", Handler.r_update_subscriptions),
+            ("POST", "/api/users/bulkUpdateSubscriptions"): (
+                "users.bulkUpdateSubscriptions",
+                Handler.r_bulk_update_subscriptions,
+            ),
             ("POST", "/api/events/track"): ("events.track", Handler.r_track),
             ("POST", "/api/users/forget"): ("users.forget", Handler.r_forget),
             ("POST", "/api/users/registerDeviceToken"): ("users.registerDeviceToken", Handler.r_register_device),
@@ -272,6 +291,17 @@ class Handler(EmulatorHandler):
         }
         if (method, path) in table:
             return (*table[(method, path)], path)
+        parts = path.split("/")  # ["", "api", "subscriptions", group, id, ...]
+        if parts[2:3] == ["subscriptions"] and len(parts) == 5 and method == "PUT":
+            group_path = "/api/subscriptions/{subscriptionGroup}/{subscriptionGroupId}"
+            return "subscriptions.bulk", Handler.r_subscription_bulk, group_path
+        if parts[2:3] == ["subscriptions"] and len(parts) == 7 and method in ("PATCH", "DELETE"):
+            if parts[5] == "user":
+                user_path = "/api/subscriptions/{subscriptionGroup}/{subscriptionGroupId}/user/{userEmail}"
+                return "subscriptions.user", Handler.r_subscription_user, user_path
+            if parts[5] == "byUserId":
+                user_path = "/api/subscriptions/{subscriptionGroup}/{subscriptionGroupId}/byUserId/{userId}"
+                return "subscriptions.byUserId", Handler.r_subscription_user, user_path
         if method == "DELETE" and path.startswith("/api/users/byUserId/") and path.count("/") == 4:
             return "users.deleteByUserId", Handler.r_delete, "/api/users/byUserId/{userId}"
         if method == "DELETE" and path.startswith("/api/users/") and path.count("/") == 3:
@@ -406,18 +436,13 @@ class Handler(EmulatorHandler):
     def r_subscribe(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
         target = project.lists.get(body["listId"])
         if target is None:
-            # As recorded from Iterable (reference 5): a 400 whose code says "Success"; msg names the error.
-            return 400, envelope(
-                "Success",
-                f"error.lists.invalidListId({body['listId']})",
-                {"projectId": project.project_id, "listId": body["listId"]},
-            )
+            return 400, _invalid_list(project, body["listId"])
         mismatch = _type_mismatch(project, body["subscribers"], None, report_first=self._report_first)
         if mismatch:
             return 400, mismatch
         failed: dict[str, list[str]] = {name: [] for name in FAILED_LISTS}
         success = 0
-        field = "emailListIds" if project.project_type == "email" else "userListIds"
+        field = list_field(project)
         for record in body["subscribers"]:
             existing = find_user(project, email=record.get("email"), user_id=record.get("userId"))
             if existing is None and body.get("updateExistingUsersOnly") and project.project_type != "email":
@@ -441,6 +466,106 @@ class Handler(EmulatorHandler):
             "invalidUserIds": failed["invalidUserIds"],
             "failedUpdates": failed,
         }
+
+    def r_unsubscribe(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        """POST /api/lists/unsubscribe (reference 6.3): each subscriber taken off the list, nobody created.
+        A user the project does not have is a ``failedUpdates.notFound*`` entry ("for subscribe/unsubscribe
+        only", reference 2.2), which RudderStack reads as a no-op success. ``channelUnsubscribe`` ("essentially
+        a global unsubscribe") is kept in the request log only: the emulator's lists have no channel."""
+        if body["listId"] not in project.lists:
+            return 400, _invalid_list(project, body["listId"])
+        failed: dict[str, list[str]] = {name: [] for name in FAILED_LISTS}
+        success = 0
+        for record in body["subscribers"]:
+            email, user_id = record.get("email"), record.get("userId")
+            if email is not None and not valid_email(email):
+                failed["invalidEmails"].append(str(email))
+                continue
+            if user_id is not None and not valid_user_id(user_id):
+                failed["invalidUserIds"].append(str(user_id))
+                continue
+            if email is None and user_id is None:
+                failed["invalidEmails"].append("")
+                continue
+            user = find_user(project, email=email, user_id=user_id)
+            if user is None:
+                failed["notFoundEmails" if email else "notFoundUserIds"].append(email or user_id)
+                continue
+            data = user["dataFields"]
+            field = list_field(project)
+            if isinstance(data.get(field), list):
+                data[field] = [item for item in data[field] if item != body["listId"]]
+            success += 1
+        return 200, {
+            "successCount": success,
+            "failCount": len(body["subscribers"]) - success,
+            "invalidEmails": failed["invalidEmails"],
+            "invalidUserIds": failed["invalidUserIds"],
+            "failedUpdates": failed,
+        }
+
+    def r_channels(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
+        return 200, {"channels": [dict(item) for item in project.channels.values()]}
+
+    def r_message_types(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
+        return 200, {"messageTypes": [dict(item) for item in project.message_types.values()]}
+
+    # The Subscriptions API (peers-consent-erasure 2.1): additive, one group id for many users or for one.
+
+    def r_subscription_bulk(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, Any]:
+        """PUT /api/subscriptions/{subscriptionGroup}/{subscriptionGroupId}?action=subscribe|unsubscribe with
+        ``{"users": [emails], "usersByUserId": [userIds]}`` (either may be left out)."""
+        group, group_id = _subscription_group(project, path)
+        action = query.get("action")
+        if action not in ("subscribe", "unsubscribe"):
+            # Swagger: the action query parameter is required, "subscribe or unsubscribe".
+            return 400, envelope("BadParams", f"action must be subscribe or unsubscribe, not {action!r}")
+        return _subscription_change(
+            project, group, group_id, body.get("users") or [], body.get("usersByUserId") or [], action == "subscribe"
+        )
+
+    def r_subscription_user(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, Any]:
+        """PATCH (subscribe) or DELETE (unsubscribe) /api/subscriptions/{group}/{id}/user/{userEmail} and
+        .../byUserId/{userId}: the bulk action's rules and answers for one user."""
+        group, group_id = _subscription_group(project, path)
+        parts = path.split("/")
+        who, ident = parts[5], urllib.parse.unquote(parts[6])
+        emails, user_ids = ([ident], []) if who == "user" else ([], [ident])
+        return _subscription_change(project, group, group_id, emails, user_ids, self.command == "PATCH")
+
+    # users/updateSubscriptions and bulkUpdateSubscriptions: overwrite (see emulators.iterable.subscriptions).
+
+    def r_update_subscriptions(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        failure = _overwrite_subscriptions(project, body)
+        if failure is None:
+            return 200, envelope("Success", "User subscriptions updated")
+        status, code, message = failure
+        return status, envelope(code, message)
+
+    def r_bulk_update_subscriptions(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
+        """Swagger BulkUpdateSubscriptionsResponse: a malformed identifier is an invalid*, any other failure of
+        a valid one (a conflict, a forgotten user) a valid*Failure."""
+        answer: dict[str, Any] = {
+            "successCount": 0,
+            "failCount": 0,
+            "invalidEmails": [],
+            "invalidUserIds": [],
+            "validEmailFailures": [],
+            "validUserIdFailures": [],
+        }
+        for update in body["updateSubscriptionsRequests"]:
+            failure = _overwrite_subscriptions(project, update)
+            if failure is None:
+                answer["successCount"] += 1
+                continue
+            answer["failCount"] += 1
+            by_email = update.get("email") is not None
+            ident = str(update["email"] if by_email else update.get("userId") or "")
+            if failure[0] == 400:  # the identifier itself was refused
+                answer["invalidEmails" if by_email else "invalidUserIds"].append(ident)
+            else:
+                answer["validEmailFailures" if by_email else "validUserIdFailures"].append(ident)
+        return 200, answer
 
     def r_track(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
         if not body.get("email") and not body.get("userId"):
@@ -526,6 +651,89 @@ class Handler(EmulatorHandler):
             self._send(*_token(state, form))
         else:
             self._send(404, envelope("NotFound", "Endpoint not found"))
+
+
+def _invalid_list(project: Project, list_id: Any) -> dict:
+    # As recorded from Iterable on lists/subscribe (reference 5): a 400 whose code says "Success"; msg names
+    # the error. lists/unsubscribe is answered the same way.
+    params = {"projectId": project.project_id, "listId": list_id}
+    return envelope("Success", f"error.lists.invalidListId({list_id})", params)
+
+
+def _subscription_group(project: Project, path: str) -> tuple[str, int]:
+    """The path's group (case-insensitive) and numeric id, which the project must have: else a 400 Reply."""
+    _, _, _, raw_group, raw_id, *_ = path.split("/")
+    raw_group, raw_id = urllib.parse.unquote(raw_group), urllib.parse.unquote(raw_id)
+    group = GROUPS.get(raw_group.lower())
+    if group is None:
+        message = f"Invalid subscription group {raw_group!r}: emailList, messageType or messageChannel"
+        raise Reply(400, envelope("BadParams", message))
+    if not (raw_id.isascii() and raw_id.isdigit()):
+        raise Reply(400, envelope("BadParams", f"Invalid subscription group id {raw_id!r}: it must be numeric"))
+    if not group_exists(project, group, int(raw_id)):
+        raise Reply(400, envelope("BadParams", f"No {group} with id {int(raw_id)} in this project"))
+    return group, int(raw_id)
+
+
+_FAILURE_CODES = {"invalidEmails": "InvalidEmailAddressError", "invalidUserIds": "InvalidUserIdError"}
+
+
+def _refusal(project: Project, record: dict) -> tuple[int, str, str] | None:
+    """Why a write of ``record`` (an email or a userId) would fail, as write_user decides it, without writing:
+    (status, code, message), or None when it would go through (creating the user if need be)."""
+    who = identify(project, record)
+    if isinstance(who, WriteResult):
+        return 400, _FAILURE_CODES.get(who.failure, "BadParams"), who.message
+    email, user_id = record.get("email"), record.get("userId")
+    if (email and email.lower() in project.forgotten) or (user_id and user_id in project.forgotten_user_ids):
+        # As registerDeviceToken answers it (reference 5: 409 "Contact is GDPR forgotten").
+        return 409, "ForgottenUserError", "Contact is GDPR forgotten"
+    return None
+
+
+def _user_for(project: Project, record: dict) -> dict:
+    """The user of a record _refusal let through; created when unknown, as Iterable does on writes (reference 6.1)."""
+    user = find_user(project, email=record.get("email"), user_id=record.get("userId"))
+    if user is None:
+        write_user(project, record, create_new_fields=None)
+        user = find_user(project, email=record.get("email"), user_id=record.get("userId"))
+    assert user is not None, record  # _refusal said the write goes through
+    return user
+
+
+def _subscription_change(
+    project: Project, group: str, group_id: int, emails: list[str], user_ids: list[str], subscribe: bool
+) -> tuple[int, Any]:
+    """Subscribe or unsubscribe every user named, all or none: each one is checked before any is changed."""
+    records = [{"email": e} for e in dict.fromkeys(emails)] + [{"userId": u} for u in dict.fromkeys(user_ids)]
+    for record in records:
+        refusal = _refusal(project, record)
+        if refusal is not None:
+            return refusal[0], envelope(refusal[1], refusal[2])
+    # A value in both lists whose email is one user's and userId another's: Swagger's 409 "Email/userId conflict".
+    clashing = [value for value in dict.fromkeys(emails) if value in user_ids and conflicting(project, value, value)]
+    if clashing:
+        return 409, envelope("ExternalKeyConflict", "Email/userId conflict", {"conflicts": clashing})
+    for record in records:
+        toggle(project, _user_for(project, record), group, group_id, subscribe=subscribe)
+    if project.subscriptions_bulk_status == 202:
+        return 202, b""  # Swagger: "Accepted a request for bulk subscription actions", no body documented
+    verb = "Subscribed" if subscribe else "Unsubscribed"
+    return 200, envelope("Success", f"{verb} {len(records)} user(s) {'to' if subscribe else 'from'} {group} {group_id}")
+
+
+def _overwrite_subscriptions(project: Project, request: dict) -> tuple[int, str, str] | None:
+    """One UpdateSubscriptionsRequest applied (None), or why it was not: (status, code, message)."""
+    record = {k: request[k] for k in ("email", "userId") if request.get(k) is not None}
+    if not record:
+        return 400, "BadParams", "email or userId is required"
+    refusal = _refusal(project, record)
+    if refusal is not None:
+        return refusal
+    if conflicting(project, record.get("email"), record.get("userId")):
+        return 409, "ExternalKeyConflict", "Email/userId conflict"
+    overwrite(project, _user_for(project, record), request)
+    return None
 
 
 def _type_mismatch(

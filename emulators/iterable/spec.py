@@ -114,8 +114,8 @@ def _open_object(properties: dict[str, dict], required: tuple[str, ...] = ()) ->
     return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": True}
 
 
-def _body(schema: dict) -> dict:
-    return {"post": {"parameters": [{"in": "body", "name": "body", "schema": schema}]}}
+def _body(schema: dict, method: str = "post") -> dict:
+    return {method: {"parameters": [{"in": "body", "name": "body", "schema": schema}]}}
 
 
 _NULLABLE_STRING = {"type": "string", "x-nullable": True}
@@ -123,6 +123,18 @@ _USER = _open_object(
     {"email": _NULLABLE_STRING, "userId": _NULLABLE_STRING, "dataFields": {"type": "object", "x-nullable": True}}
 )
 _USERS = {"type": "array", "items": _USER}
+_IDS = {"type": "array", "items": {"type": "integer"}, "x-nullable": True}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+# Swagger UpdateSubscriptionsRequest: the id arrays the handler overwrites the profile's with.
+_UPDATE_SUBSCRIPTIONS = _open_object(
+    {
+        **_USER["properties"],
+        "emailListIds": _IDS,
+        "unsubscribedChannelIds": _IDS,
+        "unsubscribedMessageTypeIds": _IDS,
+        "subscribedMessageTypeIds": _IDS,
+    }
+)
 
 # The keys and types the handlers (server.py) index into. Open objects: Iterable's document, when
 # present, is what catches unknown keys; this only keeps a malformed body from crashing a handler.
@@ -134,6 +146,22 @@ HANDLER_SHAPES = SwaggerSpec(
             "/api/lists": _body(_open_object({"name": {"type": "string"}}, ("name",))),
             "/api/lists/subscribe": _body(
                 _open_object({"listId": {"type": "integer"}, "subscribers": _USERS}, ("listId", "subscribers"))
+            ),
+            "/api/lists/unsubscribe": _body(
+                _open_object(
+                    {"listId": {"type": "integer"}, "subscribers": _USERS, "channelUnsubscribe": {"type": "boolean"}},
+                    ("listId", "subscribers"),
+                )
+            ),
+            "/api/users/updateSubscriptions": _body(_UPDATE_SUBSCRIPTIONS),
+            "/api/users/bulkUpdateSubscriptions": _body(
+                _open_object(
+                    {"updateSubscriptionsRequests": {"type": "array", "items": _UPDATE_SUBSCRIPTIONS}},
+                    ("updateSubscriptionsRequests",),
+                )
+            ),
+            "/api/subscriptions/{subscriptionGroup}/{subscriptionGroupId}": _body(
+                _open_object({"users": _STRINGS, "usersByUserId": _STRINGS}), "put"
             ),
             "/api/events/track": _body(
                 _open_object(

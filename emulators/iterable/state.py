@@ -52,6 +52,10 @@ RATE_LIMITS = {
     "users.forget": 3,
     "users.registerDeviceToken": 500,
     "users.disableDevice": 500,
+    # Swagger GET /api/channels and GET /api/messageTypes: "100 requests/second, per project". The
+    # subscription endpoints (PUT/PATCH/DELETE /api/subscriptions/..., updateSubscriptions) state none.
+    "channels.get": 100,
+    "messageTypes.get": 100,
 }
 FORGET_DAILY_CAP = 1000  # forget calls per project per 24 h (reference 2.3): past it, 429
 # reference 2.2: "Max body size: 4 MB" per bulkUpdate, read as 4,000,000 bytes; the client splits
@@ -125,6 +129,17 @@ class Project:
     # person expected (a benchmark's unique emails), a rewrite is a duplicate delivery.
     writes: int = 0
     rewrites: int = 0
+    # Channels and message types (Swagger ChannelDetails, MessageTypeDetails), by id: the same few in
+    # every project (see seed_subscription_groups), so that tests and the demo can name them.
+    channels: dict[int, dict] = field(default_factory=dict)
+    message_types: dict[int, dict] = field(default_factory=dict)
+    # The Subscriptions API (PUT/PATCH/DELETE /api/subscriptions/...) is a feature "your customer success
+    # manager" enables (Swagger; peers-consent-erasure 2.1): when off, its endpoints answer 404 "Endpoint
+    # not found". On by default here, so that a test of the off case says so.
+    subscriptions_api: bool = True
+    # Its success answer: Swagger lists both 200 (IterableApiResponse) and 202 ("Accepted a request ...",
+    # no body) for the bulk PUT and for each single-user PATCH/DELETE; this one setting picks for all three.
+    subscriptions_bulk_status: int = 200
 
     def __post_init__(self) -> None:
         for name, kind in {
@@ -138,6 +153,28 @@ class Project:
             "emailListIds": "long",
         }.items():
             self.fields.setdefault(name, kind)
+        seed_subscription_groups(self)
+
+
+# What every project starts with (the ids are the emulator's; a real project's are its own).
+SEEDED_CHANNELS = (
+    {"id": 1, "name": "Marketing email", "channelType": "Marketing", "messageMedium": "Email"},
+    {"id": 2, "name": "Transactional email", "channelType": "Transactional", "messageMedium": "Email"},
+)
+SEEDED_MESSAGE_TYPES = (
+    {"id": 11, "name": "Newsletter", "channelId": 1, "subscriptionPolicy": "OptIn"},
+    {"id": 12, "name": "Product updates", "channelId": 1, "subscriptionPolicy": "OptOut"},
+)
+SEEDED_AT_MS = 1_700_000_000_000  # createdAt/updatedAt of the seeded message types: fixed, so answers compare
+
+
+def seed_subscription_groups(project: Project) -> None:
+    for channel in SEEDED_CHANNELS:
+        project.channels.setdefault(channel["id"], dict(channel))
+    for message_type in SEEDED_MESSAGE_TYPES:
+        project.message_types.setdefault(
+            message_type["id"], {**message_type, "createdAt": SEEDED_AT_MS, "updatedAt": SEEDED_AT_MS}
+        )
 
 
 @dataclass

@@ -98,7 +98,7 @@ def _batches(customerio, region: str = "us") -> list[list[dict]]:
 def test_it_is_registered_with_its_declarations():
     assert REGISTRY["customerio"] is CustomerIODestination
     cls = CustomerIODestination
-    assert cls.capabilities == {Capability.EVENTS, Capability.LOOKUP, Capability.DEVICES}
+    assert cls.capabilities == {Capability.EVENTS, Capability.LOOKUP, Capability.DEVICES, Capability.SUBSCRIPTIONS}
     assert cls.identifier_names == ("id", "email")
     assert cls.accepted_identifiers({"identify_by": "email"}) == ("email",)
     assert cls.supports(Capability.LOOKUP, {"app_api": True})
