@@ -36,8 +36,19 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ("=email",)
     search_help_text = "An email address (exact, across every workspace), or a workspace's slug."
     raw_id_fields = ("workspace", "flow")
-    fields = ("workspace", "flow", "email", "source", "created_at", "data", "where_it_went")
-    readonly_fields = ("workspace", "flow", "data", "email", "source", "created_at", "where_it_went")
+    fields = (
+        "workspace",
+        "flow",
+        "email",
+        "source",
+        "created_at",
+        "data",
+        "consents",
+        "confirm_sent_at",
+        "confirmed_at",
+        "where_it_went",
+    )
+    readonly_fields = fields
     # Millions of rows: the primary key order, no sorting by column, no COUNT(*) of the table.
     ordering = ("-id",)
     sortable_by = ()

@@ -406,16 +406,13 @@ def _extras(
     check = lease.check
     if integration.list_id:
         check()
-        try:
-            subscribed = destination.subscribe(integration.list_id, [b.payload for _, b in delivered])
-        except (AuthError, ForbiddenError):
-            raise
-        except DestinationError as exc:
-            subscribed = [RecordResult(b.identifier, False, exc.code, exc.message, exc.retryable) for _, b in delivered]
-        step = f"adding to the list '{integration.list_name}'"
-        for (item, _), result in zip(delivered, subscribed, strict=True):
-            if not result.delivered:
-                _extra_failed(outcomes[item.id], step, result, destination)
+        _batch_step(
+            destination,
+            outcomes,
+            delivered,
+            f"adding to the list '{integration.list_name}'",
+            lambda payloads: destination.subscribe(integration.list_id, payloads),
+        )
         delivered = [pair for pair in delivered if not outcomes[pair[0].id].retryable]
     _consents_apply(
         integration=integration, destination=destination, delivered=delivered, outcomes=outcomes, check=check
@@ -490,17 +487,36 @@ def _consents_apply(
             if not group:
                 continue
             check()
-            try:
-                results = destination.subscriptions_apply(rule["target"], subscribe, [b.payload for _, b in group])
-            except (AuthError, ForbiddenError):
-                raise
-            except DestinationError as exc:
-                results = [RecordResult(b.identifier, False, exc.code, exc.message, exc.retryable) for _, b in group]
             name = rule.get("name") or rule["target"]
-            step = f"subscribing them to {name}" if subscribe else f"unsubscribing them from {name}"
-            for (item, _), result in zip(group, results, strict=True):
-                if not result.delivered:
-                    _extra_failed(outcomes[item.id], step, result, destination)
+            _batch_step(
+                destination,
+                outcomes,
+                group,
+                f"subscribing them to {name}" if subscribe else f"unsubscribing them from {name}",
+                lambda payloads, target=rule["target"], subscribe=subscribe: destination.subscriptions_apply(
+                    target, subscribe, payloads
+                ),
+            )
+
+
+def _batch_step(
+    destination: Destination,
+    outcomes: dict[int, Outcome],
+    pairs: list[tuple[Claimed, BuiltRecord]],
+    step: str,
+    send: Any,
+) -> None:
+    """One extra made for a group of delivered people at once (``send(payloads)``: a result each); what it
+    could not do is the records' (_extra_failed). A refused key stops the run, as in the push."""
+    try:
+        results = send([b.payload for _, b in pairs])
+    except (AuthError, ForbiddenError):
+        raise
+    except DestinationError as exc:
+        results = [RecordResult(b.identifier, False, exc.code, exc.message, exc.retryable) for _, b in pairs]
+    for (item, _), result in zip(pairs, results, strict=True):
+        if not result.delivered:
+            _extra_failed(outcomes[item.id], step, result, destination)
 
 
 def _extra_failed(outcome: Outcome, step: str, result: RecordResult, destination: Destination) -> None:

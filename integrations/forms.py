@@ -81,7 +81,15 @@ class SyncSettingsForm(forms.Form):
         widget=forms.RadioSelect,
     )
     list_id = forms.TypedChoiceField(
-        label="Also add synced people to a list", required=False, coerce=int, empty_value=None, choices=[]
+        label="Also add synced people to a list",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[],
+        help_text=(
+            "Everyone synced joins it, whatever they answered. To add only people who agreed, give your flows "
+            "a consent field and map it on this page."
+        ),
     )
     event_name = forms.CharField(
         label="Also track an event per contact",

@@ -459,13 +459,7 @@ class Handler(EmulatorHandler):
             if body["listId"] not in ids:
                 ids.append(body["listId"])
             success += 1
-        return 200, {
-            "successCount": success,
-            "failCount": len(body["subscribers"]) - success,
-            "invalidEmails": failed["invalidEmails"],
-            "invalidUserIds": failed["invalidUserIds"],
-            "failedUpdates": failed,
-        }
+        return 200, _list_answer(success, len(body["subscribers"]), failed)
 
     def r_unsubscribe(self, project: Project, body: dict, query: dict, path: str) -> tuple[int, dict]:
         """POST /api/lists/unsubscribe (reference 6.3): each subscriber taken off the list, nobody created.
@@ -496,13 +490,7 @@ class Handler(EmulatorHandler):
             if isinstance(data.get(field), list):
                 data[field] = [item for item in data[field] if item != body["listId"]]
             success += 1
-        return 200, {
-            "successCount": success,
-            "failCount": len(body["subscribers"]) - success,
-            "invalidEmails": failed["invalidEmails"],
-            "invalidUserIds": failed["invalidUserIds"],
-            "failedUpdates": failed,
-        }
+        return 200, _list_answer(success, len(body["subscribers"]), failed)
 
     def r_channels(self, project: Project, body: Any, query: dict, path: str) -> tuple[int, dict]:
         return 200, {"channels": [dict(item) for item in project.channels.values()]}
@@ -651,6 +639,17 @@ class Handler(EmulatorHandler):
             self._send(*_token(state, form))
         else:
             self._send(404, envelope("NotFound", "Endpoint not found"))
+
+
+def _list_answer(success: int, sent: int, failed: dict[str, list[str]]) -> dict:
+    """lists/subscribe's and lists/unsubscribe's answer: the bulk one (reference 6.3, 2.2)."""
+    return {
+        "successCount": success,
+        "failCount": sent - success,
+        "invalidEmails": failed["invalidEmails"],
+        "invalidUserIds": failed["invalidUserIds"],
+        "failedUpdates": failed,
+    }
 
 
 def _invalid_list(project: Project, list_id: Any) -> dict:

@@ -205,3 +205,10 @@ def test_the_capture_api_says_a_contact_waits_for_its_confirmation(api, double, 
     item = response.json()
     assert item["status"] == "created" and item["confirmation"] == "pending"
     assert len(mail.outbox) == 1
+
+
+def test_the_contacts_list_marks_a_contact_waiting_for_its_confirmation(submit, client, double, alice):
+    submit(double, {"email": "ada@example.com"})
+    client.force_login(alice)
+    page = client.get(f"/w/{double.workspace.slug}/contacts/").content.decode()
+    assert "Waiting for confirmation" in page

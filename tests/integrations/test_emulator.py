@@ -12,17 +12,6 @@ from emulators.iterable.server import start_in_thread
 from tests.conftest import wait_for
 
 
-@pytest.fixture
-def api(iterable):
-    def call(method, path, *, key=None, json=None, params=None, region="us"):
-        headers = {"Api-Key": key or iterable.keys.server_side}
-        return requests.request(
-            method, f"{iterable.server.url}/{region}{path}", headers=headers, json=json, params=params, timeout=10
-        )
-
-    return call
-
-
 def test_bodies_are_checked_against_iterables_swagger(api, iterable_swagger):
     response = api("POST", "/api/users/bulkUpdate", json={"users": [{"email": "a@b.co", "dataField": {}}]})
     assert response.status_code == 400

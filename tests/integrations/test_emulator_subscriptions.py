@@ -19,17 +19,6 @@ from emulators.iterable.state import RATE_LIMITS
 NOT_FOUND = {"msg": "Endpoint not found", "code": "NotFound", "params": None}
 
 
-@pytest.fixture
-def api(iterable):
-    def call(method, path, *, key=None, json=None, params=None, region="us"):
-        headers = {"Api-Key": key or iterable.keys.server_side}
-        return requests.request(
-            method, f"{iterable.server.url}/{region}{path}", headers=headers, json=json, params=params, timeout=10
-        )
-
-    return call
-
-
 def bulk(api, group, group_id, action="subscribe", **body):
     return api("PUT", f"/api/subscriptions/{group}/{group_id}", params={"action": action}, json=body)
 
