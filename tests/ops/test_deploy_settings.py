@@ -53,7 +53,9 @@ def _settings_in_subprocess(env: dict[str, str]) -> dict:
         "'KEYS': s.FLOWSYNC_ENCRYPTION_KEYS, 'REDIRECT_EXEMPT': s.SECURE_REDIRECT_EXEMPT,"
         "'PROXY_COUNT': s.FLOWSYNC_TRUSTED_PROXY_COUNT, 'BODY_CAP': s.REQUEST_MAX_BODY_BYTES,"
         "'PROXIES': [str(n) for n in s.FLOWSYNC_TRUSTED_PROXIES],"
-        "'CAPTURE_CAP': s.CAPTURE_MAX_BODY_BYTES, 'ALERT_LOOPBACK': s.ALERT_WEBHOOKS_ALLOW_LOOPBACK}))"
+        "'CAPTURE_CAP': s.CAPTURE_MAX_BODY_BYTES, 'ALERT_LOOPBACK': s.ALERT_WEBHOOKS_ALLOW_LOOPBACK,"
+        "'SENTRY': __import__('sentry_sdk').get_client().is_active(),"
+        "'SENTRY_SCRUB': getattr(__import__('sentry_sdk').get_client().options.get('before_send'), '__name__', '')}))"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG"))}
     out = subprocess.run(
@@ -65,6 +67,14 @@ def _settings_in_subprocess(env: dict[str, str]) -> dict:
         check=True,
     )
     return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("service", ["web", "worker"])
+def test_error_reporting_is_off_without_a_dsn_and_scrubs_with_one(service):
+    assert _settings_in_subprocess(_service_env(service, PROVIDED))["SENTRY"] is False
+    env = {**PROVIDED, "SENTRY_DSN": "https://public@sentry.example.com/1"}
+    values = _settings_in_subprocess(_service_env(service, env))
+    assert values["SENTRY"] is True and values["SENTRY_SCRUB"] == "event_scrub"
 
 
 @pytest.mark.parametrize("service", ["web", "worker", "beat", "migrate"])
