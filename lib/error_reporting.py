@@ -4,8 +4,9 @@ out of every event before it leaves the process.
 Flowsync holds its customers' contacts: an exception raised while a contact is handled carries its email in
 messages, breadcrumbs (log lines), request data and URLs (the capture API's erasure takes ``?email=``).
 sentry-sdk's own defaults (neither ``send_default_pii`` nor ``data_collection`` set) keep cookies, users and
-IPs out but not those, so :func:`event_scrub` walks the whole event and rewrites every string: credentials masked as the log filter
-masks them (lib.logredact), email addresses replaced. Request bodies and local variables are never sent.
+IPs out but not those, so :func:`event_scrub` walks the whole event and rewrites every string: credentials
+masked as the log filter masks them (lib.logredact), email addresses replaced. Request bodies and local
+variables are never sent.
 """
 
 from __future__ import annotations
