@@ -409,9 +409,11 @@ CAPTURE_CACHE_SECONDS = env_int("CAPTURE_CACHE_SECONDS", 5)
 RATELIMIT_FORM_PER_IP = env_int("RATELIMIT_FORM_PER_IP", 30)
 RATELIMIT_FORM_PER_FLOW = env_int("RATELIMIT_FORM_PER_FLOW", 600)
 # Email double opt-in (flows.services): how long a confirmation link works, and how many confirmation
-# mails one address gets per workspace per hour (a form must not become a way to flood an inbox).
+# mails one inbox gets an hour (from every workspace) and one workspace sends an hour (no flooding, no bulk
+# mail to strangers through Flowsync).
 DOUBLE_OPT_IN_LINK_HOURS = env_int("DOUBLE_OPT_IN_LINK_HOURS", 72)
-DOUBLE_OPT_IN_MAILS_PER_ADDRESS_PER_HOUR = env_int("DOUBLE_OPT_IN_MAILS_PER_ADDRESS_PER_HOUR", 3)
+DOUBLE_OPT_IN_MAILS_PER_ADDRESS_PER_HOUR = env_int("DOUBLE_OPT_IN_MAILS_PER_ADDRESS_PER_HOUR", 3)  # all workspaces
+DOUBLE_OPT_IN_MAILS_PER_WORKSPACE_PER_HOUR = env_int("DOUBLE_OPT_IN_MAILS_PER_WORKSPACE_PER_HOUR", 1000)
 RATELIMIT_API_PER_IP = env_int("RATELIMIT_API_PER_IP", 600)
 # Erasures through the capture API (DELETE /api/v1/contacts) per workspace per hour.
 RATELIMIT_API_ERASURES_PER_HOUR = env_int("RATELIMIT_API_ERASURES_PER_HOUR", 100)

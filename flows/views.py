@@ -180,7 +180,10 @@ def field_delete(request: HttpRequest, flow_id: int, field_id: int) -> HttpRespo
     field = get_object_in_workspace(
         FlowField.objects.select_related("flow"), request.workspace, pk=field_id, flow_id=flow_id
     )
-    flow_field_delete(field=field, actor=request.user)
+    try:
+        flow_field_delete(field=field, actor=request.user)
+    except ValidationError as exc:
+        return _fields_response(request, field.flow, field_error=" ".join(exc.messages))
     return _fields_response(request, field.flow)
 
 

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -96,6 +96,10 @@ class Claimed:
     flow_id: int = 0
     sent_before: bool = False
     device: dict[str, Any] | None = None  # a mobile device to register once the person is upserted
+    consents: dict[str, Any] = field(default_factory=dict)  # Contact.consents: each consent box's answer
+    # A newer capture of the same person was delivered already (_without_newer_values): this row's
+    # answers are older than the destination's, so none of its consent answers is applied.
+    overtaken: bool = False
 
 
 def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
@@ -124,7 +128,7 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
             # Command rows (no contact) are commands_carry_out's, not a batch's.
             f"SELECT id FROM {outbox} WHERE integration_id = %s AND status = 'pending' AND id > %s "
             f"AND next_attempt_at <= %s AND contact_id IS NOT NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)) "
-            f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id, o.sent_before, c.device"
+            f"RETURNING o.id, o.contact_id, o.attempts, c.data, c.flow_id, o.sent_before, c.device, c.consents"
         )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, [Status.IN_FLIGHT, run.pk, now, run.integration_id, after_id, now, size])
@@ -142,6 +146,7 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
                     r[4],
                     r[5],
                     r[6] if r[6] is None or isinstance(r[6], dict) else loads(r[6]),
+                    (r[7] if isinstance(r[7], dict) else loads(r[7])) if r[7] is not None else {},
                 )
                 for r in rows
             ),
@@ -160,16 +165,20 @@ def claim_batch(*, run: SyncRun, size: int, after_id: int = 0) -> list[Claimed]:
                 status=Status.IN_FLIGHT, run=run, claimed_at=now
             )
         _fence(run)
-    found = Contact.objects.filter(id__in=[r[1] for r in claimed]).values_list("id", "data", "flow_id", "device")
-    by_id = {cid: (data, flow_id, device) for cid, data, flow_id, device in found}
+    found = Contact.objects.filter(id__in=[r[1] for r in claimed]).values_list(
+        "id", "data", "flow_id", "device", "consents"
+    )
+    by_id = {cid: rest for cid, *rest in found}
+    missing = ({}, 0, None, None)
     return [
         Claimed(
             r[0],
             r[1],
             r[2],
-            *by_id.get(r[1], ({}, 0, None))[:2],
+            *by_id.get(r[1], missing)[:2],
             sent_before=r[3],
-            device=by_id.get(r[1], ({}, 0, None))[2],
+            device=by_id.get(r[1], missing)[2],
+            consents=by_id.get(r[1], missing)[3] or {},
         )
         for r in claimed
     ]
@@ -274,6 +283,7 @@ def _without_newer_values(
         if not taken:
             kept.append((item, built))
             continue
+        item.overtaken = True
         record = built.record
         assert record is not None  # an "ok" record has one
         key_name = next(iter(record.identifiers))
@@ -473,8 +483,10 @@ def _consents_apply(
     """Each consent field's answer as the admin mapped it: a ticked box subscribes the person to its target;
     an unticked one unsubscribes them only when the admin chose that ("unticked": "unsubscribe"), and a
     box never answered (the capture API did not send it) does nothing. Nobody who did not tick is ever
-    subscribed. A superseded submission's answer is older than one delivered already: it is not applied."""
-    fresh = [pair for pair in delivered if outcomes[pair[0].id].code != "superseded"]
+    subscribed. Only an answer to a consent box counts (Contact.consents, with the words it was given to): a
+    yes/no field of the same key in another flow, or a contact captured before the box was a consent field,
+    subscribes nobody. An answer older than a capture of the person delivered already is not applied."""
+    fresh = [pair for pair in delivered if not pair[0].overtaken]
     for key, rule in consent_rules(integration, destination).items():
         for subscribe in (True, False):
             if not subscribe and rule.get("unticked") != "unsubscribe":
@@ -482,7 +494,7 @@ def _consents_apply(
             group = [
                 (item, built)
                 for item, built in fresh
-                if item.data.get(key) is subscribe and not outcomes[item.id].retryable
+                if (item.consents.get(key) or {}).get("given") is subscribe and not outcomes[item.id].retryable
             ]
             if not group:
                 continue

@@ -27,21 +27,23 @@ def _tables() -> tuple[str, str, str]:
     return OutboxItem._meta.db_table, Integration._meta.db_table, Contact._meta.db_table
 
 
-def outbox_enqueue(*, workspace_id: int, contact_ids: Sequence[int]) -> None:
-    """Queue new contacts for every queueing integration of the workspace (call inside the capture transaction)."""
+def outbox_enqueue(*, workspace_id: int, contact_ids: Sequence[int], late: bool = False) -> None:
+    """Queue new contacts for every queueing integration of the workspace (call inside the capture transaction).
+    ``late``: contacts captured a while ago (a double opt-in confirmed now): as a backfill's, marked sent_before,
+    so that the engine keeps their older values off a newer capture of the same person delivered meanwhile."""
     if not contact_ids:
         return
     outbox, integrations, contacts = _tables()
     now = timezone.now()
     placeholders = ", ".join(["%s"] * len(contact_ids))
     sql = (
-        f"INSERT INTO {outbox} ({_COLUMNS}) "  # noqa: S608 - table names from models, values as parameters
-        f"SELECT i.id, c.id, 'pending', 0, %s, %s, '', '' FROM {integrations} i JOIN {contacts} c "
+        f"INSERT INTO {outbox} ({_COLUMNS}, sent_before) "  # noqa: S608 - table names from models, values as parameters
+        f"SELECT i.id, c.id, 'pending', 0, %s, %s, '', '', %s FROM {integrations} i JOIN {contacts} c "
         f"ON c.workspace_id = i.workspace_id WHERE i.workspace_id = %s AND i.status IN (%s, %s) "
         f"AND c.id IN ({placeholders}) ON CONFLICT (integration_id, contact_id) DO NOTHING"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now, now, workspace_id, *QUEUEING_STATUSES, *contact_ids])
+        cursor.execute(sql, [now, now, late, workspace_id, *QUEUEING_STATUSES, *contact_ids])
 
 
 def contact_insert_queued(contact: Contact) -> Contact:

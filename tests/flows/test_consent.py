@@ -212,3 +212,28 @@ def test_the_contacts_list_marks_a_contact_waiting_for_its_confirmation(submit, 
     client.force_login(alice)
     page = client.get(f"/w/{double.workspace.slug}/contacts/").content.decode()
     assert "Waiting for confirmation" in page
+
+
+def test_the_mail_budget_is_the_inboxs_across_tags_and_workspaces(submit, double, settings, workspace_b, alice):
+    settings.DOUBLE_OPT_IN_MAILS_PER_ADDRESS_PER_HOUR = 2
+    other = make_flow(workspace_b, name="Elsewhere")
+    flow_update(flow=other, actor=alice, double_opt_in=True)
+    submit(double, {"email": "victim+1@example.com"})
+    submit(other, {"email": "Victim+2@example.com"})
+    submit(double, {"email": "victim+3@example.com"})
+    assert len(mail.outbox) == 2  # one inbox, whatever the tag or the workspace
+
+
+def test_a_workspace_sends_a_bounded_number_of_confirmation_mails(submit, double, settings):
+    settings.DOUBLE_OPT_IN_MAILS_PER_WORKSPACE_PER_HOUR = 2
+    for n in range(3):
+        submit(double, {"email": f"person{n}@example.com"})
+    assert len(mail.outbox) == 2
+    assert Contact.objects.filter(confirm_sent_at=None).count() == 1
+
+
+def test_the_email_field_of_a_double_opt_in_flow_cannot_be_removed(double, alice):
+    from flows.services import flow_field_delete
+
+    with pytest.raises(ValidationError, match="turn double opt-in off first"):
+        flow_field_delete(field=double.fields.get(key="email"), actor=alice)

@@ -191,3 +191,45 @@ def test_the_settings_step_offers_the_destinations_subscriptions_and_saves_the_c
             "unticked": "unsubscribe",
         }
     }
+
+
+def test_a_late_confirmation_does_not_undo_a_newer_answer(integration, flow, iterable, alice, workspace_a,
+                                                           django_capture_on_commit_callbacks):  # fmt: skip
+    """Ada says no on a double opt-in flow, then yes on another, which is delivered; confirming the first
+    afterwards must not unsubscribe her, nor put its older values back."""
+    from django.core import mail
+
+    from flows.services import contact_confirm, flow_update
+    from tests.factories import make_flow
+
+    _consent(integration, alice, **NEWSLETTER, unticked="unsubscribe")
+    confirming = make_flow(workspace_a, name="Confirming")
+    flow_field_add(flow=confirming, kind="custom", key="newsletter", label="Newsletter", field_type="consent",
+                   actor=None)  # fmt: skip
+    flow_update(flow=confirming, actor=alice, double_opt_in=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        contact_capture(flow=confirming, raw={"email": "ada@example.com", "first_name": "Old", "newsletter": False})
+    _capture(flow, "ada@example.com", newsletter=True)  # "first_name": "Ada"
+    _run(integration)
+    assert iterable.subscriptions("ada@example.com")["subscribedMessageTypeIds"] == [11]
+
+    (token,) = __import__("re").findall(r"/c/([^/\s]+)/", mail.outbox[0].body)
+    contact_confirm(raw=token)
+    run = _run(integration)
+    assert run.failed == 0
+    assert len(iterable.requests("/api/subscriptions/messageType/11")) == 1  # no unsubscribe went
+    assert iterable.subscriptions("ada@example.com")["subscribedMessageTypeIds"] == [11]
+    assert iterable.user("ada@example.com")["dataFields"]["firstName"] == "Ada"
+
+
+def test_a_yes_no_field_of_the_same_key_in_another_flow_subscribes_nobody(integration, flow, iterable, alice,
+                                                                         workspace_a):  # fmt: skip
+    from tests.factories import make_flow
+
+    _consent(integration, alice, **NEWSLETTER, unticked="leave")
+    other = make_flow(workspace_a, name="Survey", extra=[{"key": "newsletter", "label": "Reads our newsletter",
+                                                          "field_type": "boolean"}])  # fmt: skip
+    contact_capture(flow=other, raw={"email": "ada@example.com", "newsletter": True}, source="api")
+    run = _run(integration)
+    assert run.delivered == 1
+    assert not iterable.requests("/api/subscriptions/messageType/11")  # a yes/no answer is not consent

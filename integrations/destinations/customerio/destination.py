@@ -324,7 +324,10 @@ class CustomerIODestination(Destination):
         """An ``identify`` per person setting one topic in JSON dot notation
         (``cio_subscription_preferences.topics.topic_<id>``), which leaves their other topics as they are
         (Track OpenAPI, cio_subscription_preferences), through the same batches as a push."""
-        attribute = rules.topic_attribute(target)
+        try:
+            attribute = rules.topic_attribute(target)
+        except ValueError as exc:
+            raise ValidationError(f"{exc}: choose the topic again in the sync settings") from None
         operations = [
             {
                 "type": "person",

@@ -392,7 +392,10 @@ class IterableDestination(Destination):
         return targets
 
     def subscriptions_apply(self, target: str, subscribe: bool, records: list[dict[str, Any]]) -> list[RecordResult]:
-        group, group_id = rules.subscription_target(target)
+        try:
+            group, group_id = rules.subscription_target(target)
+        except ValueError as exc:
+            raise ValidationError(f"{exc}: choose the subscription again in the sync settings") from None
         if group == rules.SUBSCRIBE_LIST:
             if subscribe:
                 return self.subscribe(group_id, records)
@@ -403,6 +406,12 @@ class IterableDestination(Destination):
             # Not found on an unsubscribe: they are not on the list, which is what was asked (reference 6.3).
             return [RecordResult(r.identifier, True) if r.code == "not_found" else r for r in results]
         by_email, by_user_id = self._subscription_users(records)
+        unnamed = [i for i in range(len(records)) if i not in by_email and i not in by_user_id]
+        if unnamed:  # nothing the Subscriptions API can name them by (a userId-less record in a userID project)
+            named = [r for i, r in enumerate(records) if i not in unnamed]
+            results = iter(self.subscriptions_apply(target, subscribe, named) if named else [])
+            missing = RecordResult("", False, "no_identifier", "No identifier Iterable's Subscriptions API takes")
+            return [missing if i in unnamed else next(results) for i in range(len(records))]
         body = {
             "users": [by_email[i] for i in sorted(by_email)],
             "usersByUserId": [by_user_id[i] for i in sorted(by_user_id)],
