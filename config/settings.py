@@ -174,6 +174,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # Contacts that never confirmed their address (double opt-in), some days after their link expired.
+    "contacts-unconfirmed-purge": {
+        "task": "flows.tasks.contacts_unconfirmed_purge_task",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
     # Alert deliveries whose task was lost (a broker restart) or whose worker died while sending.
     "alert-deliveries-resume": {
         "task": "alert_channels.tasks.alert_deliveries_resume",
@@ -414,6 +420,7 @@ RATELIMIT_FORM_PER_FLOW = env_int("RATELIMIT_FORM_PER_FLOW", 600)
 DOUBLE_OPT_IN_LINK_HOURS = env_int("DOUBLE_OPT_IN_LINK_HOURS", 72)
 DOUBLE_OPT_IN_MAILS_PER_ADDRESS_PER_HOUR = env_int("DOUBLE_OPT_IN_MAILS_PER_ADDRESS_PER_HOUR", 3)  # all workspaces
 DOUBLE_OPT_IN_MAILS_PER_WORKSPACE_PER_HOUR = env_int("DOUBLE_OPT_IN_MAILS_PER_WORKSPACE_PER_HOUR", 1000)
+DOUBLE_OPT_IN_UNCONFIRMED_KEEP_DAYS = env_int("DOUBLE_OPT_IN_UNCONFIRMED_KEEP_DAYS", 30)  # after the link expired
 RATELIMIT_API_PER_IP = env_int("RATELIMIT_API_PER_IP", 600)
 # Erasures through the capture API (DELETE /api/v1/contacts) per workspace per hour.
 RATELIMIT_API_ERASURES_PER_HOUR = env_int("RATELIMIT_API_ERASURES_PER_HOUR", 100)

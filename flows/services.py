@@ -498,6 +498,23 @@ def contacts_capture_batch(*, items: Sequence[Any], flows: CaptureFlows) -> list
     return results
 
 
+def contacts_unconfirmed_purge(*, chunk: int = 1000) -> int:
+    """Delete the contacts that never confirmed their address, DOUBLE_OPT_IN_UNCONFIRMED_KEEP_DAYS after their
+    link expired (0 keeps them): an address a stranger may have typed is not kept for ever. Across every
+    workspace (a periodic task), in chunks. Returns how many were deleted."""
+    days = settings.DOUBLE_OPT_IN_UNCONFIRMED_KEEP_DAYS
+    if days <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(hours=settings.DOUBLE_OPT_IN_LINK_HOURS) - timedelta(days=days)
+    # The partial index on the token hash holds exactly the contacts that ever waited.
+    waiting = Contact.objects.filter(confirm_token_hash__isnull=False, confirmed_at=None, created_at__lt=cutoff)
+    deleted = 0
+    while ids := list(waiting.order_by("pk").values_list("pk", flat=True)[:chunk]):
+        # delete() counts the rows its cascade took too; only the contacts are reported.
+        deleted += Contact.objects.filter(pk__in=ids, confirmed_at=None).delete()[1].get(Contact._meta.label, 0)
+    return deleted
+
+
 # --- Capture API tokens ----------------------------------------------------------------------
 
 TOKEN_PREFIX = "fs_"

@@ -237,3 +237,19 @@ def test_the_email_field_of_a_double_opt_in_flow_cannot_be_removed(double, alice
 
     with pytest.raises(ValidationError, match="turn double opt-in off first"):
         flow_field_delete(field=double.fields.get(key="email"), actor=alice)
+
+
+def test_contacts_that_never_confirm_are_deleted_some_days_after_their_link_expired(submit, client, double, settings):
+    from flows.services import contact_confirm, contacts_unconfirmed_purge
+
+    for email in ("waits@example.com", "confirmed@example.com", "recent@example.com"):
+        submit(double, {"email": email})
+    token = re.findall(r"/c/([^/\s]+)/", mail.outbox[1].body)[0]
+    contact_confirm(raw=token)
+    old = timezone.now() - timedelta(hours=settings.DOUBLE_OPT_IN_LINK_HOURS, days=31)
+    Contact.objects.exclude(email="recent@example.com").update(created_at=old)
+    assert contacts_unconfirmed_purge() == 1
+    assert sorted(Contact.objects.values_list("email", flat=True)) == ["confirmed@example.com", "recent@example.com"]
+    settings.DOUBLE_OPT_IN_UNCONFIRMED_KEEP_DAYS = 0
+    Contact.objects.update(created_at=old)
+    assert contacts_unconfirmed_purge() == 0  # 0 keeps them

@@ -5,6 +5,8 @@ chose that; a box never answered does nothing. Each outcome is the log row's."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from field_mapping.services import RowChoice, mapping_save
@@ -213,7 +215,7 @@ def test_a_late_confirmation_does_not_undo_a_newer_answer(integration, flow, ite
     _run(integration)
     assert iterable.subscriptions("ada@example.com")["subscribedMessageTypeIds"] == [11]
 
-    (token,) = __import__("re").findall(r"/c/([^/\s]+)/", mail.outbox[0].body)
+    (token,) = re.findall(r"/c/([^/\s]+)/", mail.outbox[0].body)
     contact_confirm(raw=token)
     run = _run(integration)
     assert run.failed == 0
