@@ -434,12 +434,24 @@ class Destination:
         client = getattr(self, "client", None)  # an HTTP destination's client (destinations.http)
         return client.budget_wait(self.push_endpoint) if client is not None and self.push_endpoint else 0.0
 
+    def http_clients(self) -> list[Any]:
+        """The HTTP clients (destinations.http) this destination calls through: an HTTP destination's
+        ``client``, and whatever else it has (an override)."""
+        client = getattr(self, "client", None)
+        return [client] if client is not None else []
+
     def hand_back_waits(self, over: float | None) -> None:
         """Raise BudgetWait instead of waiting for the rate budget longer than ``over`` seconds (None:
         wait, as runs in one go and web requests do)."""
-        client = getattr(self, "client", None)
+        client = getattr(self, "client", None)  # the push's client: other calls wait as they always did
         if client is not None:
             client.yield_after = over
+
+    def record_exchanges(self, run_id: int | None, recorder: Any = None) -> None:
+        """Name ``run_id`` on every request's exchanges from now on and show each to ``recorder`` (a run's
+        exchange log, sync_logs.exchanges); None stops both."""
+        for client in self.http_clients():
+            client.run_id, client.recorder = run_id, recorder
 
     def identifier_of(self, payload: dict[str, Any]) -> str:
         """What a log row names this payload's person by."""

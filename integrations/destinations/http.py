@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import requests
 from django.conf import settings
+from django.utils import timezone
 
 from integrations.destinations.base import (
     AuthError,
@@ -55,6 +56,37 @@ class Response:
     status: int
     body: Any
     headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One try of one request, as it went: what the metrics count (lib.metrics) and a sync run's exchange log
+    keeps (sync_logs.exchanges). No header is in it: the credentials travel there."""
+
+    destination: str  # the client's ``destination`` (a bounded label)
+    method: str
+    endpoint: str  # the path as its endpoint is named: never a person's identifier
+    status: int | None  # None: no answer (a connection error, a timeout)
+    error_code: str  # Flowsync's stable code of the refusal; "" for a success
+    error: str  # the refusal in words; "" for a success
+    started_at: datetime
+    seconds: float  # from sending to the answer
+    attempt: int  # this try's number within its call, from 1
+    budget_wait: float  # seconds this try waited for the rate budget before it was sent
+    retry_wait: float  # seconds slept before this try after the previous one failed (a 429, a 5xx)
+    request_body: bytes | None
+    response_body: Any  # the answer's JSON, or {"msg": its text}; None without an answer
+    carries: tuple[str, ...]  # the identifiers of the people the request carried (the caller's ``carries``)
+    run_id: int | None = None  # the sync run it was made for (HttpClient.run_id)
+
+
+# What every exchange is shown to, in every process: lib.metrics registers its counter here (integrations.apps).
+_observers: list[Callable[[Exchange], None]] = []
+
+
+def exchanges_observe(observer: Callable[[Exchange], None]) -> None:
+    if observer not in _observers:
+        _observers.append(observer)
 
 
 def encode_body(value: Any) -> bytes:
@@ -122,6 +154,7 @@ class HttpClient:
     """Low-level calls of one destination account: pacing, retries, timeouts. No business logic."""
 
     label: ClassVar[str] = "The destination"  # names it in messages ("<label> is busy, ...")
+    destination: ClassVar[str] = "destination"  # names it in metrics and exchange logs (the registry's kind)
     # Documented limits, requests per second, by "METHOD /path". PACE keeps the sends a little
     # further apart than the limit (see _pace).
     rates: ClassVar[dict[str, float]] = {}
@@ -166,6 +199,9 @@ class HttpClient:
         self.rate_limited_waits = 0  # 429s waited out over the client's life (tests read it)
         # A sliced sync run's: a wait for the budget longer than this raises BudgetWait (Destination.hand_back_waits).
         self.yield_after: float | None = None
+        # A sync run's: its id on every exchange, and the run's exchange log (Destination.record_exchanges).
+        self.run_id: int | None = None
+        self.recorder: Callable[[Exchange], None] | None = None
 
     @property
     def session(self) -> requests.Session:
@@ -265,11 +301,14 @@ class HttpClient:
         data: bytes | None = None,
         params: dict | None = None,
         template: str = "",
+        carries: Sequence[str] = (),
     ) -> Response:
         """One logical call: paced, retried, and raised as a DestinationError when it fails.
         ``data`` is a body already encoded as JSON (a push builds it from records encoded once).
         ``template``: the path as its endpoint is named (``/api/users/{email}``) when ``path`` holds a
-        person's identifier: the rate budget is the endpoint's, and logs and error messages never hold it."""
+        person's identifier: the rate budget is the endpoint's, and logs and error messages never hold it.
+        ``carries``: the identifiers of the people the request is about, kept on its exchanges (a log row's
+        page finds the request that carried it)."""
         named = template or path
         endpoint = f"{method} {named}"
         body = data if json is None else encode_body(json)
@@ -278,11 +317,17 @@ class HttpClient:
         rate_waited = 0.0
         renewed = False
         headers = self.auth_headers()
+        tries, slept = 0, 0.0  # for the exchanges: every try, and the sleep before the next one
+        carried = tuple(carries)
         while True:
             self._check_deadline()  # past it, not even a token is taken
+            paced_at = time.monotonic()
             self._pace(endpoint)
             left = self._check_deadline()
             timeout = self.timeout if left is None else min(self.timeout, left)
+            tries += 1
+            started_at, sent_at = timezone.now(), time.monotonic()
+            response = None
             try:
                 raw = self.session.request(
                     method, self.base_url + path, data=body, params=params, headers=headers, timeout=timeout
@@ -290,22 +335,25 @@ class HttpClient:
             except requests.RequestException as exc:
                 if isinstance(exc, requests.Timeout) and timeout < self.timeout:
                     # Cut short by the request's deadline, not by the call's own timeout.
-                    raise DeadlineError(self.label, settings.DESTINATION_WEB_DEADLINE_SECONDS) from None
-                error: DestinationError = TransportError(
+                    error: DestinationError = DeadlineError(self.label, settings.DESTINATION_WEB_DEADLINE_SECONDS)
+                    self._report(method, named, None, error, started_at, sent_at, paced_at, tries, slept, body, carried)
+                    raise error from None
+                error = TransportError(
                     f"{endpoint}: {type(exc).__name__}" if template else f"{endpoint}: {type(exc).__name__}: {exc}"
                 )
             else:
                 response = Response(raw.status_code, _json(raw), dict(raw.headers))
-                found = self.answer(method, named, response)
-                if found is None:
-                    return response
-                error = found
-                if isinstance(error, AuthError) and not renewed:
-                    renewed = True
-                    fresh = self.renew_auth(headers)
-                    if fresh is not None:
-                        headers = fresh
-                        continue
+                error = self.answer(method, named, response)
+            self._report(method, named, response, error, started_at, sent_at, paced_at, tries, slept, body, carried)
+            slept = 0.0
+            if error is None:
+                return response
+            if isinstance(error, AuthError) and not renewed:
+                renewed = True
+                fresh = self.renew_auth(headers)
+                if fresh is not None:
+                    headers = fresh
+                    continue
             if isinstance(error, RateLimitedError) and self.interactive:
                 raise BusyError(self.label, error.retry_after, status=error.status, params=error.params)
             if isinstance(error, RateLimitedError):
@@ -326,6 +374,7 @@ class HttpClient:
                 rate_waited += wait
                 logger.info("%s %s rate limited; waiting %.1fs", self.label, endpoint, wait)
                 self.sleep(wait)
+                slept = wait
                 continue
             # An answer not understood is not sent again here: like a bulk answer of the wrong shape, its
             # records fail retryably and a later run sends them.
@@ -336,5 +385,47 @@ class HttpClient:
                 attempt += 1
                 logger.info("%s %s failed (%s); retry %d in %.1fs", self.label, endpoint, error.code, attempt, wait)
                 self.sleep(wait)
+                slept = wait
                 continue
             raise error
+
+    def _report(
+        self,
+        method: str,
+        endpoint: str,
+        response: Response | None,
+        error: DestinationError | None,
+        started_at: datetime,
+        sent_at: float,
+        paced_at: float,
+        tries: int,
+        slept: float,
+        body: bytes | None,
+        carries: tuple[str, ...],
+    ) -> None:
+        """Show one try to the observers (metrics) and to the run's exchange log. Never fails the call:
+        what watches a request must not be why it fails."""
+        exchange = Exchange(
+            destination=self.destination,
+            method=method,
+            endpoint=endpoint,
+            status=response.status if response is not None else None,
+            error_code=error.code if error is not None else "",
+            error=str(error) if error is not None else "",
+            started_at=started_at,
+            seconds=time.monotonic() - sent_at,
+            attempt=tries,
+            budget_wait=sent_at - paced_at,
+            retry_wait=slept,
+            request_body=body,
+            response_body=response.body if response is not None else None,
+            carries=carries,
+            run_id=self.run_id,
+        )
+        for observer in (*_observers, self.recorder):
+            if observer is None:
+                continue
+            try:
+                observer(exchange)
+            except Exception:  # see the docstring
+                logger.exception("An exchange observer failed")

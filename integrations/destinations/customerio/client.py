@@ -126,6 +126,7 @@ class CustomerIOClient(HttpClient):
     """What both of Customer.io's APIs share: the answer is a 2xx or one of the errors above."""
 
     label = LABEL
+    destination = "customerio"
     api_rate_setting = ""
     paced: tuple[str, ...] = ()
 

@@ -207,6 +207,9 @@ class CustomerIODestination(Destination):
             detail={"environment_id": answered.environment_id, "app_api": self.app is not None},
         )
 
+    def http_clients(self) -> list[Any]:
+        return [c for c in (self.client, self.app) if c is not None]
+
     def fetch_fields(self) -> list[DestinationField]:
         """No call: no Customer.io endpoint lists a workspace's attributes (reference 5). The reserved
         ones stand for the schema, so the shared schema cache and drift checks work as for any other."""

@@ -123,6 +123,7 @@ class IterableClient(HttpClient):
     documented rates, its error envelope. The loop itself is the shared one (destinations.http)."""
 
     label = "Iterable"
+    destination = "iterable"
     rates = ENDPOINT_RATES
     pace = PACE
     pacing_setting = "ITERABLE_CLIENT_PACING"
