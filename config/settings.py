@@ -14,6 +14,7 @@ from csp.constants import NONE, SELF
 
 from config.env import (
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_list,
@@ -32,6 +33,9 @@ DEBUG = env_bool("DEBUG", False)
 DEVELOPMENT_SECRET_KEY = "dev-insecure-flowsync-key-change-me-0123456789abcdef"
 SECRET_KEY = env_secret("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+# Names the app answers to inside its own network only (docker-compose.yml: "web", which a Prometheus
+# scraping /metrics sends as its Host): kept apart from ALLOWED_HOSTS, which a deployment sets to its domain.
+ALLOWED_HOSTS += env_list("INTERNAL_HOSTS", [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
 
@@ -57,6 +61,7 @@ INSTALLED_APPS = [
     "alert_channels",
     "erasure",
     "health",
+    "metrics",
 ]
 
 MIDDLEWARE = [
@@ -180,6 +185,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # The database gauges of /metrics (metrics.gauges): a snapshot, so that a scrape counts nothing.
+    "metrics-gauges-refresh": {
+        "task": "metrics.tasks.metrics_gauges_refresh",
+        "schedule": float(env_int("METRICS_GAUGES_SECONDS", 30)),
+        "options": {"expires": 25},
+    },
     # Alert deliveries whose task was lost (a broker restart) or whose worker died while sending.
     "alert-deliveries-resume": {
         "task": "alert_channels.tasks.alert_deliveries_resume",
@@ -271,8 +282,9 @@ HTTPS = env_bool("FLOWSYNC_HTTPS", False)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS and env_bool("SECURE_SSL_REDIRECT", True)
-# Health checks (Docker's, a load balancer's) speak plain HTTP to the app: a 301 would read as "down".
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Health checks (Docker's, a load balancer's) speak plain HTTP to the app: a 301 would read as "down";
+# so does a Prometheus scraping /metrics inside the app's network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 # BEHIND_PROXY: requests reach gunicorn only through our reverse proxy (docker-compose.yml), so its
@@ -434,15 +446,37 @@ REQUEST_MAX_BODY_BYTES = env_int("REQUEST_MAX_BODY_BYTES", CAPTURE_MAX_BODY_BYTE
 CONTACTS_PAGE_SIZE = env_int("CONTACTS_PAGE_SIZE", 50)
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7)
 
+# LOG_FORMAT=json: one JSON object per line (lib.logcontext), with the run, integration and workspace ids of
+# the work in progress; plain appends them as key=value. Secrets are masked on every handler either way.
+LOG_FORMAT = env_choice("LOG_FORMAT", ("plain", "json"), "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"redact_secrets": {"()": "lib.logredact.RedactSecretsFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}},
+    "formatters": {
+        "plain": {"()": "lib.logcontext.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "lib.logcontext.JsonLineFormatter"},
+    },
+    "filters": {
+        "redact_secrets": {"()": "lib.logredact.RedactSecretsFilter"},
+        "log_context": {"()": "lib.logcontext.LogContextFilter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_secrets", "log_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.server": {"level": "WARNING"}},
 }
+
+# Metrics (lib.metrics, metrics/): /metrics answers a scraper holding METRICS_TOKEN (404 without one set);
+# a Celery worker serves its pool's counters on METRICS_PORT (0: off), which must never be published.
+METRICS_TOKEN = env_secret("METRICS_TOKEN", "")
+METRICS_PORT = env_int("METRICS_PORT", 0)
+METRICS_ADDR = env_str("METRICS_ADDR", "0.0.0.0")  # noqa: S104 - the worker container's own network
+METRICS_GAUGES_SECONDS = env_int("METRICS_GAUGES_SECONDS", 30)
 
 # Error reporting (lib.error_reporting): Sentry when SENTRY_DSN is set, personal data and secrets scrubbed
 # from every event; tracing off unless SENTRY_TRACES_SAMPLE_RATE says otherwise.

@@ -6,6 +6,7 @@ from flows import api as capture_api
 from flows import views as flow_views
 from health import views as health_views
 from integrations import views as integration_views
+from metrics import views as metrics_views
 
 urlpatterns = [
     path(settings.ADMIN_URL, admin.site.urls),
@@ -16,6 +17,7 @@ urlpatterns = [
     path("api/v1/contacts", capture_api.contacts_endpoint, name="api-contacts"),
     path("api/v1/devices/disable", capture_api.devices_disable_endpoint, name="api-devices-disable"),
     path("healthz", health_views.healthz, name="healthz"),
+    path("metrics", metrics_views.metrics_view, name="metrics"),
     path("integrations/oauth/<slug:kind>/callback/", integration_views.oauth_callback, name="oauth-callback"),
     path("w/<slug:workspace_slug>/", include("flows.urls")),
     path("w/<slug:workspace_slug>/integrations/<slug:kind>/mapping/", include("field_mapping.urls")),

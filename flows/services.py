@@ -28,7 +28,7 @@ from flows.models import (
     FlowField,
 )
 from flows.validation import FieldSpec, clean_submission
-from lib import ratelimit
+from lib import metrics, ratelimit
 from lib.emails import normalize_email
 from lib.names import clean_name
 from lib.tokens import hash_token, new_token
@@ -283,6 +283,10 @@ def _store(contacts: list[Contact]) -> list[Contact]:
     from integrations.outbox import contact_insert_queued, outbox_enqueue
 
     links = {id(c): _confirmation_start(c) for c in contacts if c.flow.double_opt_in}
+    # Counted as stored: a caller's transaction rolled back after this would leave the count one high,
+    # which a rate read over minutes absorbs (an on-commit hook per capture would not be free).
+    for source, count in Counter(c.source for c in contacts).items():
+        metrics.contacts_captured(source, count)
     if len(contacts) == 1 and not links and connection.vendor == "postgresql":
         return [contact_insert_queued(contacts[0])]  # one statement: the capture hot path
     with transaction.atomic():

@@ -16,6 +16,7 @@ reaper closed gets LeaseLost at its next claim, send or write, and stops. A batc
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -49,8 +50,9 @@ from integrations.lease import Lease, LeaseLost, lease_renew
 from integrations.models import Integration, OutboxItem
 from integrations.status import integration_mark_needs_attention
 from integrations.sync import SyncNotStarted, sync_now, sync_run_continue, sync_tasks_waiting
-from lib import jsoncodec
+from lib import jsoncodec, metrics
 from lib.faults import fault_point
+from lib.logcontext import log_context
 from sync_logs import ledger
 from sync_logs.models import SyncRecord, SyncRun
 from sync_logs.partitions import CLOCK_SLACK
@@ -559,7 +561,7 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
     Outbox rows are updated per group of identical changes, not per row: a batch that failed
     whole (an outage) is one UPDATE, not a thousand.
     """
-    now = timezone.now()
+    now, started = timezone.now(), time.monotonic()
     max_attempts = settings.SYNC_MAX_ATTEMPTS
     log_rows: dict[int, tuple] = {}  # outbox id -> its log row
     groups: dict[tuple, list[int]] = {}  # (status, attempts or None, code, stored message) -> outbox ids
@@ -616,6 +618,15 @@ def _record(*, run: SyncRun, items: list[Claimed], outcomes: dict[int, Outcome])
             skipped=F("skipped") + counts["skipped"],
             failed=F("failed") + counts["failed"],
         )
+    metrics.records_written(run.integration.kind, ((outcomes[i].status, outcomes[i].code) for i in held))
+    logger.info(
+        "Batch of %d recorded: %d delivered, %d skipped, %d failed",
+        len(items),
+        counts["delivered"],
+        counts["skipped"],
+        counts["failed"],
+        extra={"batch": len(items), **counts, "write_ms": round((time.monotonic() - started) * 1000, 1)},
+    )
 
 
 COMMANDS_PER_SLICE = 100
@@ -763,6 +774,11 @@ class _Push:
     keys: set[str]
 
 
+def _here() -> contextvars.Context:
+    """This thread's context, for work handed to a pool thread: its log lines name the run as this one's do."""
+    return contextvars.copy_context()
+
+
 def _identity(identifier: str) -> str:
     """What makes two records the same person for the engine's ordering: identifiers compared without case
     (a destination may read Erin@x.com and erin@x.com as one person)."""
@@ -843,7 +859,7 @@ def _run_batches(
             return
         if previous is not None:
             previous.result()  # one batch written at a time, in order; its errors surface here
-        previous = recorder.submit(record_batch, run=run, items=push.items, outcomes=outcomes)
+        previous = recorder.submit(_here().run, record_batch, run=run, items=push.items, outcomes=outcomes)
 
     try:
         batches = 0
@@ -891,7 +907,7 @@ def _run_batches(
             if claimer is not None and not lease.overdue and not (budget is not None and budget.spent(batches)):
                 # The next batch is claimed and built (its own connection) while this one is sent: its push
                 # still starts only after this one's, so one person's captures keep their order.
-                ahead = claimer.submit(claim_ahead, after_id)
+                ahead = claimer.submit(_here().run, claim_ahead, after_id)
             if pusher is None:
                 record_batch(run=run, items=items, outcomes=decide(items, prepared))
                 continue
@@ -903,7 +919,7 @@ def _run_batches(
                 release(items, run=run)  # a push was told to wait: this batch waits for the next slice too
                 handoff.after_id = min(handoff.after_id, items[0].id - 1)
                 break
-            in_flight.append(_Push(items, prepared, pusher.submit(decide, items, prepared), keys))
+            in_flight.append(_Push(items, prepared, pusher.submit(_here().run, decide, items, prepared), keys))
             while in_flight and in_flight[0].future.done():
                 land()
             if handoff is not None:
@@ -996,8 +1012,15 @@ def sync_run_slice(run_id: int, token: int | None = None, after_id: int = 0, *, 
     lease = Lease(run)
     if not connection.in_atomic_block:  # the keeper's own connection could not see an uncommitted run
         lease.keep()
+    integration = run.integration
     try:
-        result = _carry_out(run, lease, budget=budget, after_id=after_id, first=token is None)
+        with log_context(
+            run_id=run.pk,
+            integration_id=integration.pk,
+            workspace_id=integration.workspace_id,
+            destination=integration.kind,
+        ):
+            result = _carry_out(run, lease, budget=budget, after_id=after_id, first=token is None)
     except LeaseLost as exc:
         logger.warning("Sync run %s lost its lease and stops (%s); the next run takes its contacts", run.pk, exc)
         return None

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from integrations.lease import LeaseLost
 from integrations.models import Integration, OutboxItem
-from lib import jsoncodec
+from lib import jsoncodec, metrics
 from sync_logs import partitions
 from sync_logs.models import SyncRecord, SyncRun
 
@@ -162,6 +162,27 @@ def run_finish(run: SyncRun, *, error: str = "", forced_status: str | None = Non
     if not closed:
         raise LeaseLost(f"sync run {run.pk} was closed by the reaper before it finished")
     run.status, run.finished_at, run.error_summary = status, finished_at, summary
+    seconds = (finished_at - run.started_at).total_seconds() if run.started_at else None
+    metrics.run_closed(trigger=run.trigger, outcome=status, seconds=seconds)
+    logger.info(
+        "Sync run %s %s: %s delivered, %s skipped, %s failed",
+        run.pk,
+        status,
+        run.delivered,
+        run.skipped,
+        run.failed,
+        extra={
+            "run_id": run.pk,
+            "integration_id": run.integration_id,
+            "trigger": run.trigger,
+            "outcome": status,
+            "total": run.total,
+            "delivered": run.delivered,
+            "skipped": run.skipped,
+            "failed": run.failed,
+            "seconds": seconds,
+        },
+    )
     return run
 
 
@@ -208,7 +229,7 @@ def sync_runs_reap(*, timeout: timedelta | None = None) -> int:
         status=SyncRun.Status.QUEUED, created_at__lt=cutoff
     )
     reaped = 0
-    for run_id in list(SyncRun.objects.filter(stale).values_list("id", flat=True)):
+    for run_id, trigger in list(SyncRun.objects.filter(stale).values_list("id", "trigger")):
         with transaction.atomic():
             # Locked and checked again: a heartbeat that moved since the list was read wins. SKIP LOCKED
             # and NOWAIT: a run whose row or in-flight rows are locked is committing a claim or a batch
@@ -233,6 +254,9 @@ def sync_runs_reap(*, timeout: timedelta | None = None) -> int:
                 status=Status.PENDING, run=None, claimed_at=None, sent_before=True
             )
             reaped += 1
+        metrics.run_closed(trigger=trigger, outcome=SyncRun.Status.ABANDONED, seconds=None)
+        metrics.SYNC_RUNS_REAPED.inc()
+        logger.warning("Sync run %s abandoned: its worker stopped answering", run_id, extra={"run_id": run_id})
     return reaped
 
 

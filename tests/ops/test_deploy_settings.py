@@ -85,7 +85,8 @@ def test_compose_settings_are_read_by_the_app(service):
     assert (values["DB_HOST"], values["DB_NAME"]) == ("postgres", "flowsync")
     assert values["BROKER"] == "redis://redis:6379/0"
     assert values["CACHE"] == "django.core.cache.backends.redis.RedisCache"
-    assert values["HOSTS"] == ["flowsync.example.com"]
+    # web also answers to its service name, inside the network only (the Prometheus scraping /metrics)
+    assert values["HOSTS"] == ["flowsync.example.com"] + (["web"] if service == "web" else [])
     assert values["SECURE_COOKIES"] is True and values["HSTS"] >= 31536000 and values["SSL_REDIRECT"] is True
     assert values["PROXY"] == ["HTTP_X_FORWARDED_PROTO", "https"]
     assert values["SECRET"] == PROVIDED["SECRET_KEY"]
@@ -111,7 +112,9 @@ def _nginx_size(value: str) -> int:
 def test_only_the_reverse_proxy_is_published_and_gunicorn_only_to_it():
     services = COMPOSE["services"]
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"proxy"}
+    # Prometheus (an optional profile) publishes its UI on the host's loopback only.
+    assert published == {"proxy", "prometheus"}
+    assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
     assert sorted(services["proxy"]["ports"]) == ["443:443", "80:80"]
     assert services["proxy"]["image"].startswith("nginx:")
     assert [str(port) for port in services["web"]["expose"]] == ["8000"]  # gunicorn's bind in the Dockerfile
@@ -267,6 +270,17 @@ def test_a_typo_in_a_boolean_is_refused():
     assert out.returncode != 0 and "DEBUG='ture' is not a boolean" in out.stderr
 
 
+def test_an_unknown_log_format_is_refused():
+    out = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_FORMAT": "jsno"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0 and "LOG_FORMAT='jsno' is not one of plain, json" in out.stderr
+
+
 def test_the_filesystem_broker_keeps_its_files_under_its_folder(tmp_path):
     """Binding a queue to a fanout exchange (what every worker's pidbox does) writes an
     exchange table; it belongs under the broker's folder, not the current directory."""
@@ -345,3 +359,66 @@ def test_every_beat_entry_names_a_task_the_worker_knows():
     app.loader.import_default_modules()  # what a worker does at start: autodiscovery included
     missing = {name for name, entry in settings.CELERY_BEAT_SCHEDULE.items() if entry["task"] not in app.tasks}
     assert not missing
+
+
+PROMETHEUS = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+
+
+def test_prometheus_is_an_optional_profile_scraping_web_and_every_worker_with_the_token():
+    services = COMPOSE["services"]
+    prometheus = services["prometheus"]
+    assert prometheus["profiles"] == ["metrics"]  # off unless asked for
+    assert all("profiles" not in service for name, service in services.items() if name != "prometheus")
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
+    assert mounts["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus.yml"
+    assert prometheus["secrets"] == ["metrics_token"]
+    assert COMPOSE["secrets"]["metrics_token"] == {"environment": "METRICS_TOKEN"}
+
+    jobs = {job["job_name"]: job for job in PROMETHEUS["scrape_configs"]}
+    web = jobs["flowsync-web"]
+    assert web["metrics_path"] == "/metrics" and web["static_configs"] == [{"targets": ["web:8000"]}]
+    assert web["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+    web_env = _service_env("web", {**PROVIDED, "METRICS_TOKEN": "t" * 32})
+    assert web_env["METRICS_TOKEN"] == "t" * 32 and web_env["INTERNAL_HOSTS"] == "web"
+
+    worker = jobs["flowsync-worker"]["dns_sd_configs"][0]
+    worker_env = _service_env("worker", PROVIDED)
+    assert worker["names"] == ["worker"] and str(worker["port"]) == worker_env["METRICS_PORT"]
+    assert [str(p) for p in services["worker"]["expose"]] == [worker_env["METRICS_PORT"]]
+    assert "ports" not in services["worker"]  # the network's only
+    for service in ("web", "worker"):
+        assert _service_env(service, PROVIDED)["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
+        assert _service_env(service, PROVIDED)["LOG_FORMAT"] == "json"
+
+
+@pytest.mark.django_db
+def test_metrics_are_answered_to_prometheus_and_never_through_the_proxy(settings):
+    """The scrape as Prometheus makes it (plain HTTP to web:8000, Host "web", the token), through Django with
+    the web service's settings; the public proxy answers /metrics 404 whatever the token."""
+    from django.test import Client
+
+    env = _service_env("web", {**PROVIDED, "METRICS_TOKEN": "t" * 32})
+    values = _settings_in_subprocess(env)
+    settings.DEBUG = values["DEBUG"]
+    settings.ALLOWED_HOSTS = values["HOSTS"]
+    settings.SECURE_SSL_REDIRECT = values["SSL_REDIRECT"]
+    settings.SECURE_REDIRECT_EXEMPT = values["REDIRECT_EXEMPT"]
+    settings.SECURE_PROXY_SSL_HEADER = tuple(values["PROXY"])
+    settings.METRICS_TOKEN = env["METRICS_TOKEN"]
+    client = Client()
+    answer = client.get("/metrics", headers={"Host": "web:8000", "Authorization": f"Bearer {'t' * 32}"})
+    assert answer.status_code == 200 and b"flowsync_outbox_rows" in answer.content
+    assert client.get("/metrics", headers={"Host": "web:8000"}).status_code == 401
+    assert client.get("/accounts/login/", headers={"Host": "web:8000"}).status_code == 301  # the rest: HTTPS
+
+    text = NGINX_CONF.read_text()
+    block = re.search(r"location = /metrics \{([^}]*)\}", text)
+    assert block and block.group(1).split() == ["return", "404;"]
+
+
+def test_gunicorn_keeps_the_metrics_files_of_its_workers():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert '"--config", "config/gunicorn.py"' in dockerfile
+    from config import gunicorn
+
+    assert callable(gunicorn.on_starting) and callable(gunicorn.child_exit)
