@@ -279,7 +279,7 @@ class SyncExchangeAdmin(ReadOnlyAdmin):
     list_filter = (StatusClassFilter, DestinationFilter)
     list_select_related = ("run__integration__workspace",)
     search_fields = ("endpoint",)
-    search_help_text = "A run id (exact), or the start of an endpoint: POST /api/users/bulkUpdate."
+    search_help_text = "A run id (exact), or the start of an endpoint, with or without its method: POST /api/…"
     ordering = ("-id",)
     sortable_by = ()
     show_full_result_count = False

@@ -200,6 +200,12 @@ class IdentifierArrayField(ArrayField):
     def db_type(self, connection) -> str:
         return super().db_type(connection) if connection.vendor == "postgresql" else "text"
 
+    def cast_db_type(self, connection) -> str:
+        return super().cast_db_type(connection) if connection.vendor == "postgresql" else "text"
+
+    def get_placeholder(self, value: Any, compiler, connection) -> str:
+        return super().get_placeholder(value, compiler, connection) if connection.vendor == "postgresql" else "%s"
+
     def get_db_prep_value(self, value: Any, connection, prepared: bool = False) -> Any:
         if connection.vendor == "postgresql":
             return super().get_db_prep_value(value, connection, prepared)
