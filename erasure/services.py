@@ -33,6 +33,7 @@ from integrations.destinations import destination_for
 from integrations.destinations.base import AuthError, DestinationError, ForbiddenError
 from integrations.models import Integration, OutboxItem
 from lib.leased import row_claim, row_status, rows_overdue
+from sync_logs.exchanges import exchanges_scrub
 from sync_logs.models import SyncRecord
 from workspaces.models import Workspace
 from workspaces.scoping import scoped
@@ -80,6 +81,20 @@ def logs_scrub(*, workspace: Workspace, contact_ids: list[int], email: str = "")
     return scrubbed
 
 
+def _identifiers(people: list[dict[str, str]]) -> set[str]:
+    return {str(value) for person in people for value in person.values() if value}
+
+
+def exchanges_of_people_scrub(
+    *, workspace: Workspace, contact_ids: list[int], people: list[dict[str, str]], email: str = ""
+) -> int:
+    """Take the people out of the workspace's HTTP exchanges (sync_logs.exchanges), found by every identifier
+    they are known by: the log rows' (read before logs_scrub empties them), the destinations', the email."""
+    logged = SyncRecord.objects.filter(contact_id__in=contact_ids, run__integration__workspace=workspace)
+    identifiers = {*logged.values_list("identifier", flat=True).distinct(), *_identifiers(people), email}
+    return exchanges_scrub(workspace=workspace, identifiers=identifiers)
+
+
 def erasure_request(
     *, workspace: Workspace, email: str, via: str, actor: User | None = None, forget: bool = False
 ) -> ErasureRequest:
@@ -94,6 +109,8 @@ def erasure_request(
         integrations = [i for i in scoped(Integration, workspace).order_by("kind") if i.is_connected]
         people = {i.pk: _people_at(i, contacts, email) for i in integrations}
         outbox, _ = OutboxItem.objects.filter(contact_id__in=ids).delete()
+        everyone = [person for found in people.values() for person in found]
+        exchanges = exchanges_of_people_scrub(workspace=workspace, contact_ids=ids, people=everyone, email=email)
         scrubbed = logs_scrub(workspace=workspace, contact_ids=ids, email=email)
         Contact.objects.filter(pk__in=ids).delete()
         request = ErasureRequest.objects.create(
@@ -127,7 +144,13 @@ def erasure_request(
             actor=actor,
             verb="contact.erased",
             target=f"erasure #{request.pk}",
-            data={"via": via, "mode": request.mode, "contacts": len(ids), "destinations": len(steps)},
+            data={
+                "via": via,
+                "mode": request.mode,
+                "contacts": len(ids),
+                "destinations": len(steps),
+                "exchanges": exchanges,
+            },
         )
         for step in steps:
             transaction.on_commit(
@@ -170,6 +193,8 @@ def erasure_step_attempt(step_id: int) -> str:
     request = step.request
     logs_scrub(workspace=request.workspace, contact_ids=request.contact_ids)  # a sync's late rows, if any
     people = (step.identifiers or {}).get("people", [])
+    # A sync's late exchanges too, before the destination is asked and after (a slice writes them as it ends).
+    exchanges_scrub(workspace=request.workspace, identifiers=_identifiers(people))
     integration = step.integration
     error, retryable = "", True
     if integration is None:
@@ -190,6 +215,7 @@ def erasure_step_attempt(step_id: int) -> str:
             if refused:
                 error = f"{step.destination_label} refused {len(refused)} of {len(results)}: {refused[0].message}"
                 retryable = any(r.retryable for r in refused)
+    exchanges_scrub(workspace=request.workspace, identifiers=_identifiers(people))
     return _step_outcome(step, error=_without(error, people), retryable=retryable)
 
 

@@ -54,6 +54,7 @@ from lib import jsoncodec, metrics
 from lib.faults import fault_point
 from lib.logcontext import log_context
 from sync_logs import ledger
+from sync_logs.exchanges import ExchangeLog, exchange_log_flush, exchange_log_open
 from sync_logs.models import SyncRecord, SyncRun
 from sync_logs.partitions import CLOCK_SLACK
 
@@ -794,6 +795,7 @@ def _run_batches(
     lease: Lease,
     budget: SliceBudget | None = None,
     after_id: int = 0,
+    exchanges: ExchangeLog | None = None,
 ) -> Handoff | bool:
     """Claim and push batch after batch until none is left, the slice's budget is spent, or the run has
     had its time.
@@ -813,6 +815,8 @@ def _run_batches(
     and a batch's second capture of one person waits for the next batch (release, below). Inside an
     outer transaction (the in-process tests) a second connection could not see its rows, so batches
     then run one after the other.
+
+    ``exchanges``: the run's exchange log, written after each batch's outcomes (by the same thread).
     """
     batch_size = settings.SYNC_BATCH_SIZE
     pipelined = not connection.in_atomic_block
@@ -840,6 +844,10 @@ def _run_batches(
         except (AuthError, ForbiddenError) as exc:
             raise StopRun(exc.message) from exc
 
+    def write(items: list[Claimed], outcomes: dict[int, Outcome]) -> None:
+        record_batch(run=run, items=items, outcomes=outcomes)
+        exchange_log_flush(exchanges)  # after the batch's transaction, never inside it: it may fail alone
+
     def land() -> None:
         """The oldest push's answer: its outcomes go to be written, after the batch before them."""
         nonlocal previous, handoff
@@ -855,11 +863,11 @@ def _run_batches(
             handoff = Handoff(wait, min(first_id, handoff.after_id) if handoff else first_id)
             return
         if recorder is None:
-            record_batch(run=run, items=push.items, outcomes=outcomes)
+            write(push.items, outcomes)
             return
         if previous is not None:
             previous.result()  # one batch written at a time, in order; its errors surface here
-        previous = recorder.submit(_here().run, record_batch, run=run, items=push.items, outcomes=outcomes)
+        previous = recorder.submit(_here().run, write, push.items, outcomes)
 
     try:
         batches = 0
@@ -909,7 +917,7 @@ def _run_batches(
                 # still starts only after this one's, so one person's captures keep their order.
                 ahead = claimer.submit(_here().run, claim_ahead, after_id)
             if pusher is None:
-                record_batch(run=run, items=items, outcomes=decide(items, prepared))
+                write(items, decide(items, prepared))
                 continue
             keys = {_identity(built.identifier) for _, built in prepared.sendable + prepared.superseded}
             # A person of a push still in flight: that push is answered before this one goes.
@@ -1074,6 +1082,26 @@ def _carry_out(
         )
     destination = destination_for(integration)
     destination.hand_back_waits(budget.yield_after if budget is not None else None)
+    exchanges = exchange_log_open(run_id=run.pk)
+    destination.record_exchanges(run.pk, exchanges)
+    try:
+        return _carry_out_batches(run, integration, destination, plan, lease, budget, after_id, exchanges)
+    finally:
+        # Finished, handed on, stopped or crashed: what the slice's tries left unwritten is written now.
+        destination.record_exchanges(None)
+        exchange_log_flush(exchanges)
+
+
+def _carry_out_batches(
+    run: SyncRun,
+    integration: Integration,
+    destination: Destination,
+    plan: MappingPlan,
+    lease: Lease,
+    budget: SliceBudget | None,
+    after_id: int,
+    exchanges: ExchangeLog,
+) -> SyncRun | Handoff:
     try:
         commands_carry_out(run=run, destination=destination)
         stopped = _run_batches(
@@ -1084,6 +1112,7 @@ def _carry_out(
             lease=lease,
             budget=budget,
             after_id=after_id,
+            exchanges=exchanges,
         )
     except LeaseLost:
         raise

@@ -24,6 +24,7 @@ from integrations.lease import LeaseLost
 from integrations.models import Integration, OutboxItem
 from lib import jsoncodec, metrics
 from sync_logs import partitions
+from sync_logs.exchanges import exchanges_purge
 from sync_logs.models import SyncRecord, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -352,9 +353,14 @@ def sync_logs_purge(*, days: int | None = None, batch: int = 10_000) -> int:
     runs, so its finish time dates them.
 
     Elsewhere (SQLite) and on a plain table: the batches per run of finished runs, as before.
+
+    The runs' HTTP exchanges (sync_logs.exchanges) older than ``days`` go too, in batches by age; they
+    are not counted in the return value.
     """
     days = settings.SYNC_LOG_RETENTION_DAYS if days is None else days
     cutoff = timezone.now() - timedelta(days=days)
+    if exchanges := exchanges_purge(before=cutoff, batch=batch):
+        logger.info("Retention: deleted %s sync-run HTTP exchanges older than %s days", exchanges, days)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             if partitions.is_partitioned(cursor):

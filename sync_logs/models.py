@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -83,6 +87,9 @@ class SyncRun(models.Model):
     error_summary = models.TextField(blank=True)
     # Set when the retention task deleted this run's log rows; the summary above is kept.
     logs_purged_at = models.DateTimeField(null=True, blank=True)
+    # HTTP exchanges the run made but did not keep (past EXCHANGE_LOG_MAX_PER_RUN, sync_logs.exchanges): the run
+    # page says how many. db_default: the beat's set-based insert (ledger.runs_create) names its columns.
+    exchanges_dropped = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -184,3 +191,70 @@ class SyncRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identifier or self.contact_id}: {self.status}"
+
+
+class IdentifierArrayField(ArrayField):
+    """A list of identifiers: a PostgreSQL array (a GIN index finds the rows holding one), and JSON text on
+    SQLite (``./run``), which has no arrays; there sync_logs.exchanges matches the text instead."""
+
+    def db_type(self, connection) -> str:
+        return super().db_type(connection) if connection.vendor == "postgresql" else "text"
+
+    def cast_db_type(self, connection) -> str:
+        return super().cast_db_type(connection) if connection.vendor == "postgresql" else "text"
+
+    def get_placeholder(self, value: Any, compiler, connection) -> str:
+        return super().get_placeholder(value, compiler, connection) if connection.vendor == "postgresql" else "%s"
+
+    def get_db_prep_value(self, value: Any, connection, prepared: bool = False) -> Any:
+        if connection.vendor == "postgresql":
+            return super().get_db_prep_value(value, connection, prepared)
+        return None if value is None else json.dumps(list(value))
+
+    def from_db_value(self, value: Any, expression, connection) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class SyncExchange(models.Model):
+    """One try of one HTTP request a run made to its destination (destinations.http.Exchange), as support
+    and the run page read it: timings, status, and the bodies masked (lib.logredact) and cut to
+    EXCHANGE_LOG_BODY_CHARS. No header is kept: the credentials travel there. Written by
+    sync_logs.exchanges, at most EXCHANGE_LOG_MAX_PER_RUN per run (then failed ones only), deleted with
+    the run's log rows (ledger.sync_logs_purge) and scrubbed by an erasure."""
+
+    workspace_lookup = "run__integration__workspace"
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="exchanges", db_index=False)
+    created_at = models.DateTimeField()  # when the try was sent (Exchange.started_at)
+    destination = models.CharField(max_length=20)  # the registry's kind
+    method = models.CharField(max_length=10)
+    endpoint = models.CharField(max_length=200)  # the path as its endpoint is named: never a person's identifier
+    status = models.PositiveSmallIntegerField(null=True, blank=True)  # None: no answer (timeout, connection)
+    error_code = models.CharField(max_length=50, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField()
+    attempt = models.PositiveSmallIntegerField()  # this try's number within its call, from 1
+    budget_wait_ms = models.PositiveIntegerField(default=0)  # waited for the rate budget before it was sent
+    retry_wait_ms = models.PositiveIntegerField(default=0)  # slept after the previous try failed (429, 5xx)
+    request_body = models.TextField(blank=True)
+    response_body = models.TextField(blank=True)
+    # The identifiers of the people the request carried, as their log rows name them (SyncRecord.identifier).
+    carries = IdentifierArrayField(models.CharField(max_length=254), default=list, blank=True)
+
+    class Meta:
+        indexes = [
+            # The run page's list, keyset pages in id order, and the bound's count at a slice's start.
+            models.Index(fields=["run", "id"], name="exchange_run_id"),
+            # Retention deletes by age, oldest first, a batch at a time (ledger.sync_logs_purge).
+            models.Index(fields=["created_at"], name="exchange_created_at"),
+            # A record's page finds the requests that carried it, an erasure those of the erased person
+            # (carries @> / && ARRAY[...]). Made on PostgreSQL only (migration 0011): SQLite has no GIN.
+            GinIndex(fields=["carries"], name="exchange_carries"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.endpoint}: {self.status or self.error_code}"
+
+    @property
+    def failed(self) -> bool:
+        return self.status is None or self.status >= 400

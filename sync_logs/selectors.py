@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -18,7 +19,8 @@ from django.utils import timezone
 from flows.models import Contact
 from integrations.models import Integration, OutboxItem
 from lib.charts import Chart, stacked_bars
-from sync_logs.models import SyncRecord, SyncRun
+from sync_logs.exchanges import exchanges_carrying
+from sync_logs.models import SyncExchange, SyncRecord, SyncRun
 from sync_logs.partitions import run_window
 from workspaces.models import Workspace
 from workspaces.scoping import scoped
@@ -26,6 +28,9 @@ from workspaces.scoping import scoped
 RUNS_PAGE_SIZE = 25
 RECORDS_PAGE_SIZE = 50
 STATUS_FILTERS = [s.value for s in SyncRecord.Status]
+EXCHANGES_PAGE_SIZE = 25
+# The run page's filters of its requests: value (the ``requests`` GET parameter) -> label.
+EXCHANGE_FILTERS = {"": "All", "failed": "Failed", "429": "429", "slow": "Slow"}
 
 
 @dataclass
@@ -176,3 +181,49 @@ def runs_chart(*, integration: Integration, limit: int = 30) -> Chart:
         for run in runs
     ]
     return stacked_bars(columns, ("delivered", "skipped", "failed"))
+
+
+def _exchange_filter(show: str) -> Q | None:
+    if show == "failed":
+        return Q(status=None) | Q(status__gte=400)
+    if show == "429":
+        return Q(status=429)
+    if show == "slow":
+        return Q(duration_ms__gte=settings.EXCHANGE_LOG_SLOW_MS)
+    return None
+
+
+def exchanges_page(
+    *,
+    run: SyncRun,
+    show: str = "",
+    after: int | None = None,
+    before: int | None = None,
+    size: int = EXCHANGES_PAGE_SIZE,
+) -> KeysetPage:
+    """A run's HTTP exchanges in the order they were made, all or those of one filter (EXCHANGE_FILTERS).
+
+    No index per filter: the (run, id) index walks the run's exchanges, of which there are at most twice
+    EXCHANGE_LOG_MAX_PER_RUN (sync_logs.exchanges), so a filter that matches few reads a few thousand rows.
+    """
+    qs = SyncExchange.objects.filter(run=run).defer("request_body", "response_body", "carries")
+    page_filter = _exchange_filter(show)
+    if page_filter is not None:
+        qs = qs.filter(page_filter)
+    page = _keyset(qs, after=after, before=before, size=size, newest_first=False)
+    page.filters = {"requests": show} if page_filter is not None else {}
+    return page
+
+
+def exchange_in_run(*, run: SyncRun, exchange_id: int) -> SyncExchange | None:
+    return SyncExchange.objects.filter(run=run, pk=exchange_id).first()
+
+
+def exchanges_of_record(*, run: SyncRun, record: SyncRecord, limit: int = 20) -> list[SyncExchange]:
+    """The requests of the record's run that carried its person (a lookup, the push, its retries, a list
+    subscription, an event), first one first: the carried identifiers' GIN index on PostgreSQL."""
+    if not record.identifier:
+        return []
+    found = exchanges_carrying(SyncExchange.objects.filter(run=run), [record.identifier])
+    found = found.defer("request_body", "response_body").order_by("id")[:limit]
+    return [exchange for exchange in found if record.identifier in exchange.carries]

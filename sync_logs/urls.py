@@ -12,4 +12,5 @@ urlpatterns = [
     path("runs/<int:run_id>/retry/", views.run_retry, name="run-retry"),
     path("runs/<int:run_id>/records/<int:record_id>/", views.record_detail, name="record"),
     path("runs/<int:run_id>/records/<int:record_id>/retry/", views.record_retry, name="record-retry"),
+    path("runs/<int:run_id>/requests/<int:exchange_id>/", views.exchange_detail, name="exchange"),
 ]

@@ -1,11 +1,13 @@
-"""The sync-log viewer: runs, a run's records, one record, retry, CSV export, and the integration's alert settings
-(stored by integrations.health), which its run list shows."""
+"""The sync-log viewer: runs, a run's records and HTTP exchanges, one record, one exchange, retry, CSV export, and the
+integration's alert settings (stored by integrations.health), which its run list shows."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -18,6 +20,7 @@ from integrations.models import Integration
 from integrations.selectors import integration_by_kind
 from integrations.sync import Requeued, retry_failed
 from sync_logs import selectors, services
+from sync_logs.exchanges import exchange_body_pretty
 from sync_logs.explain import Explanation, explain
 from sync_logs.models import SyncRecord, SyncRun
 from workspaces.models import Role
@@ -103,11 +106,32 @@ def run_detail(request: HttpRequest, kind: str, run_id: int) -> HttpResponse:
         "statuses": SyncRecord.Status.choices,
         "bar": _bar(run),
         "taken_by": _taken_by(request, run.integration),
+        **_exchanges_context(request, run),
     }
-    template = (
-        "sync_logs/_records.html" if request.htmx and request.htmx.target == "records" else "sync_logs/run_detail.html"
-    )
+    template = "sync_logs/run_detail.html"
+    if request.htmx and request.htmx.target == "records":
+        template = "sync_logs/_records.html"
+    elif request.htmx and request.htmx.target == "requests":
+        template = "sync_logs/_exchanges.html"
     return render(request, template, context)
+
+
+def _exchanges_context(request: HttpRequest, run: SyncRun) -> dict:
+    """The run page's requests section: its page, its filters, and the records' query its links keep."""
+    show = request.GET.get("requests", "")
+    page = selectors.exchanges_page(
+        run=run,
+        show=show if show in selectors.EXCHANGE_FILTERS else "",
+        after=_id_param(request, "requests_after"),
+        before=_id_param(request, "requests_before"),
+    )
+    kept = {k: v for k, v in request.GET.items() if k in ("status", "q", "after", "before") and v}
+    return {
+        "exchanges": page,
+        "exchange_filters": selectors.EXCHANGE_FILTERS.items(),
+        "records_query": urlencode(kept) + "&" if kept else "",
+        "exchange_log_max": settings.EXCHANGE_LOG_MAX_PER_RUN,
+    }
 
 
 def _taken_by(request: HttpRequest, integration) -> SyncRun | None:
@@ -142,8 +166,27 @@ def record_detail(request: HttpRequest, kind: str, run_id: int, record_id: int) 
         "payload_json": json.dumps(record.payload, indent=2, ensure_ascii=False) if record.payload else "",
         "explanation": _explained(record, destination_class(run.integration.kind)),
         "taken_by": _taken_by(request, run.integration),
+        "sent_in": selectors.exchanges_of_record(run=run, record=record),
     }
     return render(request, "sync_logs/record_detail.html", context)
+
+
+@workspace_view()
+def exchange_detail(request: HttpRequest, kind: str, run_id: int, exchange_id: int) -> HttpResponse:
+    run = _run(request, kind, run_id)
+    exchange = selectors.exchange_in_run(run=run, exchange_id=exchange_id)
+    if exchange is None:
+        raise Http404("No such request")
+    context = {
+        "run": run,
+        "kind": kind,
+        "integration": run.integration,
+        "exchange": exchange,
+        "request_body": exchange_body_pretty(exchange.request_body),
+        "response_body": exchange_body_pretty(exchange.response_body),
+        "body_chars": settings.EXCHANGE_LOG_BODY_CHARS,
+    }
+    return render(request, "sync_logs/exchange_detail.html", context)
 
 
 @workspace_view()

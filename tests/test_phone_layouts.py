@@ -19,7 +19,7 @@ from erasure.models import ErasureRequest, ErasureStep
 from flows.models import Contact
 from integrations import engine
 from integrations.sync import sync_now
-from sync_logs.models import SyncRecord
+from sync_logs.models import SyncExchange, SyncRecord
 from tests.browser import WIDER_THAN_SCREEN
 from tests.factories import PASSWORD, UserFactory
 from tests.test_tenant_isolation import WORKSPACE_ROUTES, _path
@@ -39,6 +39,7 @@ def demo(iterable) -> dict:
     engine.sync_run_execute(sync_now(integration=integration).pk)
     run = integration.runs.order_by("-pk").first()
     record = SyncRecord.objects.filter(run=run).order_by("pk").first()
+    exchange = SyncExchange.objects.filter(run=run).order_by("pk").first()  # a bulk request: its body is long
     flow = workspace.flows.order_by("pk").first()
     member = Membership.objects.create(workspace=workspace, user=UserFactory(), role=Role.VIEWER)
     invitation = Invitation.objects.create(
@@ -73,6 +74,7 @@ def demo(iterable) -> dict:
         "kind": integration.kind,
         "run_id": run.pk,
         "record_id": record.pk,
+        "exchange_id": exchange.pk,
         "fmt": "png",
         "channel_id": channel.pk,
         "step_id": step.pk,

@@ -14,7 +14,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from alert_channels.models import AlertChannel
 from erasure.models import ErasureRequest, ErasureStep
 from integrations.models import Integration
-from sync_logs.models import SyncRecord, SyncRun
+from sync_logs.models import SyncExchange, SyncRecord, SyncRun
 from tests.factories import ContactFactory, MembershipFactory, make_flow
 from workspaces.models import Invitation, Membership, Role
 
@@ -45,6 +45,15 @@ def _workspace_objects(workspace, member: Membership) -> dict:
     )
     run = SyncRun.objects.create(integration=integration, trigger="manual", status="succeeded")
     record = SyncRecord.objects.create(run=run, contact=contact, identifier=contact.email or "x", status="failed")
+    exchange = SyncExchange.objects.create(
+        run=run,
+        created_at=timezone.now(),
+        destination="iterable",
+        method="POST",
+        endpoint="/x",
+        duration_ms=1,
+        attempt=1,
+    )
     channel = AlertChannel.objects.create(
         workspace=workspace, kind="webhook", name="Ops", secrets={"url": "https://93.184.216.34/x"}, address_hint="x"
     )
@@ -66,6 +75,7 @@ def _workspace_objects(workspace, member: Membership) -> dict:
         "kind": "iterable",
         "run_id": run.pk,
         "record_id": record.pk,
+        "exchange_id": exchange.pk,
         "fmt": "png",
         "channel_id": channel.pk,
         "step_id": step.pk,

@@ -245,7 +245,10 @@ class CustomerIODestination(Destination):
             sendable.append(index)
             encoded.append(data)
         parts = list(batch_parts([len(e) for e in encoded]))
-        sent = self._send_parts([rules.batch_body(encoded[part]) for part in parts])
+        carried = [[self.identifier_of(records[i]) for i in sendable[part]] for part in parts]
+        sent = self._send_parts(
+            [(rules.batch_body(encoded[part]), people) for part, people in zip(parts, carried, strict=True)]
+        )
         answered = any(response is not None for response, _ in sent)
         for part, (response, error) in zip(parts, sent, strict=True):
             indices = sendable[part]
@@ -276,17 +279,21 @@ class CustomerIODestination(Destination):
                 results[i] = result
         return [r for r in results if r is not None]
 
-    def _send_parts(self, bodies: list[bytes]) -> list[tuple[Response | None, DestinationError | None]]:
-        """POST each body, up to CUSTOMERIO_PUSH_CONCURRENCY at once; (response, error) each, in order.
+    def _send_parts(
+        self, bodies: list[tuple[bytes, list[str]]]
+    ) -> list[tuple[Response | None, DestinationError | None]]:
+        """POST each body (with the people it carries), up to CUSTOMERIO_PUSH_CONCURRENCY at once; (response,
+        error) each, in order.
 
         The requests of one batch carry different people (the engine never puts one person twice in a
         batch), so their order between each other does not matter; the next batch starts once every
         one of them is answered, so one person's captures still arrive in order. Each request takes its
         token from the workspace's budget as it is sent, as one at a time would."""
 
-        def send(body: bytes) -> tuple[Response | None, DestinationError | None]:
+        def send(part: tuple[bytes, list[str]]) -> tuple[Response | None, DestinationError | None]:
+            body, carried = part
             try:
-                return self.client.request("POST", BATCH_PATH, data=body), None
+                return self.client.request("POST", BATCH_PATH, data=body, carries=carried), None
             except DestinationError as exc:
                 return None, exc
 
@@ -306,10 +313,14 @@ class CustomerIODestination(Destination):
         kind = self.identify_by
         values = [str((r.get("identifiers") or {}).get(kind) or "") for r in records]
         asked = list(dict.fromkeys(v for v in values if v))
+        # Who each id asked for is, as a log row names them (identifier_of: perhaps their other identifier).
+        named = {value: self.identifier_of(record) for value, record in zip(values, records, strict=True) if value}
         found: set[str] = set()
         for start in range(0, len(asked), rules.MAX_BATCH_OPERATIONS):
             ids = asked[start : start + rules.MAX_BATCH_OPERATIONS]
-            response = self.app.request("POST", PEOPLE_PATH, params={"id_type": kind}, json={"ids": ids})
+            response = self.app.request(
+                "POST", PEOPLE_PATH, params={"id_type": kind}, json={"ids": ids}, carries=[named[i] for i in ids]
+            )
             found |= answers.found_people(response.status, response.body, kind, ids)
         return [bool(v) and v in found for v in values]
 
@@ -367,11 +378,18 @@ class CustomerIODestination(Destination):
             "identifiers": {kind: identifiers[kind]},
             "device": {"token": token},
         }
-        self._send_one(operation, "device", identifiers[kind])
+        # Carrying every identifier given: the command's log row is named by the first (engine._command_outcome).
+        self._send_one(operation, "device", identifiers[kind], carries=[str(v) for v in identifiers.values() if v])
 
-    def _send_one(self, operation: dict[str, Any], what: str, identifier: str = "") -> None:
-        """One v2 operation in a batch of its own; raises what its answer says (a refused item: ValidationError)."""
-        response = self.client.request("POST", BATCH_PATH, data=rules.batch_body([rules.encode(operation)]))
+    def _send_one(
+        self, operation: dict[str, Any], what: str, identifier: str = "", *, carries: list[str] | None = None
+    ) -> None:
+        """One v2 operation in a batch of its own; raises what its answer says (a refused item: ValidationError).
+        ``carries``: the people it is about, for the exchange log (by default the one ``identifier`` names)."""
+        carried = carries if carries is not None else [identifier]
+        response = self.client.request(
+            "POST", BATCH_PATH, data=rules.batch_body([rules.encode(operation)]), carries=carried
+        )
         failed, unexpected = answers.batch_failures(response.status, response.body, 1)
         if unexpected:
             raise UnexpectedAnswerError(
@@ -406,7 +424,9 @@ class CustomerIODestination(Destination):
             operations.append((index, str(person[kind]), rules.encode(operation)))
         for start in range(0, len(operations), rules.MAX_BATCH_OPERATIONS):
             chunk = operations[start : start + rules.MAX_BATCH_OPERATIONS]
-            response = self.client.request("POST", BATCH_PATH, data=rules.batch_body([op for _, _, op in chunk]))
+            response = self.client.request(
+                "POST", BATCH_PATH, data=rules.batch_body([op for _, _, op in chunk]), carries=[c for _, c, _ in chunk]
+            )
             failed, unexpected = answers.batch_failures(response.status, response.body, len(chunk))
             if unexpected:
                 raise UnexpectedAnswerError(

@@ -144,6 +144,10 @@ class IterableDestination(Destination):
     def identifier_of(self, record: dict[str, Any]) -> str:
         return rules.identifier_of(record, self.project_type)
 
+    def _carried(self, records: list[dict[str, Any]]) -> list[str]:
+        """The people a request carries, as their log rows name them: the run's exchange log finds them so."""
+        return [self.identifier_of(record) for record in records]
+
     @staticmethod
     def bulk_body(records: list[dict[str, Any]], *, create_new_fields: bool = False) -> dict[str, Any]:
         """The exact bulkUpdate request body: the mapping preview shows what this returns."""
@@ -237,7 +241,7 @@ class IterableDestination(Destination):
         return [r for r in results if r is not None]
 
     def _push_chunk(self, records: list[dict[str, Any]], body: bytes) -> list[RecordResult]:
-        response = self.client.request("POST", "/api/users/bulkUpdate", data=body)
+        response = self.client.request("POST", "/api/users/bulkUpdate", data=body, carries=self._carried(records))
         return self._bulk_results("bulkUpdate", response, records)
 
     def _bulk_results(self, what: str, response: Response, records: list[dict[str, Any]]) -> list[RecordResult]:
@@ -260,7 +264,7 @@ class IterableDestination(Destination):
         else:
             return False  # nothing to look it up by: the push says what is missing
         try:
-            response = self.client.request("GET", path, params=params)
+            response = self.client.request("GET", path, params=params, carries=self._carried([record]))
         except NotFoundError as exc:
             if exc.code == NO_USER_CODE:  # byUserId's other way of saying "not found" (reference 4)
                 return False
@@ -278,7 +282,10 @@ class IterableDestination(Destination):
         Its answer is the bulk one (reference 6.3), read as strictly as bulkUpdate's."""
         subscribers = [{k: r[k] for k in ("email", "userId") if r.get(k)} for r in records]
         response = self.client.request(
-            "POST", "/api/lists/subscribe", json={"listId": list_id, "subscribers": subscribers}
+            "POST",
+            "/api/lists/subscribe",
+            json={"listId": list_id, "subscribers": subscribers},
+            carries=self._carried(records),
         )
         return self._bulk_results("lists/subscribe", response, records)
 
@@ -293,7 +300,7 @@ class IterableDestination(Destination):
             **{k: record[k] for k in ("email", "userId") if record.get(k)},
             **({"id": event_id} if event_id else {}),
         }
-        response = self.client.request("POST", "/api/events/track", json=body)
+        response = self.client.request("POST", "/api/events/track", json=body, carries=self._carried([record]))
         answers.check_envelope(what="events/track", status=response.status, body=response.body)
 
     def device_register(self, record: dict[str, Any], device: dict[str, Any]) -> None:
@@ -304,7 +311,9 @@ class IterableDestination(Destination):
         body = {"token": device["token"], "platform": device["platform"], "applicationName": device["app_name"]}
         if device.get("attributes"):
             body["dataFields"] = device["attributes"]
-        response = self.client.request("POST", "/api/users/registerDeviceToken", json={**who, "device": body})
+        response = self.client.request(
+            "POST", "/api/users/registerDeviceToken", json={**who, "device": body}, carries=self._carried([record])
+        )
         answers.check_envelope(what="users/registerDeviceToken", status=response.status, body=response.body)
 
     def device_disable(self, token: str, identifiers: dict[str, str]) -> None:
@@ -312,7 +321,10 @@ class IterableDestination(Destination):
         known; without one Iterable disables the token "under all users with this device"."""
         email, user_id = identifiers.get("email"), identifiers.get("userId") or identifiers.get("user_id")
         who = {"email": email} if email and self.project_type != "userId" else ({"userId": user_id} if user_id else {})
-        response = self.client.request("POST", "/api/users/disableDevice", json={"token": token, **who})
+        # The identifiers the command's log row is named by (integrations.engine._command_outcome).
+        carried = [str(v) for v in identifiers.values() if v]
+        body = {"token": token, **who}
+        response = self.client.request("POST", "/api/users/disableDevice", json=body, carries=carried)
         answers.check_envelope(what="users/disableDevice", status=response.status, body=response.body)
 
     def erase(self, people: list[dict[str, str]], *, forget: bool = False) -> list[RecordResult]:
@@ -332,16 +344,20 @@ class IterableDestination(Destination):
             try:
                 if forget:
                     body = {"email": email} if by_email else {"userId": user_id}
-                    response = self.client.request("POST", "/api/users/forget", json=body)
+                    response = self.client.request("POST", "/api/users/forget", json=body, carries=[shown])
                 elif by_email:
                     response = self.client.request(
-                        "DELETE", f"/api/users/{quote(email, safe='@+')}", template="/api/users/{email}"
+                        "DELETE",
+                        f"/api/users/{quote(email, safe='@+')}",
+                        template="/api/users/{email}",
+                        carries=[shown],
                     )
                 else:
                     response = self.client.request(
                         "DELETE",
                         f"/api/users/byUserId/{quote(user_id, safe='')}",
                         template="/api/users/byUserId/{userId}",
+                        carries=[shown],
                     )
                 answers.check_envelope(
                     what="users/forget" if forget else "users/delete", status=response.status, body=response.body
@@ -401,7 +417,7 @@ class IterableDestination(Destination):
                 return self.subscribe(group_id, records)
             subscribers = [{k: r[k] for k in ("email", "userId") if r.get(k)} for r in records]
             body = {"listId": group_id, "subscribers": subscribers, "channelUnsubscribe": False}
-            response = self.client.request("POST", "/api/lists/unsubscribe", json=body)
+            response = self.client.request("POST", "/api/lists/unsubscribe", json=body, carries=self._carried(records))
             results = self._bulk_results("lists/unsubscribe", response, records)
             # Not found on an unsubscribe: they are not on the list, which is what was asked (reference 6.3).
             return [RecordResult(r.identifier, True) if r.code == "not_found" else r for r in results]
@@ -424,6 +440,7 @@ class IterableDestination(Destination):
                 params={"action": "subscribe" if subscribe else "unsubscribe"},
                 json=body,
                 template="/api/subscriptions/{group}/{id}",
+                carries=self._carried(records),
             )
         except NotFoundError as exc:
             return [
@@ -460,7 +477,10 @@ class IterableDestination(Destination):
             )
         try:
             response = self.client.request(
-                "PATCH" if subscribe else "DELETE", path, template="/api/subscriptions/{group}/{id}" + template
+                "PATCH" if subscribe else "DELETE",
+                path,
+                template="/api/subscriptions/{group}/{id}" + template,
+                carries=[shown],
             )
         except (ConflictError, ValidationError) as exc:
             return RecordResult(shown, False, exc.code, exc.message)
