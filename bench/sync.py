@@ -405,8 +405,9 @@ def bench_started(args) -> Iterator[tuple[Any, dict[str, str], int]]:
         "DEBUG": "0",
         **BENCH_ENV,
         "LOG_LEVEL": "WARNING",
-        # The engine's settings from this shell (SYNC_SLICE_SECONDS=0 python bench/sync.py ...): a comparison.
-        **{name: value for name, value in os.environ.items() if name.startswith("SYNC_")},
+        # The engine's and the exchange log's settings from this shell (SYNC_SLICE_SECONDS=0 python bench/sync.py ...):
+        # a comparison.
+        **{name: value for name, value in os.environ.items() if name.startswith(("SYNC_", "EXCHANGE_LOG_"))},
         "SYNC_BATCH_SIZE": str(args.batch),
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         **bench.env(),

@@ -756,6 +756,18 @@ class SliceBudget:
         self.ends_at = time.monotonic() + settings.SYNC_SLICE_SECONDS
 
 
+def _slice_ends(budget: SliceBudget | None, batches: int) -> bool:
+    """Whether the slice ends after this batch: its budget is spent and other work waits for a worker. Spent
+    with nothing waiting, it is renewed here, before the next batch is claimed ahead: a renewal found only at
+    the next batch would claim that batch without its look-ahead, a stall in the pipeline at every slice."""
+    if budget is None or not budget.spent(batches):
+        return False
+    if sync_tasks_waiting():
+        return True
+    budget.renew(batches)
+    return False
+
+
 @dataclass
 class Handoff:
     """A slice ended with rows perhaps left: the run goes on in a new task ``resume_in`` seconds from
@@ -912,7 +924,7 @@ def _run_batches(
             release(prepared.deferred, run=run)
             if prepared.deferred:
                 after_id = min(after_id, min(i.id for i in prepared.deferred) - 1)
-            if claimer is not None and not lease.overdue and not (budget is not None and budget.spent(batches)):
+            if claimer is not None and not lease.overdue and not _slice_ends(budget, batches):
                 # The next batch is claimed and built (its own connection) while this one is sent: its push
                 # still starts only after this one's, so one person's captures keep their order.
                 ahead = claimer.submit(_here().run, claim_ahead, after_id)
