@@ -29,6 +29,7 @@ from django.db.models import F, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from lib import jsoncodec
+from lib.batched import rows_delete_in_batches
 from lib.logredact import redact
 from sync_logs.models import SyncExchange, SyncRun
 from workspaces.models import Workspace
@@ -232,16 +233,6 @@ def exchanges_scrub(*, workspace: Workspace, identifiers: Iterable[str]) -> int:
 def exchanges_purge(*, before, batch: int = 10_000) -> int:
     """Delete the exchanges made before ``before``, oldest first, ``batch`` per statement (the created_at index):
     short transactions, never one statement over millions of rows. Returns how many went."""
-    table = SyncExchange._meta.db_table
-    deleted = 0
-    while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {table} WHERE id IN "  # noqa: S608 - the table name is ours
-                f"(SELECT id FROM {table} WHERE created_at < %s ORDER BY created_at LIMIT %s)",
-                [before, batch],
-            )
-            count = max(cursor.rowcount, 0)
-        deleted += count
-        if count < batch:
-            return deleted
+    return rows_delete_in_batches(
+        SyncExchange._meta.db_table, "created_at < %s", [before], order="created_at", batch=batch
+    )

@@ -23,6 +23,7 @@ from django.utils import timezone
 from integrations.lease import LeaseLost
 from integrations.models import Integration, OutboxItem
 from lib import jsoncodec, metrics
+from lib.batched import rows_delete_in_batches
 from sync_logs import partitions
 from sync_logs.exchanges import exchanges_purge
 from sync_logs.models import SyncRecord, SyncRun
@@ -380,17 +381,7 @@ def _purge_runs_in_batches(table: str, finished_before: datetime, batch: int) ->
     )
     deleted = 0
     for run_id in runs.order_by("id").values_list("id", flat=True).iterator():
-        while True:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(
-                    f"DELETE FROM {table} WHERE id IN "  # noqa: S608 - the table name is ours
-                    f"(SELECT id FROM {table} WHERE run_id = %s ORDER BY id LIMIT %s)",
-                    [run_id, batch],
-                )
-                count = max(cursor.rowcount, 0)
-            deleted += count
-            if count < batch:
-                break
+        deleted += rows_delete_in_batches(table, "run_id = %s", [run_id], order="id", batch=batch)
         SyncRun.objects.filter(pk=run_id).update(logs_purged_at=timezone.now())
     return deleted
 
