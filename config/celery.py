@@ -18,7 +18,7 @@ from celery.signals import (
 )
 
 from lib import metrics
-from lib.logcontext import JsonLineFormatter, LogContextFilter, log_context
+from lib.logcontext import JsonLineFormatter, LogContextFilter, PlainFormatter, log_context
 from lib.logredact import RedactSecretsFilter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -49,6 +49,8 @@ def redact_worker_logs(logger: logging.Logger, **kwargs: object) -> None:
             handler.addFilter(LogContextFilter())
         if settings.LOG_FORMAT == "json":
             handler.setFormatter(JsonLineFormatter())
+        elif not isinstance(handler.formatter, PlainFormatter):  # Celery's own format, with the context appended
+            handler.setFormatter(PlainFormatter(getattr(handler.formatter, "_fmt", None)))
 
 
 # --- task events: every line a task logs names the task (and its run), and each task's end is one line ---
@@ -64,10 +66,24 @@ def task_started(task_id: str, task, args=None, kwargs=None, **_: object) -> Non
     except TypeError:
         run_id = None
     if isinstance(run_id, int):
-        fields["run_id"] = run_id
+        fields.update(run_id=run_id, **_run_fields(run_id))
     context = log_context(**fields)
     context.__enter__()
     _task_contexts[task_id] = (context, time.monotonic())
+    logger.info("Task %s started", task.name)
+
+
+def _run_fields(run_id: int) -> dict[str, int]:
+    """The integration and workspace of a run, for every line of a task about it (one primary-key read)."""
+    from django.db import DatabaseError
+
+    from sync_logs.models import SyncRun
+
+    try:
+        found = SyncRun.objects.filter(pk=run_id).values_list("integration_id", "integration__workspace_id").first()
+    except DatabaseError:  # the log line must not be why a task fails; the task meets the error itself
+        return {}
+    return {"integration_id": found[0], "workspace_id": found[1]} if found else {}
 
 
 @task_postrun.connect

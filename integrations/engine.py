@@ -872,6 +872,7 @@ def _run_batches(
             release(push.items, run=run, sent=True)
             first_id = min(item.id for item in push.items) - 1
             wait = max(exc.seconds, handoff.resume_in if handoff else 0.0)
+            metrics.budget_handed_back(integration.kind, exc.seconds)
             handoff = Handoff(wait, min(first_id, handoff.after_id) if handoff else first_id)
             return
         if recorder is None:
@@ -895,6 +896,7 @@ def _run_batches(
                     budget.renew(batches)  # no other work waits: the run goes on in this task
                 if (wait := destination.budget_wait()) > budget.yield_after:
                     # A 429 told the whole budget to wait: the slot goes to other work meanwhile.
+                    metrics.budget_handed_back(integration.kind, wait)
                     handoff = Handoff(wait, after_id)
                     break
             prepared: Prepared | None = None

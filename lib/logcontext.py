@@ -16,6 +16,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from lib.logredact import redact
+
 _fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_fields", default={})  # noqa: B039 - never mutated
 
 
@@ -63,3 +65,12 @@ class JsonLineFormatter(JsonFormatter):
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         super().add_fields(log_data, record, message_dict)
         log_data.pop("context", None)
+        # SECURITY: an ``extra`` string is not the message the redaction filter rewrote; masked here too.
+        for key, value in log_data.items():
+            if isinstance(value, str):
+                log_data[key] = redact(value)
+
+    def formatException(self, ei: Any) -> str:
+        # SECURITY: python-json-logger formats the traceback afresh from the exception, not from the masked
+        # ``exc_text`` the redaction filter left on the record: it is masked again here.
+        return redact(super().formatException(ei))

@@ -94,6 +94,17 @@ DESTINATION_RETRY_WAIT = Counter(
     ["destination"],
 )
 
+BUDGET_HANDBACKS = Counter(
+    "flowsync_sync_budget_handbacks",
+    "Slices that gave their worker slot back to wait for their account's rate budget instead of sleeping in it.",
+    ["destination"],
+)
+BUDGET_HANDBACK_WAIT = Counter(
+    "flowsync_sync_budget_handback_wait_seconds",
+    "The waits those slices handed back: the time their runs waited for the budget outside a worker.",
+    ["destination"],
+)
+
 
 def exchange_observe(exchange) -> None:
     """Count one try of one request (destinations.http.Exchange): registered as an observer of every client."""
@@ -109,6 +120,11 @@ def exchange_observe(exchange) -> None:
         DESTINATION_BUDGET_WAIT.labels(where).inc(exchange.budget_wait)
     if exchange.retry_wait > 0:
         DESTINATION_RETRY_WAIT.labels(where).inc(exchange.retry_wait)
+
+
+def budget_handed_back(destination: str, seconds: float) -> None:
+    BUDGET_HANDBACKS.labels(destination).inc()
+    BUDGET_HANDBACK_WAIT.labels(destination).inc(max(0.0, seconds))
 
 
 def contacts_captured(source: str, count: int = 1) -> None:

@@ -2,9 +2,10 @@
 
 They are counts across every workspace (an operator's view; no workspace is a label), so they are not
 computed per scrape: ``metrics_gauges_refresh`` (a beat task, METRICS_GAUGES_SECONDS) stores a snapshot
-in the cache (Redis in production, shared by every process) and a scrape reads it. A scrape that finds
-no snapshot, or one older than three periods (beat stopped), computes one itself, at most one process
-at a time (a cache lock), so a stopped beat cannot turn every scrape into the counts.
+in the cache (Redis in production, shared by every process) and a scrape reads it. Beat stopped, a scrape
+finds the snapshot ten periods old and computes one itself, at most one process every ten periods (a cache
+lock); ``flowsync_metrics_gauges_age_seconds`` still counts from beat's last refresh, so that an alert on it
+fires however the gauges were kept alive.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -35,10 +37,6 @@ def gauges_compute() -> dict:
     outbox_in_flight, outbox_failed): a GROUP BY status would read the whole history of delivered rows."""
     now = timezone.now()
     outbox = {state: OutboxItem.objects.filter(status=state).count() for state in WAITING}
-    # The lag: how long the longest-waiting due row has been due (a row waiting out its retry backoff is not late).
-    oldest = OutboxItem.objects.filter(status=OutboxItem.Status.PENDING, next_attempt_at__lte=now).aggregate(
-        oldest=Min("next_attempt_at")
-    )["oldest"]
     runs = dict(
         SyncRun.objects.filter(status__in=SyncRun.ACTIVE).values_list("status").annotate(n=Count("id")).order_by()
     )
@@ -46,23 +44,49 @@ def gauges_compute() -> dict:
     return {
         "at": time.time(),
         "outbox": outbox,
-        "lag": (now - oldest).total_seconds() if oldest else 0.0,
+        "lag": sync_lag_seconds(now),
         "runs": {state: runs.get(state, 0) for state in SyncRun.ACTIVE},
         "integrations": {state: integrations.get(state, 0) for state in Integration.Status.values},
     }
 
 
-def metrics_gauges_refresh() -> dict:
+def sync_lag_seconds(now) -> float:
+    """How late the latest row is against its integration's schedule: a row due at T for an integration that
+    syncs every F minutes should be sent by T + F. Only integrations that sync on their own count: connected,
+    not paused, on a schedule (a paused or disconnected one keeps its rows on purpose, a manual one waits for
+    Sync Now). One row per integration with due rows, from outbox_pending."""
+    oldest = (
+        OutboxItem.objects.filter(
+            status=OutboxItem.Status.PENDING,
+            next_attempt_at__lte=now,
+            integration__status=Integration.Status.CONNECTED,
+            integration__paused_at=None,
+            integration__frequency__gt=Integration.Frequency.MANUAL,
+        )
+        .values("integration_id", "integration__frequency")
+        .annotate(oldest=Min("next_attempt_at"))
+        .order_by()
+    )
+    late = ((now - row["oldest"] - timedelta(minutes=row["integration__frequency"])).total_seconds() for row in oldest)
+    return max([0.0, *late])
+
+
+def metrics_gauges_refresh(*, beat: bool = True) -> dict:
+    """A fresh snapshot in the cache. ``beat``: the periodic task's (its time is the age gauge's); a scrape's own
+    keeps beat's last time."""
     snapshot = gauges_compute()
-    cache.set(SNAPSHOT_KEY, snapshot, timeout=settings.METRICS_GAUGES_SECONDS * 10)
+    previous = cache.get(SNAPSHOT_KEY) or {}
+    snapshot["beat_at"] = snapshot["at"] if beat else previous.get("beat_at")
+    cache.set(SNAPSHOT_KEY, snapshot, timeout=settings.METRICS_GAUGES_SECONDS * 100)
     return snapshot
 
 
 def gauges_snapshot() -> dict | None:
     snapshot = cache.get(SNAPSHOT_KEY)
-    stale = snapshot is None or time.time() - snapshot["at"] > 3 * settings.METRICS_GAUGES_SECONDS
-    if stale and cache.add(LOCK_KEY, 1, timeout=settings.METRICS_GAUGES_SECONDS):
-        snapshot = metrics_gauges_refresh()
+    period = settings.METRICS_GAUGES_SECONDS
+    stale = snapshot is None or time.time() - snapshot["at"] > 10 * period
+    if stale and cache.add(LOCK_KEY, 1, timeout=10 * period):
+        snapshot = metrics_gauges_refresh(beat=False)
     return snapshot
 
 
@@ -85,7 +109,7 @@ class DatabaseGauges(Collector):
         yield outbox
         yield GaugeMetricFamily(
             "flowsync_sync_lag_seconds",
-            "How long the longest-waiting due outbox row has been due.",
+            "How late the latest outbox row is against its integration's schedule (due time + frequency).",
             value=snapshot["lag"],
         )
         runs = GaugeMetricFamily("flowsync_sync_runs_active", "Runs queued or running.", labels=["state"])
@@ -96,10 +120,11 @@ class DatabaseGauges(Collector):
         for state, count in snapshot["integrations"].items():
             integrations.add_metric([state], count)
         yield integrations
+        beat_at = snapshot.get("beat_at")
         yield GaugeMetricFamily(
             "flowsync_metrics_gauges_age_seconds",
-            "Age of the snapshot these gauges come from (metrics_gauges_refresh).",
-            value=time.time() - snapshot["at"],
+            "Seconds since beat last refreshed these gauges (metrics_gauges_refresh); +Inf: never.",
+            value=time.time() - beat_at if beat_at else float("inf"),
         )
 
 

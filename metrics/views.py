@@ -19,11 +19,11 @@ from metrics.gauges import gauges_registry
 
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    token = settings.METRICS_TOKEN
+    token = settings.METRICS_TOKEN.strip()
     if not token:
         raise Http404
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
         response = HttpResponse("A bearer token is needed.\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response

@@ -315,6 +315,15 @@ def no_gc_pauses():
     gc.enable()
 
 
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server a test starts: a worker's metrics port)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def wait_for(predicate, *, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
     """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
     import time

@@ -414,6 +414,9 @@ def test_metrics_are_answered_to_prometheus_and_never_through_the_proxy(settings
     text = NGINX_CONF.read_text()
     block = re.search(r"location = /metrics \{([^}]*)\}", text)
     assert block and block.group(1).split() == ["return", "404;"]
+    # The internal name is answered only inside the network: the public proxy refuses a request naming it.
+    internal = re.search(r'if \(\$host = "(\w+)"\) \{([^}]*)\}', text)
+    assert internal and internal.group(1) == env["INTERNAL_HOSTS"] and internal.group(2).split() == ["return", "421;"]
 
 
 def test_gunicorn_keeps_the_metrics_files_of_its_workers():

@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import re
-import socket
 import urllib.request
 
 import pytest
@@ -21,7 +20,7 @@ from integrations.sync import sync_now
 from lib.logcontext import JsonLineFormatter, LogContextFilter
 from lib.logredact import RedactSecretsFilter
 from sync_logs.models import SyncRun
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 
 # Every label a metric may carry, and the values a bounded label may take: no workspace, integration,
 # person or free text is ever one (a series per tenant would grow without end).
@@ -178,12 +177,6 @@ def test_every_line_of_a_run_names_the_run_integration_and_workspace_as_json(int
     assert finished["seconds"] >= 0 and {"time", "level", "logger", "message"} <= set(finished)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_serves_its_pools_counters_and_logs_its_tasks_as_json(
@@ -191,7 +184,7 @@ def test_a_worker_serves_its_pools_counters_and_logs_its_tasks_as_json(
 ):
     """Two pool processes count into one multiprocess directory; the worker's main process serves their sum
     on METRICS_PORT. Under LOG_FORMAT=json the worker's lines are JSON, its task events with the task's fields."""
-    port = _free_port()
+    port = free_port()
     worker = start_worker(
         concurrency=2,
         extra_env={
@@ -234,11 +227,35 @@ def test_a_worker_serves_its_pools_counters_and_logs_its_tasks_as_json(
         for raw in worker.log().splitlines():
             if raw.startswith("{"):
                 line = json.loads(raw)
-                if line.get("logger") == "flowsync.tasks" and line.get("run_id") == run.pk:
+                if line.get("logger") == "flowsync.tasks" and line.get("run_id") == run.pk and "seconds" in line:
                     return line
         return None
 
     ended = wait_for(task_line, timeout=30, message="the task's JSON line")
     assert ended["task"].endswith("_task") and ended["task_id"] and ended["seconds"] >= 0
+    assert (ended["integration_id"], ended["workspace_id"]) == (integration.pk, integration.workspace_id)
+    started = [json.loads(r) for r in worker.log().splitlines() if r.startswith("{") and "started" in r]
+    assert any(line["task_id"] == ended["task_id"] for line in started)
     run_lines = [json.loads(r) for r in worker.log().splitlines() if r.startswith("{") and f'"run_id": {run.pk}' in r]
     assert any(line.get("outcome") == "succeeded" and line.get("workspace_id") for line in run_lines)
+
+
+def test_a_json_line_masks_secrets_in_its_traceback_and_its_fields():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLineFormatter())
+    handler.addFilter(RedactSecretsFilter())
+    handler.addFilter(LogContextFilter())
+    log = logging.getLogger("tests.observability.secrets")
+    log.addHandler(handler)
+    try:
+        try:
+            raise RuntimeError("refused: Authorization: Bearer abcdefghijklmnop1234 api_key=SECRETSECRET9876")
+        except RuntimeError:
+            log.exception("call failed", extra={"detail": "Api-Key: zyxwvutsrqponm5555"})
+    finally:
+        log.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    text = json.dumps(line)
+    assert "abcdefghijklmnop" not in text and "SECRETSECRET" not in text and "zyxwvutsrqponm" not in text
+    assert "…1234" in line["exc_info"] and "…9876" in line["exc_info"] and line["detail"].endswith("…5555")

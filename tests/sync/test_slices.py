@@ -9,10 +9,12 @@ write), nothing is lost when a worker dies between two slices.
 from __future__ import annotations
 
 import re
+import urllib.request
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from field_mapping.services import RowChoice, mapping_save
 from flows.services import contact_capture
@@ -23,7 +25,7 @@ from integrations.services import integration_connect
 from integrations.sync import sync_now
 from sync_logs import ledger
 from sync_logs.models import SyncRun
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 from tests.factories import make_flow
 from tests.sync.conftest import delivered_log_rows_per_contact
 from tests.sync.test_worker_sync import _fault_pid, _process_state, _worker_env
@@ -160,14 +162,20 @@ def test_a_worker_killed_between_two_slices_loses_nothing(
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_long_wait_for_the_rate_budget_gives_the_worker_slot_back(
-    integration, capture, other_workspace, iterable, start_worker, settings
+    integration, capture, other_workspace, iterable, start_worker, settings, tmp_path
 ):
     """Workspace A's first push is answered 429 with Retry-After: 4. Instead of sleeping 4 s in the only
     worker slot, A's run hands the slot back with its next slice queued for after the wait; workspace B's
     run, pressed meanwhile, is done before A's resumes. Nothing of A's is counted as a failed attempt."""
     capture(4)
     iterable.fault("/api/users/bulkUpdate", status=429, headers={"Retry-After": "4"})
-    worker = start_worker(extra_env=_slices_env(iterable, SYNC_SLICE_YIELD_SECONDS=1), concurrency=1)
+    port = free_port()
+    metrics_env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "METRICS_PORT": port,
+        "METRICS_ADDR": "127.0.0.1",
+    }
+    worker = start_worker(extra_env=_slices_env(iterable, SYNC_SLICE_YIELD_SECONDS=1, **metrics_env), concurrency=1)
     settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
     waiting = sync_now(integration=integration)
     wait_for(  # handed on, its heartbeat dated when the budget has room again
@@ -186,6 +194,15 @@ def test_a_long_wait_for_the_rate_budget_gives_the_worker_slot_back(
     wait_for(lambda: SyncRun.objects.get(pk=waiting.pk).status == "succeeded", timeout=30, message="the run")
     assert SyncRun.objects.get(pk=waiting.pk).delivered == 4
     assert set(OutboxItem.objects.filter(integration=integration).values_list("attempts", flat=True)) == {1}
+    # The wait outside the worker is counted: the metrics a dashboard reads the budget's pressure from.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        samples = {
+            (s.name, s.labels.get("destination")): s.value
+            for family in text_string_to_metric_families(answer.read().decode())
+            for s in family.samples
+        }
+    assert samples[("flowsync_sync_budget_handbacks_total", "iterable")] >= 1
+    assert samples[("flowsync_sync_budget_handback_wait_seconds_total", "iterable")] >= 3
 
 
 @pytest.mark.django_db
