@@ -401,6 +401,9 @@ SYNC_SLICE_SECONDS = env_float("SYNC_SLICE_SECONDS", 2.0)
 SYNC_SLICE_BATCHES = env_int("SYNC_SLICE_BATCHES", 20)
 SYNC_SLICE_YIELD_SECONDS = env_float("SYNC_SLICE_YIELD_SECONDS", 2.0)
 SYNC_LOG_RETENTION_DAYS = env_int("SYNC_LOG_RETENTION_DAYS", 90)  # log rows go; run summaries stay
+# The runs' HTTP exchanges (sync_logs.exchanges): the log retention unless shorter; their bodies make them the
+# bulkier table of the two for runs of a few contacts.
+EXCHANGE_LOG_RETENTION_DAYS = env_int("EXCHANGE_LOG_RETENTION_DAYS", SYNC_LOG_RETENTION_DAYS)
 # The exchange log (sync_logs/exchanges.py): every HTTP try a run makes, kept as long as its log rows.
 EXCHANGE_LOG_BODY_CHARS = env_int("EXCHANGE_LOG_BODY_CHARS", 4000)  # each body's text kept, masked, then cut
 EXCHANGE_LOG_MAX_PER_RUN = env_int("EXCHANGE_LOG_MAX_PER_RUN", 2000)  # then only failed ones, as many again

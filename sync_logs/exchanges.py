@@ -5,8 +5,9 @@ sent it (a push may send its parts side by side). :class:`ExchangeLog` is that r
 try is kept and holds it in memory; the engine writes what it holds with one bulk insert at each batch's end and
 when the run's slice ends, however it ends (integrations.engine._carry_out).
 
-Bounded per run: the first EXCHANGE_LOG_MAX_PER_RUN tries are kept whatever they are, then only failed ones (no
-answer, or a status of 400 or more), up to as many again; the rest are counted on the run
+Bounded per run: the first EXCHANGE_LOG_MAX_PER_RUN tries are kept whatever they are (one endpoint's
+successes taking at most half of them once the run calls another), then only failed ones (no answer, or a
+status of 400 or more), up to as many again; the rest are counted on the run
 (``SyncRun.exchanges_dropped``), so its page can say what it does not show. A run is carried by several slices,
 perhaps in several processes: each slice's log starts from the count the database holds.
 
@@ -20,12 +21,13 @@ import json
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, QuerySet, TextField
+from django.db.models import Count, F, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from lib import jsoncodec
@@ -46,10 +48,13 @@ _CUT = re.compile(r"… \(([\d,]+) more characters\)\Z")
 class ExchangeLog:
     """One slice's recorder of one run's exchanges (thread-safe): what it keeps waits in memory for a flush."""
 
-    def __init__(self, run_id: int, *, kept: int, limit: int) -> None:
+    def __init__(self, run_id: int, *, kept: int, limit: int, per_endpoint: Counter | None = None) -> None:
         self.run_id = run_id
         self.limit = limit
         self._kept = kept  # over the whole run: what the database held when this slice began, and this slice's
+        # Successes kept per endpoint over the run: once a second endpoint is called, one endpoint takes at most
+        # half the bound, so that a lookup per record (an existence check) cannot leave no room for the pushes.
+        self._per_endpoint = per_endpoint if per_endpoint is not None else Counter()
         self._buffer: list[Exchange] = []
         self._dropped = 0  # not yet added to the run's count
         self._lock = threading.Lock()
@@ -58,8 +63,14 @@ class ExchangeLog:
         failed = exchange.status is None or exchange.status >= 400
         with self._lock:
             # Past the bound a failure is still worth keeping: it is what support looks for.
-            if self._kept < self.limit or (failed and self._kept < 2 * self.limit):
+            endpoint = (exchange.method, exchange.endpoint)
+            alone = set(self._per_endpoint) <= {endpoint}  # the only endpoint the run has called so far
+            share = alone or self._per_endpoint[endpoint] < max(1, self.limit // 2)
+            room = self._kept < self.limit and share
+            if (room and not failed) or (failed and self._kept < 2 * self.limit):
                 self._kept += 1
+                if not failed:
+                    self._per_endpoint[endpoint] += 1
                 self._buffer.append(exchange)
             else:
                 self._dropped += 1
@@ -78,10 +89,13 @@ def exchange_log_open(*, run_id: int) -> ExchangeLog:
     limit = max(0, settings.EXCHANGE_LOG_MAX_PER_RUN)
     try:
         kept = SyncExchange.objects.filter(run_id=run_id)[: 2 * limit].count() if limit else 0
+        # Earlier slices' successes per endpoint (a run keeps a few thousand rows at most: one index range).
+        succeeded = SyncExchange.objects.filter(run_id=run_id, status__lt=400).values_list("method", "endpoint")
+        per_endpoint = Counter({(m, e): n for m, e, n in succeeded.annotate(n=Count("id")).order_by()})
     except Exception:  # the log is an observer: a sync goes on without it
         logger.exception("Sync run %s: its exchange log could not be counted; this slice keeps none", run_id)
-        kept = 2 * limit
-    return ExchangeLog(run_id, kept=kept, limit=limit)
+        kept, per_endpoint = 2 * limit, Counter()
+    return ExchangeLog(run_id, kept=kept, limit=limit, per_endpoint=per_endpoint)
 
 
 def exchange_log_flush(log: ExchangeLog | None) -> int:

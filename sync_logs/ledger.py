@@ -355,13 +355,14 @@ def sync_logs_purge(*, days: int | None = None, batch: int = 10_000) -> int:
 
     Elsewhere (SQLite) and on a plain table: the batches per run of finished runs, as before.
 
-    The runs' HTTP exchanges (sync_logs.exchanges) older than ``days`` go too, in batches by age; they
-    are not counted in the return value.
+    The runs' HTTP exchanges (sync_logs.exchanges) older than ``days`` (or EXCHANGE_LOG_RETENTION_DAYS, when
+    shorter) go too, in batches by age; they are not counted in the return value.
     """
     days = settings.SYNC_LOG_RETENTION_DAYS if days is None else days
     cutoff = timezone.now() - timedelta(days=days)
-    if exchanges := exchanges_purge(before=cutoff, batch=batch):
-        logger.info("Retention: deleted %s sync-run HTTP exchanges older than %s days", exchanges, days)
+    exchange_days = min(days, settings.EXCHANGE_LOG_RETENTION_DAYS)
+    if exchanges := exchanges_purge(before=timezone.now() - timedelta(days=exchange_days), batch=batch):
+        logger.info("Retention: deleted %s sync-run HTTP exchanges older than %s days", exchanges, exchange_days)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             if partitions.is_partitioned(cursor):

@@ -5,6 +5,7 @@ retention and erasure. Against the emulators over real HTTP, on the real databas
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -244,3 +245,27 @@ def test_a_request_a_late_slice_writes_after_the_erasure_is_scrubbed_too(
     assert erasure.erasure_step_attempt(step.pk) == "done"
     late.refresh_from_db()
     assert (late.carries, late.request_body) == ([], "(erased)")
+
+
+def test_lookups_per_record_leave_room_for_the_pushes(integration, capture, iterable, run_sync, settings):
+    """'Leave existing people unchanged' looks each person up first. With a bound of eight and batches of
+    three: the first batch's lookups are kept while they are the only endpoint, then lookups stop at half the
+    bound and every push that carried the people is kept."""
+    settings.EXCHANGE_LOG_MAX_PER_RUN = 8
+    settings.SYNC_BATCH_SIZE = 3
+    integration.overwrite_existing = False
+    integration.save(update_fields=["overwrite_existing"])
+    capture(9)
+    run = run_sync(integration)
+    kept = Counter(e.endpoint for e in SyncExchange.objects.filter(run=run))
+    assert kept[PUSH] == 3 and kept["/api/users/getByEmail"] == 4
+
+
+def test_the_exchanges_may_be_kept_shorter_than_the_log_rows(integration, capture, run_sync, settings):
+    settings.EXCHANGE_LOG_RETENTION_DAYS = 7
+    capture(1)
+    run = run_sync(integration)
+    SyncExchange.objects.filter(run=run).update(created_at=timezone.now() - timedelta(days=8))
+    ledger.sync_logs_purge(batch=10)
+    assert not SyncExchange.objects.filter(run=run).exists()
+    assert run.records.exists()  # the log rows keep SYNC_LOG_RETENTION_DAYS
