@@ -259,26 +259,22 @@ def test_a_malformed_encryption_key_is_refused_even_in_development():
     assert out.returncode != 0 and "FLOWSYNC_ENCRYPTION_KEYS: key 2 is not a Fernet key" in out.stderr
 
 
-def test_a_typo_in_a_boolean_is_refused():
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DEBUG", "ture", "DEBUG='ture' is not a boolean"),
+        ("LOG_FORMAT", "jsno", "LOG_FORMAT='jsno' is not one of plain, json"),
+    ],
+)
+def test_a_typo_in_a_setting_is_refused(name, value, message):
     out = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "ture"},
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", name: value},
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    assert out.returncode != 0 and "DEBUG='ture' is not a boolean" in out.stderr
-
-
-def test_an_unknown_log_format_is_refused():
-    out = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_FORMAT": "jsno"},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode != 0 and "LOG_FORMAT='jsno' is not one of plain, json" in out.stderr
+    assert out.returncode != 0 and message in out.stderr
 
 
 def test_the_filesystem_broker_keeps_its_files_under_its_folder(tmp_path):

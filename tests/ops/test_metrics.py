@@ -23,6 +23,21 @@ def token(settings):
     cache.delete_many([SNAPSHOT_KEY, LOCK_KEY])
 
 
+@pytest.fixture
+def connected(workspace_a, alice, iterable):
+    """Workspace A connected to the Iterable emulator, and a flow of its own: (flow, integration)."""
+    from integrations.services import integration_connect
+    from tests.factories import make_flow
+
+    integration = integration_connect(
+        workspace=workspace_a,
+        actor=alice,
+        kind="iterable",
+        data={"api_key": iterable.keys.server_side, "region": "us", "project_type": "hybrid"},
+    )
+    return make_flow(workspace_a, name="Gauges"), integration
+
+
 def _gauges(content: bytes) -> dict[tuple, float]:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -52,19 +67,11 @@ def test_a_wrong_or_missing_token_is_refused(client, token):
     assert client.get("/metrics", HTTP_AUTHORIZATION=f"bearer {token}").status_code == 200  # the scheme is case-blind
 
 
-def test_the_gauges_count_the_outbox_and_a_scrape_reads_the_snapshot(client, token, workspace_a, alice, iterable):
-    from integrations.models import OutboxItem
-    from integrations.services import integration_connect
-    from tests.factories import make_flow
-
-    flow = make_flow(workspace_a, name="Gauges")
-    integration_connect(
-        workspace=workspace_a,
-        actor=alice,
-        kind="iterable",
-        data={"api_key": iterable.keys.server_side, "region": "us", "project_type": "hybrid"},
-    )
+def test_the_gauges_count_the_outbox_and_a_scrape_reads_the_snapshot(client, token, connected):
     from flows.services import contact_capture
+    from integrations.models import OutboxItem
+
+    flow, _ = connected
 
     for i in range(3):
         contact_capture(flow=flow, raw={"email": f"g{i}@example.com"}, source="api")
@@ -101,26 +108,16 @@ def test_a_stale_snapshot_is_computed_by_one_scrape_only_and_its_age_is_beats(cl
     assert _gauges(again.content)[("flowsync_metrics_gauges_age_seconds", ())] > 10 * settings.METRICS_GAUGES_SECONDS
 
 
-def test_the_lag_counts_against_each_integrations_schedule_and_only_those_that_sync_on_their_own(
-    token, workspace_a, alice, iterable
-):
+def test_the_lag_counts_against_each_integrations_schedule_and_only_those_that_sync_on_their_own(token, connected):
     from datetime import timedelta
 
     from django.utils import timezone
 
     from flows.services import contact_capture
     from integrations.models import Integration, OutboxItem
-    from integrations.services import integration_connect
     from metrics.gauges import metrics_gauges_refresh
-    from tests.factories import make_flow
 
-    flow = make_flow(workspace_a, name="Lag")
-    integration = integration_connect(
-        workspace=workspace_a,
-        actor=alice,
-        kind="iterable",
-        data={"api_key": iterable.keys.server_side, "region": "us", "project_type": "hybrid"},
-    )
+    flow, integration = connected
     contact_capture(flow=flow, raw={"email": "late@example.com"}, source="api")
     OutboxItem.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=100))
     assert metrics_gauges_refresh()["lag"] == 0  # manual only: it waits for Sync Now by design
