@@ -304,6 +304,17 @@ def test_the_filesystem_broker_keeps_its_files_under_its_folder(tmp_path):
     assert list((broker_dir / "control").glob("*.exchange"))
 
 
+def _as_the_web_service(settings, env: dict[str, str]) -> None:
+    """This process's settings as the web service's environment ``env`` makes them (read in a subprocess): the
+    host, HTTPS and proxy settings a request meets first."""
+    values = _settings_in_subprocess(env)
+    settings.DEBUG = values["DEBUG"]
+    settings.ALLOWED_HOSTS = values["HOSTS"]
+    settings.SECURE_SSL_REDIRECT = values["SSL_REDIRECT"]
+    settings.SECURE_REDIRECT_EXEMPT = values["REDIRECT_EXEMPT"]
+    settings.SECURE_PROXY_SSL_HEADER = tuple(values["PROXY"])
+
+
 @pytest.mark.django_db
 def test_the_web_healthcheck_is_answered_200_under_the_compose_settings(settings):
     """The request the compose healthcheck makes, replayed through Django with the web service's settings:
@@ -316,12 +327,7 @@ def test_the_web_healthcheck_is_answered_200_under_the_compose_settings(settings
 
     assert COMPOSE["services"]["web"]["healthcheck"]["test"] == ["CMD", "python", "-m", "health.probe"]
     env = _service_env("web", PROVIDED)
-    values = _settings_in_subprocess(env)
-    settings.DEBUG = values["DEBUG"]
-    settings.ALLOWED_HOSTS = values["HOSTS"]
-    settings.SECURE_SSL_REDIRECT = values["SSL_REDIRECT"]
-    settings.SECURE_REDIRECT_EXEMPT = values["REDIRECT_EXEMPT"]
-    settings.SECURE_PROXY_SSL_HEADER = tuple(values["PROXY"])
+    _as_the_web_service(settings, env)
     probe = health_request(env)
     url = urlsplit(probe.full_url)
     assert (url.scheme, url.netloc) == ("http", "127.0.0.1:8000")  # gunicorn's bind in the Dockerfile
@@ -394,12 +400,7 @@ def test_metrics_are_answered_to_prometheus_and_never_through_the_proxy(settings
     from django.test import Client
 
     env = _service_env("web", {**PROVIDED, "METRICS_TOKEN": "t" * 32})
-    values = _settings_in_subprocess(env)
-    settings.DEBUG = values["DEBUG"]
-    settings.ALLOWED_HOSTS = values["HOSTS"]
-    settings.SECURE_SSL_REDIRECT = values["SSL_REDIRECT"]
-    settings.SECURE_REDIRECT_EXEMPT = values["REDIRECT_EXEMPT"]
-    settings.SECURE_PROXY_SSL_HEADER = tuple(values["PROXY"])
+    _as_the_web_service(settings, env)
     settings.METRICS_TOKEN = env["METRICS_TOKEN"]
     client = Client()
     answer = client.get("/metrics", headers={"Host": "web:8000", "Authorization": f"Bearer {'t' * 32}"})
