@@ -283,12 +283,10 @@ def _store(contacts: list[Contact]) -> list[Contact]:
     from integrations.outbox import contact_insert_queued, outbox_enqueue
 
     links = {id(c): _confirmation_start(c) for c in contacts if c.flow.double_opt_in}
-    # Counted as stored: a caller's transaction rolled back after this would leave the count one high,
-    # which a rate read over minutes absorbs (an on-commit hook per capture would not be free).
-    for source, count in Counter(c.source for c in contacts).items():
-        metrics.contacts_captured(source, count)
     if len(contacts) == 1 and not links and connection.vendor == "postgresql":
-        return [contact_insert_queued(contacts[0])]  # one statement: the capture hot path
+        stored = [contact_insert_queued(contacts[0])]  # one statement: the capture hot path
+        _captured_count(stored)
+        return stored
     with transaction.atomic():
         stored = Contact.objects.bulk_create(contacts)
         by_workspace: dict[int, list[int]] = {}
@@ -299,7 +297,15 @@ def _store(contacts: list[Contact]) -> list[Contact]:
                 by_workspace.setdefault(contact.workspace_id, []).append(contact.pk)
         for workspace_id, ids in by_workspace.items():
             outbox_enqueue(workspace_id=workspace_id, contact_ids=ids)
+    _captured_count(stored)
     return stored
+
+
+def _captured_count(stored: list[Contact]) -> None:
+    """Count what was stored. A caller's transaction rolled back after this leaves the count high by its
+    contacts, which a rate read over minutes absorbs (an on-commit hook per capture would not be free)."""
+    for source, count in Counter(c.source for c in stored).items():
+        metrics.contacts_captured(source, count)
 
 
 # --- Double opt-in ------------------------------------------------------------------------------

@@ -137,6 +137,11 @@ def run_closed(*, trigger: str, outcome: str, seconds: float | None) -> None:
         SYNC_RUN_DURATION.labels(trigger).observe(seconds)
 
 
+def run_reaped(*, trigger: str) -> None:
+    run_closed(trigger=trigger, outcome="abandoned", seconds=None)
+    SYNC_RUNS_REAPED.inc()
+
+
 def records_written(destination: str, outcomes: Iterable[tuple[str, str]]) -> None:
     """Count log rows by (outcome, error code): one increment per distinct pair, not per row."""
     for (outcome, code), count in Tally(outcomes).items():

@@ -256,8 +256,7 @@ def sync_runs_reap(*, timeout: timedelta | None = None) -> int:
                 status=Status.PENDING, run=None, claimed_at=None, sent_before=True
             )
             reaped += 1
-        metrics.run_closed(trigger=trigger, outcome=SyncRun.Status.ABANDONED, seconds=None)
-        metrics.SYNC_RUNS_REAPED.inc()
+        metrics.run_reaped(trigger=trigger)
         logger.warning("Sync run %s abandoned: its worker stopped answering", run_id, extra={"run_id": run_id})
     return reaped
 

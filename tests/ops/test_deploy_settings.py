@@ -416,9 +416,19 @@ def test_metrics_are_answered_to_prometheus_and_never_through_the_proxy(settings
     assert internal and internal.group(1) == env["INTERNAL_HOSTS"] and internal.group(2).split() == ["return", "421;"]
 
 
-def test_gunicorn_keeps_the_metrics_files_of_its_workers():
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    assert '"--config", "config/gunicorn.py"' in dockerfile
+def test_gunicorn_starts_the_metrics_files_afresh_and_keeps_an_exited_workers_counts(tmp_path, monkeypatch):
+    """The hooks as gunicorn calls them, on a multiprocess directory: the master's start removes a previous
+    container's files; a worker's exit removes only its live gauges (prometheus-client's mark_process_dead)."""
+    assert '"--config", "config/gunicorn.py"' in (ROOT / "Dockerfile").read_text()
+    from types import SimpleNamespace
+
     from config import gunicorn
 
-    assert callable(gunicorn.on_starting) and callable(gunicorn.child_exit)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "counter_1.db").write_bytes(b"")  # a previous container's worker
+    gunicorn.on_starting(server=None)
+    assert not list(tmp_path.iterdir())
+    for name in ("counter_42.db", "gauge_livesum_42.db", "gauge_all_42.db"):
+        (tmp_path / name).write_bytes(b"")
+    gunicorn.child_exit(server=None, worker=SimpleNamespace(pid=42))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_42.db", "gauge_all_42.db"]

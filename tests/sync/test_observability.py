@@ -22,6 +22,8 @@ from lib.logredact import RedactSecretsFilter
 from sync_logs.models import SyncRun
 from tests.conftest import free_port, wait_for
 
+PUSH = "/api/users/bulkUpdate"
+
 # Every label a metric may carry, and the values a bounded label may take: no workspace, integration,
 # person or free text is ever one (a series per tenant would grow without end).
 LABELS = {"source", "trigger", "outcome", "destination", "endpoint", "status", "error_code", "state", "le"}
@@ -259,3 +261,34 @@ def test_a_json_line_masks_secrets_in_its_traceback_and_its_fields():
     text = json.dumps(line)
     assert "abcdefghijklmnop" not in text and "SECRETSECRET" not in text and "zyxwvutsrqponm" not in text
     assert "…1234" in line["exc_info"] and "…9876" in line["exc_info"] and line["detail"].endswith("…5555")
+
+
+@pytest.mark.django_db
+def test_a_request_without_an_answer_is_counted_as_none(integration, capture, iterable, settings):
+    """A dropped connection (no status at all) is a try of its own under status "none"; the retry after it is
+    counted as the 200 it got."""
+    settings.DESTINATION_MAX_RETRIES = 1
+    none = _value("flowsync_destination_requests_total", destination="iterable", endpoint=f"POST {PUSH}", status="none")
+    iterable.fault(PUSH, kind="drop")
+    capture(1)
+    run = _run(integration)
+    assert run.delivered == 1
+    assert (
+        _value("flowsync_destination_requests_total", destination="iterable", endpoint=f"POST {PUSH}", status="none")
+        == none + 1
+    )
+
+
+@pytest.mark.django_db
+def test_a_reaped_run_is_counted(integration):
+    from datetime import timedelta
+
+    from sync_logs import ledger
+
+    reaped = _value("flowsync_sync_runs_reaped_total")
+    abandoned = _value("flowsync_sync_runs_total", trigger="manual", outcome="abandoned")
+    run = ledger.run_create(integration=integration, trigger=SyncRun.Trigger.MANUAL)
+    ledger.run_start(run.pk)
+    assert ledger.sync_runs_reap(timeout=timedelta(seconds=-1)) == 1
+    assert _value("flowsync_sync_runs_reaped_total") == reaped + 1
+    assert _value("flowsync_sync_runs_total", trigger="manual", outcome="abandoned") == abandoned + 1
